@@ -1,0 +1,50 @@
+"""pql: an embeddable, tenant-safe query engine for workflow-orchestrator audit data.
+
+>>> import pql
+>>> engine = pql.Engine.in_memory()
+>>> result = engine.query("FIND receipts SINCE 7d", tenant="acme")
+>>> result.df.height, result.truncated
+(0, False)
+
+Every query runs for exactly one tenant; a query that breaks a safety rule is refused before it
+runs; every failure is a :class:`PQLError` with a stable code.
+"""
+
+from pql.catalog import Catalog, Column, DataType, Subject
+from pql.engine import Engine, Prepared
+from pql.errors import (
+    AuthError,
+    InputError,
+    InternalError,
+    ParseError,
+    PQLError,
+    QueryError,
+    SafetyError,
+    Span,
+)
+from pql.limits import Limits
+from pql.parser import parse
+from pql.result import Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "Catalog",
+    "Column",
+    "DataType",
+    "Engine",
+    "InputError",
+    "InternalError",
+    "Limits",
+    "PQLError",
+    "ParseError",
+    "Prepared",
+    "QueryError",
+    "Result",
+    "SafetyError",
+    "Span",
+    "Subject",
+    "__version__",
+    "parse",
+]

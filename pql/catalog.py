@@ -1,0 +1,226 @@
+"""Subjects, their columns and types.
+
+The catalog is what the semantic pass checks names and types against. ``receipts`` and
+``decisions`` are built in; :meth:`Catalog.register` lets an embedding application or adapter add
+subjects of its own, and ingest widens a subject with the extra columns it sees (they are kept and
+queryable).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+import polars as pl
+
+from pql.errors import InputError, InternalError
+
+__all__ = [
+    "DECISIONS",
+    "RECEIPTS",
+    "Catalog",
+    "Column",
+    "DataType",
+    "Subject",
+    "suggest",
+]
+
+
+class DataType(enum.Enum):
+    """The value types PQL knows."""
+
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    TIMESTAMP = "timestamp"
+
+    @property
+    def numeric(self) -> bool:
+        return self in (DataType.INT, DataType.FLOAT)
+
+    @property
+    def polars(self) -> pl.DataType:
+        return _TO_POLARS[self]
+
+    @classmethod
+    def from_polars(cls, dtype: pl.DataType) -> DataType | None:
+        """The PQL type of a Polars dtype, or ``None`` if PQL cannot query it."""
+        if dtype in (pl.Utf8, pl.String, pl.Categorical, pl.Enum) or isinstance(
+            dtype, (pl.Categorical, pl.Enum)
+        ):
+            return cls.STRING
+        if dtype.is_integer():
+            return cls.INT
+        if dtype.is_float():
+            return cls.FLOAT
+        if dtype == pl.Boolean:
+            return cls.BOOL
+        if isinstance(dtype, pl.Datetime):
+            return cls.TIMESTAMP
+        return None
+
+
+_TO_POLARS: dict[DataType, pl.DataType] = {
+    DataType.STRING: pl.String(),
+    DataType.INT: pl.Int64(),
+    DataType.FLOAT: pl.Float64(),
+    DataType.BOOL: pl.Boolean(),
+    DataType.TIMESTAMP: pl.Datetime("us", "UTC"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a subject."""
+
+    name: str
+    type: DataType
+    nullable: bool = True
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A queryable record type, such as ``receipts``.
+
+    ``key`` is the column that identifies a record within a tenant (duplicates are stored once);
+    ``order`` the columns that give rows their default order.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: str
+    order: tuple[str, ...] = ("ts",)
+    doc: str = ""
+    _by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {c.name: c for c in self.columns}
+        if len(by_name) != len(self.columns):
+            raise InternalError("PQL-X010", f"subject {self.name!r} has duplicate columns")
+        for needed in ("tenant", "ts", self.key, *self.order):
+            if needed not in by_name:
+                raise InternalError("PQL-X011", f"subject {self.name!r} lacks column {needed!r}")
+        object.__setattr__(self, "_by_name", by_name)
+
+    def column(self, name: str) -> Column | None:
+        return self._by_name.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.required)
+
+    def with_column(self, column: Column) -> Subject:
+        """A copy with one more (extra) column."""
+        return replace(self, columns=(*self.columns, column))
+
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        return {c.name: c.type.polars for c in self.columns}
+
+
+def _req(name: str, type_: DataType, nullable: bool = False, doc: str = "") -> Column:
+    return Column(name, type_, nullable=nullable, required=True, doc=doc)
+
+
+S, F, T = DataType.STRING, DataType.FLOAT, DataType.TIMESTAMP
+
+RECEIPTS = Subject(
+    name="receipts",
+    key="executionId",
+    order=("ts", "executionId"),
+    doc="One record per workflow execution.",
+    columns=(
+        _req("executionId", S, doc="unique within a tenant"),
+        _req("tenant", S),
+        _req("region", S),
+        _req("ts", T, doc="execution time, UTC, microseconds"),
+        _req("workflow", S),
+        _req("status", S, doc="ok, error, rollback, others allowed"),
+        _req("latency_ms", F, nullable=True),
+        _req("cost_usd", F, nullable=True),
+    ),
+)
+
+DECISIONS = Subject(
+    name="decisions",
+    key="decisionId",
+    order=("ts", "executionId", "decisionId"),
+    doc="Policy decisions taken for an execution.",
+    columns=(
+        _req("decisionId", S, doc="unique within a tenant"),
+        _req("executionId", S, nullable=True, doc="the receipt it belongs to (may have none)"),
+        _req("tenant", S),
+        _req("region", S),
+        _req("ts", T),
+        _req("rule", S),
+        _req("effect", S, doc="allow or deny"),
+        _req("policy_version", S),
+    ),
+)
+
+
+class Catalog:
+    """The subjects an engine knows. Mutated only by registration and by ingest (extra columns)."""
+
+    def __init__(self, subjects: Iterable[Subject] = (RECEIPTS, DECISIONS)) -> None:
+        self._subjects: dict[str, Subject] = {}
+        for subject in subjects:
+            self.register(subject)
+
+    def register(self, subject: Subject) -> None:
+        """Add a subject; a second subject of the same name is refused."""
+        if subject.name in self._subjects:
+            raise InputError("PQL-E040", f"a subject named {subject.name!r} is already registered")
+        self._subjects[subject.name] = subject
+
+    def __getitem__(self, name: str) -> Subject:
+        return self._subjects[name]
+
+    def get(self, name: str) -> Subject | None:
+        return self._subjects.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._subjects
+
+    def __iter__(self) -> Iterator[Subject]:
+        return iter(self._subjects.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._subjects)
+
+    def add_extra(self, subject: str, name: str, type_: DataType) -> None:
+        """Widen ``subject`` with an extra column seen at ingest."""
+        current = self._subjects[subject]
+        existing = current.column(name)
+        if existing is not None:
+            if existing.type is not type_:
+                raise InputError(
+                    "PQL-E052",
+                    f"column {subject}.{name} is {existing.type.value} in stored data "
+                    f"but {type_.value} in this file",
+                    hints=("cast the column to the stored type before ingesting",),
+                )
+            return
+        self._subjects[subject] = current.with_column(Column(name, type_))
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to a misspelt name, if any is close enough."""
+    pool = list(candidates)
+    lowered = {c.lower(): c for c in pool}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    found = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    return found[0] if found else None

@@ -1,0 +1,179 @@
+"""Plan -> lazy Polars query. Compiles; never collects.
+
+One public entry, :func:`compile_plan`. Dispatch is by node type; an unknown node is a loud
+internal error. Scans ask the store only for one tenant's rows in the window (partition pruning),
+and only for the columns the plan reads (projection pruning); Polars pushes the remaining
+predicates into the scan.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any
+
+import polars as pl
+
+from pql.ast import AggFunc, CompareOp
+from pql.catalog import Catalog, DataType
+from pql.errors import InternalError
+from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
+from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort
+from pql.storage.base import Store
+
+__all__ = ["Compiled", "ScanInfo", "compile_plan", "predicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanInfo:
+    subject: str
+    partitions: int
+    rows: int
+
+
+@dataclass(slots=True)
+class Compiled:
+    """A lazy query ready to run, and what compiling it learned about the scans."""
+
+    frame: pl.LazyFrame
+    cap: int | None
+    scans: list[ScanInfo] = field(default_factory=list)
+
+    @property
+    def rows_scanned(self) -> int:
+        return sum(s.rows for s in self.scans)
+
+    @property
+    def partitions_read(self) -> int:
+        return sum(s.partitions for s in self.scans)
+
+
+def compile_plan(plan: Node, store: Store, catalog: Catalog) -> Compiled:
+    """Turn a safe, optimized plan into a :class:`Compiled` lazy query."""
+    scans: list[ScanInfo] = []
+    cap: int | None = None
+    if isinstance(plan, Limit) and plan.cap:
+        cap = plan.count
+        # One row more than the cap tells the runner whether rows were cut.
+        frame = _compile(plan.input, store, catalog, scans).head(cap + 1)
+    else:
+        frame = _compile(plan, store, catalog, scans)
+    return Compiled(frame, cap, scans)
+
+
+def _compile(node: Node, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> pl.LazyFrame:
+    match node:
+        case Scan():
+            return _scan(node, store, catalog, scans)
+        case Filter(input=inner, predicate=pred):
+            return _compile(inner, store, catalog, scans).filter(predicate(pred))
+        case Join(left=left, right=right, left_key=lk, right_key=rk):
+            if lk is None or rk is None:
+                raise InternalError("PQL-X004", "a join without a condition reached the compiler")
+            return _compile(left, store, catalog, scans).join(
+                _compile(right, store, catalog, scans),
+                left_on=lk.qualified,
+                right_on=rk.qualified,
+                how="inner",
+                coalesce=False,
+            )
+        case Aggregate(input=inner, keys=keys, aggregates=aggs):
+            frame = _compile(inner, store, catalog, scans)
+            exprs = [_aggregate(a) for a in aggs]
+            if keys:
+                return frame.group_by([k.qualified for k in keys]).agg(exprs)
+            return frame.select(exprs)
+        case Sort(input=inner, keys=keys):
+            return _compile(inner, store, catalog, scans).sort(
+                [k.name for k in keys],
+                descending=[k.descending for k in keys],
+                nulls_last=True,
+            )
+        case Limit(input=inner, count=count):
+            return _compile(inner, store, catalog, scans).head(count)
+        case Project(input=inner, columns=cols):
+            return _compile(inner, store, catalog, scans).select(
+                [pl.col(src).alias(out) for src, out in cols]
+            )
+    raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
+
+
+def _scan(node: Scan, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> pl.LazyFrame:
+    subject = catalog[node.subject]
+    wanted = [c.name for c in node.columns]
+    request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
+    got = store.scan(node.tenant, subject, node.start, node.end, request)
+    scans.append(ScanInfo(node.subject, got.partitions, got.rows))
+    frame = got.frame.filter(pl.col("tenant") == node.tenant)
+    if not got.exact:
+        frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
+    return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+
+
+def _lit_ts(value: Any) -> pl.Expr:
+    return pl.lit(value, dtype=pl.Datetime("us", "UTC"))
+
+
+def _const(c: Const) -> pl.Expr:
+    if c.type is DataType.TIMESTAMP:
+        return _lit_ts(c.value)
+    return pl.lit(c.value)
+
+
+_OPS: dict[CompareOp, Callable[[Any, Any], Any]] = {
+    CompareOp.EQ: operator.eq,
+    CompareOp.NE: operator.ne,
+    CompareOp.LT: operator.lt,
+    CompareOp.LE: operator.le,
+    CompareOp.GT: operator.gt,
+    CompareOp.GE: operator.ge,
+}
+
+
+def predicate(pred: Pred) -> pl.Expr:
+    """A bound predicate as a Polars expression with SQL's three-valued logic."""
+    match pred:
+        case Cmp(col=col, op=op, value=value):
+            result: pl.Expr = _OPS[op](pl.col(col.qualified), _const(value))
+            return result
+        case In(col=col, values=values, negated=negated):
+            column = pl.col(col.qualified)
+            if col.type.numeric and any(v.type is DataType.FLOAT for v in values):
+                column = column.cast(pl.Float64)
+                items: list[Any] = [float(v.value) for v in values]  # type: ignore[arg-type]
+                series = pl.Series(items, dtype=pl.Float64)
+            else:
+                items = [v.value for v in values]
+                series = pl.Series(items, dtype=col.type.polars)
+            member = column.is_in(series.implode())
+            return ~member if negated else member
+        case Null(col=col, negated=negated):
+            return pl.col(col.qualified).is_not_null() if negated else pl.col(col.qualified).is_null()
+        case Negate(operand=inner):
+            return ~predicate(inner)
+        case AllOf(operands=ops):
+            return reduce(operator.and_, (predicate(o) for o in ops))
+        case AnyOf(operands=ops):
+            return reduce(operator.or_, (predicate(o) for o in ops))
+    raise InternalError("PQL-X006", f"the compiler met an unknown predicate {type(pred).__name__}")
+
+
+def _aggregate(spec: AggSpec) -> pl.Expr:
+    if spec.col is None:
+        return pl.len().cast(pl.Int64).alias(spec.name)
+    col = pl.col(spec.col.qualified)
+    match spec.func:
+        case AggFunc.COUNT:
+            expr = col.count().cast(pl.Int64)
+        case AggFunc.SUM:
+            # SQL: the sum of no values is NULL, not 0.
+            expr = pl.when(col.count() > 0).then(col.sum()).otherwise(None)
+        case AggFunc.AVG:
+            expr = col.cast(pl.Float64).mean()
+        case AggFunc.MIN:
+            expr = col.min()
+        case AggFunc.MAX:
+            expr = col.max()
+    return expr.alias(spec.name)

@@ -1,0 +1,65 @@
+"""Limits: the numbers the safety phase enforces, with their defaults.
+
+An embedding application sets them per engine and per tenant; where two limits apply, the lower
+wins (:meth:`Limits.tighten`). Query text can never raise a limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from typing import Any
+
+from pql.errors import InputError
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one query may do.
+
+    ``max_window``: the longest ``SINCE``; ``default_window``: the window without ``SINCE``;
+    ``max_rows``: rows returned at most (and the largest ``LIMIT``); ``cost_budget``: the
+    estimated cost above which a query is refused (cost units are documented in
+    ``docs/pql/SAFETY.md``); ``deadline_ms``: how long a query may run; ``max_concurrent``: queries
+    running at once in one engine before new ones are refused.
+    """
+
+    max_window: timedelta = timedelta(days=180)
+    default_window: timedelta = timedelta(hours=24)
+    max_rows: int = 10_000
+    cost_budget: float = 50_000_000.0
+    deadline_ms: int = 2_000
+    max_concurrent: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_window <= timedelta(0) or self.default_window <= timedelta(0):
+            raise InputError("PQL-E060", "time windows must be longer than zero")
+        if self.default_window > self.max_window:
+            raise InputError("PQL-E060", "default_window is longer than max_window")
+        for name in ("max_rows", "deadline_ms", "max_concurrent"):
+            if getattr(self, name) <= 0:
+                raise InputError("PQL-E060", f"{name} must be positive")
+        if self.cost_budget <= 0:
+            raise InputError("PQL-E060", "cost_budget must be positive")
+
+    def tighten(self, other: Limits | None) -> Limits:
+        """The lower of each limit of ``self`` and ``other``."""
+        if other is None:
+            return self
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            values[f.name] = min(getattr(self, f.name), getattr(other, f.name))
+        values["default_window"] = min(values["default_window"], values["max_window"])
+        return replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.total_seconds() if isinstance(value, timedelta) else value
+        return out
+
+
+DEFAULT_LIMITS = Limits()

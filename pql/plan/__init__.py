@@ -1,0 +1,1 @@
+"""Planning: analyzed query -> logical plan -> safety -> optimization."""

@@ -1,0 +1,207 @@
+"""The logical plan: a closed set of immutable nodes.
+
+Every node knows its ``schema()`` (output column names and types; inside a plan columns are
+always qualified, ``receipts.ts``), its ``inputs()`` and the ``span`` of the text it came from.
+Rewrites build new nodes; nothing is mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+from pql.catalog import DataType
+from pql.errors import Span
+from pql.plan.expr import AggSpec, Col, Pred, columns_of
+
+__all__ = [
+    "Aggregate",
+    "Filter",
+    "Join",
+    "Limit",
+    "Node",
+    "Project",
+    "Scan",
+    "Schema",
+    "Sort",
+    "SortKey",
+    "walk",
+]
+
+Schema: TypeAlias = tuple[tuple[str, DataType], ...]
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False, kw_only=True)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Rows of one subject for one tenant with ``start <= ts <= end``, reading ``columns``."""
+
+    subject: str
+    tenant: str
+    start: datetime
+    end: datetime
+    columns: tuple[Col, ...]
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            raise ValueError("a scan always has a tenant")
+        if self.start > self.end:
+            raise ValueError("scan window is empty")
+        if any(c.subject != self.subject for c in self.columns):
+            raise ValueError("a scan reads only its own subject's columns")
+
+    def schema(self) -> Schema:
+        return tuple((c.qualified, c.type) for c in self.columns)
+
+    def inputs(self) -> tuple[Node, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    input: Node
+    predicate: Pred
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        names = {n for n, _ in self.input.schema()}
+        missing = [c.qualified for c in columns_of(self.predicate) if c.qualified not in names]
+        if missing:
+            raise ValueError(f"filter reads columns its input lacks: {missing}")
+
+    def schema(self) -> Schema:
+        return self.input.schema()
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Inner equi-join. Keys of ``None`` mean no condition: a Cartesian product (never run)."""
+
+    left: Node
+    right: Node
+    left_key: Col | None
+    right_key: Col | None
+    span: Span | None = _span()
+
+    def schema(self) -> Schema:
+        return self.left.schema() + self.right.schema()
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    input: Node
+    keys: tuple[Col, ...]
+    aggregates: tuple[AggSpec, ...]
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        if not self.aggregates:
+            raise ValueError("an aggregate node needs at least one aggregate")
+
+    def schema(self) -> Schema:
+        return tuple((k.qualified, k.type) for k in self.keys) + tuple(
+            (a.name, a.type) for a in self.aggregates
+        )
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    name: str
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.name} {'DESC' if self.descending else 'ASC'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """Order rows by ``keys``; nulls always sort last."""
+
+    input: Node
+    keys: tuple[SortKey, ...]
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        names = {n for n, _ in self.input.schema()}
+        missing = [k.name for k in self.keys if k.name not in names]
+        if missing:
+            raise ValueError(f"sort keys not in input: {missing}")
+
+    def schema(self) -> Schema:
+        return self.input.schema()
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Keep the first ``count`` rows. ``cap`` marks the safety row cap: more rows flag truncation."""
+
+    input: Node
+    count: int
+    cap: bool = False
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("limit is negative")
+
+    def schema(self) -> Schema:
+        return self.input.schema()
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Select and rename: ``columns`` pairs an input column with its output name."""
+
+    input: Node
+    columns: tuple[tuple[str, str], ...]
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        types = dict(self.input.schema())
+        missing = [src for src, _ in self.columns if src not in types]
+        if missing:
+            raise ValueError(f"projected columns not in input: {missing}")
+        outs = [out for _, out in self.columns]
+        if len(set(outs)) != len(outs):
+            raise ValueError(f"duplicate output names: {outs}")
+
+    def schema(self) -> Schema:
+        types = dict(self.input.schema())
+        return tuple((out, types[src]) for src, out in self.columns)
+
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+
+Node: TypeAlias = Scan | Filter | Join | Aggregate | Sort | Limit | Project
+
+
+def walk(node: Node) -> list[Node]:
+    """All nodes of a plan, root first (pre-order), without recursion."""
+    out: list[Node] = []
+    stack: list[Node] = [node]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        stack.extend(reversed(current.inputs()))
+    return out

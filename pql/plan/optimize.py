@@ -1,0 +1,107 @@
+"""Rewrites that only make a plan faster: same rows, same schema.
+
+One public entry, :func:`optimize`; the rules run in the order of :data:`RULES`. Each rule is a
+small function from plan to plan. :func:`optimize` checks that the output schema is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from pql.errors import InternalError
+from pql.plan.expr import AllOf, Pred, columns_of, conjuncts
+from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort, walk
+
+__all__ = ["RULES", "optimize", "prune_columns", "push_filters"]
+
+
+def push_filters(plan: Node) -> Node:
+    """Move each AND-ed part of a filter above a join down to the side whose columns it reads."""
+    match plan:
+        case Filter(input=Join() as join, predicate=pred):
+            left_names = _names(join.left)
+            right_names = _names(join.right)
+            left: list[Pred] = []
+            right: list[Pred] = []
+            rest: list[Pred] = []
+            for part in conjuncts(pred):
+                cols = {c.qualified for c in columns_of(part)}
+                if cols <= left_names:
+                    left.append(part)
+                elif cols <= right_names:
+                    right.append(part)
+                else:
+                    rest.append(part)
+            new_join = replace(
+                join,
+                left=push_filters(_filter(join.left, left)),
+                right=push_filters(_filter(join.right, right)),
+            )
+            return _filter(new_join, rest)
+        case Scan():
+            return plan
+        case Join(left=left_node, right=right_node):
+            return replace(plan, left=push_filters(left_node), right=push_filters(right_node))
+        case Filter(input=inner) | Aggregate(input=inner) | Sort(input=inner) | Limit(
+            input=inner
+        ) | Project(input=inner):
+            return replace(plan, input=push_filters(inner))
+    raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
+
+
+def prune_columns(plan: Node) -> Node:
+    """Scans read only the columns something above them uses (``ts`` always)."""
+    used: set[str] = set()
+    for node in walk(plan):
+        match node:
+            case Filter(predicate=pred):
+                used |= {c.qualified for c in columns_of(pred)}
+            case Join(left_key=lk, right_key=rk):
+                used |= {k.qualified for k in (lk, rk) if k is not None}
+            case Aggregate(keys=keys, aggregates=aggs):
+                used |= {k.qualified for k in keys}
+                used |= {a.col.qualified for a in aggs if a.col is not None}
+            case Sort(keys=keys):
+                used |= {k.name for k in keys}
+            case Project(columns=cols):
+                used |= {src for src, _ in cols}
+    return _prune(plan, used)
+
+
+def _prune(plan: Node, used: set[str]) -> Node:
+    if isinstance(plan, Scan):
+        keep = tuple(c for c in plan.columns if c.qualified in used or c.name == "ts")
+        return replace(plan, columns=keep)
+    if isinstance(plan, Join):
+        return replace(plan, left=_prune(plan.left, used), right=_prune(plan.right, used))
+    return replace(plan, input=_prune(plan.input, used))
+
+
+def _filter(node: Node, parts: list[Pred]) -> Node:
+    if not parts:
+        return node
+    pred = parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+    return Filter(node, pred, span=pred.span)
+
+
+def _names(node: Node) -> set[str]:
+    return {name for name, _ in node.schema()}
+
+
+Rule = Callable[[Node], Node]
+
+# Filters move first, so that pruning sees which columns each side still needs.
+RULES: tuple[Rule, ...] = (push_filters, prune_columns)
+
+
+def optimize(plan: Node, rules: tuple[Rule, ...] = RULES) -> Node:
+    """Apply every rule in order; the output schema must not change."""
+    before = plan.schema()
+    for rule in rules:
+        plan = rule(plan)
+        if plan.schema() != before:
+            raise InternalError(
+                "PQL-X003", f"optimizer rule {rule.__name__} changed the output schema"
+            )
+    return plan

@@ -1,0 +1,162 @@
+"""The safety phase: what a query may do, decided before anything runs.
+
+One public entry, :func:`apply_safety`. Its rules run in the fixed order of :data:`RULES`; each
+either returns a (possibly narrowed) plan or raises :class:`~pql.errors.SafetyError`. Nothing
+catches a refusal, and no setting skips a rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pql.errors import InputError, InternalError, SafetyError
+from pql.limits import Limits
+from pql.plan.nodes import Join, Limit, Node, Scan, walk
+
+__all__ = ["JOINABLE", "RULES", "SafetyContext", "apply_safety", "check_tenant_name"]
+
+TENANT_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,30}")
+JOINABLE = frozenset({"receipts", "decisions"})
+JOIN_KEY = "executionId"
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyContext:
+    tenant: str
+    now: datetime
+    limits: Limits
+    since_seconds: int | None = None
+    """The SINCE duration as written (exact), or None for the default window."""
+
+
+def check_tenant_name(tenant: object) -> str:
+    """The tenant, checked against the contract's pattern."""
+    if not isinstance(tenant, str) or not TENANT_RE.fullmatch(tenant):
+        raise InputError(
+            "PQL-E030",
+            f"{tenant!r} is not a valid tenant",
+            hints=("a tenant is 2-31 characters of a-z, 0-9 and '-', starting with a letter or digit",),
+        )
+    return tenant
+
+
+def tenant_scope(plan: Node, ctx: SafetyContext) -> Node:
+    """Every scan reads the caller's tenant and nothing else."""
+    for node in walk(plan):
+        if isinstance(node, Scan) and node.tenant != ctx.tenant:
+            raise InternalError("PQL-X001", "a scan is not restricted to the caller's tenant")
+    return plan
+
+
+def join_policy(plan: Node, ctx: SafetyContext) -> Node:
+    """Joins only receipts<->decisions on executionId; no Cartesian products."""
+    for node in walk(plan):
+        if not isinstance(node, Join):
+            continue
+        if node.left_key is None or node.right_key is None:
+            right = _subject_of(node.right)
+            raise SafetyError(
+                "PQL-S004",
+                f"fields of {right} are used without a JOIN: that would be a Cartesian product",
+                span=node.span,
+                hints=(f"add JOIN {right} ON receipts.executionId = decisions.executionId"
+                       if right in JOINABLE else f"{right} cannot be combined with this subject",),
+                setting="rule: no Cartesian products",
+            )
+        subjects = {node.left_key.subject, node.right_key.subject}
+        keys = {node.left_key.name, node.right_key.name}
+        if subjects != JOINABLE or keys != {JOIN_KEY}:
+            raise SafetyError(
+                "PQL-S003",
+                f"JOIN ON {node.left_key} = {node.right_key} is not allowed: "
+                "joins are only between receipts and decisions on executionId",
+                span=node.span,
+                hints=("write JOIN decisions ON receipts.executionId = decisions.executionId",),
+                setting="rule: join policy",
+            )
+    return plan
+
+
+def window_limit(plan: Node, ctx: SafetyContext) -> Node:
+    """``SINCE`` no longer than the maximum window."""
+    longest = ctx.limits.max_window
+    for node in walk(plan):
+        if not isinstance(node, Scan):
+            continue
+        too_long = node.end - node.start > longest
+        if ctx.since_seconds is not None and ctx.since_seconds > longest.total_seconds():
+            too_long = True
+        if too_long:
+            asked = node.end - node.start
+            if ctx.since_seconds is not None:
+                asked = timedelta(days=min(ctx.since_seconds / 86400, 999_999_999))
+            raise SafetyError(
+                "PQL-S001",
+                f"SINCE {_days(asked)} is longer than the maximum of {_days(longest)}",
+                span=node.span,
+                hints=(f"use SINCE {int(longest.total_seconds() // 86400)}d or less",),
+                setting="Limits.max_window",
+                details={"asked_seconds": asked.total_seconds(),
+                         "max_seconds": longest.total_seconds()},
+            )
+    return plan
+
+
+def row_limit(plan: Node, ctx: SafetyContext) -> Node:
+    """``LIMIT`` no larger than the row maximum."""
+    for node in walk(plan):
+        if isinstance(node, Limit) and not node.cap and node.count > ctx.limits.max_rows:
+            raise SafetyError(
+                "PQL-S002",
+                f"LIMIT {node.count:,} is above the maximum of {ctx.limits.max_rows:,} rows",
+                span=node.span,
+                hints=(f"use LIMIT {ctx.limits.max_rows} or less, or aggregate with GROUP BY",),
+                setting="Limits.max_rows",
+            )
+    return plan
+
+
+def row_cap(plan: Node, ctx: SafetyContext) -> Node:
+    """At most ``max_rows`` rows come back; more are cut and the result flagged ``truncated``."""
+    if isinstance(plan, Limit) and plan.cap:
+        return plan
+    return Limit(plan, ctx.limits.max_rows, cap=True)
+
+
+Rule = Callable[[Node, SafetyContext], Node]
+
+# Order: the tenant restriction is checked first because every later rule (and every estimate)
+# assumes it. Join policy next: no cost or window reasoning is meaningful for a forbidden join.
+# Window and LIMIT are plain bounds. The row cap wraps the final plan last, so nothing after it
+# can widen the result.
+RULES: tuple[Rule, ...] = (tenant_scope, join_policy, window_limit, row_limit, row_cap)
+
+
+def apply_safety(plan: Node, ctx: SafetyContext, rules: tuple[Rule, ...] = RULES) -> Node:
+    """Run every safety rule, in order; a refusal propagates unchanged."""
+    for rule in rules:
+        plan = rule(plan, ctx)
+    return plan
+
+
+def rule_names(rules: tuple[Rule, ...] = RULES) -> tuple[str, ...]:
+    return tuple(r.__name__.replace("_", "-") for r in rules)
+
+
+def _subject_of(node: Node) -> str:
+    for n in walk(node):
+        if isinstance(n, Scan):
+            return n.subject
+    return "?"  # pragma: no cover
+
+
+def _days(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    return f"{seconds / 86400:.1f}d"
+
+
