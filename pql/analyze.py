@@ -15,7 +15,7 @@ from typing import Any
 
 from pql import ast
 from pql.catalog import Catalog, DataType, Subject, suggest
-from pql.errors import QueryError, Span
+from pql.errors import QueryError, SafetyError, Span
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 
 __all__ = ["Analyzed", "OrderKey", "analyze", "parse_timestamp"]
@@ -131,6 +131,16 @@ class _Analyzer:
                     named.append(f.subject)
         if q.join is not None:
             join_subject = self._subject(q.join.subject, q.join.subject_span).name
+            if q.subject == join_subject:
+                # A self-join cannot even be named apart; it is the join rule's refusal.
+                raise SafetyError(
+                    "PQL-S003",
+                    f"JOIN {join_subject} with itself is not allowed: joins are only between "
+                    "receipts and decisions on executionId",
+                    span=q.join.span,
+                    hints=("write JOIN decisions ON receipts.executionId = decisions.executionId",),
+                    setting="rule: join policy",
+                )
             for f in (q.join.left, q.join.right):
                 if f.subject is not None:
                     self._subject(f.subject, f.span)

@@ -174,6 +174,8 @@ class Engine:
             _lap(timings, "optimize", t)
         except PQLError as exc:
             raise exc.with_text(text) if isinstance(text, str) else exc
+        except (ValueError, TypeError, KeyError, AssertionError) as exc:
+            raise _internal(exc) from exc
         return Prepared(text, tenant, clock, analyzed, plan, limits, timings)
 
     def query(
@@ -206,11 +208,7 @@ class Engine:
         except PQLError:
             raise
         except Exception as exc:  # a bug, not the caller's fault: keep the cause attached
-            raise InternalError(
-                "PQL-X100",
-                f"the query failed inside the engine ({type(exc).__name__}: {exc})",
-                hints=("this is a bug in pql; please report it with the query",),
-            ) from exc
+            raise _internal(exc) from exc
         begin = started if started is not None else t
         timings["total"] = round((time.perf_counter() - begin) * 1000, 3)
         stats = {
@@ -233,6 +231,14 @@ class Engine:
     ) -> str:
         """The plan ``query`` would run, the window, and the rules applied."""
         return self.prepare(text, tenant=tenant, now=now, params=params).explain_text()
+
+
+def _internal(exc: BaseException) -> InternalError:
+    return InternalError(
+        "PQL-X100",
+        f"the query failed inside the engine ({type(exc).__name__}: {exc})",
+        hints=("this is a bug in pql; please report it with the query",),
+    )
 
 
 def _lap(timings: dict[str, float], stage: str, since: float) -> float:

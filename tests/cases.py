@@ -1,0 +1,76 @@
+"""Query texts shared by the golden-file tests."""
+
+PARSE_CASES = [
+    "FIND receipts SINCE 7d",
+    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
+    "FIND COUNT(receipts.executionId) SINCE 7d",
+    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
+    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE decisions.effect = 'deny' SINCE 7d",
+    'find count(decisions.decisionId) join receipts on decisions.executionId = receipts.executionId\n'
+    '  where decisions.effect = "deny" and not (receipts.status = "ok") group by decisions.rule since 7d',
+    "FIND receipts LIMIT 5 SINCE 2w WHERE latency_ms IS NOT NULL ORDER BY latency_ms DESC, ts",
+    "FIND MIN(receipts.ts) AS first, MAX(receipts.ts) AS last WHERE status NOT IN ('ok') OR cost_usd >= 1.5e-3",
+    "FIND decisions WHERE rule = $rule AND effect != 'allow' -- a comment\nSINCE 90m",
+    'FIND receipts WHERE workflow = "tab\\there \\"quoted\\" \\u00e9"',
+]
+
+ERROR_CASES = [
+    # syntax
+    "",
+    "SELECT * FROM receipts",
+    "FIND",
+    "FIND receipts WHER status = 'ok'",
+    "FIND receipts WHERE status == 'ok'",
+    "FIND receipts WHERE status = 'ok",
+    "FIND receipts SINCE 7",
+    "FIND receipts SINCE 7 days",
+    "FIND receipts SINCE",
+    "FIND receipts SINCE 0d",
+    "FIND receipts SINCE 7d SINCE 30d",
+    "FIND receipts GROUP receipts.region",
+    "FIND SUM(*)",
+    "FIND receipts LIMIT 2.5",
+    "FIND receipts WHERE latency_ms > 99999999999999999999999",
+    "FIND receipts WHERE status = 'a\\qb'",
+    "FIND receipts WHERE status = 'ok' AND\n  region = #",
+    "FIND receipts WHERE (status = 'ok'",
+    "FIND COUNT(receipts.executionId GROUP BY receipts.region",
+    # meaning
+    "FIND reciepts SINCE 7d",
+    "FIND receipts WHERE latncy_ms > 250",
+    "FIND receipts WHERE receipts.stauts = 'ok'",
+    "FIND receipts WHERE rule = 'budget.cap'",
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE region = 'eu-west-1'",
+    "FIND receipts WHERE latency_ms > '250'",
+    "FIND receipts WHERE status = 250",
+    "FIND receipts WHERE ts > 'yesterday'",
+    "FIND receipts WHERE ts > 5",
+    "FIND SUM(receipts.status) SINCE 7d",
+    "FIND receipts GROUP BY receipts.region",
+    "FIND COUNT(*) SINCE 7d",
+    "FIND COUNT(*), COUNT(*) WHERE receipts.status = 'ok'",
+    "FIND COUNT(*) AS n GROUP BY receipts.region ORDER BY receipts.workflow",
+    "FIND receipts WHERE status = $status",
+    # safety
+    "FIND receipts SINCE 181d",
+    "FIND receipts LIMIT 10001",
+    "FIND receipts WHERE decisions.effect = 'deny'",
+    "FIND receipts JOIN decisions ON receipts.status = decisions.effect",
+    "FIND receipts JOIN receipts ON receipts.executionId = receipts.executionId",
+    "FIND receipts WHERE " + "NOT " * 40 + "status = 'ok'",
+    "FIND receipts WHERE status IN (" + ", ".join(f"'s{i}'" for i in range(1001)) + ")",
+]
+
+PLAN_CASES = [
+    "FIND receipts SINCE 7d",
+    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
+    "FIND COUNT(receipts.executionId) SINCE 7d",
+    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
+    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE decisions.effect = 'deny' SINCE 7d",
+    "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId "
+    'WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
+    "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
+    "WHERE rule = 'pii.mask' OR receipts.latency_ms > 100 ORDER BY receipts.latency_ms DESC LIMIT 10",
+]

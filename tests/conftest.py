@@ -1,0 +1,80 @@
+"""Shared fixtures: one seeded demo dataset, an engine over it and DuckDB over the same rows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, settings
+
+import pql
+from pql.demo import DemoData, generate
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "nightly", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden files from the current output instead of comparing",
+    )
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden")) or bool(
+        os.environ.get("PQL_UPDATE_GOLDEN")
+    )
+
+
+@pytest.fixture(scope="session")
+def demo() -> DemoData:
+    return generate(6_000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def engine(demo: DemoData) -> pql.Engine:
+    eng = pql.Engine.in_memory()
+    eng.ingest("receipts", demo.receipts)
+    eng.ingest("decisions", demo.decisions)
+    return eng
+
+
+@pytest.fixture(scope="session")
+def tenants(demo: DemoData) -> list[str]:
+    counts = demo.receipts["tenant"].value_counts(sort=True)
+    return [str(t) for t in counts["tenant"].to_list()]
+
+
+@pytest.fixture(scope="session")
+def duck(demo: DemoData) -> Iterator[Any]:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    receipts = demo.receipts.to_arrow()
+    decisions = demo.decisions.to_arrow()
+    con.register("receipts_src", receipts)
+    con.register("decisions_src", decisions)
+    con.execute("CREATE TABLE receipts AS SELECT * FROM receipts_src")
+    con.execute("CREATE TABLE decisions AS SELECT * FROM decisions_src")
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def lake_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
