@@ -1,0 +1,103 @@
+"""Property tests: the parser only ever raises pql's own errors, printing and re-parsing is the
+identity, and no query ever sees another tenant's rows."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+
+import pql
+from pql import ast
+from pql.parser import KEYWORDS
+from tests.strategies import queries
+
+TOKENS = [
+    *KEYWORDS, "receipts", "decisions", "status", "latency_ms", "ts", "receipts.status",
+    "decisions.effect", "(", ")", ",", "=", "!=", "<", "<=", ">", ">=", "*", ".", "7d", "90m",
+    "100", "-1.5e3", '"ok"', "'deny'", "$p", "GROUP BY", "ORDER BY", "IS NULL", "\n", "--c\n",
+]  # fmt: skip
+
+
+@given(st.text(max_size=300))
+def test_parse_arbitrary_text_raises_only_pql_errors(text: str) -> None:
+    try:
+        pql.parse(text)
+    except pql.PQLError as exc:
+        assert exc.code.startswith("PQL-")
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=40))
+def test_parse_token_soup_raises_only_pql_errors(tokens: list[str]) -> None:
+    text = " ".join(tokens)
+    try:
+        pql.parse(text)
+    except pql.PQLError as exc:
+        assert exc.span is None or 1 <= exc.span.line <= text.count("\n") + 1
+
+
+@given(queries())
+def test_print_then_parse_is_identity(query: ast.Query) -> None:
+    text = ast.to_text(query)
+    assert pql.parse(text) == query
+    assert ast.to_text(pql.parse(text)) == text
+
+
+def _mangle(text: str, data: Any) -> str:
+    """Change keyword case and whitespace, which must not change the meaning."""
+    words = re.split(r"( )", text)
+    out = []
+    for w in words:
+        if w == " ":
+            out.append(data.draw(st.sampled_from([" ", "  ", "\n", "\t ", " \n  "])))
+        elif w.upper() in KEYWORDS and w.isupper():
+            out.append(data.draw(st.sampled_from([w, w.lower(), w.capitalize()])))
+        else:
+            out.append(w)
+    return "".join(out)
+
+
+@given(queries(), st.data())
+def test_keyword_case_and_whitespace_do_not_matter(query: ast.Query, data: Any) -> None:
+    text = ast.to_text(query)
+    assert pql.parse(_mangle(text, data)) == query
+
+
+@given(queries(), st.sampled_from([0, 1, 2, 5]))
+def test_no_query_sees_another_tenant(engine: pql.Engine, demo: Any, tenants: list[str],
+                                      query: ast.Query, which: int) -> None:
+    """The answer for a tenant is the same whether or not other tenants' data exist."""
+    tenant = tenants[which]
+    text = ast.to_text(query)
+    alone = _engine_for(demo, tenant)
+    shared = engine.query(text, tenant=tenant, now=demo.now)
+    own = alone.query(text, tenant=tenant, now=demo.now)
+    assert shared.df.equals(own.df), text
+    for name in shared.df.columns:
+        if name.endswith("tenant"):
+            assert set(shared.df[name].to_list()) <= {tenant}
+
+
+_ALONE: dict[str, pql.Engine] = {}
+
+
+def _engine_for(demo: Any, tenant: str) -> pql.Engine:
+    if tenant not in _ALONE:
+        eng = pql.Engine.in_memory()
+        eng.ingest("receipts", demo.receipts.filter(pl.col("tenant") == tenant))
+        eng.ingest("decisions", demo.decisions.filter(pl.col("tenant") == tenant))
+        _ALONE[tenant] = eng
+    return _ALONE[tenant]
+
+
+@given(st.sampled_from(["acme", "globex", "nobody"]), st.sampled_from(["=", "!=", "IN"]))
+def test_naming_tenant_in_where_only_narrows(engine: pql.Engine, demo: Any, tenants: list[str],
+                                             other: str, op: str) -> None:
+    tenant = tenants[1]
+    cond = f"tenant IN ('{other}')" if op == "IN" else f"tenant {op} '{other}'"
+    result = engine.query(f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant,
+                          now=demo.now)
+    assert set(result.df["tenant"].to_list()) <= {tenant}
