@@ -87,13 +87,13 @@ def analyze(
     return _Analyzer(query, catalog, dict(params or {})).run()
 
 
-_AGG_TYPES = {
-    ast.AggFunc.COUNT: lambda t: DataType.INT,
-    ast.AggFunc.SUM: lambda t: t,
-    ast.AggFunc.AVG: lambda t: DataType.FLOAT,
-    ast.AggFunc.MIN: lambda t: t,
-    ast.AggFunc.MAX: lambda t: t,
-}
+def _agg_type(func: ast.AggFunc, arg: DataType) -> DataType:
+    """The type an aggregate returns: COUNT an integer, AVG a float, the others their argument's."""
+    if func is ast.AggFunc.COUNT:
+        return DataType.INT
+    if func is ast.AggFunc.AVG:
+        return DataType.FLOAT
+    return arg
 
 
 class _Analyzer:
@@ -175,7 +175,7 @@ class _Analyzer:
             span=span,
             hints=(
                 "an aggregate query reads the subject its fields name: "
-                "write FIND COUNT(receipts.executionId) or add WHERE receipts.status = \"ok\"",
+                'write FIND COUNT(receipts.executionId) or add WHERE receipts.status = "ok"',
             ),
         )
 
@@ -213,8 +213,10 @@ class _Analyzer:
             hints.append(f"{elsewhere[0]} has it: JOIN {elsewhere[0]} to use it")
         names = ", ".join(s.name for s in self.subjects)
         raise QueryError(
-            "PQL-E011", f"unknown field '{f.name}' (the query reads {names})",
-            span=f.span, hints=hints,
+            "PQL-E011",
+            f"unknown field '{f.name}' (the query reads {names})",
+            span=f.span,
+            hints=hints,
         )
 
     # values -----------------------------------------------------------------------------
@@ -242,20 +244,29 @@ class _Analyzer:
         return self._typed(value.value, value.span, col, None)
 
     def _typed(self, raw: object, span: Span | None, col: Col, label: str | None) -> Const:
-        shown = label or (f'"{raw}"' if isinstance(raw, str) else repr(raw).lower()
-                          if isinstance(raw, bool) else repr(raw))
+        shown = label or (
+            f'"{raw}"'
+            if isinstance(raw, str)
+            else repr(raw).lower()
+            if isinstance(raw, bool)
+            else repr(raw)
+        )
         t = col.type
         if t is DataType.TIMESTAMP:
             if isinstance(raw, str):
                 return Const(parse_timestamp(raw, span), t, span=span)
-            raise self._mismatch(col, shown, span, "compare ts with an ISO-8601 string, e.g. '2026-03-02T10:00:00Z'")
+            raise self._mismatch(
+                col, shown, span, "compare ts with an ISO-8601 string, e.g. '2026-03-02T10:00:00Z'"
+            )
         if t is DataType.STRING:
             if isinstance(raw, str):
                 return Const(raw, t, span=span)
             raise self._mismatch(col, shown, span, f'quote it: {col} = "{raw}"')
         if t.numeric:
             if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-                return Const(raw, DataType.INT if isinstance(raw, int) else DataType.FLOAT, span=span)
+                return Const(
+                    raw, DataType.INT if isinstance(raw, int) else DataType.FLOAT, span=span
+                )
             raise self._mismatch(col, shown, span, "write the number without quotes")
         if t is DataType.BOOL:
             if isinstance(raw, bool):
@@ -280,8 +291,9 @@ class _Analyzer:
                 col = self._col(f)
                 const = self._const(v, col)
                 if col.type is DataType.BOOL and op not in (ast.CompareOp.EQ, ast.CompareOp.NE):
-                    raise QueryError("PQL-E013", f"{col} is a boolean: only = and != apply",
-                                     span=expr.span)
+                    raise QueryError(
+                        "PQL-E013", f"{col} is a boolean: only = and != apply", span=expr.span
+                    )
                 return Cmp(col, op, const, span=expr.span)
             case ast.InList(field=f, values=vs, negated=neg):
                 col = self._col(f)
@@ -308,11 +320,15 @@ class _Analyzer:
                     hints=(f"use COUNT({col}), or {agg.func.value} over latency_ms or cost_usd",),
                 )
             if agg.func in (ast.AggFunc.MIN, ast.AggFunc.MAX) and col.type is DataType.BOOL:
-                raise QueryError("PQL-E014", f"{agg.func.value} is not defined for booleans",
-                                 span=agg.span, hints=(f"use COUNT({col}) with a WHERE",))
+                raise QueryError(
+                    "PQL-E014",
+                    f"{agg.func.value} is not defined for booleans",
+                    span=agg.span,
+                    hints=(f"use COUNT({col}) with a WHERE",),
+                )
         arg = "*" if col is None else (col.qualified if qualified else col.name)
         name = agg.alias or f"{agg.func.value.lower()}({arg})"
-        out_type = _AGG_TYPES[agg.func](col.type if col else DataType.INT)
+        out_type = _agg_type(agg.func, col.type if col else DataType.INT)
         return AggSpec(agg.func, col, name, out_type, span=agg.span)
 
     # the whole query --------------------------------------------------------------------
@@ -402,8 +418,10 @@ class _Analyzer:
                     "PQL-E019",
                     f"ORDER BY {key} is neither a GROUP BY field nor an aggregate's name",
                     span=key.span,
-                    hints=(f"order by one of: {', '.join(names)}",
-                           "name an aggregate with AS to order by it"),
+                    hints=(
+                        f"order by one of: {', '.join(names)}",
+                        "name an aggregate with AS to order by it",
+                    ),
                 )
             return OrderKey(col.qualified, item.descending, item.span)
         return OrderKey(self._col(key).qualified, item.descending, item.span)

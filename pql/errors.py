@@ -42,8 +42,14 @@ class Span:
         """The smallest span covering both."""
         first, last = (self, other) if self.start <= other.start else (other, self)
         end = max(self, other, key=lambda s: s.end)
-        return Span(first.line, first.column, first.start, max(last.end, end.end),
-                    end.end_line, end.end_column)
+        return Span(
+            first.line,
+            first.column,
+            first.start,
+            max(last.end, end.end),
+            end.end_line,
+            end.end_column,
+        )
 
 
 class PQLError(Exception):

@@ -17,7 +17,6 @@ from typing import Any, Final
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
-    UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
     VisitError,
@@ -131,7 +130,9 @@ def _check_size(text: str) -> None:
         )
     if not text.strip():
         raise ParseError(
-            "PQL-E002", "the query is empty", hints=('a query starts with FIND, e.g. FIND receipts SINCE 7d',)
+            "PQL-E002",
+            "the query is empty",
+            hints=("a query starts with FIND, e.g. FIND receipts SINCE 7d",),
         )
 
 
@@ -183,8 +184,14 @@ def _check_depth(tree: Tree[Token], text: str) -> None:
 def _token_span(token: Token) -> Span:
     start = token.start_pos or 0
     end = token.end_pos if token.end_pos is not None else start + len(token)
-    return Span(token.line or 1, token.column or 1, start, end,
-                token.end_line or token.line or 1, token.end_column or 0)
+    return Span(
+        token.line or 1,
+        token.column or 1,
+        start,
+        end,
+        token.end_line or token.line or 1,
+        token.end_column or 0,
+    )
 
 
 def _point_span(text: str, pos: int) -> Span:
@@ -203,30 +210,7 @@ def _describe(expected: set[str] | frozenset[str]) -> str:
 
 def _syntax_error(exc: UnexpectedInput, text: str) -> PQLError:
     if isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
-        span = _point_span(text, pos)
-        char = text[pos]
-        if char in "\"'":
-            return ParseError(
-                "PQL-E004",
-                "unterminated string",
-                span=Span(span.line, span.column, pos, len(text.split("\n")[0]) if span.line == 1 else pos + 1),
-                text=text,
-                hints=(f"close the string with {char}; a string cannot span lines",),
-            )
-        hints = []
-        if char == "=" and pos > 0 and text[pos - 1] == "=":
-            hints.append("PQL compares with a single '='")
-        elif char == "!":
-            hints.append("use != for 'not equal'")
-        elif char.isdigit() or char == "-":
-            hints.append("a duration is a whole number and a unit s, m, h, d or w: 90m, 7d, 2w")
-        elif char == '"' or char == "'":
-            pass
-        expected = _describe(exc.allowed or set())
-        msg = f"unexpected character {char!r}"
-        return ParseError("PQL-E003", msg, span=span, text=text,
-                          hints=(*hints, f"expected {expected}") if expected else tuple(hints))
+        return _bad_character(exc, text)
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
         expected_set = {e for e in exc.expected if not e.startswith("__")}
@@ -239,16 +223,43 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> PQLError:
             hints=(*hints, f"expected {_describe(expected_set)}"),
             details={"token": str(token), "expected": sorted(expected_set)},
         )
-    # Unexpected end of input.
-    expected = getattr(exc, "expected", None) or set()
-    expected = {e for e in expected if not e.startswith("__")}
+    # The query ended while more was expected.
+    raw: set[str] = set(getattr(exc, "expected", None) or ())
+    expected = {e for e in raw if not e.startswith("__")}
     end = len(text.rstrip())
-    span = _point_span(text, max(end - 1, 0))
-    span = Span(span.line, span.column + (1 if end else 0), end, end + 1)
+    at = _point_span(text, max(end - 1, 0))
+    span = Span(at.line, at.column + (1 if end else 0), end, end + 1)
     hints = [f"expected {_describe(expected)}"] if expected else []
-    if isinstance(exc, (UnexpectedEOF, UnexpectedToken)) and expected == {"DURATION"}:
+    if expected == {"DURATION"}:
         hints.insert(0, "SINCE takes a duration such as 7d")
     return ParseError("PQL-E002", "the query ends too early", span=span, text=text, hints=hints)
+
+
+def _bad_character(exc: UnexpectedCharacters, text: str) -> PQLError:
+    pos: int = exc.pos_in_stream or 0
+    span = _point_span(text, pos)
+    char = text[pos] if pos < len(text) else ""
+    if char in ('"', "'"):
+        line_end = text.find("\n", pos)
+        end = len(text) if line_end < 0 else line_end
+        return ParseError(
+            "PQL-E004",
+            "unterminated string",
+            span=Span(span.line, span.column, pos, end),
+            text=text,
+            hints=(f"close the string with {char}; a string cannot span lines",),
+        )
+    hints: list[str] = []
+    if char == "=" and pos > 0 and text[pos - 1] == "=":
+        hints.append("PQL compares with a single '='")
+    elif char == "!":
+        hints.append("use != for 'not equal'")
+    allowed: set[str] = set(exc.allowed or ())
+    if allowed:
+        hints.append(f"expected {_describe(allowed)}")
+    return ParseError(
+        "PQL-E003", f"unexpected character {char!r}", span=span, text=text, hints=hints
+    )
 
 
 def _token_words(token: Token) -> str:
@@ -291,7 +302,9 @@ def _meta_span(tree: Tree[Any]) -> Span | None:
     meta = tree.meta
     if getattr(meta, "empty", True):
         return None
-    return Span(meta.line, meta.column, meta.start_pos, meta.end_pos, meta.end_line, meta.end_column)
+    return Span(
+        meta.line, meta.column, meta.start_pos, meta.end_pos, meta.end_line, meta.end_column
+    )
 
 
 _ESCAPES: Final = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
@@ -336,7 +349,9 @@ class _ToAst(Transformer[Token, Any]):
     def _span(self, meta: Any) -> Span | None:
         if getattr(meta, "empty", True):
             return None
-        return Span(meta.line, meta.column, meta.start_pos, meta.end_pos, meta.end_line, meta.end_column)
+        return Span(
+            meta.line, meta.column, meta.start_pos, meta.end_pos, meta.end_line, meta.end_column
+        )
 
     # values -----------------------------------------------------------------------------
     def string(self, meta: Any, children: list[Token]) -> ast.Literal:
@@ -421,8 +436,12 @@ class _ToAst(Transformer[Token, Any]):
         amount = int(raw[:-1])
         span = _token_span(tok)
         if amount <= 0:
-            raise ParseError("PQL-E007", "SINCE needs a duration longer than zero", span=span,
-                             hints=("for example SINCE 1h or SINCE 7d",))
+            raise ParseError(
+                "PQL-E007",
+                "SINCE needs a duration longer than zero",
+                span=span,
+                hints=("for example SINCE 1h or SINCE 7d",),
+            )
         if amount > 10**9:
             raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
         return ("since", ast.Duration(amount, raw[-1], span=span), self._span(meta))
@@ -437,8 +456,9 @@ class _ToAst(Transformer[Token, Any]):
     def limit(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
         raw = str(children[0])
         if len(raw) > 18:
-            raise ParseError("PQL-E006", f"LIMIT {raw[:40]} is out of range",
-                             span=_token_span(children[0]))
+            raise ParseError(
+                "PQL-E006", f"LIMIT {raw[:40]} is out of range", span=_token_span(children[0])
+            )
         return ("limit", (int(raw), _token_span(children[0])), self._span(meta))
 
     # query ------------------------------------------------------------------------------
@@ -464,8 +484,9 @@ class _ToAst(Transformer[Token, Any]):
 
     def join(self, meta: Any, children: list[Any]) -> ast.Join:
         subject, left, right = children
-        return ast.Join(str(subject), left, right, span=self._span(meta),
-                        subject_span=_token_span(subject))
+        return ast.Join(
+            str(subject), left, right, span=self._span(meta), subject_span=_token_span(subject)
+        )
 
     def start(self, meta: Any, children: list[Any]) -> ast.Query:
         kind, target, target_span = children[0]
@@ -481,7 +502,7 @@ class _ToAst(Transformer[Token, Any]):
                     "PQL-E016",
                     f"{_CLAUSES[name]} appears twice",
                     span=span,
-                    hints=(f"each clause may appear at most once; merge the two {_CLAUSES[name]} clauses",),
+                    hints=(f"each clause may appear once; merge the two {_CLAUSES[name]} clauses",),
                 )
             clauses[name] = value
         limit, limit_span = clauses.get("limit", (None, None))

@@ -40,7 +40,7 @@ class Result:
         return self.df.rows()
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON shape: columns, rows (timestamps as ISO-8601 UTC), truncated, stats."""
+        """The contract's JSON shape: columns, rows (ISO-8601 UTC timestamps), truncated, stats."""
         rows = [[_json_value(v) for v in row] for row in self.df.rows()]
         return {
             "columns": self.columns,

@@ -7,7 +7,7 @@ PARSE_CASES = [
     "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
     'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
     "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE decisions.effect = 'deny' SINCE 7d",
-    'find count(decisions.decisionId) join receipts on decisions.executionId = receipts.executionId\n'
+    "find count(decisions.decisionId) join receipts on decisions.executionId = receipts.executionId\n"
     '  where decisions.effect = "deny" and not (receipts.status = "ok") group by decisions.rule since 7d',
     "FIND receipts LIMIT 5 SINCE 2w WHERE latency_ms IS NOT NULL ORDER BY latency_ms DESC, ts",
     "FIND MIN(receipts.ts) AS first, MAX(receipts.ts) AS last WHERE status NOT IN ('ok') OR cost_usd >= 1.5e-3",

@@ -30,10 +30,14 @@ def same(a: Any, b: Any) -> bool:
 
 
 def assert_same_frame(ours: pl.DataFrame, theirs: pl.DataFrame, context: str = "") -> None:
-    assert ours.columns == theirs.columns, f"columns differ {context}\n{ours.columns}\n{theirs.columns}"
+    assert ours.columns == theirs.columns, (
+        f"columns differ {context}\n{ours.columns}\n{theirs.columns}"
+    )
     assert ours.height == theirs.height, (
         f"row counts differ {context}: pql {ours.height}, duckdb {theirs.height}"
     )
     for i, (ra, rb) in enumerate(zip(ours.rows(), theirs.rows(), strict=True)):
         for name, va, vb in zip(ours.columns, ra, rb, strict=True):
-            assert same(va, vb), f"row {i} column {name!r} differs {context}: pql {va!r}, duckdb {vb!r}"
+            assert same(va, vb), (
+                f"row {i} column {name!r} differs {context}: pql {va!r}, duckdb {vb!r}"
+            )

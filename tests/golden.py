@@ -28,6 +28,9 @@ def _diff(expected: str, actual: str) -> str:
 
     return "".join(
         difflib.unified_diff(
-            expected.splitlines(keepends=True), actual.splitlines(keepends=True), "expected", "actual"
+            expected.splitlines(keepends=True),
+            actual.splitlines(keepends=True),
+            "expected",
+            "actual",
         )
     )

@@ -68,8 +68,10 @@ def translate(an: Analyzed, *, tenant: str, now: datetime, window: timedelta, ma
     sql_from = f"{base} {ALIAS[base]}"
     if an.join is not None:
         other = subjects[1]
-        sql_from += (f" JOIN {other} {ALIAS[other]} ON "
-                     f"{ALIAS[base]}.{q('executionId')} = {ALIAS[other]}.{q('executionId')}")
+        sql_from += (
+            f" JOIN {other} {ALIAS[other]} ON "
+            f"{ALIAS[base]}.{q('executionId')} = {ALIAS[other]}.{q('executionId')}"
+        )
     where = []
     for s in subjects:
         a = ALIAS[s]
@@ -80,10 +82,14 @@ def translate(an: Analyzed, *, tenant: str, now: datetime, window: timedelta, ma
     order: list[str] = []
     if an.aggregates:
         keys = [col(k) for k in an.group_by]
-        select = [f"{col(k)} AS {q(out)}" for k, (_, out) in zip(an.group_by, an.outputs, strict=False)]
+        select = [
+            f"{col(k)} AS {q(out)}" for k, (_, out) in zip(an.group_by, an.outputs, strict=False)
+        ]
         select += [f"{agg(a)} AS {q(a.name)}" for a in an.aggregates]
         for key in an.order_by:
-            order.append(f"{q(_out_name(an, key.name))} {'DESC' if key.descending else 'ASC'} NULLS LAST")
+            order.append(
+                f"{q(_out_name(an, key.name))} {'DESC' if key.descending else 'ASC'} NULLS LAST"
+            )
         order += [f"{col(k)} ASC NULLS LAST" for k in an.group_by]
         group = f" GROUP BY {', '.join(keys)}" if keys else ""
     else:
@@ -112,5 +118,3 @@ def _out_name(an: Analyzed, plan_name: str) -> str:
         if src == plan_name:
             return out
     return plan_name
-
-

@@ -65,7 +65,9 @@ def predicates(draw: Any, subjects: list[str], joined: bool, depth: int = 0) -> 
         kind = draw(st.sampled_from(["and", "or", "not"]))
         if kind == "not":
             return ast.Not(draw(predicates(subjects, joined, depth + 1)))
-        ops = tuple(draw(predicates(subjects, joined, depth + 1)) for _ in range(draw(st.integers(2, 3))))
+        ops = tuple(
+            draw(predicates(subjects, joined, depth + 1)) for _ in range(draw(st.integers(2, 3)))
+        )
         return ast.And(ops) if kind == "and" else ast.Or(ops)
     subject = draw(st.sampled_from(subjects))
     column = draw(st.sampled_from(sorted(COLUMNS[subject])))
@@ -73,7 +75,11 @@ def predicates(draw: Any, subjects: list[str], joined: bool, depth: int = 0) -> 
     f = field_for(subject, column, joined, draw)
     form = draw(st.integers(0, 9))
     if form <= 5:
-        ops = list(ast.CompareOp) if kind in "fit" or form > 3 else [ast.CompareOp.EQ, ast.CompareOp.NE]
+        ops = (
+            list(ast.CompareOp)
+            if kind in "fit" or form > 3
+            else [ast.CompareOp.EQ, ast.CompareOp.NE]
+        )
         return ast.Comparison(f, draw(st.sampled_from(ops)), draw(_literal(column, kind)))
     if form <= 7:
         values = tuple(draw(st.lists(_literal(column, kind), min_size=1, max_size=4)))
@@ -94,17 +100,24 @@ def queries(draw: Any) -> ast.Query:
             left, right = right, left
         join = ast.Join(other, left, right)
     where = draw(predicates(subjects, joined)) if draw(st.booleans()) else None
-    since = ast.Duration(*draw(st.sampled_from([(6, "h"), (1, "d"), (7, "d"), (30, "d"), (180, "d"), (2, "w")])))
+    since = ast.Duration(
+        *draw(st.sampled_from([(6, "h"), (1, "d"), (7, "d"), (30, "d"), (180, "d"), (2, "w")]))
+    )
     limit = draw(st.one_of(st.none(), st.integers(0, 40), st.just(10_000)))
     if draw(st.booleans()):
         order = tuple(
             ast.OrderItem(ast.Field(s, c), descending=draw(st.booleans()))
-            for s, c in draw(st.lists(
-                st.sampled_from([(s, c) for s in subjects for c in sorted(COLUMNS[s])]),
-                max_size=2, unique=True))
+            for s, c in draw(
+                st.lists(
+                    st.sampled_from([(s, c) for s in subjects for c in sorted(COLUMNS[s])]),
+                    max_size=2,
+                    unique=True,
+                )
+            )
         )
-        return ast.Query(subject=base, join=join, where=where, since=since, order_by=order,
-                         limit=limit)
+        return ast.Query(
+            subject=base, join=join, where=where, since=since, order_by=order, limit=limit
+        )
     # aggregate query: the first aggregate names the base subject
     aggs: list[ast.Aggregate] = []
     n = draw(st.integers(1, 3))
@@ -115,24 +128,43 @@ def queries(draw: Any) -> ast.Query:
         if choice == 0 and i > 0:
             agg = ast.Aggregate(ast.AggFunc.COUNT, None)
         elif choice <= 1 or not numeric:
-            agg = ast.Aggregate(ast.AggFunc.COUNT, ast.Field(subject, draw(st.sampled_from(sorted(COLUMNS[subject])))))
+            agg = ast.Aggregate(
+                ast.AggFunc.COUNT,
+                ast.Field(subject, draw(st.sampled_from(sorted(COLUMNS[subject])))),
+            )
         elif choice == 2:
-            agg = ast.Aggregate(draw(st.sampled_from([ast.AggFunc.SUM, ast.AggFunc.AVG])),
-                                ast.Field(subject, draw(st.sampled_from(numeric))))
+            agg = ast.Aggregate(
+                draw(st.sampled_from([ast.AggFunc.SUM, ast.AggFunc.AVG])),
+                ast.Field(subject, draw(st.sampled_from(numeric))),
+            )
         else:
-            agg = ast.Aggregate(draw(st.sampled_from([ast.AggFunc.MIN, ast.AggFunc.MAX])),
-                                ast.Field(subject, draw(st.sampled_from(sorted(COLUMNS[subject])))))
+            agg = ast.Aggregate(
+                draw(st.sampled_from([ast.AggFunc.MIN, ast.AggFunc.MAX])),
+                ast.Field(subject, draw(st.sampled_from(sorted(COLUMNS[subject])))),
+            )
         aggs.append(ast.Aggregate(agg.func, agg.field, f"a{i}"))
     group = tuple(
         ast.Field(s, c)
-        for s, c in draw(st.lists(
-            st.sampled_from([(s, c) for s in subjects for c in GROUPABLE[s]]),
-            max_size=2, unique=True))
+        for s, c in draw(
+            st.lists(
+                st.sampled_from([(s, c) for s in subjects for c in GROUPABLE[s]]),
+                max_size=2,
+                unique=True,
+            )
+        )
     )
     order_pool = [ast.Field(None, a.alias or "") for a in aggs] + list(group)
     order = tuple(
         ast.OrderItem(f, descending=draw(st.booleans()))
         for f in draw(st.lists(st.sampled_from(order_pool), max_size=2, unique_by=str))
     )
-    return ast.Query(subject=None, aggregates=tuple(aggs), join=join, where=where,
-                     group_by=group, since=since, order_by=order, limit=limit)
+    return ast.Query(
+        subject=None,
+        aggregates=tuple(aggs),
+        join=join,
+        where=where,
+        group_by=group,
+        since=since,
+        order_by=order,
+        limit=limit,
+    )

@@ -46,8 +46,19 @@ def top_tenant(small: DemoData) -> str:
 
 
 def test_query_json_shape(capsys: Any, data_dir: Path, small: DemoData) -> None:
-    code, out, err = run(capsys, "query", "--data", str(data_dir), "--tenant", top_tenant(small),
-                         "--now", NOW, "--format", "json", "FIND receipts SINCE 7d LIMIT 3")
+    code, out, err = run(
+        capsys,
+        "query",
+        "--data",
+        str(data_dir),
+        "--tenant",
+        top_tenant(small),
+        "--now",
+        NOW,
+        "--format",
+        "json",
+        "FIND receipts SINCE 7d LIMIT 3",
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert set(doc) == {"columns", "rows", "truncated", "stats"}
@@ -74,8 +85,19 @@ def test_query_table_and_csv(capsys: Any, data_dir: Path, small: DemoData) -> No
 def test_truncated_flag(capsys: Any, tmp_path: Path, small: DemoData) -> None:
     engine = pql.Engine(tmp_path / "lake")
     engine.ingest("receipts", small.receipts)
-    code, out, _ = run(capsys, "query", "--data", str(tmp_path / "lake"), "--tenant",
-                       top_tenant(small), "--now", NOW, "--format", "json", "FIND receipts SINCE 180d")
+    code, out, _ = run(
+        capsys,
+        "query",
+        "--data",
+        str(tmp_path / "lake"),
+        "--tenant",
+        top_tenant(small),
+        "--now",
+        NOW,
+        "--format",
+        "json",
+        "FIND receipts SINCE 180d",
+    )
     doc = json.loads(out)
     assert code == 0
     assert len(doc["rows"]) == min(10_000, doc["stats"]["rows"])
@@ -91,10 +113,12 @@ def test_truncated_flag(capsys: Any, tmp_path: Path, small: DemoData) -> None:
         ("FIND receipts WHERE decisions.effect = 'deny'", 3, "PQL-S004"),
     ],
 )
-def test_exit_codes_for_bad_queries(capsys: Any, data_dir: Path, query: str, code: int,
-                                    token: str) -> None:
-    got, out, err = run(capsys, "query", "--data", str(data_dir), "--tenant", "acme", "--now",
-                        NOW, query)
+def test_exit_codes_for_bad_queries(
+    capsys: Any, data_dir: Path, query: str, code: int, token: str
+) -> None:
+    got, out, err = run(
+        capsys, "query", "--data", str(data_dir), "--tenant", "acme", "--now", NOW, query
+    )
     assert got == code
     assert token in err
     assert "Traceback" not in err
@@ -102,16 +126,28 @@ def test_exit_codes_for_bad_queries(capsys: Any, data_dir: Path, query: str, cod
 
 
 def test_bad_tenant_and_now_exit_2(capsys: Any, data_dir: Path) -> None:
-    code, _, err = run(capsys, "query", "--data", str(data_dir), "--tenant", "ACME!", "FIND receipts")
+    code, _, err = run(
+        capsys, "query", "--data", str(data_dir), "--tenant", "ACME!", "FIND receipts"
+    )
     assert code == 2 and "PQL-E030" in err
-    code, _, err = run(capsys, "query", "--data", str(data_dir), "--tenant", "acme", "--now",
-                       "yesterday", "FIND receipts")
+    code, _, err = run(
+        capsys,
+        "query",
+        "--data",
+        str(data_dir),
+        "--tenant",
+        "acme",
+        "--now",
+        "yesterday",
+        "FIND receipts",
+    )
     assert code == 2 and "PQL-E031" in err
 
 
 def test_missing_data_dir_exit_2(capsys: Any, tmp_path: Path) -> None:
-    code, _, err = run(capsys, "query", "--data", str(tmp_path / "nope"), "--tenant", "acme",
-                       "FIND receipts")
+    code, _, err = run(
+        capsys, "query", "--data", str(tmp_path / "nope"), "--tenant", "acme", "FIND receipts"
+    )
     assert code == 2 and "PQL-E071" in err
 
 
@@ -121,26 +157,39 @@ def test_usage_error_exit_2(capsys: Any) -> None:
     assert info.value.code == 2
 
 
-def test_internal_error_exit_1_without_traceback(capsys: Any, data_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_error_exit_1_without_traceback(
+    capsys: Any, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(pql.Engine, "query", boom)
-    code, _, err = run(capsys, "query", "--data", str(data_dir), "--tenant", "acme", "FIND receipts")
+    code, _, err = run(
+        capsys, "query", "--data", str(data_dir), "--tenant", "acme", "FIND receipts"
+    )
     assert code == 1
     assert "PQL-X000" in err and "disk on fire" in err and "Traceback" not in err
 
 
 def test_explain(capsys: Any, data_dir: Path) -> None:
-    code, out, _ = run(capsys, "explain", "--data", str(data_dir), "--tenant", "acme", "--now", NOW,
-                       "FIND COUNT(*) AS n WHERE receipts.status = 'error' GROUP BY receipts.region")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--data",
+        str(data_dir),
+        "--tenant",
+        "acme",
+        "--now",
+        NOW,
+        "FIND COUNT(*) AS n WHERE receipts.status = 'error' GROUP BY receipts.region",
+    )
     assert code == 0
     assert "Scan receipts tenant=acme" in out and "safety rules:" in out
 
 
-def test_ingest_cli_reports_duplicates_and_rejects_bad_files(capsys: Any, tmp_path: Path,
-                                                             small: DemoData) -> None:
+def test_ingest_cli_reports_duplicates_and_rejects_bad_files(
+    capsys: Any, tmp_path: Path, small: DemoData
+) -> None:
     good = tmp_path / "r.parquet"
     pq.write_table(small.receipts.to_arrow(), good)
     bad = tmp_path / "bad.parquet"
@@ -167,9 +216,20 @@ def test_demo_command(capsys: Any, tmp_path: Path) -> None:
 
 def test_subprocess_bad_query_has_no_traceback(data_dir: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pql.cli", "query", "--data", str(data_dir), "--tenant", "acme",
-         "FIND receipts WHERE (((status = 'ok'"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pql.cli",
+            "query",
+            "--data",
+            str(data_dir),
+            "--tenant",
+            "acme",
+            "FIND receipts WHERE (((status = 'ok'",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

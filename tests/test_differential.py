@@ -49,8 +49,13 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
     prepared = engine.prepare(text, tenant=tenant, now=now)
     result = engine.execute(prepared)
     max_rows = prepared.limits.max_rows
-    sql = translate(prepared.analyzed, tenant=tenant, now=prepared.now, window=prepared.window,
-                    max_rows=max_rows)
+    sql = translate(
+        prepared.analyzed,
+        tenant=tenant,
+        now=prepared.now,
+        window=prepared.window,
+        max_rows=max_rows,
+    )
     theirs = pl.from_arrow(duck.sql(sql).to_arrow_table())
     assert isinstance(theirs, pl.DataFrame)
     truncated = theirs.height > max_rows
@@ -61,13 +66,15 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
 
 @pytest.mark.parametrize("text", CONTRACT_EXAMPLES + MORE)
 @pytest.mark.parametrize("which", [0, 3])
-def test_examples_match_duckdb(engine: pql.Engine, duck: Any, demo: Any, tenants: list[str],
-                               text: str, which: int) -> None:
+def test_examples_match_duckdb(
+    engine: pql.Engine, duck: Any, demo: Any, tenants: list[str], text: str, which: int
+) -> None:
     check(engine, duck, text, tenants[which], demo.now)
 
 
-def test_row_cap_truncates_like_sql(engine: pql.Engine, duck: Any, demo: Any,
-                                    tenants: list[str]) -> None:
+def test_row_cap_truncates_like_sql(
+    engine: pql.Engine, duck: Any, demo: Any, tenants: list[str]
+) -> None:
     small = pql.Engine.in_memory(limits=pql.Limits(max_rows=25))
     small.ingest("receipts", demo.receipts)
     result = check(small, duck, "FIND receipts SINCE 30d", tenants[0], demo.now)
@@ -78,14 +85,16 @@ def test_row_cap_truncates_like_sql(engine: pql.Engine, duck: Any, demo: Any,
 def test_contract_examples_return_rows(engine: pql.Engine, demo: Any, tenants: list[str]) -> None:
     """Guard against a vacuous differential test: the examples must find data."""
     nonempty = sum(
-        engine.query(text, tenant=tenants[0], now=demo.now).df.height > 0 for text in CONTRACT_EXAMPLES
+        engine.query(text, tenant=tenants[0], now=demo.now).df.height > 0
+        for text in CONTRACT_EXAMPLES
     )
     assert nonempty == len(CONTRACT_EXAMPLES)
 
 
 @given(query=queries())
-def test_generated_queries_match_duckdb(engine: pql.Engine, duck: Any, demo: Any,
-                                        tenants: list[str], query: ast.Query) -> None:
+def test_generated_queries_match_duckdb(
+    engine: pql.Engine, duck: Any, demo: Any, tenants: list[str], query: ast.Query
+) -> None:
     text = ast.to_text(query)
     for tenant in (tenants[0], tenants[-1]):
         check(engine, duck, text, tenant, demo.now.astimezone(UTC))

@@ -67,8 +67,9 @@ def test_keyword_case_and_whitespace_do_not_matter(query: ast.Query, data: Any) 
 
 
 @given(queries(), st.sampled_from([0, 1, 2, 5]))
-def test_no_query_sees_another_tenant(engine: pql.Engine, demo: Any, tenants: list[str],
-                                      query: ast.Query, which: int) -> None:
+def test_no_query_sees_another_tenant(
+    engine: pql.Engine, demo: Any, tenants: list[str], query: ast.Query, which: int
+) -> None:
     """The answer for a tenant is the same whether or not other tenants' data exist."""
     tenant = tenants[which]
     text = ast.to_text(query)
@@ -94,10 +95,12 @@ def _engine_for(demo: Any, tenant: str) -> pql.Engine:
 
 
 @given(st.sampled_from(["acme", "globex", "nobody"]), st.sampled_from(["=", "!=", "IN"]))
-def test_naming_tenant_in_where_only_narrows(engine: pql.Engine, demo: Any, tenants: list[str],
-                                             other: str, op: str) -> None:
+def test_naming_tenant_in_where_only_narrows(
+    engine: pql.Engine, demo: Any, tenants: list[str], other: str, op: str
+) -> None:
     tenant = tenants[1]
     cond = f"tenant IN ('{other}')" if op == "IN" else f"tenant {op} '{other}'"
-    result = engine.query(f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant,
-                          now=demo.now)
+    result = engine.query(
+        f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant, now=demo.now
+    )
     assert set(result.df["tenant"].to_list()) <= {tenant}

@@ -150,7 +150,9 @@ def predicate(pred: Pred) -> pl.Expr:
             member = column.is_in(series.implode())
             return ~member if negated else member
         case Null(col=col, negated=negated):
-            return pl.col(col.qualified).is_not_null() if negated else pl.col(col.qualified).is_null()
+            return (
+                pl.col(col.qualified).is_not_null() if negated else pl.col(col.qualified).is_null()
+            )
         case Negate(operand=inner):
             return ~predicate(inner)
         case AllOf(operands=ops):

@@ -41,7 +41,9 @@ def describe(node: Node) -> str:
         case Limit(count=n, cap=cap):
             return f"Limit {n}" + (" (row cap: more rows are flagged truncated)" if cap else "")
         case Project(columns=cols):
-            return "Project " + ", ".join(out if src == out else f"{src} AS {out}" for src, out in cols)
+            return "Project " + ", ".join(
+                out if src == out else f"{src} AS {out}" for src, out in cols
+            )
     raise InternalError("PQL-X007", f"explain met an unknown node {type(node).__name__}")
 
 

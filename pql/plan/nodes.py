@@ -33,7 +33,7 @@ Schema: TypeAlias = tuple[tuple[str, DataType], ...]
 
 
 def _span() -> Span | None:
-    return field(default=None, compare=False, repr=False, kw_only=True)  # type: ignore[no-any-return]
+    return field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ class Sort:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """Keep the first ``count`` rows. ``cap`` marks the safety row cap: more rows flag truncation."""
+    """Keep the first ``count`` rows; ``cap`` marks the safety row cap (more rows: truncated)."""
 
     input: Node
     count: int

@@ -43,9 +43,13 @@ def push_filters(plan: Node) -> Node:
             return plan
         case Join(left=left_node, right=right_node):
             return replace(plan, left=push_filters(left_node), right=push_filters(right_node))
-        case Filter(input=inner) | Aggregate(input=inner) | Sort(input=inner) | Limit(
-            input=inner
-        ) | Project(input=inner):
+        case (
+            Filter(input=inner)
+            | Aggregate(input=inner)
+            | Sort(input=inner)
+            | Limit(input=inner)
+            | Project(input=inner)
+        ):
             return replace(plan, input=push_filters(inner))
     raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
 

@@ -38,7 +38,9 @@ def check_tenant_name(tenant: object) -> str:
         raise InputError(
             "PQL-E030",
             f"{tenant!r} is not a valid tenant",
-            hints=("a tenant is 2-31 characters of a-z, 0-9 and '-', starting with a letter or digit",),
+            hints=(
+                "a tenant is 2-31 characters of a-z, 0-9 and '-', starting with a letter or digit",
+            ),
         )
     return tenant
 
@@ -62,8 +64,11 @@ def join_policy(plan: Node, ctx: SafetyContext) -> Node:
                 "PQL-S004",
                 f"fields of {right} are used without a JOIN: that would be a Cartesian product",
                 span=node.span,
-                hints=(f"add JOIN {right} ON receipts.executionId = decisions.executionId"
-                       if right in JOINABLE else f"{right} cannot be combined with this subject",),
+                hints=(
+                    f"add JOIN {right} ON receipts.executionId = decisions.executionId"
+                    if right in JOINABLE
+                    else f"{right} cannot be combined with this subject",
+                ),
                 setting="rule: no Cartesian products",
             )
         subjects = {node.left_key.subject, node.right_key.subject}
@@ -99,8 +104,10 @@ def window_limit(plan: Node, ctx: SafetyContext) -> Node:
                 span=node.span,
                 hints=(f"use SINCE {int(longest.total_seconds() // 86400)}d or less",),
                 setting="Limits.max_window",
-                details={"asked_seconds": asked.total_seconds(),
-                         "max_seconds": longest.total_seconds()},
+                details={
+                    "asked_seconds": asked.total_seconds(),
+                    "max_seconds": longest.total_seconds(),
+                },
             )
     return plan
 
@@ -158,5 +165,3 @@ def _days(delta: timedelta) -> str:
     if seconds % 86400 == 0:
         return f"{int(seconds // 86400)}d"
     return f"{seconds / 86400:.1f}d"
-
-

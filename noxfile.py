@@ -1,0 +1,60 @@
+"""Developer sessions: ``nox -s tests lint typecheck demo bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.default_venv_backend = "venv"
+
+SOURCES = ["pql", "tests", "benchmarks", "noxfile.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (differential, property, golden, CLI)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """Long property runs: thousands of generated queries and hostile inputs."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": "nightly"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Generate demo data and answer example queries."""
+    session.install("-e", ".")
+    session.run("pql", "demo", *(session.posargs or ["--data", "pql-demo-data"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Micro-benchmarks (pytest-benchmark) and the load harness; numbers go to benchmarks/results/."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "benchmarks",
+        "--benchmark-only",
+        "--benchmark-json=benchmarks/results/micro.json",
+        "-p",
+        "no:cacheprovider",
+    )
