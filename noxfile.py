@@ -46,7 +46,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Micro-benchmarks (pytest-benchmark) and the load harness; numbers go to benchmarks/results/."""
+    """Micro-benchmarks and the load harness; numbers go to benchmarks/results/."""
     session.install("-e", ".[bench]")
     session.run(
         "python",
