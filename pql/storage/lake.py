@@ -1,0 +1,538 @@
+"""The embedded default store: append-only Parquet files in a local directory.
+
+Layout::
+
+    root/
+      _pql/manifest.json                 every committed file with its statistics,
+                                         per-tenant versions and the extra-column types
+      _pql/lock                          held (flock) by the process that is ingesting
+      _pql/tmp/                          data files being written
+      mc-{tenant}-{region}-{subject}/    one bucket per tenant, region and subject
+        day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
+
+Files are written once and never changed or deleted. An ingest writes its data files to
+``_pql/tmp``, fsyncs and renames them into their buckets, and only then replaces the manifest
+atomically; readers see only the files the manifest lists, so a crash at any point leaves no
+visible trace (at most orphan files, which :meth:`Lake.gc_orphans` lists).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from pql.catalog import Catalog, DataType, Subject
+from pql.errors import InputError
+from pql.storage.base import (
+    IngestReport,
+    Partition,
+    PartitionStats,
+    Scan,
+    current_subject,
+    empty_frame,
+    from_micros,
+    micros,
+    partitions_of,
+    project,
+    split_duplicates,
+)
+from pql.storage.validate import extra_columns, validate
+
+__all__ = ["FileEntry", "Lake", "Manifest", "bucket_name"]
+
+MANIFEST_FORMAT = 1
+META_DIR = "_pql"
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = "lock"
+TMP_DIR = "tmp"
+WRITERS = 8
+"""How many data files an ingest writes at once (writing and fsync release the GIL)."""
+
+_Signature = tuple[int, int, int]
+"""What identifies one version of the manifest file: inode, mtime (ns) and size."""
+
+
+def bucket_name(tenant: str, region: str, subject: str) -> str:
+    """The directory of one tenant's subject in one region, e.g. ``mc-acme-us-east-1-receipts``."""
+    return f"mc-{tenant}-{region}-{subject}"
+
+
+# -- the manifest ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One committed data file and its statistics (times in microseconds since the epoch)."""
+
+    path: str
+    tenant: str
+    region: str
+    subject: str
+    day: date
+    rows: int
+    bytes: int
+    ts_min: int
+    ts_max: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as the manifest stores it."""
+        return {
+            "path": self.path,
+            "tenant": self.tenant,
+            "region": self.region,
+            "subject": self.subject,
+            "day": self.day.isoformat(),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "ts_min": self.ts_min,
+            "ts_max": self.ts_max,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FileEntry:
+        """An entry read back from the manifest."""
+        return cls(
+            path=str(raw["path"]),
+            tenant=str(raw["tenant"]),
+            region=str(raw["region"]),
+            subject=str(raw["subject"]),
+            day=date.fromisoformat(str(raw["day"])),
+            rows=int(raw["rows"]),
+            bytes=int(raw["bytes"]),
+            ts_min=int(raw["ts_min"]),
+            ts_max=int(raw["ts_max"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The committed state of a lake: files, per-tenant versions and extra-column types."""
+
+    files: tuple[FileEntry, ...] = ()
+    versions: Mapping[str, int] = field(default_factory=dict)
+    extras: Mapping[str, Mapping[str, DataType]] = field(default_factory=dict)
+    _index: dict[tuple[str, str], tuple[FileEntry, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, str], list[FileEntry]] = {}
+        for entry in self.files:
+            index.setdefault((entry.tenant, entry.subject), []).append(entry)
+        frozen = {k: tuple(sorted(v, key=lambda e: (e.day, e.path))) for k, v in index.items()}
+        object.__setattr__(self, "_index", frozen)
+
+    def files_of(self, tenant: str, subject: str) -> tuple[FileEntry, ...]:
+        """The files of ``tenant``'s ``subject``, by day."""
+        return self._index.get((tenant, subject), ())
+
+    def tenants(self) -> tuple[str, ...]:
+        """The tenants with committed files, sorted."""
+        return tuple(sorted({tenant for tenant, _ in self._index}))
+
+    def commit(
+        self, entries: Sequence[FileEntry], extras: Mapping[str, Mapping[str, DataType]]
+    ) -> Manifest:
+        """A new manifest with ``entries`` added, their tenants' versions bumped and ``extras``."""
+        versions = dict(self.versions)
+        for tenant in sorted({e.tenant for e in entries}):
+            versions[tenant] = versions.get(tenant, 0) + 1
+        merged = {subject: dict(columns) for subject, columns in self.extras.items()}
+        for subject, columns in extras.items():
+            merged.setdefault(subject, {}).update(columns)
+        return Manifest((*self.files, *entries), versions, merged)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as stored in ``manifest.json``."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "versions": dict(sorted(self.versions.items())),
+            "extras": {
+                subject: {name: type_.value for name, type_ in columns.items()}
+                for subject, columns in sorted(self.extras.items())
+            },
+            "files": [entry.to_json() for entry in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Manifest:
+        """A manifest read back from ``manifest.json``."""
+        if raw.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"unknown manifest format {raw.get('format')!r}")
+        return cls(
+            files=tuple(FileEntry.from_json(e) for e in raw["files"]),
+            versions={str(t): int(v) for t, v in raw["versions"].items()},
+            extras={
+                str(subject): {str(n): DataType(t) for n, t in columns.items()}
+                for subject, columns in raw["extras"].items()
+            },
+        )
+
+
+# -- the lake ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The keys stored for one tenant's subject, and the files they were read from."""
+
+    files: set[str] = field(default_factory=set)
+    keys: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))
+
+
+class Lake:
+    """A :class:`~pql.storage.base.Store` on a local directory (see the module docs for the layout).
+
+    Opening a lake restores the catalog's extra columns from its manifest. The root is created
+    on the first ingest; a root that is a file is refused. ``durable=False`` skips the fsync of
+    data files and directories: faster for throw-away data, but after a power loss (not a mere
+    process crash) committed files may be missing or incomplete.
+    """
+
+    def __init__(self, root: Path | str, catalog: Catalog, *, durable: bool = True) -> None:
+        self._root = Path(root)
+        self._durable = durable
+        self._catalog = catalog
+        self._lock = threading.RLock()
+        self._manifest = Manifest()
+        self._signature: _Signature | None = None
+        self._keys: dict[tuple[str, str], _Keys] = {}
+        self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
+        self._stats_of = self._manifest
+        self._check_root()
+        self._refresh()
+
+    @property
+    def root(self) -> Path:
+        """The lake's directory."""
+        return self._root
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog this lake validates against and widens with extra columns."""
+        return self._catalog
+
+    @property
+    def manifest_path(self) -> Path:
+        """Where the manifest lives."""
+        return self._root / META_DIR / MANIFEST_NAME
+
+    def manifest(self) -> Manifest:
+        """The committed state, reloaded if another process changed it."""
+        return self._refresh()
+
+    # -- Store ---------------------------------------------------------------------------------
+
+    def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
+        """Validate ``data``, drop duplicates and append the new rows atomically.
+
+        Nothing is written when the input is invalid or every row is a duplicate.
+        """
+        checked = current_subject(self._catalog, subject)
+        frame = validate(checked, data, self._catalog)
+        if frame.height == 0:
+            return IngestReport(checked.name, 0, 0, 0, (), 0, ())
+        self._check_root()
+        with self._lock, self._exclusive():
+            manifest = self._refresh()
+            current = current_subject(self._catalog, subject)
+            if current is not checked:  # another process added extra columns meanwhile
+                frame = validate(current, frame, self._catalog)
+            stored = {
+                tenant: self._stored_keys(manifest, tenant, current)
+                for tenant in frame.get_column("tenant").unique().to_list()
+            }
+            new, duplicate_keys, duplicates = split_duplicates(current, frame, stored)
+            entries = self._commit(manifest, current, new) if new.height else []
+        return IngestReport(
+            subject=current.name,
+            rows_in=frame.height,
+            written=new.height,
+            duplicates=duplicates,
+            tenants=tuple(sorted({e.tenant for e in entries})),
+            partitions=len(entries),
+            duplicate_keys=duplicate_keys,
+        )
+
+    def scan(
+        self,
+        tenant: str,
+        subject: Subject,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None = None,
+    ) -> Scan:
+        """The rows of the files of ``tenant``'s ``subject`` whose time range meets the window.
+
+        Not exact: the files hold whole days, so the executor still filters on ``ts``.
+        """
+        manifest = self._refresh()
+        current = current_subject(self._catalog, subject)
+        names = project(current, columns)
+        low, high = micros(start), micros(end)
+        files = [
+            e
+            for e in manifest.files_of(tenant, current.name)
+            if e.ts_min <= high and e.ts_max >= low
+        ]
+        if not files:
+            return Scan(empty_frame(current).lazy().select(names), 0, 0, False)
+        frame = pl.scan_parquet(
+            [str(self._root / e.path) for e in files],
+            schema=current.polars_schema(),
+            missing_columns="insert",
+            extra_columns="ignore",
+            hive_partitioning=False,
+            glob=False,
+        ).select(names)
+        return Scan(frame, len(files), sum(e.rows for e in files), False)
+
+    def version(self, tenant: str) -> int:
+        """How many ingests have stored rows for ``tenant`` (from any process)."""
+        return self._refresh().versions.get(tenant, 0)
+
+    def tenants(self) -> tuple[str, ...]:
+        """The tenants with stored rows, sorted."""
+        return self._refresh().tenants()
+
+    def extras(self) -> dict[str, dict[str, DataType]]:
+        """The extra columns in stored data: subject -> column -> type."""
+        return {s: dict(columns) for s, columns in self._refresh().extras.items()}
+
+    def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
+        """Per (day, region) statistics of ``tenant``'s ``subject``, from the manifest."""
+        manifest = self._refresh()
+        if manifest is not self._stats_of:  # cached per manifest version
+            self._stats, self._stats_of = {}, manifest
+        key = (tenant, subject)
+        if key not in self._stats:
+            self._stats[key] = _stats(manifest.files_of(tenant, subject))
+        return list(self._stats[key])
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def gc_orphans(self, delete: bool = False) -> list[Path]:
+        """Data files no committed manifest lists (left by a crash), sorted.
+
+        With ``delete=True`` they are removed, under the ingest lock so that no ingest in
+        progress loses its files. Files the manifest lists are never touched.
+        """
+        if not self._root.is_dir():
+            return []
+        with self._lock, self._exclusive():
+            listed = {self._root / e.path for e in self._refresh().files}
+            orphans = sorted(
+                path
+                for path in (
+                    *self._root.glob("mc-*/day=*/*"),
+                    *self._meta(TMP_DIR).glob("*"),
+                    *self._meta().glob(f".{MANIFEST_NAME}.*.tmp"),
+                )
+                if path.is_file() and path not in listed
+            )
+            if delete:
+                for path in orphans:
+                    path.unlink()
+        return orphans
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _meta(self, *parts: str) -> Path:
+        return self._root.joinpath(META_DIR, *parts)
+
+    def _check_root(self) -> None:
+        if self._root.exists() and not self._root.is_dir():
+            raise InputError(
+                "PQL-E059",
+                f"the data directory {str(self._root)!r} is a file",
+                hints=("give a directory (it is created if it does not exist)",),
+            )
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the lake's lock file exclusively (creating the lake's directories if needed)."""
+        self._meta(TMP_DIR).mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._meta(LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _refresh(self) -> Manifest:
+        """The manifest, re-read only when the file changed; syncs extras into the catalog."""
+        with self._lock:
+            try:
+                with open(self.manifest_path, "rb") as handle:
+                    signature = _signature(os.fstat(handle.fileno()))
+                    if signature == self._signature:
+                        return self._manifest
+                    manifest = _parse_manifest(self.manifest_path, handle.read())
+            except FileNotFoundError:
+                return self._manifest
+            self._restore_extras(manifest)
+            self._manifest, self._signature = manifest, signature
+            return manifest
+
+    def _restore_extras(self, manifest: Manifest) -> None:
+        for subject, columns in manifest.extras.items():
+            if subject in self._catalog:
+                for name, type_ in columns.items():
+                    self._catalog.add_extra(subject, name, type_)
+
+    def _stored_keys(self, manifest: Manifest, tenant: str, subject: Subject) -> pl.Series:
+        """The keys stored for ``tenant``'s ``subject``, read lazily from committed files."""
+        cached = self._keys.setdefault((tenant, subject.name), _Keys())
+        unread = [
+            e.path for e in manifest.files_of(tenant, subject.name) if e.path not in cached.files
+        ]
+        if unread:
+            keys = (
+                pl.scan_parquet(
+                    [str(self._root / p) for p in unread], hive_partitioning=False, glob=False
+                )
+                .select(pl.col(subject.key).cast(pl.String))
+                .collect()
+                .to_series()
+            )
+            cached.keys = pl.concat([cached.keys, keys]).rechunk()
+            cached.files.update(unread)
+        return cached.keys
+
+    def _commit(self, manifest: Manifest, subject: Subject, new: pl.DataFrame) -> list[FileEntry]:
+        """Write ``new`` rows as day files, then the manifest; update the caches and catalog."""
+        parts = partitions_of(subject, new)
+        with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
+            entries = list(pool.map(partial(self._write_file, subject), parts))
+            dirs = _with_parents({(self._root / e.path).parent for e in entries}, self._root)
+            if self._durable:
+                list(pool.map(_fsync_dir, dirs))
+        extras = extra_columns(subject, new)
+        committed = manifest.commit(entries, {subject.name: extras} if extras else {})
+        _atomic_write(self.manifest_path, _dump(committed))
+        self._manifest = committed
+        self._signature = _signature(os.stat(self.manifest_path))
+        for name, type_ in extras.items():
+            self._catalog.add_extra(subject.name, name, type_)
+        self._remember_keys(subject, new, entries)
+        return entries
+
+    def _write_file(self, subject: Subject, part: Partition) -> FileEntry:
+        """Write one day partition: to a temp file, fsync, rename into its bucket."""
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        bucket = bucket_name(part.tenant, part.region, subject.name)
+        relative = f"{bucket}/day={part.day.isoformat()}/{name}"
+        temp = self._meta(TMP_DIR, f"{name}.tmp")
+        with open(temp, "wb") as handle:
+            part.rows.write_parquet(handle, statistics=True)
+            handle.flush()
+            if self._durable:
+                os.fsync(handle.fileno())
+            size = os.fstat(handle.fileno()).st_size
+        final = self._root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        return FileEntry(
+            path=relative,
+            tenant=part.tenant,
+            region=part.region,
+            subject=subject.name,
+            day=part.day,
+            rows=part.rows.height,
+            bytes=size,
+            ts_min=part.ts_min,
+            ts_max=part.ts_max,
+        )
+
+    def _remember_keys(self, subject: Subject, new: pl.DataFrame, entries: list[FileEntry]) -> None:
+        """Add the committed rows' keys to the in-memory key sets."""
+        for (tenant,), rows in new.partition_by("tenant", as_dict=True).items():
+            cached = self._keys.get((str(tenant), subject.name))
+            if cached is None:
+                continue  # not loaded yet: it will be read from the files when needed
+            fresh = rows.get_column(subject.key).cast(pl.String)
+            cached.keys = pl.concat([cached.keys, fresh]).rechunk()
+            cached.files.update(e.path for e in entries if e.tenant == tenant)
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def _stats(files: Sequence[FileEntry]) -> list[PartitionStats]:
+    """Per (day, region) totals of ``files``, by day then region."""
+    groups: dict[tuple[date, str], list[FileEntry]] = {}
+    for entry in files:
+        groups.setdefault((entry.day, entry.region), []).append(entry)
+    return [
+        PartitionStats(
+            day=day,
+            region=region,
+            rows=sum(e.rows for e in entries),
+            bytes=sum(e.bytes for e in entries),
+            ts_min=from_micros(min(e.ts_min for e in entries)),
+            ts_max=from_micros(max(e.ts_max for e in entries)),
+            files=len(entries),
+        )
+        for (day, region), entries in sorted(groups.items())
+    ]
+
+
+def _signature(stat: os.stat_result) -> _Signature:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _parse_manifest(path: Path, payload: bytes) -> Manifest:
+    try:
+        return Manifest.from_json(json.loads(payload))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(
+            "PQL-E059",
+            f"the lake manifest {str(path)!r} cannot be read: {exc}",
+            hints=("is this a pql data directory? the manifest is only written by pql",),
+        ) from exc
+
+
+def _dump(manifest: Manifest) -> bytes:
+    return json.dumps(manifest.to_json(), separators=(",", ":")).encode()
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Replace ``path`` with ``payload`` atomically: temp file, fsync, rename, fsync the dir."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _with_parents(dirs: set[Path], root: Path) -> list[Path]:
+    """``dirs`` and their parents up to ``root``: every directory an ingest may have created."""
+    out = set(dirs)
+    for directory in dirs:
+        out.update(p for p in directory.parents if p == root or root in p.parents)
+    return sorted(out)

@@ -1,0 +1,212 @@
+"""A :class:`~pql.storage.base.Store` kept in memory, for tests and notebooks.
+
+Each (tenant, subject) is one Polars frame sorted by the subject's order columns (``ts`` first
+for the built-in subjects), so a scan finds its window by binary search and slices it without
+copying: scans are exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+
+from pql.catalog import Catalog, DataType, Subject
+from pql.storage.base import (
+    DAY,
+    REGION,
+    IngestReport,
+    PartitionStats,
+    Scan,
+    conform,
+    count_partitions,
+    current_subject,
+    empty_frame,
+    micros,
+    project,
+    sort_columns,
+    split_duplicates,
+    with_partition_keys,
+)
+from pql.storage.validate import extra_columns, validate
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The rows of one tenant's subject, sorted, with the first row of each UTC day."""
+
+    frame: pl.DataFrame
+    day_starts: tuple[int, ...]
+
+    @classmethod
+    def build(cls, frame: pl.DataFrame) -> _Table:
+        days = frame.get_column("ts").dt.date()
+        starts = days.ne_missing(days.shift(1)).arg_true()
+        return cls(frame, tuple(starts.to_list()))
+
+    def window(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
+        # One binary search for both ends: the first row at or after ``end`` + 1µs ends it.
+        bounds = pl.Series([micros(start), micros(end) + 1], dtype=pl.Int64)
+        found = self.frame.get_column("ts").search_sorted(
+            bounds.cast(pl.Datetime("us", "UTC")), side="left"
+        )
+        lo, hi = (int(i) for i in found.to_list())
+        return lo, max(lo, hi)
+
+    def days_in(self, lo: int, hi: int) -> int:
+        """How many distinct days rows ``lo`` (inclusive) to ``hi`` (exclusive) span."""
+        if hi <= lo:
+            return 0
+        return bisect_right(self.day_starts, hi - 1) - bisect_right(self.day_starts, lo) + 1
+
+
+class MemoryStore:
+    """Rows in memory, per tenant and subject, deduplicated and sorted like a :class:`Lake`.
+
+    >>> from pql.catalog import Catalog, RECEIPTS
+    >>> store = MemoryStore(Catalog())
+    >>> store.tenants()
+    ()
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._versions: dict[str, int] = {}
+        self._extras: dict[str, dict[str, DataType]] = {}
+        self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog this store validates against and widens with extra columns."""
+        return self._catalog
+
+    def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
+        """Validate ``data``, drop duplicates and merge the new rows; see :class:`Store`."""
+        frame = validate(subject, data, self._catalog)
+        with self._lock:
+            current = current_subject(self._catalog, subject)
+            stored = {
+                tenant: table.frame.get_column(current.key)
+                for tenant in frame.get_column("tenant").unique().to_list()
+                if (table := self._tables.get((tenant, current.name))) is not None
+            }
+            new, duplicate_keys, duplicates = split_duplicates(current, frame, stored)
+            tenants: tuple[str, ...] = ()
+            partitions = 0
+            if new.height:
+                current = self._register_extras(current, new)
+                partitions = count_partitions(with_partition_keys(current, new))
+                tenants = self._merge(current, new)
+        return IngestReport(
+            subject=current.name,
+            rows_in=frame.height,
+            written=new.height,
+            duplicates=duplicates,
+            tenants=tenants,
+            partitions=partitions,
+            duplicate_keys=duplicate_keys,
+        )
+
+    def scan(
+        self,
+        tenant: str,
+        subject: Subject,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None = None,
+    ) -> Scan:
+        """Exactly the rows of ``tenant`` with ``start <= ts <= end``, as a zero-copy slice."""
+        current = current_subject(self._catalog, subject)
+        names = project(current, columns)
+        table = self._tables.get((tenant, current.name))
+        if table is None:
+            return Scan(empty_frame(current).select(names).lazy(), 0, 0, True)
+        lo, hi = table.window(start, end)
+        rows = conform(table.frame.slice(lo, hi - lo), current).select(names)
+        return Scan(rows.lazy(), table.days_in(lo, hi), hi - lo, True)
+
+    def version(self, tenant: str) -> int:
+        """How many ingests have stored rows for ``tenant``."""
+        return self._versions.get(tenant, 0)
+
+    def tenants(self) -> tuple[str, ...]:
+        """The tenants with stored rows, sorted."""
+        return tuple(sorted({tenant for tenant, _ in self._tables}))
+
+    def extras(self) -> dict[str, dict[str, DataType]]:
+        """The extra columns this store holds: subject -> column -> type."""
+        return {subject: dict(columns) for subject, columns in self._extras.items()}
+
+    def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
+        """Per (day, region) statistics of ``tenant``'s ``subject``, computed and cached."""
+        key = (tenant, subject)
+        cached = self._stats.get(key)
+        if cached is None:
+            table = self._tables.get(key)
+            cached = [] if table is None else _stats_of(self._catalog, subject, table.frame)
+            self._stats[key] = cached
+        return list(cached)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _register_extras(self, subject: Subject, new: pl.DataFrame) -> Subject:
+        """Add the extra columns of ``new`` to the catalog; return the widened subject."""
+        for name, type_ in extra_columns(subject, new).items():
+            self._catalog.add_extra(subject.name, name, type_)
+            self._extras.setdefault(subject.name, {})[name] = type_
+        return self._catalog[subject.name]
+
+    def _merge(self, subject: Subject, new: pl.DataFrame) -> tuple[str, ...]:
+        """Merge ``new`` rows into each tenant's sorted table; return the tenants touched."""
+        touched: list[str] = []
+        for (tenant,), rows in sorted(new.partition_by("tenant", as_dict=True).items()):
+            if not isinstance(tenant, str):
+                continue
+            key = (tenant, subject.name)
+            parts = [conform(rows, subject)]
+            if (old := self._tables.get(key)) is not None:
+                parts.insert(0, conform(old.frame, subject))
+            merged = pl.concat(parts, how="vertical").sort(sort_columns(subject))
+            self._tables[key] = _Table.build(merged.rechunk())
+            self._stats.pop(key, None)
+            self._versions[tenant] = self._versions.get(tenant, 0) + 1
+            touched.append(tenant)
+        return tuple(touched)
+
+
+def _stats_of(catalog: Catalog, subject: str, frame: pl.DataFrame) -> list[PartitionStats]:
+    """Per (day, region) rows, estimated bytes and time range of one tenant's frame."""
+    if frame.height == 0:
+        return []
+    row_bytes = frame.estimated_size() / frame.height
+    keyed = with_partition_keys(catalog[subject], frame)
+    groups = (
+        keyed.group_by(DAY, REGION)
+        .agg(
+            rows=pl.len(),
+            ts_min=pl.col("ts").min(),
+            ts_max=pl.col("ts").max(),
+        )
+        .sort(DAY, REGION)
+    )
+    return [
+        PartitionStats(
+            day=row[DAY],
+            region=row[REGION],
+            rows=row["rows"],
+            bytes=round(row["rows"] * row_bytes),
+            ts_min=row["ts_min"],
+            ts_max=row["ts_max"],
+        )
+        for row in groups.iter_rows(named=True)
+    ]

@@ -1,0 +1,338 @@
+"""Check ingested data against its subject and bring it to the stored types.
+
+:func:`validate` either returns a normalized frame or raises :class:`~pql.errors.InputError`
+naming what is wrong and where; it never changes the catalog, so a rejected file leaves no
+trace. Stores call :func:`extra_columns` afterwards to learn which extra columns to register.
+
+Normalized means: strings (including categoricals) are ``String``, ``ts`` and every other
+timestamp is ``Datetime("us", "UTC")`` (naive values are taken as UTC, other zones converted),
+floats are ``Float64`` (integers are accepted for float columns), integers ``Int64``. Columns
+come in the subject's order, then new extra columns in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import polars as pl
+import pyarrow as pa
+
+from pql.catalog import Catalog, Column, DataType, Subject, suggest
+from pql.errors import InputError
+from pql.storage.base import current_subject, has_region
+
+__all__ = [
+    "ALLOWED_VALUES",
+    "REGION_PATTERN",
+    "TENANT_PATTERN",
+    "extra_columns",
+    "validate",
+]
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{1,30}$"
+"""What a tenant looks like (it also names directories, so nothing else is allowed)."""
+
+REGION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""What a region looks like, e.g. ``us-east-1`` (it names directories too)."""
+
+ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("decisions", "effect"): ("allow", "deny"),
+}
+"""Columns restricted to a fixed set of values: (subject, column) -> values."""
+
+_RESERVED_PREFIX = "__pql"
+
+_TYPE_NAMES: dict[DataType, str] = {
+    DataType.STRING: "string",
+    DataType.INT: "integer",
+    DataType.FLOAT: "float64",
+    DataType.BOOL: "boolean",
+    DataType.TIMESTAMP: "timestamp (UTC or naive)",
+}
+
+
+def validate(subject: Subject, data: pa.Table | pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
+    """Check ``data`` against ``subject`` and return it normalized to the stored types.
+
+    Raises :class:`~pql.errors.InputError` for missing columns (PQL-E050), wrong types
+    (PQL-E051), extra columns conflicting with stored ones (PQL-E052), nulls where a value is
+    required (PQL-E053), malformed tenants (PQL-E054), effects other than allow/deny (PQL-E055),
+    extra columns of a type PQL cannot query (PQL-E056) and malformed regions (PQL-E058).
+    The catalog is not changed. Row numbers in messages count from 0, as in Polars and pyarrow.
+
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> from pql.catalog import Catalog, RECEIPTS
+    >>> row = {"executionId": "e1", "tenant": "acme", "region": "us-east-1",
+    ...        "ts": datetime(2024, 5, 1), "workflow": "etl", "status": "ok",
+    ...        "latency_ms": 12, "cost_usd": None}
+    >>> validate(RECEIPTS, pl.DataFrame([row]), Catalog()).schema["ts"]
+    Datetime(time_unit='us', time_zone='UTC')
+    """
+    current = current_subject(catalog, subject)
+    frame = _to_polars(data)
+    _check_missing(current, frame)
+    normalized = _normalize(current, frame)
+    _check_values(current, normalized)
+    return normalized
+
+
+def extra_columns(subject: Subject, data: pl.DataFrame) -> dict[str, DataType]:
+    """The columns of validated ``data`` that ``subject`` does not have yet, with their types."""
+    out: dict[str, DataType] = {}
+    for name, dtype in data.schema.items():
+        if name in subject:
+            continue
+        found = DataType.from_polars(dtype)
+        if found is not None:
+            out[name] = found
+    return out
+
+
+# -- input -------------------------------------------------------------------------------------
+
+
+def _to_polars(data: object) -> pl.DataFrame:
+    """``data`` as a Polars frame; a pyarrow table or record batch is converted."""
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pa.Table | pa.RecordBatch):
+        try:
+            converted = pl.from_arrow(data)
+        except (pa.ArrowException, pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+            raise InputError(
+                "PQL-E056",
+                f"the input has a column of a type PQL cannot read: {exc}",
+                hints=("cast such columns to string, integer, float, boolean or timestamp",),
+            ) from exc
+        if isinstance(converted, pl.DataFrame):
+            return converted
+    raise InputError(
+        "PQL-E051",
+        f"ingest takes a pyarrow.Table or a polars.DataFrame, not {type(data).__name__}",
+        hints=("convert it first, e.g. with polars.from_pandas(...)",),
+    )
+
+
+def _check_missing(subject: Subject, frame: pl.DataFrame) -> None:
+    """Raise PQL-E050 listing every required column ``frame`` lacks."""
+    missing = [c.name for c in subject.required if c.name not in frame.columns]
+    if not missing:
+        return
+    hints = [
+        f"{name!r} may be {near!r}"
+        for name in missing
+        if (near := suggest(name, [c for c in frame.columns if c not in subject])) is not None
+    ]
+    hints.append(f"{subject.name} needs: {', '.join(c.name for c in subject.required)}")
+    raise InputError(
+        "PQL-E050",
+        f"{subject.name} input is missing required column{'s' if len(missing) > 1 else ''}: "
+        f"{', '.join(missing)}",
+        hints=hints,
+        details={"subject": subject.name, "missing": missing},
+    )
+
+
+# -- types -------------------------------------------------------------------------------------
+
+
+def _normalize(subject: Subject, frame: pl.DataFrame) -> pl.DataFrame:
+    """Cast every column to its stored type, or raise naming every column that cannot be."""
+    known = [c for c in subject.columns if c.name in frame.columns]
+    extra = [name for name in frame.columns if name not in subject]
+    _check_known_types(subject, frame, known)
+    extra_types = _extra_types(subject, frame, extra)
+    exprs = [_cast(c.name, frame.schema[c.name], c.type) for c in known]
+    exprs += [_cast(n, frame.schema[n], extra_types[n]) for n in extra]
+    try:
+        return frame.select([e for e in exprs if e is not None])
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(
+            "PQL-E051",
+            f"{subject.name} input has values that do not fit the stored types: {exc}",
+            hints=("integers must fit in a signed 64-bit integer",),
+        ) from exc
+
+
+def _check_known_types(subject: Subject, frame: pl.DataFrame, known: list[Column]) -> None:
+    """Raise PQL-E051 (required) or PQL-E052 (extra) for columns of the wrong type."""
+    wrong = [c for c in known if _cast(c.name, frame.schema[c.name], c.type) is None]
+    required = [c for c in wrong if c.required]
+    if required:
+        problems = [_wrong_type(c, frame.schema[c.name]) for c in required]
+        raise InputError(
+            "PQL-E051",
+            f"{subject.name} input has {'; '.join(problems)}",
+            hints=("cast the column to the expected type before ingesting",),
+            details={"subject": subject.name, "columns": [c.name for c in required]},
+        )
+    if wrong:
+        column = wrong[0]
+        found = frame.schema[column.name]
+        shown = found_type.value if (found_type := DataType.from_polars(found)) else str(found)
+        raise InputError(
+            "PQL-E052",
+            f"column {subject.name}.{column.name} is {column.type.value} in stored data "
+            f"but {shown} in this file",
+            hints=("cast the column to the stored type before ingesting",),
+            details={"subject": subject.name, "column": column.name},
+        )
+
+
+def _extra_types(subject: Subject, frame: pl.DataFrame, names: list[str]) -> dict[str, DataType]:
+    """The PQL types of new extra columns; raise PQL-E056 naming those PQL cannot query."""
+    types = {n: DataType.from_polars(frame.schema[n]) for n in names}
+    bad = [n for n, t in types.items() if t is None or n.startswith(_RESERVED_PREFIX)]
+    if bad:
+        shown = ", ".join(f"{n} ({_describe(frame.schema[n])})" for n in bad)
+        raise InputError(
+            "PQL-E056",
+            f"{subject.name} input has extra columns PQL cannot store: {shown}",
+            hints=(
+                "extra columns may be string, integer, float, boolean or timestamp",
+                f"names starting with {_RESERVED_PREFIX!r} are reserved",
+                "drop or cast these columns before ingesting",
+            ),
+            details={"subject": subject.name, "columns": bad},
+        )
+    return {n: t for n, t in types.items() if t is not None}
+
+
+def _cast(name: str, dtype: pl.DataType, target: DataType) -> pl.Expr | None:
+    """An expression casting column ``name`` to ``target``, or ``None`` if it cannot be."""
+    column = pl.col(name)
+    if dtype == pl.Null:
+        return column.cast(target.polars)
+    if target is DataType.TIMESTAMP:
+        return _to_utc_micros(column, dtype)
+    if DataType.from_polars(dtype) is target or (target is DataType.FLOAT and dtype.is_integer()):
+        return column.cast(target.polars)
+    return None
+
+
+def _to_utc_micros(column: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """A datetime column as microseconds in UTC; naive values are taken as UTC."""
+    if not isinstance(dtype, pl.Datetime):
+        return None
+    if dtype.time_zone is None:
+        column = column.dt.replace_time_zone("UTC")
+    elif dtype.time_zone != "UTC":
+        column = column.dt.convert_time_zone("UTC")
+    return column.dt.cast_time_unit("us")
+
+
+def _wrong_type(column: Column, found: pl.DataType) -> str:
+    expected = _TYPE_NAMES[column.type]
+    if column.type is DataType.FLOAT:
+        expected = "float64 (or integer)"
+    return f"column {column.name} of type {_describe(found)}, expected {expected}"
+
+
+def _describe(dtype: pl.DataType) -> str:
+    """A dtype as a message shows it, e.g. ``Datetime(time_unit='ms', time_zone=None)``."""
+    return str(dtype)
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+def _check_values(subject: Subject, frame: pl.DataFrame) -> None:
+    """Raise for nulls where a value is needed, malformed tenants/regions and bad enum values."""
+    for column in subject.columns:
+        if column.name in frame.columns and not _nullable(subject, column):
+            _first_bad(frame, column.name, pl.col(column.name).is_null(), _null_error)
+    _check_pattern(frame, "tenant", TENANT_PATTERN, _tenant_error)
+    if has_region(subject):
+        _check_pattern(frame, "region", REGION_PATTERN, _region_error)
+    for (name, column_name), allowed in ALLOWED_VALUES.items():
+        if name == subject.name and column_name in frame.columns:
+            bad = ~pl.col(column_name).is_in(allowed) & pl.col(column_name).is_not_null()
+            _first_bad(frame, column_name, bad, _allowed_error(allowed))
+
+
+def _nullable(subject: Subject, column: Column) -> bool:
+    """Keys, tenants, regions and timestamps always need a value, whatever the column says."""
+    if column.name == "region" and not has_region(subject):
+        return column.nullable
+    return column.nullable and column.name not in (subject.key, "tenant", "region", "ts")
+
+
+def _check_pattern(
+    frame: pl.DataFrame, name: str, pattern: str, error: Callable[[str, int, str, int], InputError]
+) -> None:
+    if name not in frame.columns:
+        return
+    values = frame.get_column(name).unique()
+    bad = values.filter(~values.str.contains(pattern)).drop_nulls()
+    if len(bad):
+        _first_bad(frame, name, pl.col(name).is_in(bad.implode()), error)
+
+
+def _first_bad(
+    frame: pl.DataFrame,
+    name: str,
+    condition: pl.Expr,
+    error: Callable[[str, int, str, int], InputError],
+) -> None:
+    """Raise ``error(column, row, value, count)`` for the first row where ``condition`` holds."""
+    found = frame.select(
+        row=pl.arg_where(condition).first(),
+        count=condition.sum(),
+    ).row(0)
+    row, count = found
+    if row is None or not count:
+        return
+    value = frame.get_column(name)[int(row)]
+    raise error(name, int(row), "null" if value is None else repr(str(value)), int(count))
+
+
+def _details(column: str, row: int, value: str, count: int) -> dict[str, object]:
+    return {"column": column, "row": row, "value": value, "rows": count}
+
+
+def _more(count: int) -> str:
+    return f" ({count - 1} more row{'s' if count > 2 else ''} like it)" if count > 1 else ""
+
+
+def _null_error(column: str, row: int, value: str, count: int) -> InputError:
+    return InputError(
+        "PQL-E053",
+        f"column {column} has a null at row {row}{_more(count)} but needs a value in every row",
+        hints=("fill or drop those rows before ingesting",),
+        details=_details(column, row, value, count),
+    )
+
+
+def _tenant_error(column: str, row: int, value: str, count: int) -> InputError:
+    return InputError(
+        "PQL-E054",
+        f"invalid tenant {value} at row {row}{_more(count)}",
+        hints=(
+            "a tenant is 2 to 31 characters of a-z, 0-9 and '-', starting with a letter or digit",
+        ),
+        details=_details(column, row, value, count),
+    )
+
+
+def _region_error(column: str, row: int, value: str, count: int) -> InputError:
+    return InputError(
+        "PQL-E058",
+        f"invalid region {value} at row {row}{_more(count)}",
+        hints=("a region is up to 63 characters of a-z, 0-9 and '-', such as 'us-east-1'",),
+        details=_details(column, row, value, count),
+    )
+
+
+def _allowed_error(allowed: Iterable[str]) -> Callable[[str, int, str, int], InputError]:
+    choices = tuple(allowed)
+
+    def error(column: str, row: int, value: str, count: int) -> InputError:
+        return InputError(
+            "PQL-E055",
+            f"invalid {column} {value} at row {row}{_more(count)}",
+            hints=(f"{column} must be one of: {', '.join(repr(c) for c in choices)}",),
+            details=_details(column, row, value, count),
+        )
+
+    return error
