@@ -15,13 +15,16 @@ __all__ = ["DEMO_QUERIES", "run_demo"]
 
 DEMO_QUERIES: tuple[str, ...] = (
     "FIND COUNT(receipts.executionId) SINCE 7d",
-    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
+    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) "
+    "GROUP BY receipts.region SINCE 180d",
     'FIND AVG(receipts.latency_ms) AS avg_ms WHERE workflow IN ("etl", "billing") '
     "GROUP BY receipts.workflow SINCE 30d",
-    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d ORDER BY latency_ms DESC LIMIT 5',
-    "FIND COUNT(decisions.decisionId) AS denies JOIN receipts ON decisions.executionId = receipts.executionId "
-    'WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d '
-    "ORDER BY denies DESC",
+    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d '
+    "ORDER BY latency_ms DESC LIMIT 5",
+    "FIND COUNT(decisions.decisionId) AS denies "
+    "JOIN receipts ON decisions.executionId = receipts.executionId "
+    'WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") '
+    "GROUP BY decisions.rule SINCE 7d ORDER BY denies DESC",
     "FIND receipts SINCE 365d",
     'FIND receipts WHERE receipts.status = "error" AND latncy_ms > 250',
 )
