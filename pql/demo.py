@@ -18,13 +18,19 @@ What makes it look like production:
   ``cancelled``, and error *bursts*: short windows where one tenant's workflow fails a lot
   (and slows down, and retries).
 * **Decisions** average about 1.5 per receipt (0 to 4), a few milliseconds to seconds after the
-  receipt, with distinct rules per execution, mostly ``allow`` but with *deny storms* on some
-  rules in some windows; a blocking deny usually fails the execution. ``policy_version`` moves
-  forward about monthly, rolled out tenant by tenant. About 1% of decisions have no
-  ``executionId`` and about 1% name an execution that has no receipt.
+  receipt, with distinct rules per execution, mostly ``allow`` but with *deny storms*: a rate
+  limiter or budget cap pushing back on a burst's retries, a tenant's budget running out for the
+  rest of the day, a bad policy push denying one rule for everybody for a while. A blocking deny
+  usually fails the execution. ``policy_version`` moves forward about monthly, rolled out tenant
+  by tenant, smallest first. About 1% of decisions have no ``executionId`` and about 1% name an
+  execution that has no receipt.
 
-One incident of each kind (an error burst and a deny storm) always hits the largest tenant in the
-last three days, so a ``SINCE 7d`` demo has something to find.
+One error burst, with a deny storm on its retries, always hits the largest tenant in the last
+three days, so a ``SINCE 7d`` demo has an incident to find.
+
+Rows come in the default order (``ts``, then ``executionId``, then ``decisionId``; a missing
+``executionId`` last). Identifiers are ``ex-`` / ``dec-`` and 16 hex digits, unique across the
+whole dataset (orphan executions are numbered after the receipts, so they never collide).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import pyarrow as pa
 from pql.catalog import DECISIONS, RECEIPTS
 from pql.errors import InputError
 
-__all__ = ["REGIONS", "RULES", "TENANT_NAMES", "WORKFLOWS", "DemoData", "generate"]
+__all__ = ["REGIONS", "RULES", "STATUSES", "TENANT_NAMES", "WORKFLOWS", "DemoData", "generate"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -219,7 +225,7 @@ def generate(
     >>> sorted(data.decisions["effect"].unique())
     ['allow', 'deny']
     """
-    _check(receipts, days, tenants)
+    _check(receipts, seed, days, tenants)
     clock = _clock(now)
     end_us = int((clock - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
     world = _World(np.random.default_rng(seed), tenants, days, end_us)
@@ -231,9 +237,10 @@ def generate(
     return DemoData(receipts=receipts_frame, decisions=_decisions_frame(d), now=clock)
 
 
-def _check(receipts: int, days: int, tenants: int) -> None:
+def _check(receipts: int, seed: int, days: int, tenants: int) -> None:
     for name, value, low, high in (
         ("receipts", receipts, 0, 100_000_000),
+        ("seed", seed, 0, 2**63 - 1),
         ("days", days, 1, 3650),
         ("tenants", tenants, 1, _MAX_TENANTS),
     ):

@@ -6,13 +6,14 @@ import doctest
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 import pql.demo
 from pql.catalog import DECISIONS, RECEIPTS
-from pql.demo import REGIONS, RULES, WORKFLOWS, DemoData, generate
+from pql.demo import REGIONS, RULES, WORKFLOWS, DemoData, _hex_ids, _sort_order, generate
 from pql.errors import InputError, PQLError
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -324,13 +325,37 @@ def test_orphan_decisions(data: DemoData) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"receipts": -1}, {"receipts": 1.5}, {"days": 0}, {"tenants": 0}, {"receipts": True}],
+    [
+        {"receipts": -1},
+        {"receipts": 1.5},
+        {"receipts": True},
+        {"seed": -1},
+        {"days": 0},
+        {"tenants": 0},
+    ],
 )
 def test_bad_arguments_are_input_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(InputError) as caught:
         generate(**kwargs)  # type: ignore[arg-type]
     assert isinstance(caught.value, PQLError)
     assert caught.value.exit_code == 2
+
+
+def test_sort_order_breaks_ties_on_the_later_keys() -> None:
+    ts = np.array([2, 1, 1, 1], dtype=np.int64)
+    missing = np.array([False, True, False, False])
+    key = np.array([5, 0, 9, 3], dtype=np.uint64)
+    assert _sort_order(ts, missing, key).tolist() == [3, 2, 1, 0]
+
+
+def test_hex_ids_sort_like_their_values_and_keep_nulls() -> None:
+    values = np.array([2**64 - 1, 0, 255, 2**32], dtype=np.uint64)
+    null = np.array([False, False, True, False])
+    ids = _hex_ids("ex-", values, null=null)
+    assert ids.to_list() == ["ex-ffffffffffffffff", "ex-0000000000000000", None,
+                             "ex-0000000100000000"]  # fmt: skip
+    plain = _hex_ids("dec-", values)
+    assert plain.arg_sort().to_list() == np.argsort(values).tolist()
 
 
 def test_the_docstring_examples_run() -> None:
