@@ -307,7 +307,11 @@ def _meta_span(tree: Tree[Any]) -> Span | None:
     )
 
 
-_ESCAPES: Final = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+# The JSON escapes (what ``ast.to_text`` prints) plus \' and \0.
+_ESCAPES: Final = {
+    "\\": "\\", '"': '"', "'": "'", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b",
+    "f": "\f", "0": "\0",
+}  # fmt: skip
 _ESCAPE_RE: Final = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 
 
@@ -325,7 +329,7 @@ def _unquote(token: Token) -> str:
             "PQL-E005",
             f"unknown escape '\\{esc}' in a string",
             span=Span(token.line or 1, (token.column or 1) + 1 + m.start(), offset, offset + 2),
-            hints=("known escapes: \\\\ \\\" \\' \\n \\t \\r \\0 \\uXXXX",),
+            hints=("known escapes: \\\\ \\\" \\' \\/ \\n \\t \\r \\b \\f \\0 \\uXXXX",),
         )
 
     return _ESCAPE_RE.sub(repl, body)

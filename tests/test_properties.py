@@ -106,3 +106,20 @@ def test_naming_tenant_in_where_only_narrows(
         f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant, now=demo.now
     )
     assert set(result.df["tenant"].to_list()) <= {tenant}
+
+
+@given(
+    st.text(max_size=40),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_any_literal_survives_print_and_parse(text: str, number: int, real: float) -> None:
+    where = ast.And(
+        (
+            ast.Comparison(ast.Field(None, "status"), ast.CompareOp.EQ, ast.Literal(text)),
+            ast.Comparison(ast.Field(None, "attempt"), ast.CompareOp.NE, ast.Literal(number)),
+            ast.Comparison(ast.Field(None, "latency_ms"), ast.CompareOp.LT, ast.Literal(real)),
+        )
+    )
+    query = ast.Query(subject="receipts", where=where)
+    assert pql.parse(ast.to_text(query)) == query
