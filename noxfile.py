@@ -58,3 +58,4 @@ def bench(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
     )
+    session.run("python", "-m", "benchmarks.harness", *session.posargs)

@@ -25,6 +25,8 @@ from pql.errors import (
 from pql.limits import Limits
 from pql.parser import parse
 from pql.result import Result
+from pql.saved import ParamType, Safelist, SavedQuery, SavedStore
+from pql.signing import KeyRing, SigningKey, TrustedKey
 
 __version__ = "0.1.0"
 
@@ -36,15 +38,22 @@ __all__ = [
     "Engine",
     "InputError",
     "InternalError",
+    "KeyRing",
     "Limits",
     "PQLError",
+    "ParamType",
     "ParseError",
     "Prepared",
     "QueryError",
     "Result",
+    "Safelist",
     "SafetyError",
+    "SavedQuery",
+    "SavedStore",
+    "SigningKey",
     "Span",
     "Subject",
+    "TrustedKey",
     "__version__",
     "parse",
 ]

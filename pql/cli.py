@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TextIO
 
 import polars as pl
 
+from pql import saved_cli
 from pql.errors import InputError, PQLError
 from pql.result import Result
 
@@ -48,7 +49,9 @@ def _engine(args: argparse.Namespace) -> Any:
 
 def cmd_query(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    result = engine.query(args.query, tenant=args.tenant, now=args.now)
+    if args.deadline_ms is not None:
+        _lower_deadline(engine, args.deadline_ms)
+    result = engine.query(args.query, tenant=args.tenant, now=args.now, cache=not args.no_cache)
     _print_result(result, args.format, sys.stdout)
     if result.truncated and args.format == "table":
         print(f"(truncated at {result.df.height:,} rows)", file=sys.stderr)
@@ -57,8 +60,21 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    print(engine.explain(args.query, tenant=args.tenant, now=args.now))
+    explained = engine.explain(args.query, tenant=args.tenant, now=args.now, analyze=args.analyze)
+    if args.format == "json":
+        print(json.dumps(explained.to_dict(), ensure_ascii=False))
+    else:
+        print(explained)
     return 0
+
+
+def _lower_deadline(engine: Any, deadline_ms: int) -> None:
+    """``--deadline-ms``: only ever lowers the engine's deadline."""
+    from dataclasses import replace
+
+    if deadline_ms <= 0:
+        raise InputError("PQL-E072", f"--deadline-ms must be positive, not {deadline_ms}")
+    engine.limits = engine.limits.tighten(replace(engine.limits, deadline_ms=deadline_ms))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -76,8 +92,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         try:
             table = pq.read_table(name)
         except (OSError, ValueError) as exc:
-            raise InputError("PQL-E057", f"cannot read {name}: {exc}",
-                             hints=("pass Parquet files",)) from None
+            raise InputError(
+                "PQL-E057", f"cannot read {name}: {exc}", hints=("pass Parquet files",)
+            ) from None
         try:
             validate(subject, table, engine.catalog)
         except PQLError as exc:
@@ -87,8 +104,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # Every file was checked before anything is written: a bad file means nothing is stored.
     for name, table in tables:
         report = engine.ingest(args.table, table)
-        line = (f"{name}: {report.written:,} of {report.rows_in:,} rows stored, "
-                f"{report.duplicates:,} duplicates skipped, {report.partitions} partitions")
+        line = (
+            f"{name}: {report.written:,} of {report.rows_in:,} rows stored, "
+            f"{report.duplicates:,} duplicates skipped, {report.partitions} partitions"
+        )
         if report.duplicate_keys:
             line += f" (e.g. {', '.join(report.duplicate_keys[:3])})"
         print(line)
@@ -107,8 +126,13 @@ def _print_result(result: Result, fmt: str, out: TextIO) -> None:
     elif fmt == "csv":
         out.write(_isoformat(result.df).write_csv())
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
-                       tbl_width_chars=200):
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=60,
+            tbl_hide_dataframe_shape=True,
+            tbl_width_chars=200,
+        ):
             out.write(f"{result.df}\n")
         out.write(f"{result.df.height:,} rows\n")
 
@@ -116,7 +140,8 @@ def _print_result(result: Result, fmt: str, out: TextIO) -> None:
 def _isoformat(df: pl.DataFrame) -> pl.DataFrame:
     exprs = [
         pl.col(name).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias(name)
-        if isinstance(dtype, pl.Datetime) else pl.col(name)
+        if isinstance(dtype, pl.Datetime)
+        else pl.col(name)
         for name, dtype in df.schema.items()
     ]
     return df.select(exprs)
@@ -148,13 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="answer a PQL query")
     _common(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--deadline-ms",
+        type=int,
+        metavar="N",
+        help="cancel the query after N ms (can only lower the engine's Limits.deadline_ms)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="bypass the result cache (and keep the wall clock exact, not floored)",
+    )
     p.add_argument("query", metavar="QUERY")
     p.set_defaults(handler=cmd_query)
 
     p = sub.add_parser("explain", help="show the plan of a PQL query")
     _common(p)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--analyze", action="store_true", help="run the query and show actual rows per node"
+    )
     p.add_argument("query", metavar="QUERY")
     p.set_defaults(handler=cmd_explain)
+
+    saved_cli.register(sub)
     return parser
 
 
@@ -170,6 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PQL_ERROR_FORMAT") == "json":
             print(json.dumps(exc.to_dict()), file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(
+            f"error[PQL-X001]: {exc.strerror or exc} ({exc.filename or 'no file'})\n"
+            "  = hint: check the path, permissions and free space",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -178,9 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the edge: a bug is reported, never shown as a traceback
         if os.environ.get("PQL_DEBUG"):
             raise
-        print(f"error[PQL-X000]: internal error: {type(exc).__name__}: {exc}\n"
-              "  = hint: this is a bug in pql; set PQL_DEBUG=1 to see the traceback",
-              file=sys.stderr)
+        print(
+            f"error[PQL-X000]: internal error: {type(exc).__name__}: {exc}\n"
+            "  = hint: this is a bug in pql; set PQL_DEBUG=1 to see the traceback",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -9,9 +9,10 @@ A query goes through these stages, one module each::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,21 +20,34 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from pql import parser
+from pql import cache as result_cache
+from pql import warm as warm_mod
 from pql.analyze import Analyzed, analyze, parse_timestamp
 from pql.catalog import Catalog
-from pql.errors import InputError, InternalError, PQLError
+from pql.errors import InputError, InternalError, PQLError, SafetyError
 from pql.execute import compile_plan, run
+from pql.execute.run import collect
 from pql.limits import DEFAULT_LIMITS, Limits
+from pql.metrics import Metrics, default_metrics, outcome_of
 from pql.plan import explain as explain_mod
 from pql.plan.build import build
-from pql.plan.nodes import Node
+from pql.plan.cost import Estimates
+from pql.plan.nodes import Node, walk
 from pql.plan.optimize import RULES as OPTIMIZER_RULES
 from pql.plan.optimize import optimize
 from pql.plan.safety import RULES as SAFETY_RULES
-from pql.plan.safety import SafetyContext, apply_safety, check_tenant_name, rule_names
+from pql.plan.safety import (
+    CostReport,
+    SafetyContext,
+    apply_safety,
+    check_tenant_name,
+    rule_names,
+)
 from pql.result import Result
-from pql.storage import IngestReport, Lake, MemoryStore, Store, validate
+from pql.saved import Safelist, SafelistSpec, SavedStore
+from pql.signing import KeyRing
+from pql.stats import StoreStats
+from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store
 
 __all__ = ["Engine", "Prepared"]
 
@@ -53,6 +67,10 @@ class Prepared:
     plan: Node
     limits: Limits
     timings_ms: dict[str, float] = field(default_factory=dict)
+    estimates: Estimates | None = None
+    """Rows and cost per node of ``plan``, computed once by the ``cost-budget`` safety rule."""
+    would_refuse: tuple[dict[str, Any], ...] = ()
+    """Refusals the cost rule recorded instead of raising (measure mode)."""
 
     @property
     def start(self) -> datetime:
@@ -65,15 +83,28 @@ class Prepared:
             return self.limits.default_window
         return min(timedelta(seconds=since.seconds), _LONGEST_WINDOW)
 
-    def explain_text(self) -> str:
+    def explanation(self, actual_rows: Mapping[Node, int] | None = None) -> explain_mod.Explanation:
+        """The plan with its estimates (and ``actual_rows`` per node, if measured)."""
+        if self.estimates is None:
+            raise InternalError("PQL-X033", "a prepared query has no cost estimates")
         rules = ", ".join(rule_names(SAFETY_RULES))
         opt = ", ".join(r.__name__.replace("_", "-") for r in OPTIMIZER_RULES)
-        return (
-            f"{explain_mod.render(self.plan)}\n"
-            f"-- tenant: {self.tenant}; window: {_iso(self.start)} .. {_iso(self.now)}\n"
-            f"-- safety rules: {rules}\n"
-            f"-- optimizer rules: {opt}"
+        footer = (
+            f"-- tenant: {self.tenant}; window: {_iso(self.start)} .. {_iso(self.now)}",
+            f"-- safety rules: {rules}",
+            f"-- optimizer rules: {opt}",
         )
+        return explain_mod.Explanation(
+            self.plan,
+            self.estimates,
+            self.limits.cost_budget,
+            footer,
+            self.would_refuse,
+            actual_rows,
+        )
+
+    def explain_text(self) -> str:
+        return str(self.explanation())
 
 
 class Engine:
@@ -85,7 +116,20 @@ class Engine:
     0
 
     ``Engine(path)`` keeps data in a local lake directory; :meth:`in_memory` keeps it in memory.
-    ``limits`` are the engine's safety limits (see :class:`~pql.limits.Limits`).
+    With ``index=True`` a lake engine serves scans from per-tenant in-memory indexes, loaded on a
+    tenant's first query and dropped by ingest (for long-lived services; a one-shot command reads
+    only the partitions in the window instead).
+    ``limits`` are the engine's safety limits (see :class:`~pql.limits.Limits`). ``safelist``
+    says, per tenant, whether free-form queries run (``"off"``, the default), run and are
+    recorded in ``engine.safelist.audit_log`` (``"audit"``) or are refused (``"enforce"``):
+    one level, a mapping tenant -> level (``"*"`` for the rest) or a :class:`~pql.saved.Safelist`.
+
+    ``cache`` is the result cache (:class:`~pql.cache.ResultCache`; ``True``: a default one,
+    ``False``/``None``: none). When a query does not fix ``now``, the wall clock is floored to
+    ``cache_granularity`` (default 10 s; ``timedelta(0)`` keeps it exact) so repeated queries
+    share a window and a cache entry. ``metrics`` defaults to the process-wide
+    :func:`~pql.metrics.default_metrics` (no-ops without prometheus_client). Demand is counted
+    in ``engine.query_log``; :meth:`warm` re-runs the most demanded queries.
     """
 
     def __init__(
@@ -95,20 +139,35 @@ class Engine:
         limits: Limits | None = None,
         catalog: Catalog | None = None,
         store: Store | None = None,
+        safelist: SafelistSpec = "off",
+        cache: result_cache.ResultCache | bool | None = True,
+        cache_granularity: timedelta = result_cache.DEFAULT_GRANULARITY,
+        metrics: Metrics | None = None,
+        index: bool = False,
     ) -> None:
+        self.safelist = Safelist.of(safelist)
+        if cache is True:
+            cache = result_cache.ResultCache()
+        self.cache = cache if isinstance(cache, result_cache.ResultCache) else None
+        self.cache_granularity = cache_granularity
+        self.metrics = metrics if metrics is not None else default_metrics()
+        self.query_log = warm_mod.QueryLog()
         self.catalog = catalog or Catalog()
         self.limits = limits or DEFAULT_LIMITS
         self._tenant_limits: dict[str, Limits] = {}
         if store is not None:
             self.store = store
         elif path is not None:
-            self.store = Lake(Path(path), self.catalog)
+            lake = Lake(Path(path), self.catalog)
+            self.store = IndexedLake(lake, self.catalog) if index else lake
         else:
             raise InputError(
                 "PQL-E061",
                 "Engine needs a data directory",
                 hints=("use pql.Engine('DIR') or pql.Engine.in_memory()",),
             )
+        self.statistics = StoreStats(self.store, self.catalog)
+        self._admission = threading.BoundedSemaphore(self.limits.max_concurrent)
 
     @classmethod
     def in_memory(cls, *, limits: Limits | None = None, catalog: Catalog | None = None) -> Engine:
@@ -138,8 +197,11 @@ class Engine:
                 f"unknown subject '{subject}'",
                 hints=(f"known subjects: {', '.join(self.catalog.names)}",),
             )
-        frame = validate(target, data, self.catalog)
-        return self.store.ingest(self.catalog[subject], frame)
+        report = self.store.ingest(target, data)
+        if isinstance(self.store, Lake):  # keep the summaries beside the data up to date
+            for tenant in report.tenants:
+                self.statistics.summary(tenant, target.name)
+        return report
 
     # queries ----------------------------------------------------------------------------
     def prepare(
@@ -149,23 +211,40 @@ class Engine:
         tenant: str,
         now: datetime | str | None = None,
         params: Mapping[str, Any] | None = None,
+        measure: bool = False,
     ) -> Prepared:
-        """Parse, check and plan ``text`` without running it."""
+        """Parse, check and plan ``text`` without running it.
+
+        ``measure=True`` records a cost-budget refusal in ``Prepared.would_refuse`` instead of
+        raising it (as ``Limits.enforce_cost=False`` does); ``explain`` uses it.
+        """
         timings: dict[str, float] = {}
         try:
             tenant = check_tenant_name(tenant)
             clock = _clock(now)
             limits = self.limits_for(tenant)
             t = time.perf_counter()
-            tree = parser.parse(text)
+            tree = result_cache.parse(text)
             t = _lap(timings, "parse", t)
             analyzed = analyze(tree, self.catalog, params)
             t = _lap(timings, "analyze", t)
             since = tree.since
-            window = limits.default_window if since is None else timedelta(
-                seconds=min(since.seconds, int(_LONGEST_WINDOW.total_seconds()))
+            window = (
+                limits.default_window
+                if since is None
+                else timedelta(seconds=min(since.seconds, int(_LONGEST_WINDOW.total_seconds())))
             )
-            ctx = SafetyContext(tenant, clock, limits, since.seconds if since else None)
+            if measure:
+                limits = replace(limits, enforce_cost=False)
+            report = CostReport()
+            ctx = SafetyContext(
+                tenant,
+                clock,
+                limits,
+                since.seconds if since else None,
+                stats=self.statistics,
+                report=report,
+            )
             plan = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             t = _lap(timings, "plan", t)
             plan = apply_safety(plan, ctx)
@@ -173,10 +252,22 @@ class Engine:
             plan = optimize(plan)
             _lap(timings, "optimize", t)
         except PQLError as exc:
-            raise exc.with_text(text) if isinstance(text, str) else exc
+            if isinstance(text, str):
+                exc.with_text(text)
+            raise
         except (ValueError, TypeError, KeyError, AssertionError) as exc:
             raise _internal(exc) from exc
-        return Prepared(text, tenant, clock, analyzed, plan, limits, timings)
+        return Prepared(
+            text,
+            tenant,
+            clock,
+            analyzed,
+            plan,
+            limits,
+            timings,
+            report.estimates,
+            tuple(report.would_refuse),
+        )
 
     def query(
         self,
@@ -185,32 +276,114 @@ class Engine:
         tenant: str,
         now: datetime | str | None = None,
         params: Mapping[str, Any] | None = None,
+        cache: bool = True,
+        record: bool = True,
     ) -> Result:
         """Answer ``text`` for ``tenant``.
 
-        ``now`` fixes the clock (a datetime or ISO-8601 string; default: the wall clock);
-        ``params`` binds ``$name`` placeholders. Raises a :class:`~pql.errors.PQLError` subclass
-        for invalid queries (exit 2), safety refusals (3) and authorization failures (4).
+        ``now`` fixes the clock (a datetime or ISO-8601 string; default: the wall clock, floored
+        to ``cache_granularity`` when the cache is used); ``params`` binds ``$name``
+        placeholders. ``cache=False`` bypasses the result cache; ``record=False`` does not count
+        the query as demand (see :meth:`warm`). ``result.stats["cache"]`` says whether the
+        answer came from the cache and how old it is. Raises a :class:`~pql.errors.PQLError`
+        subclass for invalid queries (exit 2), safety refusals (3) and authorization
+        failures (4).
         """
         started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._answer(text, tenant, now, params, cache, record, started)
+            outcome = "cache_hit" if result.stats["cache"]["hit"] else "ok"
+            return result
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            self.metrics.query(outcome, (time.perf_counter() - started) * 1000)
+
+    def _answer(
+        self,
+        text: str,
+        tenant: str,
+        now: datetime | str | None,
+        params: Mapping[str, Any] | None,
+        use_cache: bool,
+        record: bool,
+        started: float,
+    ) -> Result:
+        """Check, then answer from the cache or run (see :mod:`pql.cache` for the key)."""
+        self.safelist.admit_free_form(text, tenant=tenant)
+        cache = self.cache if use_cache else None
+        if cache is not None and now is None:
+            now = result_cache.floor_clock(datetime.now(UTC), self.cache_granularity)
         prepared = self.prepare(text, tenant=tenant, now=now, params=params)
+        if record:
+            self.query_log.record(prepared.tenant, prepared.analyzed.query, params)
+        if cache is None:
+            result = self.execute(prepared, started=started)
+            result.stats["cache"] = {"hit": False, "age_ms": None}
+            return result
+        # The version is read before running: the answer is at least as new as the key claims.
+        key = result_cache.CacheKey.of(prepared, self.store.version(prepared.tenant))
+        found = cache.get(key)
+        self.metrics.cache(found is not None)
+        if found is not None:
+            timings = dict(prepared.timings_ms)
+            timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+            return result_cache.hit_result(found[0], found[1], timings)
+        result = self.execute(prepared, started=started)
+        result.stats["cache"] = {"hit": False, "age_ms": None}
+        cache.put(key, result)
+        return result
+
+    def warm(self, *, top_n: int = 10, tenants: list[str] | None = None) -> warm_mod.WarmReport:
+        """Fill the result cache with the ``top_n`` most demanded queries of each tenant.
+
+        See :func:`pql.warm.warm`; call it on start and on the application's own schedule.
+        """
+        return warm_mod.warm(self, top_n=top_n, tenants=tenants)
+
+    def run_saved(
+        self,
+        name: str,
+        *,
+        tenant: str,
+        keyring: KeyRing,
+        params: Mapping[str, Any] | None = None,
+        now: datetime | str | None = None,
+        store: SavedStore | None = None,
+    ) -> Result:
+        """Run the signed saved query ``name`` of ``tenant``, verifying it first (on every run).
+
+        The signature, key, tenant, validity window and text are checked against ``keyring`` at
+        ``now``; ``params`` are checked against the declared types and bound as literals. Saved
+        queries run whatever the safelist level. ``store`` defaults to the one beside the
+        engine's data (``DATA/_pql/saved.sqlite``). See ``docs/pql/SAVED_QUERIES.md``.
+        """
+        started = time.perf_counter()
+        clock = _clock(now)
+        saved = store if store is not None else SavedStore.beside(self.store)
+        run = saved.authorize(name, tenant=tenant, keyring=keyring, now=clock, params=params)
+        prepared = self.prepare(run.text, tenant=tenant, now=clock, params=run.params)
         return self.execute(prepared, started=started)
 
     def execute(self, prepared: Prepared, *, started: float | None = None) -> Result:
-        """Run a prepared query."""
+        """Run a prepared query, admitted (``Limits.max_concurrent``) and under its deadline."""
         timings = dict(prepared.timings_ms)
         t = time.perf_counter()
-        try:
-            compiled = compile_plan(prepared.plan, self.store, self.catalog)
-            t = _lap(timings, "compile", t)
-            frame, truncated = run(compiled)
-            _lap(timings, "execute", t)
-        except PQLError:
-            raise
-        except Exception as exc:  # a bug, not the caller's fault: keep the cause attached
-            raise _internal(exc) from exc
+        with self._admitted():
+            try:
+                compiled = compile_plan(prepared.plan, self.store, self.catalog)
+                t = _lap(timings, "compile", t)
+                frame, truncated = run(compiled, prepared.limits.deadline_ms)
+                _lap(timings, "execute", t)
+            except PQLError:
+                raise
+            except Exception as exc:  # a bug, not the caller's fault: keep the cause attached
+                raise _internal(exc) from exc
         begin = started if started is not None else t
         timings["total"] = round((time.perf_counter() - begin) * 1000, 3)
+        self.metrics.rows_scanned(compiled.rows_scanned)
         stats = {
             "rows": frame.height,
             "rows_scanned": compiled.rows_scanned,
@@ -218,6 +391,8 @@ class Engine:
             "tenant": prepared.tenant,
             "window": {"start": _iso(prepared.start), "end": _iso(prepared.now)},
             "timings_ms": timings,
+            "estimate": _estimate_stats(prepared),
+            "would_refuse": list(prepared.would_refuse),
         }
         return Result(frame, truncated, stats)
 
@@ -228,9 +403,62 @@ class Engine:
         tenant: str,
         now: datetime | str | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> str:
-        """The plan ``query`` would run, the window, and the rules applied."""
-        return self.prepare(text, tenant=tenant, now=now, params=params).explain_text()
+        analyze: bool = False,
+    ) -> explain_mod.Explanation:
+        """The plan ``text`` would run, its estimates, the window, and the rules applied.
+
+        ``str()`` of the answer is the text ``pql explain`` prints; ``estimated_rows``,
+        ``estimated_cost``, ``budget`` and ``to_dict()`` give the numbers. A query over the cost
+        budget is explained, not refused (the answer says it would be). ``analyze=True`` runs
+        the query (so the budget applies) and adds the rows each node actually produced.
+        """
+        prepared = self.prepare(text, tenant=tenant, now=now, params=params, measure=not analyze)
+        if not analyze:
+            return prepared.explanation()
+        return prepared.explanation(self._actual_rows(prepared))
+
+    def _actual_rows(self, prepared: Prepared) -> dict[Node, int]:
+        """Run every sub-plan of ``prepared`` and count its rows (for ``explain --analyze``)."""
+        counts: dict[Node, int] = {}
+        with self._admitted():
+            for node in walk(prepared.plan):
+                if node in counts:
+                    continue
+                compiled = compile_plan(node, self.store, self.catalog)
+                count = collect(compiled.frame.select(pl.len()), prepared.limits.deadline_ms)
+                rows = int(count.item())
+                counts[node] = rows if compiled.cap is None else min(rows, compiled.cap)
+        return counts
+
+    def _admitted(self) -> _Admission:
+        return _Admission(self._admission, self.limits.max_concurrent)
+
+
+class _Admission:
+    """Holds one of the engine's ``max_concurrent`` slots; refuses at once when none is free."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, size: int) -> None:
+        self._slots = slots
+        self._size = size
+
+    def __enter__(self) -> None:
+        if not self._slots.acquire(timeout=0.005):
+            raise SafetyError(
+                "PQL-S007",
+                f"{self._size} queries are already running in this engine; try again shortly",
+                hints=("retry after a moment, or raise Limits.max_concurrent",),
+                setting="Limits.max_concurrent",
+                details={"max_concurrent": self._size},
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+def _estimate_stats(prepared: Prepared) -> dict[str, float] | None:
+    if prepared.estimates is None:
+        return None
+    return {"rows": prepared.estimates.rows, "cost": prepared.estimates.cost}
 
 
 def _internal(exc: BaseException) -> InternalError:

@@ -23,7 +23,9 @@ class Limits:
     ``max_rows``: rows returned at most (and the largest ``LIMIT``); ``cost_budget``: the
     estimated cost above which a query is refused (cost units are documented in
     ``docs/pql/SAFETY.md``); ``deadline_ms``: how long a query may run; ``max_concurrent``: queries
-    running at once in one engine before new ones are refused.
+    running at once in one engine before new ones are refused; ``enforce_cost``: refuse queries
+    over the cost budget (``True``) or only record them in ``result.stats["would_refuse"]``
+    (``False``, measure mode). Tightening keeps enforcement if either side enforces.
     """
 
     max_window: timedelta = timedelta(days=180)
@@ -32,6 +34,7 @@ class Limits:
     cost_budget: float = 50_000_000.0
     deadline_ms: int = 2_000
     max_concurrent: int = 16
+    enforce_cost: bool = True
 
     def __post_init__(self) -> None:
         if self.max_window <= timedelta(0) or self.default_window <= timedelta(0):
@@ -52,6 +55,7 @@ class Limits:
         for f in fields(self):
             values[f.name] = min(getattr(self, f.name), getattr(other, f.name))
         values["default_window"] = min(values["default_window"], values["max_window"])
+        values["enforce_cost"] = self.enforce_cost or other.enforce_cost
         return replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:

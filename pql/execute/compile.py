@@ -106,7 +106,9 @@ def _scan(node: Scan, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> 
     request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
     got = store.scan(node.tenant, subject, node.start, node.end, request)
     scans.append(ScanInfo(node.subject, got.partitions, got.rows))
-    frame = got.frame.filter(pl.col("tenant") == node.tenant)
+    frame = got.frame
+    if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (the lake)
+        frame = frame.filter(pl.col("tenant") == node.tenant)
     if not got.exact:
         frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
     return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pql.errors import InternalError
+from pql.plan.cost import Estimates, format_cost
 from pql.plan.expr import pred_text
-from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort
+from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort, walk
 
-__all__ = ["describe", "node_name", "render", "to_dict"]
+__all__ = ["Explanation", "describe", "node_name", "render", "to_dict"]
 
 
 def _ts(value: datetime) -> str:
@@ -71,3 +74,84 @@ def to_dict(plan: Node, annotate: dict[int, dict[str, Any]] | None = None) -> di
         out.update(annotate[id(plan)])
     out["inputs"] = [to_dict(child, annotate) for child in plan.inputs()]
     return out
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What ``Engine.explain`` returns: the plan as it will run, with its estimates.
+
+    ``str()`` gives the text (the plan tree with ``est_rows=… est_cost=…`` per node, then the
+    tenant, window, cost and rules); :meth:`to_dict` the same as JSON-ready dictionaries. With
+    ``actual_rows`` (``explain(..., analyze=True)``) each node also shows the rows it produced.
+    """
+
+    plan: Node
+    estimates: Estimates
+    budget: float
+    footer: tuple[str, ...] = ()
+    would_refuse: tuple[dict[str, Any], ...] = ()
+    actual_rows: Mapping[Node, int] | None = None
+
+    @property
+    def estimated_rows(self) -> float:
+        """Estimated rows of the root: what the query returns."""
+        return self.estimates.rows
+
+    @property
+    def estimated_cost(self) -> float:
+        """Estimated cost of the whole query (the number the budget is compared with)."""
+        return self.estimates.cost
+
+    @property
+    def over_budget(self) -> bool:
+        return self.estimated_cost > self.budget
+
+    def node_details(self) -> list[dict[str, Any]]:
+        """One dictionary per node, root first: what it does and its estimate (and actual)."""
+        out: list[dict[str, Any]] = []
+        stack: list[tuple[Node, int]] = [(self.plan, 0)]
+        while stack:
+            node, depth = stack.pop()
+            out.append({"node": node_name(node), "detail": describe(node), "depth": depth})
+            out[-1].update(self._numbers(node))
+            stack.extend((child, depth + 1) for child in reversed(node.inputs()))
+        return out
+
+    def _numbers(self, node: Node) -> dict[str, Any]:
+        numbers: dict[str, Any] = dict(self.estimates.of(node).to_dict())
+        if self.actual_rows is not None:
+            numbers["actual_rows"] = self.actual_rows[node]
+        return numbers
+
+    def _annotation(self, node: Node) -> str:
+        est = self.estimates.of(node)
+        text = f"est_rows={format_cost(est.rows)} est_cost={format_cost(est.cost)}"
+        if self.actual_rows is not None:
+            text += f" actual_rows={self.actual_rows[node]:,}"
+        return text
+
+    def __str__(self) -> str:
+        notes = {id(node): self._annotation(node) for node in walk(self.plan)}
+        return "\n".join([render(self.plan, notes), self.cost_line(), *self.footer])
+
+    def cost_line(self) -> str:
+        line = (
+            f"-- cost: est_rows={format_cost(self.estimated_rows)} "
+            f"est_cost={format_cost(self.estimated_cost)} budget={format_cost(self.budget)}"
+        )
+        if self.over_budget:
+            line += " (over budget: refused with PQL-S005 unless Limits.enforce_cost is off)"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the plan tree with per-node numbers, the root estimates and the budget."""
+        notes = {id(node): self._numbers(node) for node in walk(self.plan)}
+        return {
+            "plan": to_dict(self.plan, notes),
+            "estimated_rows": self.estimated_rows,
+            "estimated_cost": self.estimated_cost,
+            "budget": self.budget,
+            "over_budget": self.over_budget,
+            "would_refuse": list(self.would_refuse),
+            "notes": [line.removeprefix("-- ") for line in self.footer],
+        }

@@ -9,18 +9,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from pql.errors import InputError, InternalError, SafetyError
 from pql.limits import Limits
+from pql.plan.cost import Estimates, estimate, format_cost
 from pql.plan.nodes import Join, Limit, Node, Scan, walk
+from pql.plan.optimize import optimize
+from pql.stats import NO_STATS, StatsProvider
 
-__all__ = ["JOINABLE", "RULES", "SafetyContext", "apply_safety", "check_tenant_name"]
+__all__ = [
+    "JOINABLE",
+    "RULES",
+    "CostReport",
+    "SafetyContext",
+    "apply_safety",
+    "check_tenant_name",
+]
 
 TENANT_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,30}")
 JOINABLE = frozenset({"receipts", "decisions"})
 JOIN_KEY = "executionId"
+
+
+@dataclass(slots=True)
+class CostReport:
+    """What the cost rule found: the estimates it enforced and, in measure mode, the refusals
+    it would have made (as :meth:`~pql.errors.PQLError.to_dict` dictionaries)."""
+
+    estimates: Estimates | None = None
+    would_refuse: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +50,10 @@ class SafetyContext:
     limits: Limits
     since_seconds: int | None = None
     """The SINCE duration as written (exact), or None for the default window."""
+    stats: StatsProvider = NO_STATS
+    """The statistics the cost estimate reads."""
+    report: CostReport = field(default_factory=CostReport)
+    """Filled in by :func:`cost_budget` for the caller (explain, result stats)."""
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -133,13 +157,56 @@ def row_cap(plan: Node, ctx: SafetyContext) -> Node:
     return Limit(plan, ctx.limits.max_rows, cap=True)
 
 
+def cost_budget(plan: Node, ctx: SafetyContext) -> Node:
+    """The estimated cost is within ``Limits.cost_budget`` (see :mod:`pql.plan.cost`).
+
+    The estimate is of the plan as it will run: after the speed-only rewrites of
+    :func:`~pql.plan.optimize.optimize`, which are deterministic and keep the rows, so the
+    estimate ``explain`` shows is this one. With ``Limits.enforce_cost`` off (measure mode) a
+    refusal is recorded in ``ctx.report`` instead of raised.
+    """
+    estimates = estimate(optimize(plan), ctx.stats)
+    ctx.report.estimates = estimates
+    budget = ctx.limits.cost_budget
+    if estimates.cost <= budget:
+        return plan
+    error = SafetyError(
+        "PQL-S005",
+        f"the estimated cost {format_cost(estimates.cost)} is above the budget of "
+        f"{format_cost(budget)} (about {format_cost(estimates.rows)} rows come out)",
+        hints=(
+            "narrow the query: a shorter SINCE, a more selective WHERE, "
+            "or an aggregate (COUNT, GROUP BY) instead of rows",
+            "raise Limits.cost_budget for this tenant if the query is meant to be this big",
+        ),
+        setting="Limits.cost_budget",
+        details={
+            "estimated_cost": estimates.cost,
+            "estimated_rows": estimates.rows,
+            "budget": budget,
+        },
+    )
+    if ctx.limits.enforce_cost:
+        raise error
+    ctx.report.would_refuse.append(error.to_dict())
+    return plan
+
+
 Rule = Callable[[Node, SafetyContext], Node]
 
 # Order: the tenant restriction is checked first because every later rule (and every estimate)
 # assumes it. Join policy next: no cost or window reasoning is meaningful for a forbidden join.
-# Window and LIMIT are plain bounds. The row cap wraps the final plan last, so nothing after it
-# can widen the result.
-RULES: tuple[Rule, ...] = (tenant_scope, join_policy, window_limit, row_limit, row_cap)
+# Window and LIMIT are plain bounds. The row cap wraps the plan next, so nothing after it can
+# widen the result. The cost budget comes last: it estimates the final plan, row cap included
+# (the cap bounds what a row query produces).
+RULES: tuple[Rule, ...] = (
+    tenant_scope,
+    join_policy,
+    window_limit,
+    row_limit,
+    row_cap,
+    cost_budget,
+)
 
 
 def apply_safety(plan: Node, ctx: SafetyContext, rules: tuple[Rule, ...] = RULES) -> Node:

@@ -88,12 +88,15 @@ class Scan:
     current schema (or the requested projection). ``exact`` says whether it is already narrowed
     to exactly ``start <= ts <= end``; when it is not, the executor applies that filter.
     ``rows`` counts the rows read before that filter, ``partitions`` the day partitions touched.
+    ``single_tenant`` says the store guarantees every row is the scanned tenant's (the memory
+    store keeps one frame per tenant); otherwise the executor also filters on ``tenant``.
     """
 
     frame: pl.LazyFrame
     partitions: int
     rows: int
     exact: bool
+    single_tenant: bool = False
 
 
 @dataclass(frozen=True, slots=True)

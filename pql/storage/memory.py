@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
@@ -44,21 +46,23 @@ class _Table:
 
     frame: pl.DataFrame
     day_starts: tuple[int, ...]
+    ts_us: npt.NDArray[np.int64]
+    """The ``ts`` column as µs since the epoch (a view of the frame's buffer when possible)."""
 
     @classmethod
     def build(cls, frame: pl.DataFrame) -> _Table:
-        days = frame.get_column("ts").dt.date()
+        ts = frame.get_column("ts")
+        days = ts.dt.date()
         starts = days.ne_missing(days.shift(1)).arg_true()
-        return cls(frame, tuple(starts.to_list()))
+        micros_ = ts.dt.cast_time_unit("us").to_physical().to_numpy()
+        return cls(frame, tuple(starts.to_list()), micros_.astype(np.int64, copy=False))
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
-        # One binary search for both ends: the first row at or after ``end`` + 1µs ends it.
-        bounds = pl.Series([micros(start), micros(end) + 1], dtype=pl.Int64)
-        found = self.frame.get_column("ts").search_sorted(
-            bounds.cast(pl.Datetime("us", "UTC")), side="left"
-        )
-        lo, hi = (int(i) for i in found.to_list())
+        # Binary search on the µs values (NumPy, no query engine round trip); the first row at
+        # or after ``end`` + 1µs ends the window.
+        lo = int(np.searchsorted(self.ts_us, micros(start), side="left"))
+        hi = int(np.searchsorted(self.ts_us, micros(end) + 1, side="left"))
         return lo, max(lo, hi)
 
     def days_in(self, lo: int, hi: int) -> int:
@@ -132,8 +136,9 @@ class MemoryStore:
         if table is None:
             return Scan(empty_frame(current).select(names).lazy(), 0, 0, True)
         lo, hi = table.window(start, end)
-        rows = conform(table.frame.slice(lo, hi - lo), current).select(names)
-        return Scan(rows.lazy(), table.days_in(lo, hi), hi - lo, True)
+        # A zero-copy slice; the projection stays lazy so it runs inside the query's collect.
+        rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
+        return Scan(rows, table.days_in(lo, hi), hi - lo, True, single_tenant=True)
 
     def version(self, tenant: str) -> int:
         """How many ingests have stored rows for ``tenant``."""

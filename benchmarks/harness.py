@@ -1,0 +1,489 @@
+"""An open-loop load harness for pql: constant arrival rate, latency from the scheduled send time.
+
+Like wrk2 or k6's ``constant-arrival-rate``, requests are *scheduled* at a fixed rate (``--qps``)
+whatever the engine does, and each request's latency is measured from its scheduled send time,
+so time spent queueing behind slow requests shows up in the percentiles (no coordinated
+omission). A pool of ``--workers`` threads runs the requests against one in-memory engine.
+
+The workload looks like production use:
+
+* **dashboards**: a fixed set of shapes (``DASHBOARDS``) that each tenant's dashboard repeats,
+  run with the wall clock (the engine floors it to its cache granularity, so the clock advances
+  every 10 s and cached windows roll over);
+* **ad-hoc** analyst queries (``ADHOC``) with random predicates and windows, mostly distinct;
+* tenants drawn with a Zipf skew (``--zipf``), over demo data whose tenant sizes are skewed too.
+
+Then, single-client, the workload's distinct queries run with the cache off through pql, DuckDB
+(native tables sorted by tenant and ts; SQL from ``tests/sqlref.py``) and hand-written Polars,
+and the per-shape ratio pql/DuckDB is printed.
+
+Results go to ``benchmarks/results/harness-<mode>-<stamp>.json`` and a PNG beside it (latency
+over time and its histogram). Run from the repository root::
+
+    python -m benchmarks.harness --receipts 1000000 --qps 100 --duration 60 --cache on
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+import pql
+from pql.demo import DemoData, generate
+
+RESULTS = Path(__file__).parent / "results"
+
+DASHBOARDS: dict[str, str] = {
+    "dash_status_1d": "FIND COUNT(*) GROUP BY receipts.region, receipts.status SINCE 1d",
+    "dash_latency_7d": "FIND AVG(receipts.latency_ms), MAX(receipts.latency_ms) "
+    "GROUP BY receipts.workflow SINCE 7d",
+    "dash_cost_30d": "FIND COUNT(*), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 30d",
+    "dash_errors_1d": 'FIND receipts WHERE receipts.status = "error" SINCE 1d LIMIT 50',
+    "dash_denies_7d": 'FIND COUNT(decisions.decisionId) WHERE decisions.effect = "deny" '
+    "GROUP BY decisions.rule SINCE 7d",
+    "dash_deny_join_7d": "FIND COUNT(decisions.decisionId) JOIN receipts ON "
+    'decisions.executionId = receipts.executionId WHERE decisions.effect = "deny" '
+    'AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
+}
+"""Dashboard panels: every tenant's dashboard asks these again and again."""
+
+WORKFLOWS = ("etl", "billing", "ingest", "report", "sync")
+STATUSES = ("ok", "error", "rollback")
+
+
+def _adhoc_slow(rng: random.Random) -> str:
+    return (
+        f"FIND receipts WHERE latency_ms > {rng.choice([250, 500, 1000, 2000])} AND "
+        f'workflow = "{rng.choice(WORKFLOWS)}" SINCE {rng.choice([1, 3, 7, 14])}d LIMIT 100'
+    )
+
+
+def _adhoc_group(rng: random.Random) -> str:
+    return (
+        f'FIND COUNT(*), AVG(receipts.cost_usd) WHERE receipts.status = "{rng.choice(STATUSES)}" '
+        f"GROUP BY receipts.workflow SINCE {rng.choice([7, 30, 90])}d"
+    )
+
+
+def _adhoc_wide(rng: random.Random) -> str:
+    return f"FIND COUNT(*), AVG(receipts.latency_ms) GROUP BY receipts.region SINCE {rng.randint(60, 180)}d"
+
+
+ADHOC: dict[str, Callable[[random.Random], str]] = {
+    "adhoc_slow": _adhoc_slow,
+    "adhoc_group": _adhoc_group,
+    "adhoc_wide": _adhoc_wide,
+}
+"""Analyst queries: random predicates and windows, so mostly cache misses."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One scheduled query."""
+
+    at: float  # seconds after the start, when it is due
+    tenant: str
+    shape: str
+    text: str
+
+
+@dataclass(slots=True)
+class Sample:
+    """What happened to one request (times in ms; ``latency`` counts from the scheduled time)."""
+
+    at: float
+    shape: str
+    tenant: str
+    latency_ms: float
+    service_ms: float
+    outcome: str  # ok | cache_hit | refused | invalid | error
+
+
+def workload(
+    tenants: list[str], *, qps: float, duration: float, adhoc_share: float, zipf: float, seed: int
+) -> list[Request]:
+    """The request schedule: constant arrival rate, Zipf-skewed tenants, dashboards and ad hoc."""
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) ** zipf for rank in range(len(tenants))]
+    out: list[Request] = []
+    for i in range(int(qps * duration)):
+        tenant = rng.choices(tenants, weights)[0]
+        if rng.random() < adhoc_share:
+            shape = rng.choice(sorted(ADHOC))
+            text = ADHOC[shape](rng)
+        else:
+            shape = rng.choice(sorted(DASHBOARDS))
+            text = DASHBOARDS[shape]
+        out.append(Request(i / qps, tenant, shape, text))
+    return out
+
+
+def drive(
+    engine: pql.Engine, requests: list[Request], *, workers: int, cache: bool
+) -> list[Sample]:
+    """Send ``requests`` open-loop on a pool of ``workers`` threads; one sample per request."""
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+
+    def one(req: Request) -> None:
+        begun = time.perf_counter()
+        outcome = "ok"
+        try:
+            result = engine.query(req.text, tenant=req.tenant, cache=cache)
+            if result.stats["cache"]["hit"]:
+                outcome = "cache_hit"
+        except (pql.SafetyError, pql.AuthError):
+            outcome = "refused"
+        except (pql.QueryError, pql.InputError):
+            outcome = "invalid"
+        except Exception:  # counted, never fatal to the run
+            outcome = "error"
+        done = time.perf_counter()
+        sample = Sample(
+            req.at,
+            req.shape,
+            req.tenant,
+            (done - start - req.at) * 1000,
+            (done - begun) * 1000,
+            outcome,
+        )
+        with lock:
+            samples.append(sample)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for req in requests:
+            delay = start + req.at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, req)
+    return samples
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    return {
+        "n": len(values),
+        "p50": round(float(np.percentile(arr, 50)), 3),
+        "p95": round(float(np.percentile(arr, 95)), 3),
+        "p99": round(float(np.percentile(arr, 99)), 3),
+        "max": round(float(arr.max()), 3),
+    }
+
+
+def summarize(samples: list[Sample], *, wall_s: float, config: dict[str, Any]) -> dict[str, Any]:
+    """Percentiles overall and per shape, achieved rate, hit rate, refusals and errors."""
+    outcomes = {
+        o: sum(s.outcome == o for s in samples)
+        for o in ("ok", "cache_hit", "refused", "invalid", "error")
+    }
+    answered = outcomes["ok"] + outcomes["cache_hit"]
+    shapes = {}
+    for shape in sorted({s.shape for s in samples}):
+        mine = [s for s in samples if s.shape == shape]
+        shapes[shape] = {
+            "latency_ms": _pct([s.latency_ms for s in mine]),
+            "service_ms": _pct([s.service_ms for s in mine]),
+            "hit_rate": round(sum(s.outcome == "cache_hit" for s in mine) / len(mine), 4),
+            "refused": sum(s.outcome == "refused" for s in mine),
+            "errors": sum(s.outcome in ("error", "invalid") for s in mine),
+        }
+    return {
+        "config": config,
+        "requests": len(samples),
+        "achieved_qps": round(len(samples) / wall_s, 2),
+        "wall_s": round(wall_s, 3),
+        "latency_ms": _pct([s.latency_ms for s in samples]),
+        "service_ms": _pct([s.service_ms for s in samples]),
+        "hit_rate": round(outcomes["cache_hit"] / answered, 4) if answered else 0.0,
+        "outcomes": outcomes,
+        "shapes": shapes,
+    }
+
+
+def plot(samples: list[Sample], path: Path, title: str) -> None:
+    """Latency over time (by outcome) and its histogram, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for outcome, color in (
+        ("ok", "tab:blue"),
+        ("cache_hit", "tab:green"),
+        ("refused", "tab:orange"),
+        ("error", "tab:red"),
+    ):
+        mine = [s for s in samples if s.outcome == outcome]
+        if mine:
+            left.scatter(
+                [s.at for s in mine], [s.latency_ms for s in mine], s=3, c=color, label=outcome
+            )
+    left.set(
+        xlabel="scheduled send time (s)",
+        ylabel="latency from schedule (ms)",
+        yscale="log",
+        title=title,
+    )
+    left.legend(markerscale=4)
+    values = np.asarray([s.latency_ms for s in samples])
+    bins = np.logspace(np.log10(max(values.min(), 0.05)), np.log10(values.max() + 1), 60)
+    right.hist(values, bins=bins, color="tab:blue")
+    right.set(xscale="log", xlabel="latency (ms)", ylabel="requests", title="histogram")
+    for q, style in ((50, "-"), (99, "--")):
+        right.axvline(float(np.percentile(values, q)), color="k", linestyle=style, label=f"p{q}")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- single-client comparison ----------------------------------------------------------------
+
+
+def _polars_answer(
+    frames: dict[str, pl.DataFrame], shape: str, tenant: str, now: datetime, text: str
+) -> pl.DataFrame | None:
+    """Hand-written Polars for the dashboard shapes (``None``: no hand-written version)."""
+    days = (
+        {"1d": 1, "7d": 7, "30d": 30}[shape.rsplit("_", 1)[1]] if shape.startswith("dash_") else 0
+    )
+    if not days:
+        return None
+    start = now - timedelta(days=days)
+
+    def scan(subject: str) -> pl.LazyFrame:
+        return (
+            frames[subject]
+            .lazy()
+            .filter(pl.col("tenant") == tenant, pl.col("ts").is_between(start, now))
+        )
+
+    r = d = pl.col
+    if shape == "dash_status_1d":
+        q = scan("receipts").group_by("region", "status").agg(pl.len()).sort("region", "status")
+    elif shape == "dash_latency_7d":
+        q = (
+            scan("receipts")
+            .group_by("workflow")
+            .agg(r("latency_ms").mean().alias("avg"), r("latency_ms").max().alias("max"))
+            .sort("workflow")
+        )
+    elif shape == "dash_cost_30d":
+        q = scan("receipts").group_by("region").agg(pl.len(), r("cost_usd").sum()).sort("region")
+    elif shape == "dash_errors_1d":
+        q = scan("receipts").filter(r("status") == "error").sort("ts", "executionId").head(50)
+    elif shape == "dash_denies_7d":
+        q = (
+            scan("decisions")
+            .filter(d("effect") == "deny")
+            .group_by("rule")
+            .agg(d("decisionId").count())
+            .sort("rule")
+        )
+    else:
+        rec = scan("receipts").filter(r("status") != "ok").select("executionId")
+        q = (
+            scan("decisions")
+            .filter(d("effect") == "deny")
+            .join(rec, on="executionId", how="inner")
+            .group_by("rule")
+            .agg(d("decisionId").count())
+            .sort("rule")
+        )
+    return q.collect()
+
+
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def compare(
+    engine: pql.Engine, data: DemoData, requests: list[Request], *, repeat: int, per_shape: int
+) -> dict[str, Any]:
+    """Distinct workload queries single-client (cache off): pql vs DuckDB vs hand-written Polars."""
+    import duckdb
+
+    from tests.sqlref import translate
+
+    con = duckdb.connect()
+    frames = {
+        "receipts": data.receipts.sort("tenant", "ts"),
+        "decisions": data.decisions.sort("tenant", "ts"),
+    }
+    for name, frame in frames.items():
+        con.register(f"{name}_src", frame.to_arrow())
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
+        con.unregister(f"{name}_src")
+    now = pql.cache.floor_clock(datetime.now(UTC), engine.cache_granularity)
+    chosen: dict[str, list[Request]] = {}
+    seen: set[tuple[str, str]] = set()
+    for req in requests:
+        if (req.tenant, req.text) in seen or len(chosen.get(req.shape, [])) >= per_shape:
+            continue
+        seen.add((req.tenant, req.text))
+        chosen.setdefault(req.shape, []).append(req)
+    out: dict[str, Any] = {}
+    for shape, reqs in sorted(chosen.items()):
+        pql_ms, duck_ms, polars_ms = [], [], []
+        for req in reqs:
+            prepared = engine.prepare(req.text, tenant=req.tenant, now=now)
+            sql = translate(
+                prepared.analyzed,
+                tenant=req.tenant,
+                now=now,
+                window=prepared.window,
+                max_rows=prepared.limits.max_rows,
+            )
+            pql_ms.append(
+                _median_ms(
+                    lambda r=req: engine.query(r.text, tenant=r.tenant, now=now, cache=False),
+                    repeat,
+                )
+            )
+            duck_ms.append(_median_ms(lambda s=sql: con.sql(s).to_arrow_table(), repeat))
+            if _polars_answer(frames, shape, req.tenant, now, req.text) is not None:
+                polars_ms.append(
+                    _median_ms(
+                        lambda r=req: _polars_answer(frames, r.shape, r.tenant, now, r.text), repeat
+                    )
+                )
+        row = {
+            "queries": len(reqs),
+            "pql_ms": round(statistics.median(pql_ms), 3),
+            "duckdb_ms": round(statistics.median(duck_ms), 3),
+            "polars_ms": round(statistics.median(polars_ms), 3) if polars_ms else None,
+        }
+        row["ratio_pql_duckdb"] = (
+            round(row["pql_ms"] / row["duckdb_ms"], 2) if row["duckdb_ms"] else None
+        )
+        out[shape] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the data, drive the load, write the JSON summary and PNG, run the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--receipts", type=int, default=1_000_000)
+    ap.add_argument("--tenants", type=int, default=8)
+    ap.add_argument("--qps", type=float, default=100.0)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load per mode")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--cache", choices=["on", "off", "both"], default="both")
+    ap.add_argument("--adhoc-share", type=float, default=0.2)
+    ap.add_argument("--zipf", type=float, default=1.1)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--compare-repeat", type=int, default=5)
+    ap.add_argument("--compare-per-shape", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    t = time.perf_counter()
+    data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
+    engine = pql.Engine.in_memory()
+    engine.ingest("receipts", data.receipts)
+    engine.ingest("decisions", data.decisions)
+    setup_s = time.perf_counter() - t
+    tenants = data.receipts["tenant"].value_counts(sort=True)["tenant"].to_list()
+    print(
+        f"data: {data.receipts.height:,} receipts, {data.decisions.height:,} decisions, "
+        f"{len(tenants)} tenants, set up in {setup_s:.1f}s"
+    )
+    requests = workload(
+        tenants,
+        qps=args.qps,
+        duration=args.duration,
+        adhoc_share=args.adhoc_share,
+        zipf=args.zipf,
+        seed=args.seed,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    modes = ["on", "off"] if args.cache == "both" else [args.cache]
+    if args.warmup:
+        # Cold start (grammar load, per-tenant statistics, Polars' first runs) is not steady
+        # state: run every dashboard shape once per tenant, uncached, before measuring.
+        t = time.perf_counter()
+        for tenant in tenants:
+            for text in DASHBOARDS.values():
+                engine.query(text, tenant=tenant, cache=False, record=False)
+        print(f"warm-up: {time.perf_counter() - t:.1f}s")
+    for mode in modes:
+        if engine.cache is not None:
+            engine.cache.clear()
+        t = time.perf_counter()
+        samples = drive(engine, requests, workers=args.workers, cache=mode == "on")
+        wall = time.perf_counter() - t
+        config = {
+            "receipts": data.receipts.height,
+            "decisions": data.decisions.height,
+            "tenants": len(tenants),
+            "qps": args.qps,
+            "duration_s": args.duration,
+            "workers": args.workers,
+            "cache": mode,
+            "adhoc_share": args.adhoc_share,
+            "zipf": args.zipf,
+            "seed": args.seed,
+            "warmup": args.warmup,
+            "granularity_s": engine.cache_granularity.total_seconds(),
+            "setup_s": round(setup_s, 1),
+        }
+        summary = summarize(samples, wall_s=wall, config=config)
+        base = args.out / f"harness-{args.receipts // 1000}k-cache-{mode}-{stamp}"
+        summary["png"] = str(base.with_suffix(".png").name)
+        plot(
+            samples,
+            base.with_suffix(".png"),
+            f"{args.receipts:,} receipts, {args.qps:g} QPS, cache {mode}",
+        )
+        base.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        lat = summary["latency_ms"]
+        print(
+            f"cache {mode}: {summary['requests']} requests, {summary['achieved_qps']} QPS achieved, "
+            f"p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms, "
+            f"hit rate {summary['hit_rate']}, outcomes {summary['outcomes']} -> {base}.json"
+        )
+    if args.compare:
+        result = compare(
+            engine, data, requests, repeat=args.compare_repeat, per_shape=args.compare_per_shape
+        )
+        path = args.out / f"harness-{args.receipts // 1000}k-compare-{stamp}.json"
+        path.write_text(
+            json.dumps({"receipts": data.receipts.height, "shapes": result}, indent=2) + "\n"
+        )
+        print(f"{'shape':20} {'pql ms':>9} {'duckdb ms':>10} {'polars ms':>10} {'pql/duckdb':>10}")
+        for shape, row in result.items():
+            print(
+                f"{shape:20} {row['pql_ms']:>9} {row['duckdb_ms']:>10} {row['polars_ms']!s:>10} {row['ratio_pql_duckdb']!s:>10}"
+            )
+        print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

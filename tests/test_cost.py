@@ -1,0 +1,217 @@
+"""Statistics, the cost estimator, the cost budget and explain's estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import pql
+from pql.catalog import RECEIPTS
+from pql.cli import main
+from pql.demo import DemoData
+from pql.errors import SafetyError
+from pql.limits import Limits
+from pql.plan.cost import format_cost
+from pql.plan.nodes import Limit
+from pql.stats import HyperLogLog, SubjectSummary, summarize
+
+JOIN = (
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
+    "WHERE decisions.effect = 'deny' SINCE 7d"
+)
+
+SIMPLE_FILTERS = [
+    'FIND receipts WHERE status = "error" SINCE 30d',
+    'FIND receipts WHERE status = "ok" SINCE 30d',
+    "FIND receipts WHERE latency_ms > 250 SINCE 30d",
+    'FIND receipts WHERE workflow IN ("etl", "billing") SINCE 30d',
+    'FIND receipts WHERE region = "us-east-1" SINCE 90d',
+    "FIND receipts WHERE cost_usd IS NULL SINCE 180d",
+    'FIND receipts WHERE NOT (status = "ok") SINCE 30d',
+    'FIND receipts WHERE status = "error" OR latency_ms > 1000 SINCE 30d',
+    "FIND decisions WHERE effect = 'deny' SINCE 30d",
+    "FIND decisions WHERE policy_version != 'v1' SINCE 30d",
+    "FIND receipts SINCE 14d",
+    JOIN,
+]
+
+
+def _q_error(estimate: float, actual: float) -> float:
+    est, act = estimate + 1, actual + 1
+    return max(est / act, act / est)
+
+
+# -- sketches and summaries --------------------------------------------------------------------
+
+
+def test_hyperloglog_counts_distinct_values_within_a_few_percent() -> None:
+    values = pl.Series([f"ex-{i}" for i in range(100_000)])
+    sketch = HyperLogLog().add(values).add(values.head(5_000))  # repeats do not count
+    assert abs(sketch.estimate() / 100_000 - 1) < 0.05
+    assert HyperLogLog().add(pl.Series(["a", "b", "a", None])).estimate() == pytest.approx(2, 0.01)
+
+
+def test_hyperloglog_merges_and_round_trips() -> None:
+    left = HyperLogLog().add(pl.Series([f"x{i}" for i in range(30_000)]))
+    right = HyperLogLog().add(pl.Series([f"x{i}" for i in range(20_000, 50_000)]))
+    union = left.merge(right)
+    assert abs(union.estimate() / 50_000 - 1) < 0.05
+    assert HyperLogLog.from_json(union.to_json()).estimate() == union.estimate()
+
+
+def test_summaries_merge_like_the_data_they_summarize(demo: DemoData) -> None:
+    frame = demo.receipts
+    half = frame.height // 2
+    merged = summarize(RECEIPTS, frame.head(half)).merge(summarize(RECEIPTS, frame.tail(-half)))
+    whole = summarize(RECEIPTS, frame)
+    assert merged.rows == whole.rows == frame.height
+    for name in ("status", "region", "workflow"):
+        assert merged.columns[name].mcv == whole.columns[name].mcv
+        assert merged.columns[name].mcv_complete
+    assert merged.columns["latency_ms"].nulls == frame["latency_ms"].null_count()
+    assert merged.columns["latency_ms"].low == frame["latency_ms"].min()
+    ids = merged.columns["executionId"]
+    assert not ids.mcv  # ids are not counted value by value
+    assert abs(ids.distinct / frame.height - 1) < 0.05
+    again = SubjectSummary.from_json(json.loads(json.dumps(merged.to_json())))
+    assert again.columns["status"].mcv == merged.columns["status"].mcv
+
+
+def test_lake_keeps_summaries_beside_the_data_and_merges_new_files(
+    demo: DemoData, lake_dir: Path
+) -> None:
+    engine = pql.Engine(lake_dir)
+    first, second = demo.receipts.head(3_000), demo.receipts.tail(-3_000)
+    engine.ingest("receipts", first)
+    sidecar = lake_dir / "_pql" / "stats" / "acme" / "receipts.json"
+    assert sidecar.is_file()
+    engine.ingest("receipts", second)
+    acme = demo.receipts.filter(pl.col("tenant") == "acme")
+    summary = engine.statistics.summary("acme", "receipts")
+    assert summary is not None and summary.rows == acme.height
+    counts = dict(acme["status"].value_counts().iter_rows())
+    assert summary.columns["status"].mcv == counts
+    # A new engine reads the sidecar instead of the data.
+    reopened = pql.Engine(lake_dir).statistics.summary("acme", "receipts")
+    assert reopened is not None and reopened.to_json() == summary.to_json()
+
+
+# -- estimates ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", SIMPLE_FILTERS)
+def test_estimates_are_within_a_small_factor_of_actual_rows(
+    engine: pql.Engine, demo: DemoData, text: str
+) -> None:
+    explained = engine.explain(text, tenant="acme", now=demo.now, analyze=True)
+    for detail in explained.node_details():
+        if detail["node"] in ("Scan", "Filter", "Join"):
+            q = _q_error(detail["est_rows"], detail["actual_rows"])
+            assert q < 3, f"{detail['detail']}: {detail}"
+
+
+def test_aggregate_and_limit_rows(engine: pql.Engine, demo: DemoData) -> None:
+    count = engine.explain(
+        "FIND COUNT(receipts.executionId) GROUP BY receipts.status SINCE 30d",
+        tenant="acme",
+        now=demo.now,
+        analyze=True,
+    )
+    groups = next(d for d in count.node_details() if d["node"] == "Aggregate")
+    assert groups["est_rows"] == groups["actual_rows"]  # a complete list of statuses
+    one = engine.explain("FIND COUNT(receipts.executionId) SINCE 7d", tenant="acme", now=demo.now)
+    assert one.estimated_rows == 1
+    limited = engine.explain("FIND receipts SINCE 30d LIMIT 5", tenant="acme", now=demo.now)
+    assert limited.estimated_rows == 5
+
+
+def test_explain_estimates_the_plan_that_runs(engine: pql.Engine, demo: DemoData) -> None:
+    prepared = engine.prepare(JOIN, tenant="acme", now=demo.now)
+    assert prepared.estimates is not None
+    assert prepared.estimates.plan == prepared.plan
+    assert isinstance(prepared.plan, Limit) and prepared.plan.cap
+    explained = engine.explain(JOIN, tenant="acme", now=demo.now)
+    text = str(explained)
+    assert f"est_cost={format_cost(explained.estimated_cost)}" in text.splitlines()[0]
+    assert "-- safety rules:" in text and "cost-budget" in text
+    doc = explained.to_dict()
+    assert doc["estimated_cost"] == explained.estimated_cost
+    assert doc["budget"] == engine.limits.cost_budget
+    assert doc["plan"]["est_rows"] == round(explained.estimated_rows, 1)
+    assert doc["plan"]["inputs"][0]["node"] == "Project"
+
+
+def test_unknown_tenant_costs_nothing(engine: pql.Engine, demo: DemoData) -> None:
+    explained = engine.explain(JOIN, tenant="nobody", now=demo.now)
+    assert explained.estimated_cost == 0
+
+
+# -- the budget --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight(demo: DemoData) -> pql.Engine:
+    eng = pql.Engine.in_memory(limits=Limits(cost_budget=100))
+    eng.ingest("receipts", demo.receipts)
+    eng.ingest("decisions", demo.decisions)
+    return eng
+
+
+def test_refusal_and_explain_agree(tight: pql.Engine, demo: DemoData) -> None:
+    explained = tight.explain(JOIN, tenant="acme", now=demo.now)
+    assert explained.over_budget and "over budget" in str(explained)
+    with pytest.raises(SafetyError) as caught:
+        tight.query(JOIN, tenant="acme", now=demo.now)
+    err = caught.value
+    assert err.code == "PQL-S005" and err.exit_code == 3
+    assert err.details["estimated_cost"] == explained.estimated_cost
+    assert f"estimated cost {format_cost(explained.estimated_cost)} " in err.message
+    assert "budget of 100 " in err.message
+    assert err.setting == "Limits.cost_budget"
+    assert any("SINCE" in h and "WHERE" in h for h in err.hints)
+
+
+def test_measure_mode_records_instead_of_refusing(demo: DemoData) -> None:
+    eng = pql.Engine.in_memory(limits=Limits(cost_budget=100, enforce_cost=False))
+    eng.ingest("receipts", demo.receipts)
+    eng.ingest("decisions", demo.decisions)
+    result = eng.query(JOIN, tenant="acme", now=demo.now, cache=False)
+    (refusal,) = result.stats["would_refuse"]
+    assert refusal["code"] == "PQL-S005"
+    assert refusal["details"]["estimated_cost"] == result.stats["estimate"]["cost"]
+    small = eng.query(
+        "FIND COUNT(receipts.executionId) SINCE 1d", tenant="acme", now=demo.now, cache=False
+    )
+    assert small.stats["would_refuse"] == []
+
+
+def test_tenant_limits_keep_enforcement() -> None:
+    measured = Limits(enforce_cost=False)
+    assert not measured.tighten(Limits(enforce_cost=False)).enforce_cost
+    assert measured.tighten(Limits()).enforce_cost
+
+
+def test_analyze_respects_the_budget(tight: pql.Engine, demo: DemoData) -> None:
+    with pytest.raises(SafetyError, match="PQL-S005"):
+        tight.explain(JOIN, tenant="acme", now=demo.now, analyze=True)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_cli_explain_json_and_analyze(capsys: Any, demo: DemoData, lake_dir: Path) -> None:
+    engine = pql.Engine(lake_dir)
+    engine.ingest("receipts", demo.receipts)
+    engine.ingest("decisions", demo.decisions)
+    now = demo.now.isoformat()
+    base = ["explain", "--data", str(lake_dir), "--tenant", "acme", "--now", now, JOIN]
+    assert main([*base[:-1], "--format", "json", JOIN]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["estimated_cost"] > 0 and doc["plan"]["node"] == "Limit"
+    assert main([*base[:-1], "--analyze", JOIN]) == 0
+    out = capsys.readouterr().out
+    assert "actual_rows=" in out and "est_rows=" in out
