@@ -22,7 +22,7 @@ from pql.errors import (
     SafetyError,
     Span,
 )
-from pql.limits import Limits
+from pql.limits import Limits, TenantLimits
 from pql.parser import parse
 from pql.result import Result
 from pql.saved import ParamType, Safelist, SavedQuery, SavedStore
@@ -53,6 +53,7 @@ __all__ = [
     "SigningKey",
     "Span",
     "Subject",
+    "TenantLimits",
     "TrustedKey",
     "__version__",
     "parse",

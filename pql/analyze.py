@@ -227,7 +227,10 @@ class _Analyzer:
                     "PQL-E022",
                     f"parameter ${value.name} has no value",
                     span=value.span,
-                    hints=(f"pass params={{'{value.name}': ...}} or --param {value.name}=...",),
+                    hints=(
+                        f"bind it: engine.query(..., params={{'{value.name}': ...}}), or save the "
+                        f"query and run it with `pql saved run ... --param {value.name}=...`",
+                    ),
                 )
             raw = self.params[value.name]
             if isinstance(raw, datetime) and col.type is DataType.TIMESTAMP:
@@ -261,7 +264,7 @@ class _Analyzer:
         if t is DataType.STRING:
             if isinstance(raw, str):
                 return Const(raw, t, span=span)
-            raise self._mismatch(col, shown, span, f'quote it: {col} = "{raw}"')
+            raise self._mismatch(col, shown, span, f'quote it: {col} = "{_plain(raw)}"')
         if t.numeric:
             if isinstance(raw, (int, float)) and not isinstance(raw, bool):
                 return Const(
@@ -317,7 +320,7 @@ class _Analyzer:
                     "PQL-E014",
                     f"{agg.func.value} needs a numeric field; {col} is {_article(col.type)}",
                     span=agg.field.span if agg.field else agg.span,
-                    hints=(f"use COUNT({col}), or {agg.func.value} over latency_ms or cost_usd",),
+                    hints=(_numeric_hint(agg.func.value, col, self.subjects),),
                 )
             if agg.func in (ast.AggFunc.MIN, ast.AggFunc.MAX) and col.type is DataType.BOOL:
                 raise QueryError(
@@ -425,6 +428,20 @@ class _Analyzer:
                 )
             return OrderKey(col.qualified, item.descending, item.span)
         return OrderKey(self._col(key).qualified, item.descending, item.span)
+
+
+def _plain(raw: object) -> str:
+    """A literal as PQL spells it (``true``, not Python's ``True``)."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _numeric_hint(func: str, col: Col, subjects: list[Subject]) -> str:
+    numeric = [f"{s.name}.{c.name}" for s in subjects for c in s.columns if c.type.numeric]
+    if numeric:
+        return f"use COUNT({col}), or {func} over a numeric field: {', '.join(numeric)}"
+    return f"use COUNT({col}); the query's subjects have no numeric field"
 
 
 def _article(t: DataType) -> str:

@@ -63,7 +63,7 @@ DEFAULT_TTL_S = 300.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 """The most result bytes the cache keeps (256 MiB)."""
 
-DEFAULT_GRANULARITY = timedelta(seconds=10)
+DEFAULT_GRANULARITY = timedelta(0)
 """The step the wall clock is floored to when the caller does not fix ``now``."""
 
 ENTRY_OVERHEAD_BYTES = 1024

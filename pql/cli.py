@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except OSError as exc:
         print(
-            f"error[PQL-X001]: {exc.strerror or exc} ({exc.filename or 'no file'})\n"
+            f"error[PQL-X040]: {exc.strerror or exc} ({exc.filename or 'no file'})\n"
             "  = hint: check the path, permissions and free space",
             file=sys.stderr,
         )

@@ -9,9 +9,9 @@ A query goes through these stages, one module each::
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +24,11 @@ from pql import cache as result_cache
 from pql import warm as warm_mod
 from pql.analyze import Analyzed, analyze, parse_timestamp
 from pql.catalog import Catalog
-from pql.errors import InputError, InternalError, PQLError, SafetyError
+from pql.errors import InputError, InternalError, PQLError
 from pql.execute import compile_plan, run
+from pql.execute.admission import Admission
 from pql.execute.run import collect
-from pql.limits import DEFAULT_LIMITS, Limits
+from pql.limits import DEFAULT_LIMITS, Limits, TenantLimits
 from pql.metrics import Metrics, default_metrics, outcome_of
 from pql.plan import explain as explain_mod
 from pql.plan.build import build
@@ -125,9 +126,10 @@ class Engine:
     one level, a mapping tenant -> level (``"*"`` for the rest) or a :class:`~pql.saved.Safelist`.
 
     ``cache`` is the result cache (:class:`~pql.cache.ResultCache`; ``True``: a default one,
-    ``False``/``None``: none). When a query does not fix ``now``, the wall clock is floored to
-    ``cache_granularity`` (default 10 s; ``timedelta(0)`` keeps it exact) so repeated queries
-    share a window and a cache entry. ``metrics`` defaults to the process-wide
+    ``False``/``None``: none). ``cache_granularity`` (default ``timedelta(0)``: the wall clock
+    is exact, as the contract says) lets an application that accepts slightly stale windows
+    floor the wall clock, e.g. to 10 s, so repeated dashboard queries share a window and a cache
+    entry; a fixed ``now`` is always exact. ``metrics`` defaults to the process-wide
     :func:`~pql.metrics.default_metrics` (no-ops without prometheus_client). Demand is counted
     in ``engine.query_log``; :meth:`warm` re-runs the most demanded queries.
     """
@@ -154,7 +156,7 @@ class Engine:
         self.query_log = warm_mod.QueryLog()
         self.catalog = catalog or Catalog()
         self.limits = limits or DEFAULT_LIMITS
-        self._tenant_limits: dict[str, Limits] = {}
+        self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
             self.store = store
         elif path is not None:
@@ -167,20 +169,53 @@ class Engine:
                 hints=("use pql.Engine('DIR') or pql.Engine.in_memory()",),
             )
         self.statistics = StoreStats(self.store, self.catalog)
-        self._admission = threading.BoundedSemaphore(self.limits.max_concurrent)
+        self._admission = Admission(
+            running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
+        )
+        self._tenant_slots: dict[str, Admission] = {}
 
     @classmethod
-    def in_memory(cls, *, limits: Limits | None = None, catalog: Catalog | None = None) -> Engine:
-        """An engine that keeps its data in memory (tests, notebooks)."""
+    def in_memory(
+        cls,
+        *,
+        limits: Limits | None = None,
+        catalog: Catalog | None = None,
+        safelist: SafelistSpec = "off",
+        cache: result_cache.ResultCache | bool | None = True,
+        cache_granularity: timedelta = result_cache.DEFAULT_GRANULARITY,
+        metrics: Metrics | None = None,
+    ) -> Engine:
+        """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
-        return cls(limits=limits, catalog=cat, store=MemoryStore(cat))
+        return cls(
+            limits=limits,
+            catalog=cat,
+            store=MemoryStore(cat),
+            safelist=safelist,
+            cache=cache,
+            cache_granularity=cache_granularity,
+            metrics=metrics,
+        )
 
     # limits -----------------------------------------------------------------------------
-    def set_tenant_limits(self, tenant: str, limits: Limits) -> None:
-        """Limits for one tenant; they only tighten the engine's (the lower value wins)."""
-        self._tenant_limits[check_tenant_name(tenant)] = limits
+    def set_tenant_limits(self, tenant: str, limits: TenantLimits | Limits) -> None:
+        """A tenant's limit profile; it only tightens the engine's (the lower value wins).
+
+        A :class:`~pql.limits.TenantLimits` lowers the fields it sets; a whole
+        :class:`~pql.limits.Limits` lowers every field. A tenant's ``max_concurrent`` bounds
+        that tenant's queries running at once, inside the engine's own bound.
+        """
+        tenant = check_tenant_name(tenant)
+        self._tenant_limits[tenant] = limits
+        mine = self.limits_for(tenant)
+        self._tenant_slots[tenant] = Admission(
+            running=mine.max_concurrent,
+            queued=mine.max_queued,
+            where=f"tenant {tenant!r}'s share of this engine",
+        )
 
     def limits_for(self, tenant: str) -> Limits:
+        """The limits in force for ``tenant``: the engine's, tightened by the tenant's profile."""
         return self.limits.tighten(self._tenant_limits.get(tenant))
 
     # data -------------------------------------------------------------------------------
@@ -371,7 +406,7 @@ class Engine:
         """Run a prepared query, admitted (``Limits.max_concurrent``) and under its deadline."""
         timings = dict(prepared.timings_ms)
         t = time.perf_counter()
-        with self._admitted():
+        with self._admitted(prepared.tenant):
             try:
                 compiled = compile_plan(prepared.plan, self.store, self.catalog)
                 t = _lap(timings, "compile", t)
@@ -420,7 +455,7 @@ class Engine:
     def _actual_rows(self, prepared: Prepared) -> dict[Node, int]:
         """Run every sub-plan of ``prepared`` and count its rows (for ``explain --analyze``)."""
         counts: dict[Node, int] = {}
-        with self._admitted():
+        with self._admitted(prepared.tenant):
             for node in walk(prepared.plan):
                 if node in counts:
                     continue
@@ -430,29 +465,13 @@ class Engine:
                 counts[node] = rows if compiled.cap is None else min(rows, compiled.cap)
         return counts
 
-    def _admitted(self) -> _Admission:
-        return _Admission(self._admission, self.limits.max_concurrent)
-
-
-class _Admission:
-    """Holds one of the engine's ``max_concurrent`` slots; refuses at once when none is free."""
-
-    def __init__(self, slots: threading.BoundedSemaphore, size: int) -> None:
-        self._slots = slots
-        self._size = size
-
-    def __enter__(self) -> None:
-        if not self._slots.acquire(timeout=0.005):
-            raise SafetyError(
-                "PQL-S007",
-                f"{self._size} queries are already running in this engine; try again shortly",
-                hints=("retry after a moment, or raise Limits.max_concurrent",),
-                setting="Limits.max_concurrent",
-                details={"max_concurrent": self._size},
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        self._slots.release()
+    @contextmanager
+    def _admitted(self, tenant: str) -> Iterator[None]:
+        """A running slot of the tenant's share (if it has one), then of the engine."""
+        wait = self.limits_for(tenant).deadline_ms / 1000
+        share = self._tenant_slots.get(tenant)
+        with share.slot(wait) if share is not None else nullcontext(), self._admission.slot(wait):
+            yield
 
 
 def _estimate_stats(prepared: Prepared) -> dict[str, float] | None:
@@ -484,7 +503,7 @@ def _clock(now: datetime | str | None) -> datetime:
         except PQLError:
             raise InputError(
                 "PQL-E031",
-                f"--now {now!r} is not an ISO-8601 timestamp",
+                f"now {now!r} is not an ISO-8601 timestamp",
                 hints=("write e.g. 2026-03-02T10:00:00Z",),
             ) from None
     elif isinstance(now, datetime):

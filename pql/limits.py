@@ -12,7 +12,7 @@ from typing import Any
 
 from pql.errors import InputError
 
-__all__ = ["DEFAULT_LIMITS", "Limits"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "TenantLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,8 @@ class Limits:
     ``max_rows``: rows returned at most (and the largest ``LIMIT``); ``cost_budget``: the
     estimated cost above which a query is refused (cost units are documented in
     ``docs/pql/SAFETY.md``); ``deadline_ms``: how long a query may run; ``max_concurrent``: queries
-    running at once in one engine before new ones are refused; ``enforce_cost``: refuse queries
+    running at once in one engine; ``max_queued``: queries that may wait for a slot (at most
+    their deadline) before new ones are refused; ``enforce_cost``: refuse queries
     over the cost budget (``True``) or only record them in ``result.stats["would_refuse"]``
     (``False``, measure mode). Tightening keeps enforcement if either side enforces.
     """
@@ -34,6 +35,7 @@ class Limits:
     cost_budget: float = 50_000_000.0
     deadline_ms: int = 2_000
     max_concurrent: int = 16
+    max_queued: int = 32
     enforce_cost: bool = True
 
     def __post_init__(self) -> None:
@@ -44,18 +46,30 @@ class Limits:
         for name in ("max_rows", "deadline_ms", "max_concurrent"):
             if getattr(self, name) <= 0:
                 raise InputError("PQL-E060", f"{name} must be positive")
+        if self.max_queued < 0:
+            raise InputError("PQL-E060", "max_queued cannot be negative")
         if self.cost_budget <= 0:
             raise InputError("PQL-E060", "cost_budget must be positive")
 
-    def tighten(self, other: Limits | None) -> Limits:
-        """The lower of each limit of ``self`` and ``other``."""
+    def tighten(self, other: Limits | TenantLimits | None) -> Limits:
+        """The lower of each limit of ``self`` and ``other``.
+
+        A :class:`TenantLimits` lowers only the fields it sets; a whole :class:`Limits` lowers
+        every field. Cost enforcement stays on if either side enforces.
+        """
         if other is None:
             return self
         values: dict[str, Any] = {}
         for f in fields(self):
-            values[f.name] = min(getattr(self, f.name), getattr(other, f.name))
-        values["default_window"] = min(values["default_window"], values["max_window"])
-        values["enforce_cost"] = self.enforce_cost or other.enforce_cost
+            theirs = getattr(other, f.name)
+            if theirs is None:
+                continue
+            if f.name == "enforce_cost":
+                values[f.name] = self.enforce_cost or theirs
+            else:
+                values[f.name] = min(getattr(self, f.name), theirs)
+        window = values.get("max_window", self.max_window)
+        values["default_window"] = min(values.get("default_window", self.default_window), window)
         return replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,3 +81,31 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """One tenant's profile: the limits it sets lower the engine's; the ones left ``None`` keep
+    the engine's value. Only the embedding application sets these, never the query text.
+
+    >>> engine_limits = Limits(max_rows=50_000)
+    >>> engine_limits.tighten(TenantLimits(max_window=timedelta(days=30))).max_rows
+    50000
+    """
+
+    max_window: timedelta | None = None
+    default_window: timedelta | None = None
+    max_rows: int | None = None
+    cost_budget: float | None = None
+    deadline_ms: int | None = None
+    max_concurrent: int | None = None
+    max_queued: int | None = None
+    enforce_cost: bool | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or isinstance(value, bool) or f.name == "max_queued":
+                continue
+            if (value <= timedelta(0)) if isinstance(value, timedelta) else value <= 0:
+                raise InputError("PQL-E060", f"{f.name} must be positive")

@@ -200,7 +200,15 @@ def test_floor_clock() -> None:
     assert floor_clock(moment, timedelta(0)) == moment
 
 
-def test_wall_clock_is_floored_and_a_fixed_now_is_exact(engine: pql.Engine) -> None:
+def test_wall_clock_is_exact_by_default(engine: pql.Engine) -> None:
+    """The contract: without a fixed now, the window ends at the wall clock, not a rounded one."""
+    text = "FIND COUNT(receipts.executionId) SINCE 7d"
+    ends = {engine.query(text, tenant="acme").stats["window"]["end"] for _ in range(3)}
+    assert len(ends) == 3
+
+
+def test_wall_clock_is_floored_when_opted_in_and_a_fixed_now_is_exact(data: DemoData) -> None:
+    engine = _engine(data, cache_granularity=timedelta(seconds=10))
     text = "FIND COUNT(receipts.executionId) SINCE 7d"
     first = engine.query(text, tenant="acme")
     end = datetime.fromisoformat(first.stats["window"]["end"])
@@ -240,7 +248,8 @@ def test_cli_no_cache(tmp_path: object, data: DemoData, capsys: pytest.CaptureFi
     assert main([*args, "--now", "2026-03-02T12:00:00Z", "--no-cache", GROUP]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["stats"]["cache"] == {"hit": False, "age_ms": None}
-    assert main([*args, "--no-cache", GROUP]) == 0  # the wall clock stays exact
+    assert main([*args, "--no-cache", GROUP]) == 0
     assert main([*args, GROUP]) == 0
     doc = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert doc["stats"]["window"]["end"].endswith("0Z")
+    # A one-shot command with the exact wall clock: a new window, so a miss.
+    assert doc["stats"]["cache"]["hit"] is False

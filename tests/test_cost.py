@@ -215,3 +215,89 @@ def test_cli_explain_json_and_analyze(capsys: Any, demo: DemoData, lake_dir: Pat
     assert main([*base[:-1], "--analyze", JOIN]) == 0
     out = capsys.readouterr().out
     assert "actual_rows=" in out and "est_rows=" in out
+
+
+def test_tenant_profile_lowers_only_what_it_sets() -> None:
+    from datetime import timedelta
+
+    import pql
+
+    engine = pql.Engine.in_memory(limits=pql.Limits(max_rows=50_000, deadline_ms=5_000))
+    engine.set_tenant_limits("acme", pql.TenantLimits(max_window=timedelta(days=30)))
+    acme = engine.limits_for("acme")
+    assert acme.max_window == timedelta(days=30)
+    assert acme.max_rows == 50_000
+    assert acme.deadline_ms == 5_000
+    assert engine.limits_for("globex").max_window == timedelta(days=180)
+    # A tenant can never loosen the engine's limit.
+    engine.set_tenant_limits("acme", pql.TenantLimits(max_rows=10**9))
+    assert engine.limits_for("acme").max_rows == 50_000
+    with pytest.raises(pql.InputError):
+        pql.TenantLimits(max_rows=0)
+
+
+def test_tenant_max_concurrent_is_enforced_per_tenant() -> None:
+    import pql
+
+    engine = pql.Engine.in_memory()
+    engine.set_tenant_limits("acme", pql.TenantLimits(max_concurrent=1, max_queued=0))
+    held = engine._admitted("acme")
+    held.__enter__()
+    try:
+        with pytest.raises(pql.SafetyError) as info:
+            engine.query("FIND COUNT(receipts.executionId) SINCE 1d", tenant="acme", cache=False)
+        assert info.value.code == "PQL-S007"
+        assert "acme" in info.value.message
+        # Another tenant still runs.
+        engine.query("FIND COUNT(receipts.executionId) SINCE 1d", tenant="globex", cache=False)
+    finally:
+        held.__exit__(None, None, None)
+    engine.query("FIND COUNT(receipts.executionId) SINCE 1d", tenant="acme", cache=False)
+
+
+def test_admission_queue_waits_then_refuses_when_full() -> None:
+    import threading
+    import time
+
+    from pql.execute.admission import Admission
+
+    gate = Admission(running=1, queued=1, where="the test")
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> None:
+        with gate.slot(timeout=1):
+            entered.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(5)
+    results: list[str] = []
+
+    def wait_in_queue() -> None:
+        with gate.slot(timeout=5):
+            results.append("ran")
+
+    waiter = threading.Thread(target=wait_in_queue)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while gate.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert gate.waiting == 1
+    # One running, one waiting: the queue is full, the next is refused at once.
+    with pytest.raises(pql.SafetyError, match="queue is full") as info, gate.slot(timeout=5):
+        pass
+    assert info.value.code == "PQL-S007"
+    release.set()
+    holder.join(5)
+    waiter.join(5)
+    assert results == ["ran"]
+    assert gate.running == 0
+    # Nobody frees the slot in time: refused after the timeout.
+    with (
+        gate.slot(timeout=1),
+        pytest.raises(pql.SafetyError, match="came free"),
+        gate.slot(timeout=0.01),
+    ):
+        pass

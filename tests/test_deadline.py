@@ -104,12 +104,12 @@ def test_cli_deadline_exits_3(
 
 
 def test_admission_refuses_when_the_engine_is_full(demo: Any) -> None:
-    engine = pql.Engine.in_memory(limits=Limits(max_concurrent=1))
+    engine = pql.Engine.in_memory(limits=Limits(max_concurrent=1, max_queued=0))
     engine.ingest("receipts", demo.receipts)
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with engine._admitted():
+        with engine._admitted("acme"):
             holding.set()
             release.wait(10)
 
@@ -134,7 +134,7 @@ def test_admission_refuses_when_the_engine_is_full(demo: Any) -> None:
 
 def test_admission_with_a_query_running(big: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     """A real query holds the only slot; one arriving meanwhile is refused, none is lost."""
-    engine = _engine(big, max_concurrent=1, deadline_ms=60_000)
+    engine = _engine(big, max_concurrent=1, max_queued=0, deadline_ms=60_000)
     outcomes: list[str] = []
 
     def ask() -> None:

@@ -20,7 +20,9 @@ COLD = "FIND COUNT(receipts.executionId) SINCE 1d"
 @pytest.fixture
 def engine() -> pql.Engine:
     data = generate(2_000, seed=3, now=NOW, days=40)
-    eng = pql.Engine.in_memory()
+    # Warming serves dashboards that accept a floored wall clock (an opt-in); a day-long step
+    # keeps the test from straddling a step boundary.
+    eng = pql.Engine.in_memory(cache_granularity=timedelta(days=1))
     eng.ingest("receipts", data.receipts)
     return eng
 

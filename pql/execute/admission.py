@@ -1,0 +1,74 @@
+"""Admission: how many queries run at once, and how many may wait for a slot.
+
+A bounded queue: up to ``running`` queries run; up to ``queued`` more wait (each at most its
+``timeout``); anything beyond is refused at once (``PQL-S007``) instead of piling up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pql.errors import SafetyError
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """A counter of running and waiting queries with a condition variable.
+
+    >>> gate = Admission(running=1, queued=0, where="this engine")
+    >>> with gate.slot(timeout=0.01):
+    ...     gate.running
+    1
+    """
+
+    def __init__(self, *, running: int, queued: int, where: str) -> None:
+        self.max_running = running
+        self.max_queued = queued
+        self.where = where
+        self.running = 0
+        self.waiting = 0
+        self._cv = threading.Condition()
+
+    @contextmanager
+    def slot(self, timeout: float) -> Iterator[None]:
+        """Hold a slot for the body; wait in the queue up to ``timeout`` seconds for one."""
+        self._enter(timeout)
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.running -= 1
+                self._cv.notify()
+
+    def _enter(self, timeout: float) -> None:
+        with self._cv:
+            if self.running < self.max_running:
+                self.running += 1
+                return
+            if self.waiting >= self.max_queued:
+                raise self._refusal(
+                    f"{self.running} queries are running and {self.waiting} waiting in "
+                    f"{self.where}; the queue is full"
+                )
+            self.waiting += 1
+            try:
+                free = self._cv.wait_for(lambda: self.running < self.max_running, timeout)
+                if not free:
+                    raise self._refusal(
+                        f"no query slot in {self.where} came free within {timeout * 1000:.0f} ms"
+                    )
+                self.running += 1
+            finally:
+                self.waiting -= 1
+
+    def _refusal(self, message: str) -> SafetyError:
+        return SafetyError(
+            "PQL-S007",
+            message,
+            hints=("retry after a moment, or raise Limits.max_concurrent / Limits.max_queued",),
+            setting="Limits.max_concurrent",
+            details={"max_concurrent": self.max_running, "max_queued": self.max_queued},
+        )
