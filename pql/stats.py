@@ -251,11 +251,53 @@ def _column(type_: DataType, series: pl.Series, nulls: int) -> ColumnSummary:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionArrays:
+    """Partition statistics as arrays (µs since the epoch, rows), for vectorized estimates."""
+
+    ts_min: np.ndarray[Any, np.dtype[np.float64]]
+    ts_max: np.ndarray[Any, np.dtype[np.float64]]
+    rows: np.ndarray[Any, np.dtype[np.float64]]
+
+    @classmethod
+    def of(cls, parts: Sequence[PartitionStats]) -> PartitionArrays:
+        return cls(
+            np.array([_us(p.ts_min) for p in parts], dtype=np.float64),
+            np.array([_us(p.ts_max) for p in parts], dtype=np.float64),
+            np.array([p.rows for p in parts], dtype=np.float64),
+        )
+
+    def in_window(self, start: float, end: float) -> tuple[float, float]:
+        """(rows expected with ``start <= ts <= end``, rows of the partitions read).
+
+        A partition is read when its ts range overlaps the window; its rows count in proportion
+        to the part of its range the window covers (all of them when the range is one instant).
+        """
+        overlaps = (self.ts_max >= start) & (self.ts_min <= end)
+        span = self.ts_max - self.ts_min
+        covered = np.minimum(end, self.ts_max) - np.maximum(start, self.ts_min)
+        fraction = np.where(span > 0, covered / np.where(span > 0, span, 1.0), 1.0)
+        share = self.rows * np.clip(fraction, 0.0, 1.0)
+        return float(share[overlaps].sum()), float(self.rows[overlaps].sum())
+
+
+def _us(moment: datetime) -> float:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH).total_seconds() * 1e6
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class StatsProvider(Protocol):
     """What the cost estimator reads."""
 
     def partitions(self, tenant: str, subject: str) -> Sequence[PartitionStats]:
         """Per (day, region) partition statistics."""
+        ...
+
+    def partition_arrays(self, tenant: str, subject: str) -> PartitionArrays:
+        """The same statistics as arrays (kept per data version: planning reads them often)."""
         ...
 
     def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
@@ -271,9 +313,19 @@ class StoreStats:
         self._catalog = catalog
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[int, SubjectSummary]] = {}
+        self._arrays: dict[tuple[str, str], tuple[int, PartitionArrays]] = {}
 
     def partitions(self, tenant: str, subject: str) -> Sequence[PartitionStats]:
         return self._store.stats(tenant, subject)
+
+    def partition_arrays(self, tenant: str, subject: str) -> PartitionArrays:
+        version = self._store.version(tenant)
+        cached = self._arrays.get((tenant, subject))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        arrays = PartitionArrays.of(self._store.stats(tenant, subject))
+        self._arrays[(tenant, subject)] = (version, arrays)
+        return arrays
 
     def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
         """The column summary of ``tenant``'s ``subject``, brought up to date if data arrived."""
@@ -351,6 +403,9 @@ class _NoStats:
 
     def partitions(self, tenant: str, subject: str) -> Sequence[PartitionStats]:
         return ()
+
+    def partition_arrays(self, tenant: str, subject: str) -> PartitionArrays:
+        return PartitionArrays.of(())
 
     def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
         return None

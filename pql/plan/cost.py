@@ -165,20 +165,10 @@ class _Estimator:
     # -- scans -------------------------------------------------------------------------------
 
     def scan(self, node: Scan) -> NodeEstimate:
-        start, end = micros(node.start), micros(node.end)
-        self.windows[node.subject] = (float(start), float(end))
-        rows = 0.0
-        read = 0.0
-        for part in self.stats.partitions(node.tenant, node.subject):
-            low, high = micros(part.ts_min), micros(part.ts_max)
-            if high < start or low > end:
-                continue
-            read += part.rows
-            if high == low:
-                rows += part.rows
-            else:
-                covered = min(end, high) - max(start, low)
-                rows += part.rows * max(0.0, min(1.0, covered / (high - low)))
+        start, end = float(micros(node.start)), float(micros(node.end))
+        self.windows[node.subject] = (start, end)
+        arrays = self.stats.partition_arrays(node.tenant, node.subject)
+        rows, read = arrays.in_window(start, end)
         return NodeEstimate(rows, read)
 
     # -- joins and groups --------------------------------------------------------------------
