@@ -277,6 +277,7 @@ class Engine:
                 clock,
                 limits,
                 since.seconds if since else None,
+                since_text=str(since) if since else None,
                 stats=self.statistics,
                 report=report,
             )

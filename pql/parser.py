@@ -286,7 +286,13 @@ def _hints_for(token: Token, expected: set[str], text: str) -> list[str]:
     if value == "=" and start > 0 and text[start - 1] == "=":
         hints.append("PQL compares with a single '='")
     if token.type in ("INT", "NUMBER") and "DURATION" in expected:
-        hints.append(f"add a unit: {value}d, {value}h, {value}m, {value}s or {value}w")
+        after = text[token.end_pos or 0 :][:1]
+        if after in ("S", "M", "H", "D", "W"):
+            hints.append(f"units are lower case: {value}{after.lower()}")
+        elif after == "." or "." in value:
+            hints.append("a duration is a whole number and a unit: 36h rather than 1.5d")
+        else:
+            hints.append(f"add a unit: {value}d, {value}h, {value}m, {value}s or {value}w")
     if token.type == "NUMBER" and "INT" in expected:
         hints.append("LIMIT takes a whole number")
     if value.upper() == "GROUP" or value.upper() == "ORDER":

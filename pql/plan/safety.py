@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pql.errors import InputError, InternalError, SafetyError
@@ -49,6 +49,8 @@ class SafetyContext:
     now: datetime
     limits: Limits
     since_seconds: int | None = None
+    since_text: str | None = None
+    """The SINCE duration as written (``4321h``), for messages."""
     """The SINCE duration as written (exact), or None for the default window."""
     stats: StatsProvider = NO_STATS
     """The statistics the cost estimate reads."""
@@ -111,28 +113,26 @@ def join_policy(plan: Node, ctx: SafetyContext) -> Node:
 
 def window_limit(plan: Node, ctx: SafetyContext) -> Node:
     """``SINCE`` no longer than the maximum window."""
-    longest = ctx.limits.max_window
+    longest = ctx.limits.max_window.total_seconds()
     for node in walk(plan):
         if not isinstance(node, Scan):
             continue
-        too_long = node.end - node.start > longest
-        if ctx.since_seconds is not None and ctx.since_seconds > longest.total_seconds():
-            too_long = True
-        if too_long:
-            asked = node.end - node.start
-            if ctx.since_seconds is not None:
-                asked = timedelta(days=min(ctx.since_seconds / 86400, 999_999_999))
-            raise SafetyError(
-                "PQL-S001",
-                f"SINCE {_days(asked)} is longer than the maximum of {_days(longest)}",
-                span=node.span,
-                hints=(f"use SINCE {int(longest.total_seconds() // 86400)}d or less",),
-                setting="Limits.max_window",
-                details={
-                    "asked_seconds": asked.total_seconds(),
-                    "max_seconds": longest.total_seconds(),
-                },
-            )
+        asked = (node.end - node.start).total_seconds()
+        if ctx.since_seconds is not None:
+            asked = max(asked, float(ctx.since_seconds))  # exact, even beyond datetime's range
+        if asked <= longest:
+            continue
+        written = ctx.since_text or _days(asked)
+        if not written.endswith("d"):
+            written += f" ({_days(asked)})"
+        raise SafetyError(
+            "PQL-S001",
+            f"SINCE {written} is longer than the maximum of {_days(longest)}",
+            span=node.span,
+            hints=(f"use SINCE {int(longest // 86400)}d or less",),
+            setting="Limits.max_window",
+            details={"asked_seconds": asked, "max_seconds": longest},
+        )
     return plan
 
 
@@ -227,8 +227,7 @@ def _subject_of(node: Node) -> str:
     return "?"  # pragma: no cover
 
 
-def _days(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
+def _days(seconds: float) -> str:
     if seconds % 86400 == 0:
         return f"{int(seconds // 86400)}d"
-    return f"{seconds / 86400:.1f}d"
+    return f"{seconds / 86400:.2f}d"
