@@ -19,9 +19,21 @@ import polars as pl
 from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
+from pql.execute.rollups import aggregate_rollup
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
-from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort
+from pql.plan.nodes import (
+    Aggregate,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    RollupAggregate,
+    Scan,
+    Sort,
+)
 from pql.storage.base import Store
+from pql.storage.rollups import RollupStore
 
 __all__ = ["Compiled", "ScanInfo", "compile_plan", "predicate"]
 
@@ -97,6 +109,8 @@ def _compile(node: Node, store: Store, catalog: Catalog, scans: list[ScanInfo]) 
             return _compile(inner, store, catalog, scans).select(
                 [pl.col(src).alias(out) for src, out in cols]
             )
+        case RollupAggregate():
+            return _rollup(node, store, catalog, scans)
     raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
 
 
@@ -112,6 +126,19 @@ def _scan(node: Scan, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> 
     if not got.exact:
         frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
     return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+
+
+def _rollup(
+    node: RollupAggregate, store: Store, catalog: Catalog, scans: list[ScanInfo]
+) -> pl.LazyFrame:
+    """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
+    if not isinstance(store, RollupStore):
+        raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
+    got = store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
+    scans.append(ScanInfo(node.subject, got.days, got.rows))
+    where = None if node.predicate is None else predicate(node.predicate)
+    edges = [_compile(edge, store, catalog, scans) for edge in node.edges]
+    return aggregate_rollup(node, got.frame, where, edges)
 
 
 def _lit_ts(value: Any) -> pl.Expr:

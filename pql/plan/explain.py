@@ -9,8 +9,19 @@ from typing import Any
 
 from pql.errors import InternalError
 from pql.plan.cost import Estimates, format_cost
-from pql.plan.expr import pred_text
-from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort, walk
+from pql.plan.expr import AggSpec, Col, pred_text
+from pql.plan.nodes import (
+    Aggregate,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    RollupAggregate,
+    Scan,
+    Sort,
+    walk,
+)
 
 __all__ = ["Explanation", "describe", "node_name", "render", "to_dict"]
 
@@ -36,9 +47,10 @@ def describe(node: Node) -> str:
                 return "Join (no condition: Cartesian product)"
             return f"Join inner {lk} = {rk}"
         case Aggregate(keys=keys, aggregates=aggs):
-            by = ", ".join(str(k) for k in keys)
-            what = ", ".join(f"{a} AS {a.name}" if str(a) != a.name else str(a) for a in aggs)
-            return f"Aggregate {what}" + (f" BY {by}" if by else "")
+            return f"Aggregate {_aggregates(keys, aggs)}"
+        case RollupAggregate(keys=keys, aggregates=aggs, predicate=p):
+            where = "" if p is None else f" WHERE {pred_text(p)}"
+            return f"RollupAggregate {_aggregates(keys, aggs)}{where} ({_rollup_note(node)})"
         case Sort(keys=keys):
             return "Sort " + ", ".join(str(k) for k in keys) + " NULLS LAST"
         case Limit(count=n, cap=cap):
@@ -48,6 +60,22 @@ def describe(node: Node) -> str:
                 out if src == out else f"{src} AS {out}" for src, out in cols
             )
     raise InternalError("PQL-X007", f"explain met an unknown node {type(node).__name__}")
+
+
+def _aggregates(keys: tuple[Col, ...], aggs: tuple[AggSpec, ...]) -> str:
+    by = ", ".join(str(k) for k in keys)
+    what = ", ".join(f"{a} AS {a.name}" if str(a) != a.name else str(a) for a in aggs)
+    return what + (f" BY {by}" if by else "")
+
+
+def _rollup_note(node: RollupAggregate) -> str:
+    """Where a rollup aggregate's rows come from, e.g. ``rollup: 178 full days ...``."""
+    days = f"{node.days} full day{'s' if node.days != 1 else ''}"
+    edges = len(node.edges)
+    return (
+        f"rollup: {days} {node.first_day.isoformat()} .. {node.last_day.isoformat()} from rollup, "
+        f"{edges} edge day{'s' if edges != 1 else ''} from rows"
+    )
 
 
 def render(plan: Node, annotate: dict[int, str] | None = None) -> str:

@@ -8,7 +8,7 @@ Rewrites build new nodes; nothing is mutated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import TypeAlias
 
 from pql.catalog import DataType
@@ -22,6 +22,7 @@ __all__ = [
     "Limit",
     "Node",
     "Project",
+    "RollupAggregate",
     "Scan",
     "Schema",
     "Sort",
@@ -193,7 +194,70 @@ class Project:
         return (self.input,)
 
 
-Node: TypeAlias = Scan | Filter | Join | Aggregate | Sort | Limit | Project
+@dataclass(frozen=True, slots=True)
+class RollupAggregate:
+    """An :class:`Aggregate` of one subject answered from the store's per-day rollups.
+
+    The whole UTC days ``first_day`` to ``last_day`` of the window are read from the rollup of
+    ``subject`` for ``tenant`` (rows grouped by the ``grain`` columns, see
+    :mod:`pql.storage.rollups`), narrowed by ``predicate``; the partial days at either end come
+    from the raw rows of ``edges`` (already filtered). Both are combined into the aggregates.
+    ``predicate`` and ``keys`` read only ``grain`` columns, so the answer is exact.
+    """
+
+    subject: str
+    tenant: str
+    first_day: date
+    last_day: date
+    grain: tuple[Col, ...]
+    predicate: Pred | None
+    keys: tuple[Col, ...]
+    aggregates: tuple[AggSpec, ...]
+    edges: tuple[Node, ...] = ()
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            raise ValueError("a rollup aggregate always has a tenant")
+        if not self.aggregates:
+            raise ValueError("an aggregate node needs at least one aggregate")
+        if self.first_day > self.last_day:
+            raise ValueError("a rollup aggregate needs at least one whole day")
+        grain = set(self.grain)
+        read = set(self.keys) | (set() if self.predicate is None else columns_of(self.predicate))
+        if not read <= grain:
+            raise ValueError(f"rollup keys and predicate read non-grain columns: {read - grain}")
+        names = {c.qualified for c in self.keys} | {
+            a.col.qualified for a in self.aggregates if a.col is not None
+        }
+        for edge in self.edges:
+            missing = names - {n for n, _ in edge.schema()}
+            if missing:
+                raise ValueError(f"an edge lacks columns the aggregate reads: {missing}")
+
+    @property
+    def days(self) -> int:
+        """How many whole days come from the rollup."""
+        return (self.last_day - self.first_day).days + 1
+
+    @property
+    def days_window(self) -> tuple[datetime, datetime]:
+        """The instants of the whole days: the first midnight to the last microsecond."""
+        return (
+            datetime.combine(self.first_day, time(), UTC),
+            datetime.combine(self.last_day, time.max, UTC),
+        )
+
+    def schema(self) -> Schema:
+        return tuple((k.qualified, k.type) for k in self.keys) + tuple(
+            (a.name, a.type) for a in self.aggregates
+        )
+
+    def inputs(self) -> tuple[Node, ...]:
+        return self.edges
+
+
+Node: TypeAlias = Scan | Filter | Join | Aggregate | Sort | Limit | Project | RollupAggregate
 
 
 def walk(node: Node) -> list[Node]:

@@ -1,22 +1,66 @@
 """Rewrites that only make a plan faster: same rows, same schema.
 
 One public entry, :func:`optimize`; the rules run in the order of :data:`RULES`. Each rule is a
-small function from plan to plan. :func:`optimize` checks that the output schema is unchanged.
+small function from plan (and an :class:`OptimizeContext`: what the store offers) to plan.
+:func:`optimize` checks that the output schema is unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from pql.errors import InternalError
 from pql.plan.expr import AllOf, Pred, columns_of, conjuncts
-from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort, walk
+from pql.plan.nodes import (
+    Aggregate,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    RollupAggregate,
+    Scan,
+    Sort,
+    walk,
+)
+from pql.plan.rollups import use_rollups
+from pql.stats import StatsProvider
+from pql.storage.rollups import RollupSpec
 
-__all__ = ["RULES", "optimize", "prune_columns", "push_filters"]
+__all__ = [
+    "NO_CONTEXT",
+    "RULES",
+    "OptimizeContext",
+    "optimize",
+    "prune_columns",
+    "push_filters",
+    "use_rollups",
+]
 
 
-def push_filters(plan: Node) -> Node:
+@dataclass(frozen=True, slots=True)
+class OptimizeContext:
+    """What the store offers the rules: today, the rollups it keeps (subject -> spec).
+
+    With ``stats``, an aggregate reads the rollup only when the raw plan would bring it at least
+    ``rollup_min_rows`` rows (fewer are as fast to aggregate: see
+    :data:`pql.plan.rollups.MIN_ROWS`); without, whenever the rollup answers it exactly.
+    ``memo`` keeps that decision per aggregate for the query's life: the engine optimizes a plan
+    twice (for the cost budget, then to run it) with one context.
+    """
+
+    rollups: Mapping[str, RollupSpec] = field(default_factory=dict)
+    stats: StatsProvider | None = None
+    rollup_min_rows: int = 0
+    memo: dict[Node, bool] = field(default_factory=dict, compare=False, repr=False)
+
+
+NO_CONTEXT = OptimizeContext()
+"""A store that offers nothing beyond scans."""
+
+
+def push_filters(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
     """Move each AND-ed part of a filter above a join down to the side whose columns it reads."""
     match plan:
         case Filter(input=Join() as join, predicate=pred):
@@ -39,7 +83,7 @@ def push_filters(plan: Node) -> Node:
                 right=push_filters(_filter(join.right, right)),
             )
             return _filter(new_join, rest)
-        case Scan():
+        case Scan() | RollupAggregate():
             return plan
         case Join(left=left_node, right=right_node):
             return replace(plan, left=push_filters(left_node), right=push_filters(right_node))
@@ -54,7 +98,7 @@ def push_filters(plan: Node) -> Node:
     raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
 
 
-def prune_columns(plan: Node) -> Node:
+def prune_columns(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
     """Scans read only the columns something above them uses (``ts`` always)."""
     used: set[str] = set()
     for node in walk(plan):
@@ -79,6 +123,8 @@ def _prune(plan: Node, used: set[str]) -> Node:
         return replace(plan, columns=keep)
     if isinstance(plan, Join):
         return replace(plan, left=_prune(plan.left, used), right=_prune(plan.right, used))
+    if isinstance(plan, RollupAggregate):  # its edges read only what it needs already
+        return plan
     return replace(plan, input=_prune(plan.input, used))
 
 
@@ -93,17 +139,24 @@ def _names(node: Node) -> set[str]:
     return {name for name, _ in node.schema()}
 
 
-Rule = Callable[[Node], Node]
+Rule = Callable[[Node, OptimizeContext], Node]
 
-# Filters move first, so that pruning sees which columns each side still needs.
-RULES: tuple[Rule, ...] = (push_filters, prune_columns)
+# Filters move first, so that pruning sees which columns each side still needs. Rollups come
+# last: they replace a whole aggregate over one scan (with its filter) by a node the other rules
+# leave alone, and the raw-row scans of its edge days reuse the columns pruning kept.
+RULES: tuple[Rule, ...] = (push_filters, prune_columns, use_rollups)
 
 
-def optimize(plan: Node, rules: tuple[Rule, ...] = RULES) -> Node:
-    """Apply every rule in order; the output schema must not change."""
+def optimize(
+    plan: Node, rules: tuple[Rule, ...] = RULES, context: OptimizeContext = NO_CONTEXT
+) -> Node:
+    """Apply every rule in order; the output schema must not change.
+
+    ``context`` says what the store offers (rollups); without it no rule uses more than scans.
+    """
     before = plan.schema()
     for rule in rules:
-        plan = rule(plan)
+        plan = rule(plan, context)
         if plan.schema() != before:
             raise InternalError(
                 "PQL-X003", f"optimizer rule {rule.__name__} changed the output schema"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -19,6 +19,7 @@ from pql.catalog import Catalog, DataType, Subject
 from pql.storage.base import IngestReport, PartitionStats, Scan
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
+from pql.storage.rollups import RollupRead, RollupSpec, rollup_specs
 
 __all__ = ["IndexedLake"]
 
@@ -27,11 +28,16 @@ _ALL_END = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 class IndexedLake:
-    """A :class:`~pql.storage.lake.Lake` whose scans are served from per-tenant memory indexes."""
+    """A :class:`~pql.storage.lake.Lake` whose scans are served from per-tenant memory indexes.
 
-    def __init__(self, lake: Lake, catalog: Catalog) -> None:
+    With ``rollups`` (the default) each index also keeps per-day rollups
+    (:mod:`pql.storage.rollups`), built when the index is loaded.
+    """
+
+    def __init__(self, lake: Lake, catalog: Catalog, *, rollups: bool = True) -> None:
         self.lake = lake
         self._catalog = catalog
+        self._rollups = rollups
         self._indexes: dict[str, tuple[int, MemoryStore]] = {}
         self._lock = threading.Lock()
 
@@ -51,6 +57,14 @@ class IndexedLake:
         columns: Sequence[str] | None = None,
     ) -> Scan:
         return self._index(tenant).scan(tenant, subject, start, end, columns)
+
+    def rollup_specs(self) -> dict[str, RollupSpec]:
+        """What the indexes roll up, by subject (nothing with ``rollups=False``)."""
+        return rollup_specs(self._catalog) if self._rollups else {}
+
+    def rollup(self, tenant: str, subject: str, first: date, last: date) -> RollupRead:
+        """``tenant``'s rollup rows of ``subject`` for the whole days ``first`` to ``last``."""
+        return self._index(tenant).rollup(tenant, subject, first, last)
 
     def load(self, tenant: str) -> None:
         """Build ``tenant``'s index now (for warming at start-up)."""
@@ -81,7 +95,7 @@ class IndexedLake:
             cached = self._indexes.get(tenant)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            store = MemoryStore(self._catalog)
+            store = MemoryStore(self._catalog, rollups=self._rollups)
             for subject in self._catalog:
                 got = self.lake.scan(tenant, subject, _ALL_START, _ALL_END)
                 frame = got.frame.collect()

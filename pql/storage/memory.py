@@ -11,7 +11,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
+from pql.errors import InternalError
 from pql.storage.base import (
     DAY,
     REGION,
@@ -35,6 +36,7 @@ from pql.storage.base import (
     split_duplicates,
     with_partition_keys,
 )
+from pql.storage.rollups import RollupRead, Rollups, RollupSpec
 from pql.storage.validate import extra_columns, validate
 
 __all__ = ["MemoryStore"]
@@ -81,8 +83,10 @@ class MemoryStore:
     ()
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, rollups: bool = True) -> None:
         self._catalog = catalog
+        self.rollups = Rollups(catalog) if rollups else None
+        """Per-day partial aggregates kept at ingest (:mod:`pql.storage.rollups`), or None."""
         self._tables: dict[tuple[str, str], _Table] = {}
         self._versions: dict[str, int] = {}
         self._extras: dict[str, dict[str, DataType]] = {}
@@ -162,6 +166,16 @@ class MemoryStore:
             self._stats[key] = cached
         return list(cached)
 
+    def rollup_specs(self) -> dict[str, RollupSpec]:
+        """What this store rolls up, by subject (nothing with ``rollups=False``)."""
+        return {} if self.rollups is None else self.rollups.specs()
+
+    def rollup(self, tenant: str, subject: str, first: date, last: date) -> RollupRead:
+        """``tenant``'s rollup rows of ``subject`` for the whole days ``first`` to ``last``."""
+        if self.rollups is None:
+            raise InternalError("PQL-X060", "a rollup was read from a store that keeps none")
+        return self.rollups.read(tenant, subject, first, last)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _register_extras(self, subject: Subject, new: pl.DataFrame) -> Subject:
@@ -183,6 +197,8 @@ class MemoryStore:
                 parts.insert(0, conform(old.frame, subject))
             merged = pl.concat(parts, how="vertical").sort(sort_columns(subject))
             self._tables[key] = _Table.build(merged.rechunk())
+            if self.rollups is not None:
+                self.rollups.add(tenant, subject, rows)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
             touched.append(tenant)
