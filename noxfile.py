@@ -25,6 +25,21 @@ def nightly(session: nox.Session) -> None:
 
 
 @nox.session
+def abuse(session: nox.Session) -> None:
+    """The abuse suite at full size: 100,000 generated hostile inputs (tests/test_abuse.py)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_abuse.py",
+        "-s",
+        *session.posargs,
+        env={"PQL_ABUSE_EXAMPLES": "100000"},
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", *SOURCES)

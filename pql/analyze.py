@@ -8,6 +8,7 @@ column types, ISO-8601 timestamps), the GROUP BY / ORDER BY rules and output nam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from pql.errors import QueryError, SafetyError, Span
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 
 __all__ = ["Analyzed", "OrderKey", "analyze", "parse_timestamp"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +75,22 @@ def parse_timestamp(text: str, span: Span | None = None) -> datetime:
             span=span,
             hints=("write e.g. '2026-03-02T10:00:00Z' or '2026-03-02'",),
         ) from None
+    return _utc(value, repr(text), span)
+
+
+def _utc(value: datetime, shown: str, span: Span | None) -> datetime:
+    """``value`` in UTC (naive means UTC); near year 1 or 9999 the shift may leave the range."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(
+            "PQL-E018",
+            f"{shown} is outside the range of timestamps (years 1 to 9999, UTC)",
+            span=span,
+            hints=("write a timestamp between 0001-01-01 and 9999-12-31 in UTC",),
+        ) from None
 
 
 def analyze(
@@ -233,15 +249,29 @@ class _Analyzer:
                     ),
                 )
             raw = self.params[value.name]
+            label = f"parameter ${value.name}"
             if isinstance(raw, datetime) and col.type is DataType.TIMESTAMP:
-                stamp = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
-                return Const(stamp.astimezone(UTC), DataType.TIMESTAMP, span=value.span)
+                return Const(_utc(raw, label, value.span), DataType.TIMESTAMP, span=value.span)
             if not isinstance(raw, (str, int, float, bool)):
                 raise QueryError(
                     "PQL-E024",
                     f"parameter ${value.name} has a value of type {type(raw).__name__}",
                     span=value.span,
                     hints=("parameters are strings, numbers, booleans or timestamps",),
+                )
+            if isinstance(raw, int) and not isinstance(raw, bool) and not -(2**63) <= raw < 2**63:
+                raise QueryError(
+                    "PQL-E024",
+                    f"{label} does not fit in 64 bits",
+                    span=value.span,
+                    hints=("pass it as a float, e.g. 1.0e20",),
+                )
+            if isinstance(raw, str) and _SURROGATE.search(raw):
+                raise QueryError(
+                    "PQL-E024",
+                    f"{label} is not valid Unicode text (it holds a lone surrogate)",
+                    span=value.span,
+                    hints=("pass text that encodes as UTF-8",),
                 )
             return self._typed(raw, value.span, col, f"parameter ${value.name}")
         return self._typed(value.value, value.span, col, None)

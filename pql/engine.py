@@ -34,8 +34,9 @@ from pql.plan import explain as explain_mod
 from pql.plan.build import build
 from pql.plan.cost import Estimates
 from pql.plan.nodes import Node, walk
+from pql.plan.optimize import NO_CONTEXT, OptimizeContext, optimize
 from pql.plan.optimize import RULES as OPTIMIZER_RULES
-from pql.plan.optimize import optimize
+from pql.plan.rollups import MIN_ROWS as ROLLUP_MIN_ROWS
 from pql.plan.safety import RULES as SAFETY_RULES
 from pql.plan.safety import (
     CostReport,
@@ -49,6 +50,7 @@ from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store
+from pql.storage.rollups import RollupStore
 
 __all__ = ["Engine", "Prepared"]
 
@@ -120,6 +122,11 @@ class Engine:
     With ``index=True`` a lake engine serves scans from per-tenant in-memory indexes, loaded on a
     tenant's first query and dropped by ingest (for long-lived services; a one-shot command reads
     only the partitions in the window instead).
+    With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
+    partial aggregates at ingest, and aggregate queries they answer exactly read them for the
+    whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the raw
+    plan would bring the aggregate at least ``rollup_min_rows`` rows (fewer are as fast to
+    aggregate; 0: whenever the rollup answers exactly); the plain lake keeps none.
     ``limits`` are the engine's safety limits (see :class:`~pql.limits.Limits`). ``safelist``
     says, per tenant, whether free-form queries run (``"off"``, the default), run and are
     recorded in ``engine.safelist.audit_log`` (``"audit"``) or are refused (``"enforce"``):
@@ -146,6 +153,8 @@ class Engine:
         cache_granularity: timedelta = result_cache.DEFAULT_GRANULARITY,
         metrics: Metrics | None = None,
         index: bool = False,
+        rollups: bool = True,
+        rollup_min_rows: int = ROLLUP_MIN_ROWS,
     ) -> None:
         self.safelist = Safelist.of(safelist)
         if cache is True:
@@ -161,13 +170,18 @@ class Engine:
             self.store = store
         elif path is not None:
             lake = Lake(Path(path), self.catalog)
-            self.store = IndexedLake(lake, self.catalog) if index else lake
+            self.store = IndexedLake(lake, self.catalog, rollups=rollups) if index else lake
         else:
             raise InputError(
                 "PQL-E061",
                 "Engine needs a data directory",
                 hints=("use pql.Engine('DIR') or pql.Engine.in_memory()",),
             )
+        self.rollups = rollups
+        """Whether aggregate queries may read the store's rollups (when it keeps any)."""
+        self.rollup_min_rows = rollup_min_rows
+        """Estimated rows an aggregate must be spared before it reads the rollup instead."""
+        self._rollup_store = self.store if isinstance(self.store, RollupStore) else None
         self.statistics = StoreStats(self.store, self.catalog)
         self._admission = Admission(
             running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
@@ -184,17 +198,21 @@ class Engine:
         cache: result_cache.ResultCache | bool | None = True,
         cache_granularity: timedelta = result_cache.DEFAULT_GRANULARITY,
         metrics: Metrics | None = None,
+        rollups: bool = True,
+        rollup_min_rows: int = ROLLUP_MIN_ROWS,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
         return cls(
             limits=limits,
             catalog=cat,
-            store=MemoryStore(cat),
+            store=MemoryStore(cat, rollups=rollups),
             safelist=safelist,
             cache=cache,
             cache_granularity=cache_granularity,
             metrics=metrics,
+            rollups=rollups,
+            rollup_min_rows=rollup_min_rows,
         )
 
     # limits -----------------------------------------------------------------------------
@@ -272,6 +290,7 @@ class Engine:
             if measure:
                 limits = replace(limits, enforce_cost=False)
             report = CostReport()
+            optimizer = self._optimizer_context()
             ctx = SafetyContext(
                 tenant,
                 clock,
@@ -280,12 +299,13 @@ class Engine:
                 since_text=str(since) if since else None,
                 stats=self.statistics,
                 report=report,
+                optimizer=optimizer,
             )
             plan = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             t = _lap(timings, "plan", t)
             plan = apply_safety(plan, ctx)
             t = _lap(timings, "safety", t)
-            plan = optimize(plan)
+            plan = optimize(plan, context=optimizer)
             _lap(timings, "optimize", t)
         except PQLError as exc:
             if isinstance(text, str):
@@ -303,6 +323,16 @@ class Engine:
             timings,
             report.estimates,
             tuple(report.would_refuse),
+        )
+
+    def _optimizer_context(self) -> OptimizeContext:
+        """What the store offers the optimizer: its rollups, unless ``rollups=False``."""
+        if not self.rollups or self._rollup_store is None:
+            return NO_CONTEXT
+        return OptimizeContext(
+            rollups=self._rollup_store.rollup_specs(),
+            stats=self.statistics,
+            rollup_min_rows=self.rollup_min_rows,
         )
 
     def query(
@@ -511,7 +541,18 @@ def _clock(now: datetime | str | None) -> datetime:
         value = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
     else:
         raise InputError("PQL-E031", f"now must be a datetime or ISO-8601 string, not {now!r}")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+        # Every window must fit before the clock, and the whole days around it after it.
+        value - _LONGEST_WINDOW
+        value + timedelta(days=2)
+    except OverflowError:
+        raise InputError(
+            "PQL-E031",
+            f"now {now!r} is out of range",
+            hints=("use a clock between the years 101 and 9998 (UTC)",),
+        ) from None
+    return value
 
 
 def _iso(value: datetime) -> str:

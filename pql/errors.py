@@ -72,12 +72,13 @@ class PQLError(Exception):
         setting: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = _clip(message)
         super().__init__(message)
         self.code = code
         self.message = message
         self.span = span
         self.text = text
-        self.hints = tuple(hints)
+        self.hints = tuple(_clip(hint) for hint in hints)
         self.setting = setting
         self.details = dict(details or {})
 
@@ -135,6 +136,17 @@ class PQLError(Exception):
 
 
 _WIDTH = 100
+
+MESSAGE_MAX = 500
+"""The longest message or hint, in characters: they quote the user's input, which may be huge."""
+
+
+def _clip(text: str) -> str:
+    """``text`` cut in the middle to at most :data:`MESSAGE_MAX` characters."""
+    if len(text) <= MESSAGE_MAX:
+        return text
+    tail = MESSAGE_MAX // 5
+    return f"{text[: MESSAGE_MAX - tail - 5]} ... {text[-tail:]}"
 
 
 def _window(src: str, col: int, width: int) -> tuple[str, int, int]:

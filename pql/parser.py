@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -101,6 +102,7 @@ def parse(text: str) -> ast.Query:
     if not isinstance(text, str):
         raise ParseError("PQL-E009", f"a query must be text, not {type(text).__name__}")
     _check_size(text)
+    _check_unicode(text)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
@@ -133,6 +135,22 @@ def _check_size(text: str) -> None:
             "PQL-E002",
             "the query is empty",
             hints=("a query starts with FIND, e.g. FIND receipts SINCE 7d",),
+        )
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(text: str) -> None:
+    """Refuse lone surrogates (e.g. undecodable bytes from a command line): not characters."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise ParseError(
+            "PQL-E003",
+            f"unexpected character {found.group()!r}",
+            span=_point_span(text, found.start()),
+            text=text,
+            hints=("the query is not valid Unicode text: a lone surrogate is not a character",),
         )
 
 
@@ -318,7 +336,10 @@ _ESCAPES: Final = {
     "\\": "\\", '"': '"', "'": "'", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b",
     "f": "\f", "0": "\0",
 }  # fmt: skip
-_ESCAPE_RE: Final = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_ESCAPE_RE: Final = re.compile(
+    r"\\(u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL
+)
+"""One escape; a UTF-16 surrogate pair (``\\ud83d\\ude00``) is one escape, as in JSON."""
 
 
 def _unquote(token: Token) -> str:
@@ -326,15 +347,27 @@ def _unquote(token: Token) -> str:
 
     def repl(m: re.Match[str]) -> str:
         esc = m.group(1)
+        offset = (token.start_pos or 0) + 1 + m.start()
+        span = Span(token.line or 1, (token.column or 1) + 1 + m.start(), offset, offset + 2)
+        if esc[0] == "u" and len(esc) == 11:  # a surrogate pair: one character
+            high, low = int(esc[1:5], 16), int(esc[7:], 16)
+            return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
         if esc[0] == "u" and len(esc) == 5:
-            return chr(int(esc[1:], 16))
+            code = int(esc[1:], 16)
+            if 0xD800 <= code <= 0xDFFF:
+                raise ParseError(
+                    "PQL-E005",
+                    f"the escape '\\{esc}' is half of a surrogate pair, not a character",
+                    span=replace(span, end=offset + 6),
+                    hints=("write the character itself, or both halves, e.g. \\ud83d\\ude00",),
+                )
+            return chr(code)
         if esc in _ESCAPES:
             return _ESCAPES[esc]
-        offset = (token.start_pos or 0) + 1 + m.start()
         raise ParseError(
             "PQL-E005",
             f"unknown escape '\\{esc}' in a string",
-            span=Span(token.line or 1, (token.column or 1) + 1 + m.start(), offset, offset + 2),
+            span=span,
             hints=("known escapes: \\\\ \\\" \\' \\/ \\n \\t \\r \\b \\f \\0 \\uXXXX",),
         )
 
@@ -370,9 +403,19 @@ class _ToAst(Transformer[Token, Any]):
     def number(self, meta: Any, children: list[Token]) -> ast.Literal:
         tok = children[0]
         raw = str(tok)
-        value: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        value: int | float
+        if any(c in raw for c in ".eE"):
+            value = float(raw)
+        else:
+            # int() refuses digit strings longer than sys.get_int_max_str_digits(): strip
+            # leading zeros and call anything with more than 19 digits too large up front.
+            digits = raw.lstrip("-").lstrip("0") or "0"
+            value = 2**63 if len(digits) > 19 else int(digits)
+            value = -value if raw.startswith("-") else value
         if isinstance(value, float) and value in (float("inf"), float("-inf")):
-            raise ParseError("PQL-E006", f"the number {raw} is out of range", span=_token_span(tok))
+            raise ParseError(
+                "PQL-E006", f"the number {raw[:40]} is out of range", span=_token_span(tok)
+            )
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise ParseError(
                 "PQL-E006",
@@ -443,7 +486,8 @@ class _ToAst(Transformer[Token, Any]):
     def since(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
         tok = children[0]
         raw = str(tok)
-        amount = int(raw[:-1])
+        digits = raw[:-1].lstrip("0") or "0"
+        amount = 10**9 + 1 if len(digits) > 10 else int(digits)  # int() refuses huge strings
         span = _token_span(tok)
         if amount <= 0:
             raise ParseError(

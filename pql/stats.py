@@ -2,9 +2,12 @@
 
 Per (tenant, subject) a :class:`SubjectSummary` holds the row count and, per column, a
 :class:`ColumnSummary`: null count, a distinct-count sketch (:class:`HyperLogLog`), the
-most-common values with their counts for low-cardinality string columns, and min/max for
-numeric and timestamp columns (timestamps as µs since the epoch). Summaries are computed from
-frames with vectorized Polars and are mergeable, so new data is summarized alone and merged in.
+most-common values with their counts for low-cardinality string and integer columns (with the
+first and last ``ts`` each value was seen at, for values that come and go, like policy
+versions), min/max for numeric and timestamp columns (timestamps as µs since the epoch) and, for
+numeric columns, a histogram on log-spaced buckets (:class:`LogHistogram`) that keeps heavy
+tails such as ``latency_ms``. Summaries are computed from frames with vectorized Polars and are
+mergeable, so new data is summarized alone and merged in.
 
 :class:`StoreStats` is what the estimator asks (:class:`StatsProvider`): partition statistics
 come from the store, column summaries are computed lazily. For a
@@ -40,6 +43,7 @@ __all__ = [
     "NO_STATS",
     "ColumnSummary",
     "HyperLogLog",
+    "LogHistogram",
     "StatsProvider",
     "StoreStats",
     "SubjectSummary",
@@ -57,7 +61,7 @@ MCV_PROBE = 4 * MCV_MAX
 
 _SEED = 0x5EED
 _HASH_ID = f"polars-{pl.__version__}"
-_FORMAT = 1
+_FORMAT = 2
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -65,7 +69,7 @@ _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 class HyperLogLog:
     """A mergeable distinct-count sketch (HyperLogLog, 2**precision one-byte registers)."""
 
-    __slots__ = ("precision", "registers")
+    __slots__ = ("_estimate", "precision", "registers")
 
     def __init__(self, precision: int = HLL_PRECISION, registers: np.ndarray | None = None) -> None:
         self.precision = precision
@@ -75,6 +79,7 @@ class HyperLogLog:
         )
         if self.registers.shape != (size,):
             raise ValueError("HyperLogLog registers do not match the precision")
+        self._estimate: float | None = None
 
     def add(self, values: pl.Series) -> HyperLogLog:
         """Add the non-null ``values`` (vectorized); returns ``self``."""
@@ -95,6 +100,7 @@ class HyperLogLog:
         index = best.get_column("index").to_numpy()
         rank = best.get_column("rank").to_numpy().astype(np.uint8)
         self.registers[index] = np.maximum(self.registers[index], rank)
+        self._estimate = None
         return self
 
     def merge(self, other: HyperLogLog) -> HyperLogLog:
@@ -104,7 +110,12 @@ class HyperLogLog:
         return HyperLogLog(self.precision, np.maximum(self.registers, other.registers))
 
     def estimate(self) -> float:
-        """The estimated number of distinct values added."""
+        """The estimated number of distinct values added (remembered until values are added)."""
+        if self._estimate is None:
+            self._estimate = self._compute()
+        return self._estimate
+
+    def _compute(self) -> float:
         m = float(1 << self.precision)
         alpha = 0.7213 / (1 + 1.079 / m)
         raw = alpha * m * m / float(np.sum(np.exp2(-self.registers.astype(np.float64))))
@@ -122,6 +133,133 @@ class HyperLogLog:
         return cls(precision, np.frombuffer(bytes.fromhex(text), dtype=np.uint8).copy())
 
 
+HIST_GAMMA = 1.02
+"""Bucket ratio ``g`` of :class:`LogHistogram`: bucket ``k`` holds ``(g**(k-1), g**k]``."""
+
+HIST_LIMIT = 4_000
+"""Buckets go from ``-HIST_LIMIT`` to ``HIST_LIMIT`` (magnitudes 6e-35 to 2e34), then the edges."""
+
+_LOG_GAMMA = math.log(HIST_GAMMA)
+
+
+class LogHistogram:
+    """A mergeable histogram of numbers on log-spaced buckets, about 2% wide (as in DDSketch).
+
+    Positive and negative values are counted per bucket of their magnitude, zeros apart;
+    non-finite values are left out. Any quantile or range is known to within a bucket, however
+    heavy the tail: a latency column with a median of 600 ms and a maximum of 10**7 ms is kept
+    in about 800 buckets, where min/max alone would call its values uniform.
+    """
+
+    __slots__ = ("_index", "negative", "positive", "zeros")
+
+    def __init__(
+        self,
+        positive: dict[int, int] | None = None,
+        negative: dict[int, int] | None = None,
+        zeros: int = 0,
+    ) -> None:
+        self.positive: dict[int, int] = positive or {}
+        self.negative: dict[int, int] = negative or {}
+        self.zeros = zeros
+        self._index: tuple[_Cumulative, _Cumulative] | None = None
+
+    @classmethod
+    def of(cls, values: np.ndarray[Any, Any]) -> LogHistogram:
+        """The histogram of ``values`` (vectorized)."""
+        finite = values[np.isfinite(values)]
+        return cls(
+            _bucket_counts(finite[finite > 0]),
+            _bucket_counts(-finite[finite < 0]),
+            int(np.count_nonzero(finite == 0)),
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.positive.values()) + sum(self.negative.values()) + self.zeros
+
+    def merge(self, other: LogHistogram) -> LogHistogram:
+        """The histogram of both inputs' values together (a new histogram)."""
+        return LogHistogram(
+            _add_counts(self.positive, other.positive),
+            _add_counts(self.negative, other.negative),
+            self.zeros + other.zeros,
+        )
+
+    def below(self, x: float, *, inclusive: bool = False) -> float:
+        """How many values are below ``x`` (or at most ``x``), interpolated within a bucket."""
+        if self._index is None:
+            self._index = (_Cumulative.of(self.positive), _Cumulative.of(self.negative))
+        positive, negative = self._index
+        if x == 0:
+            return negative.total + (self.zeros if inclusive else 0)
+        if x > 0:
+            return negative.total + self.zeros + positive.below(x)
+        # x < 0: the values below x are those of magnitude above |x|.
+        return negative.total - negative.below(-x)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pos": {str(k): n for k, n in sorted(self.positive.items())},
+            "neg": {str(k): n for k, n in sorted(self.negative.items())},
+            "zeros": self.zeros,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> LogHistogram:
+        return cls(
+            {int(k): int(n) for k, n in raw["pos"].items()},
+            {int(k): int(n) for k, n in raw["neg"].items()},
+            int(raw["zeros"]),
+        )
+
+
+def _bucket_counts(magnitudes: np.ndarray[Any, Any]) -> dict[int, int]:
+    if not magnitudes.size:
+        return {}
+    keys = np.clip(np.ceil(np.log(magnitudes) / _LOG_GAMMA), -HIST_LIMIT, HIST_LIMIT)
+    found, counts = np.unique(keys.astype(np.int64), return_counts=True)
+    return {int(k): int(n) for k, n in zip(found, counts, strict=True)}
+
+
+def _add_counts(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Cumulative:
+    """The buckets of one sign, sorted, with running counts (for :meth:`LogHistogram.below`)."""
+
+    keys: np.ndarray[Any, np.dtype[np.int64]]
+    counts: np.ndarray[Any, np.dtype[np.float64]]
+    running: np.ndarray[Any, np.dtype[np.float64]]  # counts of the buckets before each one
+
+    @classmethod
+    def of(cls, buckets: Mapping[int, int]) -> _Cumulative:
+        keys = np.array(sorted(buckets), dtype=np.int64)
+        counts = np.array([buckets[int(k)] for k in keys], dtype=np.float64)
+        running = np.concatenate([[0.0], np.cumsum(counts)[:-1]]) if counts.size else counts
+        return cls(keys, counts, running)
+
+    @property
+    def total(self) -> float:
+        return float(self.counts.sum())
+
+    def below(self, x: float) -> float:
+        """Values with a magnitude below ``x > 0``, linear in log within a bucket."""
+        if not self.keys.size:
+            return 0.0
+        position = math.log(x) / _LOG_GAMMA  # bucket k covers positions (k - 1, k]
+        i = int(np.searchsorted(self.keys, position, side="left"))  # first bucket k >= position
+        if i == self.keys.size:
+            return float(self.running[-1] + self.counts[-1])
+        part = min(1.0, max(0.0, position - (float(self.keys[i]) - 1.0)))
+        return float(self.running[i] + self.counts[i] * part)
+
+
 @dataclass(slots=True)
 class ColumnSummary:
     """What the estimator knows about one column of one tenant's subject."""
@@ -132,6 +270,12 @@ class ColumnSummary:
     mcv_complete: bool = False
     low: float | None = None
     high: float | None = None
+    hist: LogHistogram | None = None
+    """Numeric columns: the values on log-spaced buckets."""
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """For the values of ``mcv``: the first and last ``ts`` (µs) of a row with that value."""
+    null_span: tuple[float, float] | None = None
+    """The first and last ``ts`` (µs) of a null (``None``: no nulls, or not known)."""
 
     @property
     def distinct(self) -> float:
@@ -151,6 +295,19 @@ class ColumnSummary:
         complete = self.mcv_complete and other.mcv_complete and len(counts) <= MCV_MAX
         if len(counts) > MCV_MAX:
             counts = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:MCV_MAX])
+        hist = self.hist if other.hist is None else other.hist
+        if self.hist is not None and other.hist is not None:
+            hist = self.hist.merge(other.hist)
+        spans: dict[str, tuple[float, float]] = {}
+        for value in counts:
+            both = [s for s in (self.spans.get(value), other.spans.get(value)) if s is not None]
+            if both:
+                spans[value] = (min(s[0] for s in both), max(s[1] for s in both))
+        null_span = None  # known only if every side with nulls knows where they are
+        if all(s.null_span is not None for s in (self, other) if s.nulls):
+            known = [s.null_span for s in (self, other) if s.null_span is not None]
+            if known:
+                null_span = (min(s[0] for s in known), max(s[1] for s in known))
         return ColumnSummary(
             nulls=self.nulls + other.nulls,
             sketch=sketch,
@@ -158,6 +315,9 @@ class ColumnSummary:
             mcv_complete=complete,
             low=_pick(min, self.low, other.low),
             high=_pick(max, self.high, other.high),
+            hist=hist,
+            spans=spans,
+            null_span=null_span,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -168,6 +328,9 @@ class ColumnSummary:
             "mcv_complete": self.mcv_complete,
             "low": self.low,
             "high": self.high,
+            "hist": self.hist.to_json() if self.hist is not None else None,
+            "spans": {k: list(v) for k, v in self.spans.items()},
+            "null_span": list(self.null_span) if self.null_span is not None else None,
         }
 
     @classmethod
@@ -180,6 +343,9 @@ class ColumnSummary:
             mcv_complete=bool(raw["mcv_complete"]),
             low=None if raw.get("low") is None else float(raw["low"]),
             high=None if raw.get("high") is None else float(raw["high"]),
+            hist=LogHistogram.from_json(raw["hist"]) if raw.get("hist") else None,
+            spans={str(k): (float(v[0]), float(v[1])) for k, v in raw.get("spans", {}).items()},
+            null_span=_span_of(raw.get("null_span")),
         )
 
 
@@ -208,6 +374,10 @@ class SubjectSummary:
         return cls(int(raw["rows"]), columns)
 
 
+def _span_of(raw: Any) -> tuple[float, float] | None:
+    return None if raw is None else (float(raw[0]), float(raw[1]))
+
+
 def _absent(rows: int) -> ColumnSummary:
     """A column missing from some rows: all of them are null."""
     return ColumnSummary(nulls=rows, mcv_complete=True)
@@ -225,30 +395,57 @@ def summarize(subject: Subject, frame: pl.DataFrame) -> SubjectSummary:
     """Summaries of every column of ``subject`` present in ``frame`` (vectorized)."""
     columns: dict[str, ColumnSummary] = {}
     nulls = frame.null_count().row(0, named=True) if frame.height else {}
+    ts = None
+    if "ts" in frame.columns and isinstance(frame.schema["ts"], pl.Datetime):
+        ts = frame.get_column("ts").dt.epoch("us")
     for column in subject.columns:
         if column.name not in frame.columns:
             continue
         series = frame.get_column(column.name)
-        columns[column.name] = _column(column.type, series, int(nulls.get(column.name, 0)))
+        count = int(nulls.get(column.name, 0))
+        columns[column.name] = _column(column.type, series, count, ts)
     return SubjectSummary(frame.height, columns)
 
 
-def _column(type_: DataType, series: pl.Series, nulls: int) -> ColumnSummary:
+def _column(
+    type_: DataType, series: pl.Series, nulls: int, ts: pl.Series | None = None
+) -> ColumnSummary:
     out = ColumnSummary(nulls=nulls)
+    if nulls and ts is not None:
+        where = ts.filter(series.is_null())
+        if where.len():
+            out.null_span = (float(where.min()), float(where.max()))  # type: ignore[arg-type]
     if type_ in (DataType.STRING, DataType.INT):
         out.sketch = HyperLogLog().add(series)
-    if type_ is DataType.STRING and out.sketch is not None and out.sketch.estimate() <= MCV_PROBE:
-        counts = series.drop_nulls().value_counts(sort=True)
-        pairs = zip(counts.to_series(0).to_list(), counts.to_series(1).to_list(), strict=True)
-        out.mcv = {str(v): int(n) for v, n in list(pairs)[:MCV_MAX]}
-        out.mcv_complete = counts.height <= MCV_MAX
+        if out.sketch.estimate() <= MCV_PROBE:
+            counts = series.drop_nulls().value_counts(sort=True)
+            pairs = zip(counts.to_series(0).to_list(), counts.to_series(1).to_list(), strict=True)
+            out.mcv = {str(v): int(n) for v, n in list(pairs)[:MCV_MAX]}
+            out.mcv_complete = counts.height <= MCV_MAX
+            if ts is not None and out.mcv:
+                out.spans = _spans(series, ts, out.mcv)
     if type_.numeric or type_ is DataType.TIMESTAMP:
         values = series.drop_nulls()
         if type_ is DataType.TIMESTAMP:
             values = values.dt.epoch("us")
         if values.len():
             out.low, out.high = float(values.min()), float(values.max())  # type: ignore[arg-type]
+        if type_.numeric:
+            out.hist = LogHistogram.of(values.cast(pl.Float64).to_numpy())
     return out
+
+
+def _spans(
+    series: pl.Series, ts: pl.Series, values: Mapping[str, int]
+) -> dict[str, tuple[float, float]]:
+    """The first and last ``ts`` of each of ``values`` in ``series``."""
+    frame = pl.DataFrame({"v": series.cast(pl.String), "ts": ts}).drop_nulls()
+    found = frame.group_by("v").agg(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"))
+    return {
+        str(v): (float(lo), float(hi))
+        for v, lo, hi in found.iter_rows()
+        if str(v) in values and lo is not None
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from pql.errors import InputError, InternalError, SafetyError
 from pql.limits import Limits
 from pql.plan.cost import Estimates, estimate, format_cost
 from pql.plan.nodes import Join, Limit, Node, Scan, walk
-from pql.plan.optimize import optimize
+from pql.plan.optimize import NO_CONTEXT, OptimizeContext, optimize
 from pql.stats import NO_STATS, StatsProvider
 
 __all__ = [
@@ -56,6 +56,8 @@ class SafetyContext:
     """The statistics the cost estimate reads."""
     report: CostReport = field(default_factory=CostReport)
     """Filled in by :func:`cost_budget` for the caller (explain, result stats)."""
+    optimizer: OptimizeContext = NO_CONTEXT
+    """What the store offers the optimizer (rollups): the cost is of the plan as it will run."""
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -165,7 +167,7 @@ def cost_budget(plan: Node, ctx: SafetyContext) -> Node:
     estimate ``explain`` shows is this one. With ``Limits.enforce_cost`` off (measure mode) a
     refusal is recorded in ``ctx.report`` instead of raised.
     """
-    estimates = estimate(optimize(plan), ctx.stats)
+    estimates = estimate(optimize(plan, context=ctx.optimizer), ctx.stats)
     ctx.report.estimates = estimates
     budget = ctx.limits.cost_budget
     if estimates.cost <= budget:
