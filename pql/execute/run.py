@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import polars as pl
 
@@ -13,15 +12,14 @@ from pql.execute.compile import Compiled
 
 __all__ = ["collect", "run"]
 
-FIRST_PAUSE_S = 0.000_05
-"""The first wait between polls of a background query; it doubles up to :data:`LAST_PAUSE_S`."""
-LAST_PAUSE_S = 0.002
-
 # Polars (2.1) aborts the whole process if a cancelled background query is garbage collected
-# before its worker thread has sent its (now unwanted) answer: the worker panics on the closed
-# channel. Cancelled queries are therefore kept here until they report back, and reaped later.
-_CANCELLED: list[Any] = []
-_CANCELLED_LOCK = threading.Lock()
+# before its worker thread has sent its (now unwanted) answer. Each background query is therefore
+# waited for by a pool thread (``fetch_blocking``), which holds it until the worker reports back,
+# cancelled or not; the caller waits on that future with its deadline and wakes the moment the
+# answer is there (no polling, so no added latency). Cancellation in Polars is cooperative: a
+# cancelled query may keep a worker busy until its current operator ends. Admission bounds how
+# many can run at once, so the pool needs no more threads than that in practice.
+_WAITERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pql-collect")
 
 
 def run(compiled: Compiled, deadline_ms: float | None = None) -> tuple[pl.DataFrame, bool]:
@@ -40,37 +38,13 @@ def collect(frame: pl.LazyFrame, deadline_ms: float | None) -> pl.DataFrame:
     """Collect ``frame``, cancelling it after ``deadline_ms`` milliseconds (``None``: no limit)."""
     if deadline_ms is None:
         return frame.collect()
-    expires = time.perf_counter() + deadline_ms / 1000
-    _reap()
     query = frame.collect(background=True)
-    pause = FIRST_PAUSE_S
-    while True:
-        done = query.fetch()
-        if done is not None:
-            return done
-        left = expires - time.perf_counter()
-        if left <= 0:
-            query.cancel()
-            with _CANCELLED_LOCK:
-                _CANCELLED.append(query)
-            raise _expired(deadline_ms)
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, LAST_PAUSE_S)
-
-
-def _reap() -> None:
-    """Forget the cancelled queries whose workers have finished."""
-    if not _CANCELLED:
-        return
-    with _CANCELLED_LOCK:
-        _CANCELLED[:] = [query for query in _CANCELLED if not _finished(query)]
-
-
-def _finished(query: Any) -> bool:
+    answer: Future[pl.DataFrame] = _WAITERS.submit(query.fetch_blocking)
     try:
-        return query.fetch() is not None
-    except Exception:  # the worker reported its cancellation (or a failure): it is done
-        return True
+        return answer.result(timeout=deadline_ms / 1000)
+    except FutureTimeout:
+        query.cancel()
+        raise _expired(deadline_ms) from None
 
 
 def _expired(deadline_ms: float) -> SafetyError:
