@@ -305,7 +305,12 @@ class Engine:
             t = _lap(timings, "plan", t)
             plan = apply_safety(plan, ctx)
             t = _lap(timings, "safety", t)
-            plan = optimize(plan, context=optimizer)
+            # The cost rule (the last safety rule) estimated the optimized form of exactly this
+            # plan; run that one rather than optimizing twice.
+            if report.estimates is not None and report.estimates.plan is not None:
+                plan = report.estimates.plan
+            else:
+                plan = optimize(plan, context=optimizer)
             _lap(timings, "optimize", t)
         except PQLError as exc:
             if isinstance(text, str):
