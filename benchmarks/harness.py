@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import threading
 import time
@@ -43,6 +44,7 @@ import polars as pl
 
 import pql
 from pql.demo import DemoData, generate
+from pql.storage import MemoryStore
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -383,6 +385,11 @@ def compare(
     return out
 
 
+def _max_rss_bytes() -> int:
+    """The process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the data, drive the load, write the JSON summary and PNG, run the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -409,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     engine.ingest("receipts", data.receipts)
     engine.ingest("decisions", data.decisions)
     setup_s = time.perf_counter() - t
+    store = engine.store
+    resident = store.memory_bytes() if isinstance(store, MemoryStore) else None
     tenants = data.receipts["tenant"].value_counts(sort=True)["tenant"].to_list()
     print(
         f"data: {data.receipts.height:,} receipts, {data.decisions.height:,} decisions, "
@@ -453,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "granularity_s": engine.cache_granularity.total_seconds(),
             "setup_s": round(setup_s, 1),
+            # The engine's own resident data (rows, ts index, rollups); the process RSS also
+            # holds the generated source frames, kept for the DuckDB/Polars comparison.
+            "engine_resident_bytes": resident,
+            "process_max_rss_bytes": _max_rss_bytes(),
         }
         summary = summarize(samples, wall_s=wall, config=config)
         base = args.out / f"harness-{args.receipts // 1000}k-cache-{mode}-{stamp}"

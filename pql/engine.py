@@ -444,7 +444,7 @@ class Engine:
         t = time.perf_counter()
         with self._admitted(prepared.tenant):
             try:
-                compiled = compile_plan(prepared.plan, self.store, self.catalog)
+                compiled = compile_plan(prepared.plan, self.store, self.catalog, prepared.estimates)
                 t = _lap(timings, "compile", t)
                 frame, truncated = run(compiled, prepared.limits.deadline_ms)
                 _lap(timings, "execute", t)
@@ -495,7 +495,7 @@ class Engine:
             for node in walk(prepared.plan):
                 if node in counts:
                     continue
-                compiled = compile_plan(node, self.store, self.catalog)
+                compiled = compile_plan(node, self.store, self.catalog, prepared.estimates)
                 count = collect(compiled.frame.select(pl.len()), prepared.limits.deadline_ms)
                 rows = int(count.item())
                 counts[node] = rows if compiled.cap is None else min(rows, compiled.cap)

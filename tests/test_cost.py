@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,29 @@ def test_admission_queue_waits_then_refuses_when_full() -> None:
         gate.slot(timeout=0.01),
     ):
         pass
+
+
+def test_join_builds_on_the_side_estimated_smaller(demo: Any) -> None:
+    import pql
+    from pql.plan.nodes import Join, walk
+
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", demo.receipts)
+    engine.ingest("decisions", demo.decisions)
+    text = (
+        "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = "
+        "receipts.executionId WHERE decisions.rule = 'pii.mask' AND decisions.effect = 'deny' "
+        "GROUP BY decisions.rule SINCE 180d"
+    )
+    explanation = engine.explain(text, tenant="acme", now=demo.now)
+    joins = [d for d in explanation.node_details() if d["node"] == "Join"]
+    assert [d["build"] for d in joins] == ["left"]  # the few denied pii.mask decisions
+    assert "build=left" in str(explanation)
+    prepared = engine.prepare(text, tenant="acme", now=demo.now)
+    join = next(n for n in walk(prepared.plan) if isinstance(n, Join))
+    assert prepared.estimates is not None
+    assert prepared.estimates.of(join.left).rows < prepared.estimates.of(join.right).rows
+    # The answer does not depend on the build side.
+    with_side = engine.query(text, tenant="acme", now=demo.now).df
+    plain = engine.execute(replace(prepared, estimates=None)).df
+    assert with_side.equals(plain)

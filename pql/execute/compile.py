@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -20,6 +20,7 @@ from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.rollups import aggregate_rollup
+from pql.plan.cost import Estimates, build_side
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
 from pql.plan.nodes import (
     Aggregate,
@@ -62,83 +63,100 @@ class Compiled:
         return sum(s.partitions for s in self.scans)
 
 
-def compile_plan(plan: Node, store: Store, catalog: Catalog) -> Compiled:
-    """Turn a safe, optimized plan into a :class:`Compiled` lazy query."""
-    scans: list[ScanInfo] = []
+def compile_plan(
+    plan: Node, store: Store, catalog: Catalog, estimates: Estimates | None = None
+) -> Compiled:
+    """Turn a safe, optimized plan into a :class:`Compiled` lazy query.
+
+    With the plan's ``estimates`` each join builds its hash table on the side estimated smaller
+    (:func:`~pql.plan.cost.build_side`); without them Polars chooses.
+    """
+    compiler = _Compiler(store, catalog, estimates)
     cap: int | None = None
     if isinstance(plan, Limit) and plan.cap:
         cap = plan.count
         # One row more than the cap tells the runner whether rows were cut.
-        frame = _compile(plan.input, store, catalog, scans).head(cap + 1)
+        frame = compiler.compile(plan.input).head(cap + 1)
     else:
-        frame = _compile(plan, store, catalog, scans)
-    return Compiled(frame, cap, scans)
+        frame = compiler.compile(plan)
+    return Compiled(frame, cap, compiler.scans)
 
 
-def _compile(node: Node, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> pl.LazyFrame:
-    match node:
-        case Scan():
-            return _scan(node, store, catalog, scans)
-        case Filter(input=inner, predicate=pred):
-            return _compile(inner, store, catalog, scans).filter(predicate(pred))
-        case Join(left=left, right=right, left_key=lk, right_key=rk):
-            if lk is None or rk is None:
-                raise InternalError("PQL-X004", "a join without a condition reached the compiler")
-            return _compile(left, store, catalog, scans).join(
-                _compile(right, store, catalog, scans),
-                left_on=lk.qualified,
-                right_on=rk.qualified,
-                how="inner",
-                coalesce=False,
-            )
-        case Aggregate(input=inner, keys=keys, aggregates=aggs):
-            frame = _compile(inner, store, catalog, scans)
-            exprs = [_aggregate(a) for a in aggs]
-            if keys:
-                return frame.group_by([k.qualified for k in keys]).agg(exprs)
-            return frame.select(exprs)
-        case Sort(input=inner, keys=keys):
-            return _compile(inner, store, catalog, scans).sort(
-                [k.name for k in keys],
-                descending=[k.descending for k in keys],
-                nulls_last=True,
-            )
-        case Limit(input=inner, count=count):
-            return _compile(inner, store, catalog, scans).head(count)
-        case Project(input=inner, columns=cols):
-            return _compile(inner, store, catalog, scans).select(
-                [pl.col(src).alias(out) for src, out in cols]
-            )
-        case RollupAggregate():
-            return _rollup(node, store, catalog, scans)
-    raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
+@dataclass(slots=True)
+class _Compiler:
+    store: Store
+    catalog: Catalog
+    estimates: Estimates | None
+    scans: list[ScanInfo] = field(default_factory=list)
+
+    def compile(self, node: Node) -> pl.LazyFrame:
+        match node:
+            case Scan():
+                return self.scan(node)
+            case Filter(input=inner, predicate=pred):
+                return self.compile(inner).filter(predicate(pred))
+            case Join(left=left, right=right, left_key=lk, right_key=rk):
+                if lk is None or rk is None:
+                    raise InternalError(
+                        "PQL-X004", "a join without a condition reached the compiler"
+                    )
+                return self.compile(left).join(
+                    self.compile(right),
+                    left_on=lk.qualified,
+                    right_on=rk.qualified,
+                    how="inner",
+                    coalesce=False,
+                    build_side=_POLARS_BUILD[build_side(node, self.estimates)],
+                )
+            case Aggregate(input=inner, keys=keys, aggregates=aggs):
+                frame = self.compile(inner)
+                exprs = [_aggregate(a) for a in aggs]
+                if keys:
+                    return frame.group_by([k.qualified for k in keys]).agg(exprs)
+                return frame.select(exprs)
+            case Sort(input=inner, keys=keys):
+                return self.compile(inner).sort(
+                    [k.name for k in keys],
+                    descending=[k.descending for k in keys],
+                    nulls_last=True,
+                )
+            case Limit(input=inner, count=count):
+                return self.compile(inner).head(count)
+            case Project(input=inner, columns=cols):
+                return self.compile(inner).select([pl.col(src).alias(out) for src, out in cols])
+            case RollupAggregate():
+                return self.rollup(node)
+        raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
+
+    def scan(self, node: Scan) -> pl.LazyFrame:
+        subject = self.catalog[node.subject]
+        wanted = [c.name for c in node.columns]
+        request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
+        got = self.store.scan(node.tenant, subject, node.start, node.end, request)
+        self.scans.append(ScanInfo(node.subject, got.partitions, got.rows))
+        frame = got.frame
+        if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (lake)
+            frame = frame.filter(pl.col("tenant") == node.tenant)
+        if not got.exact:
+            frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
+        return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+
+    def rollup(self, node: RollupAggregate) -> pl.LazyFrame:
+        """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
+        if not isinstance(self.store, RollupStore):
+            raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
+        got = self.store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
+        self.scans.append(ScanInfo(node.subject, got.days, got.rows))
+        where = None if node.predicate is None else predicate(node.predicate)
+        edges = [self.compile(edge) for edge in node.edges]
+        return aggregate_rollup(node, got.frame, where, edges)
 
 
-def _scan(node: Scan, store: Store, catalog: Catalog, scans: list[ScanInfo]) -> pl.LazyFrame:
-    subject = catalog[node.subject]
-    wanted = [c.name for c in node.columns]
-    request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
-    got = store.scan(node.tenant, subject, node.start, node.end, request)
-    scans.append(ScanInfo(node.subject, got.partitions, got.rows))
-    frame = got.frame
-    if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (the lake)
-        frame = frame.filter(pl.col("tenant") == node.tenant)
-    if not got.exact:
-        frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
-    return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
-
-
-def _rollup(
-    node: RollupAggregate, store: Store, catalog: Catalog, scans: list[ScanInfo]
-) -> pl.LazyFrame:
-    """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
-    if not isinstance(store, RollupStore):
-        raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
-    got = store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
-    scans.append(ScanInfo(node.subject, got.days, got.rows))
-    where = None if node.predicate is None else predicate(node.predicate)
-    edges = [_compile(edge, store, catalog, scans) for edge in node.edges]
-    return aggregate_rollup(node, got.frame, where, edges)
+_POLARS_BUILD: dict[str, Literal["auto", "prefer_left", "prefer_right"]] = {
+    "left": "prefer_left",
+    "right": "prefer_right",
+    "auto": "auto",
+}
 
 
 def _lit_ts(value: Any) -> pl.Expr:

@@ -80,6 +80,7 @@ __all__ = [
     "DEFAULT_SELECTIVITY",
     "Estimates",
     "NodeEstimate",
+    "build_side",
     "estimate",
     "format_cost",
 ]
@@ -122,6 +123,10 @@ class Estimates:
     def cost(self) -> float:
         return self.root.cost
 
+    def find(self, node: Node) -> NodeEstimate | None:
+        """The estimate of ``node``, or ``None`` if it is not part of the estimated plan."""
+        return self._by_node.get(node)
+
     def of(self, node: Node) -> NodeEstimate:
         """The estimate of ``node`` (equal nodes have equal estimates)."""
         found = self._by_node.get(node)
@@ -136,6 +141,18 @@ class Estimates:
 def format_cost(value: float) -> str:
     """How estimates are printed, in refusals and in ``explain`` alike."""
     return f"{value:,.0f}"
+
+
+def build_side(join: Join, estimates: Estimates | None) -> str:
+    """The input of ``join`` to build the hash table on: ``"left"`` or ``"right"``, the one
+    estimated to have fewer rows, or ``"auto"`` (let Polars choose) without estimates or on a tie.
+    """
+    if estimates is None:
+        return "auto"
+    left, right = estimates.find(join.left), estimates.find(join.right)
+    if left is None or right is None or left.rows == right.rows:
+        return "auto"
+    return "left" if left.rows < right.rows else "right"
 
 
 def estimate(plan: Node, stats: StatsProvider) -> Estimates:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pql.errors import InternalError
-from pql.plan.cost import Estimates, format_cost
+from pql.plan.cost import Estimates, build_side, format_cost
 from pql.plan.expr import AggSpec, Col, pred_text
 from pql.plan.nodes import (
     Aggregate,
@@ -147,6 +147,8 @@ class Explanation:
 
     def _numbers(self, node: Node) -> dict[str, Any]:
         numbers: dict[str, Any] = dict(self.estimates.of(node).to_dict())
+        if isinstance(node, Join):
+            numbers["build"] = build_side(node, self.estimates)
         if self.actual_rows is not None:
             numbers["actual_rows"] = self.actual_rows[node]
         return numbers
@@ -154,6 +156,8 @@ class Explanation:
     def _annotation(self, node: Node) -> str:
         est = self.estimates.of(node)
         text = f"est_rows={format_cost(est.rows)} est_cost={format_cost(est.cost)}"
+        if isinstance(node, Join):
+            text += f" build={build_side(node, self.estimates)}"
         if self.actual_rows is not None:
             text += f" actual_rows={self.actual_rows[node]:,}"
         return text

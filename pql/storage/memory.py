@@ -148,6 +148,11 @@ class MemoryStore:
         """How many ingests have stored rows for ``tenant``."""
         return self._versions.get(tenant, 0)
 
+    def memory_bytes(self) -> int:
+        """Bytes the stored rows, their ts index and the rollups take (Polars' estimate)."""
+        tables = sum(int(t.frame.estimated_size()) + t.ts_us.nbytes for t in self._tables.values())
+        return tables + (0 if self.rollups is None else self.rollups.nbytes())
+
     def tenants(self) -> tuple[str, ...]:
         """The tenants with stored rows, sorted."""
         return tuple(sorted({tenant for tenant, _ in self._tables}))
