@@ -57,21 +57,10 @@ import polars as pl
 import pql
 from pql import cache as pql_cache
 from pql.demo import REGIONS, RULES, STATUSES, WORKFLOWS, DemoData, generate
+from pql.examples import CONTRACT_EXAMPLES
 
 RESULTS = Path(__file__).parent / "results"
 
-CONTRACT_EXAMPLES = [
-    "FIND receipts SINCE 7d",
-    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
-    "FIND COUNT(receipts.executionId) SINCE 7d",
-    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
-    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
-    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
-    "WHERE decisions.effect = 'deny' SINCE 7d",
-    "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId\n"
-    '     WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
-]
-"""The seven example queries of the contract (``PQL-CONTRACT.md`` section 2)."""
 
 KINDS = ("rows", "aggregate", "group", "join")
 KIND_WEIGHTS = (0.3, 0.15, 0.3, 0.25)

@@ -63,6 +63,7 @@ from hypothesis import strategies as st
 import pql
 from pql import ast
 from pql.demo import DemoData, generate
+from pql.examples import CONTRACT_EXAMPLES
 from pql.parser import KEYWORDS, MAX_DEPTH, MAX_LIST, MAX_PREDICATES, MAX_TEXT
 from tests.strategies import queries
 
@@ -177,14 +178,7 @@ HOMOGLYPHS = {
 INVISIBLES = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u200e", "\u200f", "\u202e"]
 
 SEEDS = [
-    "FIND receipts SINCE 7d",
-    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
-    "FIND COUNT(receipts.executionId) SINCE 7d",
-    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
-    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
-    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE decisions.effect = 'deny' SINCE 7d",
-    "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId "
-    'WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
+    *CONTRACT_EXAMPLES,
     "FIND decisions SINCE 2w ORDER BY rule DESC LIMIT 50",
     "FIND receipts WHERE ts >= '2026-11-01' AND NOT status IN ('ok') SINCE 60d",
     "FIND COUNT(*) AS n WHERE decisions.effect != 'allow' GROUP BY decisions.policy_version SINCE 180d",

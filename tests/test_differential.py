@@ -11,21 +11,10 @@ from hypothesis import given
 
 import pql
 from pql import ast
+from pql.examples import CONTRACT_EXAMPLES
 from tests.compare import assert_same_frame
 from tests.sqlref import translate
 from tests.strategies import queries
-
-CONTRACT_EXAMPLES = [
-    "FIND receipts SINCE 7d",
-    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
-    "FIND COUNT(receipts.executionId) SINCE 7d",
-    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
-    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
-    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
-    "WHERE decisions.effect = 'deny' SINCE 7d",
-    "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId\n"
-    '     WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
-]
 
 MORE = [
     "FIND receipts",
@@ -64,7 +53,7 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
     return result
 
 
-@pytest.mark.parametrize("text", CONTRACT_EXAMPLES + MORE)
+@pytest.mark.parametrize("text", [*CONTRACT_EXAMPLES, *MORE])
 @pytest.mark.parametrize("which", [0, 3])
 def test_examples_match_duckdb(
     engine: pql.Engine, duck: Any, demo: Any, tenants: list[str], text: str, which: int
