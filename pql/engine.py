@@ -386,7 +386,12 @@ class Engine:
         self.safelist.admit_free_form(text, tenant=tenant)
         cache = self.cache if use_cache else None
         if cache is not None and now is None:
-            now = result_cache.floor_clock(datetime.now(UTC), self.cache_granularity)
+            if self.cache_granularity <= timedelta(0):
+                # An exact wall clock makes every key new: storing the answer would only cost
+                # time and memory, so such queries bypass the cache.
+                cache = None
+            else:
+                now = result_cache.floor_clock(datetime.now(UTC), self.cache_granularity)
         prepared = self.prepare(text, tenant=tenant, now=now, params=params)
         if record:
             self.query_log.record(prepared.tenant, prepared.analyzed.query, params)

@@ -253,3 +253,13 @@ def test_cli_no_cache(tmp_path: object, data: DemoData, capsys: pytest.CaptureFi
     doc = json.loads(capsys.readouterr().out.splitlines()[-1])
     # A one-shot command with the exact wall clock: a new window, so a miss.
     assert doc["stats"]["cache"]["hit"] is False
+
+
+def test_exact_wall_clock_queries_bypass_the_cache(engine: pql.Engine) -> None:
+    """Their keys never repeat, so they are neither looked up nor stored."""
+    assert engine.cache is not None
+    before = len(engine.cache)
+    text = "FIND COUNT(receipts.executionId) SINCE 7d"
+    result = engine.query(text, tenant="acme")
+    assert result.stats["cache"] == {"hit": False, "age_ms": None}
+    assert len(engine.cache) == before
