@@ -1,5 +1,7 @@
 """Query texts shared by the golden-file tests."""
 
+from pql.examples import CONTRACT_EXAMPLES
+
 PARSE_CASES = [
     "FIND receipts SINCE 7d",
     'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
@@ -63,14 +65,7 @@ ERROR_CASES = [
 ]
 
 PLAN_CASES = [
-    "FIND receipts SINCE 7d",
-    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
-    "FIND COUNT(receipts.executionId) SINCE 7d",
-    "FIND COUNT(*), AVG(receipts.latency_ms), SUM(receipts.cost_usd) GROUP BY receipts.region SINCE 180d",
-    'FIND AVG(receipts.latency_ms) WHERE workflow IN ("etl", "billing") GROUP BY receipts.workflow SINCE 30d',
-    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId WHERE decisions.effect = 'deny' SINCE 7d",
-    "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId "
-    'WHERE decisions.effect = "deny" AND NOT (receipts.status = "ok") GROUP BY decisions.rule SINCE 7d',
+    *CONTRACT_EXAMPLES,
     "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
     "WHERE rule = 'pii.mask' OR receipts.latency_ms > 100 ORDER BY receipts.latency_ms DESC LIMIT 10",
 ]
