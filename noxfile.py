@@ -18,6 +18,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def clock(session: nox.Session) -> None:
+    """The tests that read the suite's clock, at several fixed dates (none may depend on today)."""
+    session.install("-e", ".[test]")
+    for moment in ("2028-02-29T00:00:00Z", "2026-12-31T23:59:59.999999Z", "2027-07-04T06:30:00Z"):
+        session.run("python", "-m", "pytest", "-m", "clock", env={"PQL_TEST_NOW": moment})
+
+
+@nox.session
 def nightly(session: nox.Session) -> None:
     """Long property runs: thousands of generated queries and hostile inputs."""
     session.install("-e", ".[test]")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+import time_machine
 from hypothesis import HealthCheck, settings
 
 import pql
 from pql.demo import DemoData, generate
+from tests.clock import TEST_NOW
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -24,6 +27,25 @@ settings.register_profile(
     "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _fixed_wall_clock() -> Iterator[None]:
+    with time_machine.travel(TEST_NOW, tick=True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def test_now() -> datetime:
+    return TEST_NOW
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reads the clock (through the demo data or ``test_now``) ``clock``."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if {"demo", "test_now", "engine", "duck"} & set(names):
+            item.add_marker(pytest.mark.clock)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,7 +66,7 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def demo() -> DemoData:
-    return generate(6_000, seed=11)
+    return generate(6_000, seed=11, now=TEST_NOW)
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ from pql import ast
 from pql.demo import DemoData, generate
 from pql.examples import CONTRACT_EXAMPLES
 from pql.parser import KEYWORDS, MAX_DEPTH, MAX_LIST, MAX_PREDICATES, MAX_TEXT
+from tests.clock import TEST_NOW
 from tests.strategies import queries
 
 RENDER_MAX = 4_096
@@ -751,7 +752,7 @@ def _max_rss_mib() -> float:
 
 def test_memory_stays_bounded() -> None:
     """300 hostile queries through a fresh engine stay within the documented memory bounds."""
-    data = generate(3_000, seed=5)
+    data = generate(3_000, seed=5, now=TEST_NOW)
     engine = pql.Engine.in_memory()
     engine.ingest("receipts", data.receipts)
     engine.ingest("decisions", data.decisions)

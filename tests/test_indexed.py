@@ -10,6 +10,7 @@ import polars as pl
 import pql
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake
+from tests.clock import TEST_NOW
 
 QUERIES = [
     "FIND receipts SINCE 7d",
@@ -20,7 +21,7 @@ QUERIES = [
 
 
 def _data() -> DemoData:
-    return generate(2_000, seed=9)
+    return generate(2_000, seed=9, now=TEST_NOW)
 
 
 def test_indexed_matches_plain_lake(tmp_path: Path) -> None:
@@ -41,7 +42,7 @@ def test_indexed_matches_plain_lake(tmp_path: Path) -> None:
 def test_ingest_drops_the_index_of_touched_tenants(tmp_path: Path) -> None:
     demo = _data()
     engine = pql.Engine(tmp_path / "lake", index=True, cache=False)
-    first = demo.receipts.filter(pl.col("ts") < demo.now.replace(day=20))
+    first = demo.receipts.filter(pl.col("ts") < demo.now - timedelta(days=7))
     engine.ingest("receipts", first)
     text = "FIND COUNT(*) AS n WHERE receipts.status != 'none' SINCE 30d"
     before = engine.query(text, tenant="acme", now=demo.now).df["n"][0]

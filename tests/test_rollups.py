@@ -19,6 +19,7 @@ from pql.plan.optimize import optimize
 from pql.plan.rollups import MIN_ROWS, edge_windows, whole_days
 from pql.storage import MemoryStore
 from pql.storage.rollups import DAY, ROWS, Rollups
+from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
 from tests.sqlref import translate
 from tests.strategies import POOLS
@@ -47,11 +48,13 @@ HAND_WRITTEN = [
     "FIND COUNT(*) AS n WHERE decisions.rule > 'p' GROUP BY decisions.region, decisions.effect SINCE 7d LIMIT 3",
 ]
 
+_MIDNIGHT = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+ALL_DAYS = ((TEST_NOW - timedelta(days=400)).date(), (TEST_NOW + timedelta(days=30)).date())
 NOWS = [
-    datetime(2026, 11, 27, 12, 0, tzinfo=UTC),  # the demo's clock: both edges partial
-    datetime(2026, 11, 27, 0, 0, tzinfo=UTC),  # midnight: the window starts on a day boundary
-    datetime(2026, 11, 26, 23, 59, 59, 999_999, tzinfo=UTC),  # the last day ends exactly
-    datetime(2026, 10, 15, 6, 30, tzinfo=UTC),  # inside the history: rows after `now` exist
+    _MIDNIGHT + timedelta(hours=12),  # midday: both edges partial
+    _MIDNIGHT,  # midnight: the window starts on a day boundary
+    _MIDNIGHT - timedelta(microseconds=1),  # the last day ends exactly
+    _MIDNIGHT - timedelta(days=43) + timedelta(hours=6, minutes=30),  # rows after `now` exist
 ]
 
 
@@ -240,7 +243,7 @@ NOT_ELIGIBLE = [
     "FIND COUNT(decisions.executionId) SINCE 30d",
     "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = receipts.executionId "
     "WHERE decisions.effect = 'deny' GROUP BY decisions.rule SINCE 30d",
-    "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 1d",  # no whole day in the window
+    "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 23h",  # never a whole day in the window
     "FIND receipts WHERE status = 'error' SINCE 30d",
 ]
 
@@ -292,9 +295,14 @@ def test_explain_says_where_the_rows_come_from(rolled: pql.Engine, demo: DemoDat
     lines = str(explained).splitlines()
     line = next(line for line in lines if "RollupAggregate" in line)
     assert "WHERE receipts.status = 'error'" in line
-    assert (
-        "(rollup: 29 full days 2026-10-29 .. 2026-11-26 from rollup, 2 edge days from rows)" in line
-    )
+    found = whole_days(demo.now - timedelta(days=30), demo.now)
+    assert found is not None
+    first, last = found
+    days = (last - first).days + 1
+    edges = len(list(edge_windows(demo.now - timedelta(days=30), demo.now, first, last)))
+    # On the default clock (12:00) that reads "29 full days ... 2 edge days"; at midnight 30 and 1.
+    assert days + (edges == 2) == 30
+    assert f"(rollup: {days} full days {first} .. {last} from rollup, {edges} edge day" in line
     assert "use-rollups" in lines[-1]
     doc = explained.to_dict()
     assert "RollupAggregate" in str(doc["plan"])
@@ -304,11 +312,13 @@ def test_explain_says_where_the_rows_come_from(rolled: pql.Engine, demo: DemoDat
 
 
 def test_midnight_window_has_one_edge(rolled: pql.Engine) -> None:
-    now = datetime(2026, 11, 27, tzinfo=UTC)
+    now = _MIDNIGHT
     plan = rolled.prepare("FIND COUNT(*) GROUP BY receipts.region SINCE 7d", tenant="acme", now=now)
     (node,) = _rollup_nodes(plan.plan)
-    assert (node.first_day, node.last_day, node.days) == (date(2026, 11, 20), date(2026, 11, 26), 7)
-    assert len(node.edges) == 1  # the instant `now` itself, on 2026-11-27
+    today = now.date()
+    expected = (today - timedelta(days=7), today - timedelta(days=1), 7)
+    assert (node.first_day, node.last_day, node.days) == expected
+    assert len(node.edges) == 1  # the instant `now` itself, at the start of `today`
 
 
 def test_estimates_cover_the_rollup_plan(rolled: pql.Engine, demo: DemoData) -> None:
@@ -418,7 +428,7 @@ def test_incremental_rollup_equals_one_built_at_once(demo: DemoData) -> None:
     for (tenant,), rows in demo.receipts.partition_by("tenant", as_dict=True).items():
         at_once.add(str(tenant), rolled.catalog["receipts"], rows)
     for tenant in ("acme", "globex", "wayne"):
-        first, last = date(2026, 1, 1), date(2026, 12, 31)
+        first, last = ALL_DAYS
         order = [DAY, *KEYS["receipts"]]  # rows within a day are in no particular order
         mine = rolled.store.rollups.read(tenant, "receipts", first, last).frame.collect()
         theirs = at_once.read(tenant, "receipts", first, last).frame.collect()
@@ -442,7 +452,7 @@ def test_ingest_in_time_order_appends_days(demo: DemoData) -> None:
 def test_rollups_are_per_tenant(rolled: pql.Engine, demo: DemoData, tenants: list[str]) -> None:
     assert isinstance(rolled.store, MemoryStore)
     for tenant in tenants:
-        got = rolled.store.rollup(tenant, "receipts", date(2026, 1, 1), date(2026, 12, 31))
+        got = rolled.store.rollup(tenant, "receipts", *ALL_DAYS)
         frame = got.frame.collect()
         assert frame.get_column("tenant").unique().to_list() == [tenant]
         expected = demo.receipts.filter(pl.col("tenant") == tenant).height
@@ -517,7 +527,7 @@ def test_sql_null_semantics(text: str) -> None:
 
 
 def test_indexed_lake_uses_rollups_and_refreshes_them(tmp_path: Path) -> None:
-    demo = generate(2_000, seed=5)
+    demo = generate(2_000, seed=5, now=TEST_NOW)
     indexed = pql.Engine(tmp_path / "lake", index=True, cache=False, rollup_min_rows=0)
     raw = pql.Engine.in_memory(cache=False, rollups=False)
     half = demo.receipts.height // 2
