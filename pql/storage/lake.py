@@ -7,6 +7,7 @@ Layout::
                                          per-tenant versions and the extra-column types
       _pql/lock                          held (flock) by the process that is ingesting
       _pql/tmp/                          data files being written
+      _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
       mc-{tenant}-{region}-{subject}/    one bucket per tenant, region and subject
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
 
