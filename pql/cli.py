@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TextIO
 
 import polars as pl
 
-from pql import saved_cli
+from pql import lake_cli, saved_cli
 from pql.errors import InputError, PQLError
 from pql.result import Result
 
@@ -81,7 +81,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from pql.engine import Engine
-    from pql.storage import validate
+    from pql.storage.validate import validate_all
 
     engine = Engine(Path(args.data))
     subject = engine.catalog.get(args.table)
@@ -90,27 +90,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     tables = []
     for name in args.files:
         try:
-            table = pq.read_table(name)
+            tables.append((name, pq.read_table(name)))
         except (OSError, ValueError) as exc:
             raise InputError(
                 "PQL-E057", f"cannot read {name}: {exc}", hints=("pass Parquet files",)
             ) from None
-        try:
-            validate(subject, table, engine.catalog)
-        except PQLError as exc:
-            exc.message = f"{name}: {exc.message}"
-            raise
-        tables.append((name, table))
-    # Every file was checked before anything is written: a bad file means nothing is stored.
-    for name, table in tables:
-        report = engine.ingest(args.table, table)
-        line = (
-            f"{name}: {report.written:,} of {report.rows_in:,} rows stored, "
-            f"{report.duplicates:,} duplicates skipped, {report.partitions} partitions"
-        )
-        if report.duplicate_keys:
-            line += f" (e.g. {', '.join(report.duplicate_keys[:3])})"
-        print(line)
+    # One command is one ingest: every file is checked, alone and against the others, and
+    # then all are stored in one commit; a bad file means nothing is stored.
+    combined = validate_all(subject, tables, engine.catalog)
+    report = engine.ingest(args.table, combined)
+    line = (
+        f"{', '.join(args.files)}: {report.written:,} of {report.rows_in:,} rows stored, "
+        f"{report.duplicates:,} duplicates skipped, {report.partitions} partitions"
+    )
+    if report.duplicate_keys:
+        line += f" (e.g. {', '.join(report.duplicate_keys[:3])})"
+    print(line)
     return 0
 
 
@@ -197,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_explain)
 
     saved_cli.register(sub)
+    lake_cli.register(sub)
     return parser
 
 

@@ -51,6 +51,7 @@ from pql.signing import KeyRing
 from pql.stats import StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store
 from pql.storage.rollups import RollupStore
+from pql.storage.validate import validate_all
 
 __all__ = ["Engine", "Prepared"]
 
@@ -237,11 +238,15 @@ class Engine:
         return self.limits.tighten(self._tenant_limits.get(tenant))
 
     # data -------------------------------------------------------------------------------
-    def ingest(self, subject: str, data: pa.Table | pl.DataFrame) -> IngestReport:
+    def ingest(
+        self, subject: str, data: pa.Table | pl.DataFrame | list[pa.Table | pl.DataFrame]
+    ) -> IngestReport:
         """Validate and append records of ``subject``; duplicates are skipped and reported.
 
         A table with missing columns, wrong types or invalid values is rejected whole with an
-        :class:`~pql.errors.InputError`; nothing is written.
+        :class:`~pql.errors.InputError`; nothing is written. A list of tables is one ingest:
+        all of them are stored, in one commit, or none (a bad one, or extra columns of
+        different types in two of them, rejects them all; messages name ``input N``).
         """
         target = self.catalog.get(subject)
         if target is None:
@@ -250,10 +255,18 @@ class Engine:
                 f"unknown subject '{subject}'",
                 hints=(f"known subjects: {', '.join(self.catalog.names)}",),
             )
-        report = self.store.ingest(target, data)
+        if isinstance(data, list | tuple):
+            named = [(f"input {i}", table) for i, table in enumerate(data)]
+            report = self.store.ingest(target, validate_all(target, named, self.catalog))
+        else:  # the store checks what it was given
+            report = self.store.ingest(target, data)
         if isinstance(self.store, Lake):  # keep the summaries beside the data up to date
             for tenant in report.tenants:
-                self.statistics.summary(tenant, target.name)
+                try:
+                    self.statistics.summary(tenant, target.name)
+                except InputError as exc:  # the rows are stored; a damaged file is for later
+                    if exc.code != "PQL-E102":
+                        raise
         return report
 
     # queries ----------------------------------------------------------------------------

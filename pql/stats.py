@@ -558,29 +558,46 @@ class _LakeSidecar:
 
     def update(self) -> SubjectSummary:
         done, summary = self._load()
-        files = [e.path for e in self.lake.manifest().files_of(self.tenant, self.subject.name)]
-        new = [p for p in files if p not in done]
+        entries = self.lake.manifest().files_of(self.tenant, self.subject.name)
+        if not done <= {e.path for e in entries}:  # a file was quarantined: start again
+            done, summary = set(), SubjectSummary()
+        new = [e for e in entries if e.path not in done]
         if not new:
             return summary
-        frame = pl.scan_parquet(
-            [str(self.lake.root / p) for p in new],
-            schema=self.subject.polars_schema(),
-            missing_columns="insert",
-            extra_columns="ignore",
-            hive_partitioning=False,
-            glob=False,
-        ).collect()
+        self.lake.check_files(new)
+        try:
+            frame = pl.scan_parquet(
+                [str(self.lake.root / e.path) for e in new],
+                schema=self.subject.polars_schema(),
+                missing_columns="insert",
+                extra_columns="ignore",
+                hive_partitioning=False,
+                glob=False,
+            ).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise self.lake.read_error(new, exc) from None
         summary = summary.merge(summarize(self.subject, frame))
-        self._save(sorted({*done, *new}), summary)
+        self._save(sorted({*done, *(e.path for e in new)}), summary)
         return summary
 
     def _load(self) -> tuple[set[str], SubjectSummary]:
+        """The files summarized and their summary; nothing when the sidecar cannot be used.
+
+        A sidecar that is absent, damaged (truncated, not an object, wrong fields) or from
+        another Polars version is rebuilt from the data files, never an error.
+        """
         try:
             raw = json.loads(self.path.read_bytes())
-            if raw.get("format") == _FORMAT and raw.get("hash") == _HASH_ID:
+            if (
+                isinstance(raw, dict)
+                and raw.get("format") == _FORMAT
+                and raw.get("hash") == _HASH_ID
+                and isinstance(raw.get("files"), list)
+                and all(isinstance(f, str) for f in raw["files"])
+            ):
                 return set(raw["files"]), SubjectSummary.from_json(raw["summary"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # absent, unreadable or from another Polars version: rebuild from the files
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            pass
         return set(), SubjectSummary()
 
     def _save(self, files: list[str], summary: SubjectSummary) -> None:

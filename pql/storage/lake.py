@@ -7,13 +7,21 @@ Layout::
                                          per-tenant versions and the extra-column types
       _pql/lock                          held (flock) by the process that is ingesting
       _pql/tmp/                          data files being written
+      _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
       mc-{tenant}-{region}-{subject}/    one bucket per tenant, region and subject
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
 
 Files are written once and never changed or deleted. An ingest writes its data files to
 ``_pql/tmp``, fsyncs and renames them into their buckets, and only then replaces the manifest
 atomically; readers see only the files the manifest lists, so a crash at any point leaves no
-visible trace (at most orphan files, which :meth:`Lake.gc_orphans` lists).
+visible trace (at most orphan files, which :meth:`Lake.gc_orphans` lists). The first ingest
+writes an (empty) manifest before any data file, so data files without a manifest mean the
+manifest was lost: such a lake is refused (PQL-E100) until the manifest is restored or rebuilt
+(:func:`pql.storage.repair.rebuild_manifest`), never read as empty.
+
+Before a file is read its size and Parquet magic bytes are checked against the manifest (once
+per version of the file); a missing or damaged file is PQL-E102, naming the file, and
+:meth:`Lake.quarantine` takes it out of the lake.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,8 +45,9 @@ import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
-from pql.errors import InputError
+from pql.errors import InputError, InternalError
 from pql.storage.base import (
+    GLOBAL_REGION,
     IngestReport,
     Partition,
     PartitionStats,
@@ -50,15 +60,17 @@ from pql.storage.base import (
     project,
     split_duplicates,
 )
-from pql.storage.validate import extra_columns, validate
+from pql.storage.validate import REGION_PATTERN, TENANT_PATTERN, extra_columns, validate
 
-__all__ = ["FileEntry", "Lake", "Manifest", "bucket_name"]
+__all__ = ["FileEntry", "Lake", "Manifest", "bucket_name", "damaged", "parse_bucket"]
 
 MANIFEST_FORMAT = 1
 META_DIR = "_pql"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "lock"
 TMP_DIR = "tmp"
+QUARANTINE_DIR = "quarantine"
+PARQUET_MAGIC = b"PAR1"
 WRITERS = 8
 """How many data files an ingest writes at once (writing and fsync release the GIL)."""
 
@@ -67,8 +79,52 @@ _Signature = tuple[int, int, int]
 
 
 def bucket_name(tenant: str, region: str, subject: str) -> str:
-    """The directory of one tenant's subject in one region, e.g. ``mc-acme-us-east-1-receipts``."""
+    """The directory of one tenant's subject in one region, e.g. ``mc-acme-us-east-1-receipts``.
+
+    The name is unambiguous (:func:`parse_bucket` reads it back): a subject name has no ``-``
+    and a region is exactly three ``-``-separated parts ending in a number
+    (:data:`~pql.storage.validate.REGION_PATTERN`) or ``global``, so reading from the right
+    leaves the tenant. Tenant ``acme-us`` in region ``east-1`` cannot exist, as ``east-1`` is
+    not a region. Any other shape is refused (PQL-X110) rather than written.
+    """
+    if "-" in subject or not subject:
+        raise InternalError("PQL-X110", f"subject name {subject!r} cannot name a bucket")
+    if region != GLOBAL_REGION and not re.fullmatch(REGION_PATTERN, region):
+        raise InternalError("PQL-X110", f"region {region!r} cannot name a bucket")
     return f"mc-{tenant}-{region}-{subject}"
+
+
+def parse_bucket(name: str) -> tuple[str, str, str] | None:
+    """The (tenant, region, subject) a bucket directory belongs to, or ``None`` if none does."""
+    parts = name.split("-")
+    if len(parts) < 4 or parts[0] != "mc":
+        return None
+    width = 1 if parts[-2] == GLOBAL_REGION else 3
+    tenant, region = "-".join(parts[1 : -1 - width]), "-".join(parts[-1 - width : -1])
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        return None
+    if region != GLOBAL_REGION and not re.fullmatch(REGION_PATTERN, region):
+        return None
+    return tenant, region, parts[-1]
+
+
+def damaged(path: Path, expected_bytes: int | None = None) -> str | None:
+    """Why the data file at ``path`` cannot be read (missing, wrong size, not Parquet), or None."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if expected_bytes is not None and size != expected_bytes:
+                return f"it has {size:,} bytes, the manifest says {expected_bytes:,}"
+            head = handle.read(len(PARQUET_MAGIC))
+            handle.seek(max(0, size - len(PARQUET_MAGIC)))
+            tail = handle.read(len(PARQUET_MAGIC))
+    except FileNotFoundError:
+        return "it is missing"
+    except OSError as exc:
+        return f"it cannot be opened ({exc.strerror or exc})"
+    if size < 2 * len(PARQUET_MAGIC) or head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
+        return "it is not a Parquet file"
+    return None
 
 
 # -- the manifest ------------------------------------------------------------------------------
@@ -156,6 +212,13 @@ class Manifest:
             merged.setdefault(subject, {}).update(columns)
         return Manifest((*self.files, *entries), versions, merged)
 
+    def without(self, entry: FileEntry) -> Manifest:
+        """A new manifest without ``entry``; its tenant's version is bumped."""
+        versions = dict(self.versions)
+        versions[entry.tenant] = versions.get(entry.tenant, 0) + 1
+        files = tuple(e for e in self.files if e.path != entry.path)
+        return Manifest(files, versions, self.extras)
+
     def to_json(self) -> dict[str, Any]:
         """The manifest as stored in ``manifest.json``."""
         return {
@@ -213,6 +276,7 @@ class Lake:
         self._keys: dict[tuple[str, str], _Keys] = {}
         self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
         self._stats_of = self._manifest
+        self._verified: dict[str, _Signature] = {}
         self._check_root()
         self._refresh()
 
@@ -291,6 +355,7 @@ class Lake:
         ]
         if not files:
             return Scan(empty_frame(current).lazy().select(names), 0, 0, False)
+        self.check_files(files)
         frame = pl.scan_parquet(
             [str(self._root / e.path) for e in files],
             schema=current.polars_schema(),
@@ -329,27 +394,141 @@ class Lake:
         """Data files no committed manifest lists (left by a crash), sorted.
 
         With ``delete=True`` they are removed, under the ingest lock so that no ingest in
-        progress loses its files. Files the manifest lists are never touched.
+        progress loses its files. Files the manifest lists are never touched. Without a
+        readable manifest nothing can be told apart, so this refuses (PQL-E100, PQL-E059)
+        unless the lake holds no files at all.
         """
         if not self._root.is_dir():
             return []
         with self._lock, self._exclusive():
-            listed = {self._root / e.path for e in self._refresh().files}
-            orphans = sorted(
-                path
-                for path in (
-                    *self._root.glob("mc-*/day=*/*"),
-                    *self._meta(TMP_DIR).glob("*"),
-                    *self._meta().glob(f".{MANIFEST_NAME}.*.tmp"),
-                )
-                if path.is_file() and path not in listed
+            manifest = self._refresh()
+            candidates = (
+                *self._root.glob("mc-*/day=*/*"),
+                *self._meta(TMP_DIR).glob("*"),
+                *self._meta().glob(f".{MANIFEST_NAME}.*.tmp"),
             )
+            if candidates and not self.manifest_path.is_file():
+                raise self._no_manifest()
+            listed = {self._root / e.path for e in manifest.files}
+            orphans = sorted(p for p in candidates if p.is_file() and p not in listed)
             if delete:
                 for path in orphans:
                     path.unlink()
         return orphans
 
+    def quarantine(self, path: Path | str) -> FileEntry:
+        """Take one data file out of the lake: its rows are no longer read.
+
+        ``path`` is the file (absolute, or relative to the root) as an error named it. The
+        manifest is committed without it (its tenant's version grows, so caches and statistics
+        follow), then the file, if it still exists, is moved to ``_pql/quarantine/`` for
+        inspection; nothing is deleted. The way out of PQL-E102 when no backup of the file
+        exists.
+        """
+        relative = self._relative(Path(path))
+        with self._lock, self._exclusive():
+            manifest = self._refresh()
+            entry = next((e for e in manifest.files if e.path == relative), None)
+            if entry is None:
+                raise InputError(
+                    "PQL-E103",
+                    f"{str(path)!r} is not a data file of the lake {str(self._root)!r}",
+                    hints=("give the file as the error named it, e.g. mc-.../day=.../part-...",),
+                )
+            committed = manifest.without(entry)
+            _atomic_write(self.manifest_path, _dump(committed))
+            self._manifest = committed
+            self._signature = _signature(os.stat(self.manifest_path))
+            self._keys.pop((entry.tenant, entry.subject), None)
+            source = self._root / entry.path
+            if source.exists():
+                target = self._meta(QUARANTINE_DIR, entry.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+        return entry
+
+    def check_files(self, entries: Sequence[FileEntry]) -> None:
+        """Raise PQL-E102 for the first of ``entries`` that is missing or damaged.
+
+        Each file is checked once per version (inode, mtime, size): its size against the
+        manifest and its Parquet magic bytes.
+        """
+        for entry in entries:
+            path = self._root / entry.path
+            try:
+                signature = _signature(os.stat(path))
+            except OSError:
+                signature = None
+            if signature is not None and self._verified.get(entry.path) == signature:
+                continue
+            problem = damaged(path, entry.bytes)
+            if problem is not None:
+                raise self.damage_error(entry, problem)
+            if signature is not None:
+                self._verified[entry.path] = signature
+
+    def damage_error(self, entry: FileEntry, problem: str) -> InputError:
+        """PQL-E102 for one data file: what is wrong and the ways out."""
+        return InputError(
+            "PQL-E102",
+            f"the data file {entry.path!r} of tenant {entry.tenant!r} in the lake "
+            f"{str(self._root)!r} cannot be read: {problem}",
+            hints=(
+                "restore the file from a backup, or take it out of the lake with "
+                f"`pql lake quarantine --data {self._root} {entry.path}` "
+                f"({entry.rows:,} rows of {entry.subject}, {entry.day.isoformat()}, "
+                "are then no longer read)",
+            ),
+            details={"path": entry.path, "tenant": entry.tenant, "problem": problem},
+        )
+
+    def read_error(self, entries: Sequence[FileEntry], exc: BaseException) -> InputError:
+        """PQL-E102 for a read of ``entries`` that failed although every file looked whole."""
+        for entry in entries:  # name the culprit when it can be found
+            self._verified.pop(entry.path, None)
+            problem = damaged(self._root / entry.path, entry.bytes)
+            if problem is not None:
+                return self.damage_error(entry, problem)
+        if len(entries) == 1:
+            return self.damage_error(entries[0], f"Parquet says: {exc}")
+        shown = ", ".join(e.path for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        return InputError(
+            "PQL-E102",
+            f"one of {len(entries)} data files in the lake {str(self._root)!r} cannot be read "
+            f"({shown}): {exc}",
+            hints=(
+                "find it by reading the files one by one (e.g. with pyarrow.parquet), then "
+                f"restore it or `pql lake quarantine --data {self._root} FILE`",
+            ),
+        )
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _relative(self, path: Path) -> str:
+        """``path`` relative to the root (as the manifest names files)."""
+        if path.is_absolute():
+            try:
+                return path.relative_to(self._root.absolute()).as_posix()
+            except ValueError:
+                return path.as_posix()
+        return path.as_posix()
+
+    def _no_manifest(self) -> InputError:
+        """PQL-E100: data files but no manifest."""
+        return InputError(
+            "PQL-E100",
+            f"the lake {str(self._root)!r} has data files but no manifest "
+            f"({META_DIR}/{MANIFEST_NAME}); without it no file can be trusted, so nothing is read",
+            hints=(
+                f"restore {META_DIR}/{MANIFEST_NAME} from a backup",
+                "or rebuild it from the data files: "
+                f"`pql lake rebuild-manifest --data {self._root}`",
+            ),
+            details={"path": str(self.manifest_path)},
+        )
+
+    def _has_data_files(self) -> bool:
+        return next(iter(self._root.glob("mc-*/day=*/*.parquet")), None) is not None
 
     def _meta(self, *parts: str) -> Path:
         return self._root.joinpath(META_DIR, *parts)
@@ -365,14 +544,8 @@ class Lake:
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """Hold the lake's lock file exclusively (creating the lake's directories if needed)."""
-        self._meta(TMP_DIR).mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._meta(LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self._root):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _refresh(self) -> Manifest:
         """The manifest, re-read only when the file changed; syncs extras into the catalog."""
@@ -384,6 +557,8 @@ class Lake:
                         return self._manifest
                     manifest = _parse_manifest(self.manifest_path, handle.read())
             except FileNotFoundError:
+                if self._signature is not None or self._has_data_files():
+                    raise self._no_manifest() from None
                 return self._manifest
             self._restore_extras(manifest)
             self._manifest, self._signature = manifest, signature
@@ -398,25 +573,31 @@ class Lake:
     def _stored_keys(self, manifest: Manifest, tenant: str, subject: Subject) -> pl.Series:
         """The keys stored for ``tenant``'s ``subject``, read lazily from committed files."""
         cached = self._keys.setdefault((tenant, subject.name), _Keys())
-        unread = [
-            e.path for e in manifest.files_of(tenant, subject.name) if e.path not in cached.files
-        ]
+        unread = [e for e in manifest.files_of(tenant, subject.name) if e.path not in cached.files]
         if unread:
-            keys = (
-                pl.scan_parquet(
-                    [str(self._root / p) for p in unread], hive_partitioning=False, glob=False
+            self.check_files(unread)
+            try:
+                keys = (
+                    pl.scan_parquet(
+                        [str(self._root / e.path) for e in unread],
+                        hive_partitioning=False,
+                        glob=False,
+                    )
+                    .select(pl.col(subject.key).cast(pl.String))
+                    .collect()
+                    .to_series()
                 )
-                .select(pl.col(subject.key).cast(pl.String))
-                .collect()
-                .to_series()
-            )
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise self.read_error(unread, exc) from None
             cached.keys = pl.concat([cached.keys, keys]).rechunk()
-            cached.files.update(unread)
+            cached.files.update(e.path for e in unread)
         return cached.keys
 
     def _commit(self, manifest: Manifest, subject: Subject, new: pl.DataFrame) -> list[FileEntry]:
         """Write ``new`` rows as day files, then the manifest; update the caches and catalog."""
         parts = partitions_of(subject, new)
+        if not self.manifest_path.exists():  # a manifest exists before any bucket does
+            _atomic_write(self.manifest_path, _dump(manifest))
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
             entries = list(pool.map(partial(self._write_file, subject), parts))
             dirs = _with_parents({(self._root / e.path).parent for e in entries}, self._root)
@@ -473,6 +654,19 @@ class Lake:
 # -- files -------------------------------------------------------------------------------------
 
 
+@contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """Hold the lock file of the lake at ``root`` exclusively (creating its directories)."""
+    (root / META_DIR / TMP_DIR).mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / META_DIR / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def _stats(files: Sequence[FileEntry]) -> list[PartitionStats]:
     """Per (day, region) totals of ``files``, by day then region."""
     groups: dict[tuple[date, str], list[FileEntry]] = {}
@@ -503,12 +697,26 @@ def _parse_manifest(path: Path, payload: bytes) -> Manifest:
         raise InputError(
             "PQL-E059",
             f"the lake manifest {str(path)!r} cannot be read: {exc}",
-            hints=("is this a pql data directory? the manifest is only written by pql",),
+            hints=(
+                "is this a pql data directory? the manifest is only written by pql",
+                f"restore it from a backup, or rebuild it from the data files: "
+                f"`pql lake rebuild-manifest --data {path.parent.parent}`",
+            ),
         ) from exc
+
+
+def dump(manifest: Manifest) -> bytes:
+    """The bytes of ``manifest.json`` for ``manifest``."""
+    return _dump(manifest)
 
 
 def _dump(manifest: Manifest) -> bytes:
     return json.dumps(manifest.to_json(), separators=(",", ":")).encode()
+
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Replace ``path`` with ``payload`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, payload)
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:

@@ -12,28 +12,45 @@ come in the subject's order, then new extra columns in input order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, Column, DataType, Subject, suggest
-from pql.errors import InputError
+from pql.errors import InputError, PQLError
 from pql.storage.base import current_subject, has_region
 
 __all__ = [
     "ALLOWED_VALUES",
+    "LAST_YEAR",
     "REGION_PATTERN",
     "TENANT_PATTERN",
     "extra_columns",
     "validate",
+    "validate_all",
 ]
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{1,30}$"
 """What a tenant looks like (it also names directories, so nothing else is allowed)."""
 
-REGION_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-"""What a region looks like, e.g. ``us-east-1`` (it names directories too)."""
+REGION_PATTERN = r"^[a-z]{2}-[a-z]{1,20}-[0-9]{1,3}$"
+"""What a region looks like: ``us-east-1``, ``ap-southeast-2``. It names directories too, and
+its fixed shape (two letters, a word, a number) keeps bucket names unambiguous: see
+:func:`pql.storage.lake.bucket_name`."""
+
+FIRST_YEAR, LAST_YEAR = 1, 9999
+"""Timestamps are stored only within these years (UTC), the range every client can read."""
+
+_FIRST_SECOND = -62_135_596_800
+"""0001-01-01T00:00:00Z in seconds since the epoch."""
+
+_END_SECOND = 253_402_300_800
+"""10000-01-01T00:00:00Z in seconds since the epoch (the first second not allowed)."""
+
+_PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+_SECONDS_PER_YEAR = 31_556_952  # the mean Gregorian year
 
 ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("decisions", "effect"): ("allow", "deny"),
@@ -57,7 +74,8 @@ def validate(subject: Subject, data: pa.Table | pl.DataFrame, catalog: Catalog) 
     Raises :class:`~pql.errors.InputError` for missing columns (PQL-E050), wrong types
     (PQL-E051), extra columns conflicting with stored ones (PQL-E052), nulls where a value is
     required (PQL-E053), malformed tenants (PQL-E054), effects other than allow/deny (PQL-E055),
-    extra columns of a type PQL cannot query (PQL-E056) and malformed regions (PQL-E058).
+    extra columns of a type PQL cannot query (PQL-E056), malformed regions (PQL-E058) and
+    timestamps outside the years 1 to 9999 (PQL-E101).
     The catalog is not changed. Row numbers in messages count from 0, as in Polars and pyarrow.
 
     >>> import polars as pl
@@ -75,6 +93,46 @@ def validate(subject: Subject, data: pa.Table | pl.DataFrame, catalog: Catalog) 
     normalized = _normalize(current, frame)
     _check_values(current, normalized)
     return normalized
+
+
+def validate_all(
+    subject: Subject,
+    inputs: Sequence[tuple[str, pa.Table | pl.DataFrame]],
+    catalog: Catalog,
+) -> pl.DataFrame:
+    """Check several named inputs as one ingest and return them as one normalized frame.
+
+    Each input is validated on its own (an error's message starts with the input's name), then
+    the types of their new extra columns are checked against each other (PQL-E052 names both
+    inputs), so one bad input rejects them all before anything is stored. An extra column
+    missing from some inputs is null in their rows.
+    """
+    current = current_subject(catalog, subject)
+    frames: list[pl.DataFrame] = []
+    first_seen: dict[str, tuple[str, DataType]] = {}
+    for name, data in inputs:
+        try:
+            frame = validate(current, data, catalog)
+        except PQLError as exc:
+            exc.message = f"{name}: {exc.message}"
+            raise
+        for column, type_ in extra_columns(current, frame).items():
+            where, seen = first_seen.setdefault(column, (name, type_))
+            if seen is not type_:
+                raise InputError(
+                    "PQL-E052",
+                    f"{name}: column {current.name}.{column} is {type_.value} in this file "
+                    f"but {seen.value} in {where}",
+                    hints=(
+                        "the files of one ingest are stored together: cast the column to one "
+                        "type in every file; nothing was stored",
+                    ),
+                    details={"subject": current.name, "column": column, "input": name},
+                )
+        frames.append(frame)
+    if not frames:
+        return pl.DataFrame(schema=current.polars_schema())
+    return pl.concat(frames, how="diagonal")
 
 
 def extra_columns(subject: Subject, data: pl.DataFrame) -> dict[str, DataType]:
@@ -97,6 +155,7 @@ def _to_polars(data: object) -> pl.DataFrame:
     if isinstance(data, pl.DataFrame):
         return data
     if isinstance(data, pa.Table | pa.RecordBatch):
+        _check_arrow_seconds(data)
         try:
             converted = pl.from_arrow(data)
         except (pa.ArrowException, pl.exceptions.PolarsError, TypeError, ValueError) as exc:
@@ -143,6 +202,7 @@ def _normalize(subject: Subject, frame: pl.DataFrame) -> pl.DataFrame:
     extra = [name for name in frame.columns if name not in subject]
     _check_known_types(subject, frame, known)
     extra_types = _extra_types(subject, frame, extra)
+    _check_time_range(frame)
     exprs = [_cast(c.name, frame.schema[c.name], c.type) for c in known]
     exprs += [_cast(n, frame.schema[n], extra_types[n]) for n in extra]
     try:
@@ -220,6 +280,55 @@ def _to_utc_micros(column: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
     elif dtype.time_zone != "UTC":
         column = column.dt.convert_time_zone("UTC")
     return column.dt.cast_time_unit("us")
+
+
+def _check_arrow_seconds(data: pa.Table | pa.RecordBatch) -> None:
+    """Raise PQL-E101 for Arrow timestamps in seconds outside the years 1 to 9999.
+
+    Polars reads seconds as milliseconds, and a value far enough out of range would wrap around
+    silently in that conversion; check it before.
+    """
+    for index, field_ in enumerate(data.schema):
+        if pa.types.is_timestamp(field_.type) and field_.type.unit == "s":
+            raw = pl.Series(data.column(index).cast(pa.int64()))
+            _first_out_of_range(raw.to_frame(field_.name), field_.name, pl.col(field_.name), 1)
+
+
+def _check_time_range(frame: pl.DataFrame) -> None:
+    """Raise PQL-E101 for any timestamp outside the years 1 to 9999 (UTC), in any column.
+
+    The check reads the stored integers, so it works for values no datetime can hold (a year
+    like 11476 makes Python's ``datetime`` and some Polars conversions fail). Nanoseconds cover
+    only the years 1677 to 2262 and are always in range.
+    """
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Datetime) and dtype.time_unit in ("ms", "us"):
+            scale = _PER_SECOND[dtype.time_unit]
+            _first_out_of_range(frame, name, pl.col(name).to_physical(), scale)
+
+
+def _first_out_of_range(frame: pl.DataFrame, name: str, raw: pl.Expr, scale: int) -> None:
+    """Raise PQL-E101 at the first row whose ``raw`` value (``scale`` a second) is out of range."""
+    bad = raw.is_not_null() & ~raw.is_between(
+        _FIRST_SECOND * scale, _END_SECOND * scale, closed="left"
+    )
+    row, count, value = frame.select(
+        row=pl.arg_where(bad).first(), count=bad.sum(), value=raw.filter(bad).first()
+    ).row(0)
+    if row is None or not count:
+        return
+    year = 1970 + int(value) // scale // _SECONDS_PER_YEAR
+    when = f"before the year {FIRST_YEAR}" if value < 0 else f"about the year {year:,}"
+    raise InputError(
+        "PQL-E101",
+        f"column {name} has a timestamp outside the years {FIRST_YEAR} to {LAST_YEAR} at row "
+        f"{row}{_more(int(count))} ({when})",
+        hints=(
+            f"timestamps must lie in the years {FIRST_YEAR} to {LAST_YEAR} (UTC)",
+            "fix or drop those rows; nothing was stored",
+        ),
+        details={"column": name, "row": int(row), "rows": int(count), "year": year},
+    )
 
 
 def _wrong_type(column: Column, found: pl.DataType) -> str:
@@ -319,7 +428,10 @@ def _region_error(column: str, row: int, value: str, count: int) -> InputError:
     return InputError(
         "PQL-E058",
         f"invalid region {value} at row {row}{_more(count)}",
-        hints=("a region is up to 63 characters of a-z, 0-9 and '-', such as 'us-east-1'",),
+        hints=(
+            "a region is two letters, a word and a number joined by '-', "
+            "such as 'us-east-1' or 'ap-southeast-2'",
+        ),
         details=_details(column, row, value, count),
     )
 

@@ -1,0 +1,99 @@
+"""``pql lake``: look after a lake directory (rebuild its manifest, quarantine, orphans).
+
+    pql lake rebuild-manifest --data DIR [--force]
+    pql lake quarantine       --data DIR FILE ...
+    pql lake orphans          --data DIR [--delete]
+
+Errors are raised as :class:`~pql.errors.PQLError` and rendered by :mod:`pql.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pql.errors import InputError
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``lake`` and its subcommands to the ``pql`` parser."""
+    lake = subparsers.add_parser("lake", help="repair and clean a lake directory")
+    sub = lake.add_subparsers(dest="lake_command", required=True, parser_class=type(lake))
+
+    p = sub.add_parser(
+        "rebuild-manifest", help="write a lost or damaged manifest again from the data files"
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.add_argument("--force", action="store_true", help="rebuild even if the manifest is readable")
+    p.set_defaults(handler=cmd_rebuild_manifest)
+
+    p = sub.add_parser("quarantine", help="take damaged data files out of the lake")
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.add_argument("files", nargs="+", metavar="FILE", help="as the error named it")
+    p.set_defaults(handler=cmd_quarantine)
+
+    p = sub.add_parser("orphans", help="list (or delete) data files no commit lists")
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.add_argument("--delete", action="store_true", help="delete them")
+    p.set_defaults(handler=cmd_orphans)
+
+
+def _existing(data: str) -> Path:
+    path = Path(data)
+    if not path.is_dir():
+        raise InputError(
+            "PQL-E071",
+            f"the data directory {data!r} does not exist",
+            hints=("give the directory a `pql ingest --data DIR` wrote",),
+        )
+    return path
+
+
+def cmd_rebuild_manifest(args: argparse.Namespace) -> int:
+    from pql.storage.repair import rebuild_manifest
+
+    report = rebuild_manifest(_existing(args.data), force=args.force)
+    if report.replaced:
+        print(f"the old manifest was kept as {report.replaced}")
+    print(
+        f"manifest rebuilt: {report.files:,} files, {report.rows:,} rows, "
+        f"{len(report.tenants)} tenants"
+    )
+    for path, reason in report.skipped:
+        print(f"left out {path}: {reason}", file=sys.stderr)
+    if report.duplicates:
+        print(
+            f"{report.duplicates:,} record keys are stored more than once (files of an ingest "
+            "that never committed were published too)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from pql.catalog import Catalog
+    from pql.storage.lake import Lake
+
+    lake = Lake(_existing(args.data), Catalog())
+    for name in args.files:
+        entry = lake.quarantine(name)
+        print(
+            f"quarantined {entry.path}: {entry.rows:,} rows of {entry.tenant}'s "
+            f"{entry.subject} on {entry.day.isoformat()} are no longer read"
+        )
+    return 0
+
+
+def cmd_orphans(args: argparse.Namespace) -> int:
+    from pql.catalog import Catalog
+    from pql.storage.lake import Lake
+
+    lake = Lake(_existing(args.data), Catalog())
+    root = lake.root
+    for path in lake.gc_orphans(delete=args.delete):
+        print(f"{'deleted' if args.delete else 'orphan'} {path.relative_to(root).as_posix()}")
+    return 0
