@@ -22,6 +22,7 @@ from pql.plan.nodes import (
     Sort,
     walk,
 )
+from pql.render import explanation_html
 
 __all__ = ["Explanation", "describe", "node_name", "render", "to_dict"]
 
@@ -117,7 +118,7 @@ def to_dict(plan: Node, annotate: dict[int, dict[str, Any]] | None = None) -> di
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     """What ``Engine.explain`` returns: the plan as it will run, with its estimates.
 
@@ -187,6 +188,13 @@ class Explanation:
         if self.over_budget:
             line += " (over budget: refused with PQL-S005 unless Limits.enforce_cost is off)"
         return line
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the plan tree with each node's estimates, then the notes."""
+        return explanation_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the plan tree with per-node numbers, the root estimates and the budget."""
