@@ -30,6 +30,14 @@ from pql.signing import KeyRing, SigningKey, TrustedKey
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext pql`` in IPython or Jupyter: the ``%pql_connect`` and ``%%pql`` magics."""
+    from pql.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
 __all__ = [
     "AuthError",
     "Catalog",

@@ -17,7 +17,20 @@ from typing import Any
 from pql import ast
 from pql.catalog import Catalog, DataType, Subject, suggest
 from pql.errors import QueryError, SafetyError, Span
-from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
+from pql.plan.expr import (
+    BUCKET,
+    AggSpec,
+    AllOf,
+    AnyOf,
+    Buckets,
+    Cmp,
+    Col,
+    Const,
+    In,
+    Negate,
+    Null,
+    Pred,
+)
 
 __all__ = ["Analyzed", "OrderKey", "analyze", "parse_timestamp"]
 
@@ -53,6 +66,9 @@ class Analyzed:
     outputs: tuple[tuple[str, str], ...]
     """Pairs of (plan column, output name), in output order."""
     qualified_output: bool
+    timeseries: Buckets | None = None
+    """``TIMESERIES``: the buckets over the ``ts`` of the query's subject, not yet placed in a
+    window (the plan does that)."""
 
     @property
     def base(self) -> Subject:
@@ -396,8 +412,11 @@ class _Analyzer:
             seen[col.qualified] = f
         aggs = tuple(self._aggregate(a, qualified) for a in q.aggregates)
 
+        buckets = self._timeseries(subjects[0])
         outputs: list[tuple[str, str]] = []
         if q.aggregates:
+            if buckets is not None:
+                outputs.append((BUCKET, BUCKET))
             for col in group:
                 outputs.append((col.qualified, col.qualified if qualified else col.name))
             for spec in aggs:
@@ -417,7 +436,7 @@ class _Analyzer:
                     col_name = f"{subject.name}.{column.name}"
                     outputs.append((col_name, col_name if qualified else column.name))
 
-        order = tuple(self._order_key(o, aggs, group) for o in q.order_by)
+        order = tuple(self._order_key(o, aggs, group, buckets) for o in q.order_by)
 
         return Analyzed(
             query=q,
@@ -430,16 +449,45 @@ class _Analyzer:
             order_by=order,
             outputs=tuple(outputs),
             qualified_output=qualified,
+            timeseries=buckets,
         )
+
+    def _timeseries(self, base: Subject) -> Buckets | None:
+        """``TIMESERIES``: only for aggregate queries, bucketing the subject's ``ts``."""
+        width = self.q.timeseries
+        if width is None:
+            return None
+        if not self.q.aggregates:
+            key = base.key
+            raise QueryError(
+                "PQL-E151",
+                f"TIMESERIES {width} needs an aggregate query; FIND {base.name} returns rows",
+                span=width.span,
+                hints=(
+                    f"count per bucket instead: FIND COUNT({base.name}.{key}) ... "
+                    f"TIMESERIES {width}",
+                    "or drop TIMESERIES to get the rows",
+                ),
+            )
+        column = base.column("ts")
+        assert column is not None  # every subject has one (PQL-X011)
+        ts = Col(base.name, column.name, column.type, span=width.span)
+        return Buckets(ts, width.seconds, width_text=str(width), span=width.span)
 
     def _first_span(self, subject: str) -> Span | None:
         return next((f.span for f in self._all_fields() if f.subject == subject), None)
 
     def _order_key(
-        self, item: ast.OrderItem, aggs: tuple[AggSpec, ...], group: tuple[Col, ...]
+        self,
+        item: ast.OrderItem,
+        aggs: tuple[AggSpec, ...],
+        group: tuple[Col, ...],
+        buckets: Buckets | None,
     ) -> OrderKey:
         key = item.key
         if aggs:
+            if key.subject is None and buckets is not None and key.name == BUCKET:
+                return OrderKey(BUCKET, item.descending, item.span)
             if key.subject is None:
                 for spec in aggs:
                     if spec.name == key.name:

@@ -215,6 +215,8 @@ class Query:
     where: Expr | None = None
     group_by: tuple[Field, ...] = ()
     since: Duration | None = None
+    timeseries: Duration | None = None
+    """``TIMESERIES <width>``: bucket an aggregate query by time (see docs/pql/LANGUAGE.md)."""
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     span: Span | None = _span()
@@ -291,6 +293,8 @@ def to_text(query: Query) -> str:
         parts.append("GROUP BY " + ", ".join(str(f) for f in query.group_by))
     if query.since is not None:
         parts.append(f"SINCE {query.since}")
+    if query.timeseries is not None:
+        parts.append(f"TIMESERIES {query.timeseries}")
     if query.order_by:
         items = [f"{o.key}{' DESC' if o.descending else ''}" for o in query.order_by]
         parts.append("ORDER BY " + ", ".join(items))

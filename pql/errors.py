@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pql.render import error_html
+
 __all__ = [
     "AuthError",
     "InputError",
@@ -91,6 +93,14 @@ class PQLError(Exception):
         if self.text is None:
             self.text = text
         return self
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """In IPython: the rendered error (as the command line shows it)."""
+        printer.text(self.render())
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the rendered error with the offending text marked, no traceback."""
+        return error_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the error."""

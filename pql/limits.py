@@ -20,7 +20,8 @@ class Limits:
     """What one query may do.
 
     ``max_window``: the longest ``SINCE``; ``default_window``: the window without ``SINCE``;
-    ``max_rows``: rows returned at most (and the largest ``LIMIT``); ``cost_budget``: the
+    ``max_rows``: rows returned at most (and the largest ``LIMIT``); ``max_buckets``: the most
+    buckets a ``TIMESERIES`` may cut its window into; ``cost_budget``: the
     estimated cost above which a query is refused (cost units are documented in
     ``docs/pql/SAFETY.md``); ``deadline_ms``: how long a query may run; ``max_concurrent``: queries
     running at once in one engine; ``max_queued``: queries that may wait for a slot (at most
@@ -32,6 +33,7 @@ class Limits:
     max_window: timedelta = timedelta(days=180)
     default_window: timedelta = timedelta(hours=24)
     max_rows: int = 10_000
+    max_buckets: int = 1_000
     cost_budget: float = 50_000_000.0
     deadline_ms: int = 2_000
     max_concurrent: int = 16
@@ -43,7 +45,7 @@ class Limits:
             raise InputError("PQL-E060", "time windows must be longer than zero")
         if self.default_window > self.max_window:
             raise InputError("PQL-E060", "default_window is longer than max_window")
-        for name in ("max_rows", "deadline_ms", "max_concurrent"):
+        for name in ("max_rows", "max_buckets", "deadline_ms", "max_concurrent"):
             if getattr(self, name) <= 0:
                 raise InputError("PQL-E060", f"{name} must be positive")
         if self.max_queued < 0:
@@ -96,6 +98,7 @@ class TenantLimits:
     max_window: timedelta | None = None
     default_window: timedelta | None = None
     max_rows: int | None = None
+    max_buckets: int | None = None
     cost_budget: float | None = None
     deadline_ms: int | None = None
     max_concurrent: int | None = None

@@ -39,8 +39,9 @@ MAX_PREDICATES: Final = 512
 """Most comparisons in one WHERE clause."""
 
 KEYWORDS: Final = (
-    "FIND", "JOIN", "ON", "WHERE", "GROUP", "BY", "SINCE", "ORDER", "LIMIT", "AND", "OR", "NOT",
-    "IN", "IS", "NULL", "AS", "ASC", "DESC", "TRUE", "FALSE", "COUNT", "SUM", "AVG", "MIN", "MAX",
+    "FIND", "JOIN", "ON", "WHERE", "GROUP", "BY", "SINCE", "TIMESERIES", "ORDER", "LIMIT", "AND",
+    "OR", "NOT", "IN", "IS", "NULL", "AS", "ASC", "DESC", "TRUE", "FALSE", "COUNT", "SUM", "AVG",
+    "MIN", "MAX",
 )  # fmt: skip
 
 _TERMINAL_WORDS: Final = {
@@ -249,7 +250,9 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> PQLError:
     span = Span(at.line, at.column + (1 if end else 0), end, end + 1)
     hints = [f"expected {_describe(expected)}"] if expected else []
     if expected == {"DURATION"}:
-        hints.insert(0, "SINCE takes a duration such as 7d")
+        clause = "TIMESERIES" if text.rstrip().upper().endswith("TIMESERIES") else "SINCE"
+        example = "1h" if clause == "TIMESERIES" else "7d"
+        hints.insert(0, f"{clause} takes a duration such as {example}")
     return ParseError("PQL-E002", "the query ends too early", span=span, text=text, hints=hints)
 
 
@@ -331,6 +334,12 @@ def _meta_span(tree: Tree[Any]) -> Span | None:
     )
 
 
+def _amount(raw: str) -> int:
+    """The number of a duration token; above 10**9 for anything longer than ten digits."""
+    digits = raw[:-1].lstrip("0") or "0"
+    return 10**9 + 1 if len(digits) > 10 else int(digits)  # int() refuses huge strings
+
+
 # The JSON escapes (what ``ast.to_text`` prints) plus \' and \0.
 _ESCAPES: Final = {
     "\\": "\\", '"': '"', "'": "'", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b",
@@ -378,6 +387,7 @@ _CLAUSES: Final = {
     "where": "WHERE",
     "group_by": "GROUP BY",
     "since": "SINCE",
+    "timeseries": "TIMESERIES",
     "order_by": "ORDER BY",
     "limit": "LIMIT",
 }
@@ -486,9 +496,8 @@ class _ToAst(Transformer[Token, Any]):
     def since(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
         tok = children[0]
         raw = str(tok)
-        digits = raw[:-1].lstrip("0") or "0"
-        amount = 10**9 + 1 if len(digits) > 10 else int(digits)  # int() refuses huge strings
         span = _token_span(tok)
+        amount = _amount(raw)
         if amount <= 0:
             raise ParseError(
                 "PQL-E007",
@@ -499,6 +508,22 @@ class _ToAst(Transformer[Token, Any]):
         if amount > 10**9:
             raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
         return ("since", ast.Duration(amount, raw[-1], span=span), self._span(meta))
+
+    def timeseries(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
+        tok = children[0]
+        raw = str(tok)
+        span = _token_span(tok)
+        amount = _amount(raw)
+        if amount <= 0:
+            raise ParseError(
+                "PQL-E150",
+                "TIMESERIES needs a bucket width longer than zero",
+                span=span,
+                hints=("for example TIMESERIES 1h or TIMESERIES 1d",),
+            )
+        if amount > 10**9:
+            raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
+        return ("timeseries", ast.Duration(amount, raw[-1], span=span), self._span(meta))
 
     def order_item(self, meta: Any, children: list[Any]) -> ast.OrderItem:
         desc = len(children) == 2 and str(children[1]).upper() == "DESC"
@@ -567,6 +592,7 @@ class _ToAst(Transformer[Token, Any]):
             where=clauses.get("where"),
             group_by=clauses.get("group_by", ()),
             since=clauses.get("since"),
+            timeseries=clauses.get("timeseries"),
             order_by=clauses.get("order_by", ()),
             limit=limit,
             span=self._span(meta),

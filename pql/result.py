@@ -10,6 +10,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from pql.extras import require
+from pql.render import result_html
+
 __all__ = ["Result"]
 
 
@@ -56,11 +59,22 @@ class Result:
         flag = ", truncated" if self.truncated else ""
         return f"Result({self.df.height} rows{flag})\n{self.df}"
 
+    def to_pandas(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (needs pandas: ``pip install 'pql[notebook]'``)."""
+        require("pandas", "to_pandas()")
+        return self.df.to_pandas()
+
+    def plot(self, **options: Any) -> Any:
+        """Draw the answer (needs matplotlib: ``pip install 'pql[notebook]'``) and return the
+        ``matplotlib.figure.Figure``: lines over time for a ``TIMESERIES`` (one per group), bars
+        for grouped aggregates. See :func:`pql.plot.plot` for the options."""
+        from pql.plot import plot
+
+        return plot(self, **options)
+
     def _repr_html_(self) -> str:
-        html: str = self.df._repr_html_()
-        if self.truncated:
-            html = "<p><b>truncated</b> at the row cap</p>" + html
-        return html
+        """A table with column types, the row count, a banner when truncated, and the stats."""
+        return result_html(self)
 
 
 def _json_value(value: Any) -> Any:

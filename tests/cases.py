@@ -15,6 +15,7 @@ PARSE_CASES = [
     "FIND MIN(receipts.ts) AS first, MAX(receipts.ts) AS last WHERE status NOT IN ('ok') OR cost_usd >= 1.5e-3",
     "FIND decisions WHERE rule = $rule AND effect != 'allow' -- a comment\nSINCE 90m",
     'FIND receipts WHERE workflow = "tab\\there \\"quoted\\" \\u00e9"',
+    "find count(*) as n where decisions.effect = 'deny' group by decisions.rule timeseries 1h since 2d",
 ]
 
 ERROR_CASES = [
@@ -38,6 +39,8 @@ ERROR_CASES = [
     "FIND receipts WHERE status = 'ok' AND\n  region = #",
     "FIND receipts WHERE (status = 'ok'",
     "FIND COUNT(receipts.executionId GROUP BY receipts.region",
+    "FIND COUNT(receipts.ts) TIMESERIES 0h",
+    "FIND COUNT(receipts.ts) TIMESERIES",
     # meaning
     "FIND reciepts SINCE 7d",
     "FIND receipts WHERE latncy_ms > 250",
@@ -54,9 +57,13 @@ ERROR_CASES = [
     "FIND COUNT(*), COUNT(*) WHERE receipts.status = 'ok'",
     "FIND COUNT(*) AS n GROUP BY receipts.region ORDER BY receipts.workflow",
     "FIND receipts WHERE status = $status",
+    "FIND receipts TIMESERIES 1h SINCE 7d",
+    "FIND COUNT(receipts.ts) AS bucket TIMESERIES 1d",
     # safety
     "FIND receipts SINCE 181d",
     "FIND receipts LIMIT 10001",
+    "FIND COUNT(receipts.executionId) TIMESERIES 1h SINCE 180d",
+    "FIND COUNT(receipts.executionId) TIMESERIES 30s",
     "FIND receipts WHERE decisions.effect = 'deny'",
     "FIND receipts JOIN decisions ON receipts.status = decisions.effect",
     "FIND receipts JOIN receipts ON receipts.executionId = receipts.executionId",
@@ -68,4 +75,7 @@ PLAN_CASES = [
     *CONTRACT_EXAMPLES,
     "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
     "WHERE rule = 'pii.mask' OR receipts.latency_ms > 100 ORDER BY receipts.latency_ms DESC LIMIT 10",
+    "FIND COUNT(*) AS n, AVG(receipts.latency_ms) WHERE status != 'ok' GROUP BY receipts.region TIMESERIES 1h SINCE 2d",
+    "FIND COUNT(decisions.decisionId) AS denies JOIN receipts ON decisions.executionId = receipts.executionId "
+    "WHERE decisions.effect = 'deny' GROUP BY decisions.rule TIMESERIES 1d SINCE 30d ORDER BY bucket DESC",
 ]

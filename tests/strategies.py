@@ -87,6 +87,11 @@ def predicates(draw: Any, subjects: list[str], joined: bool, depth: int = 0) -> 
     return ast.IsNull(f, negated=draw(st.booleans()))
 
 
+TIMESERIES_WIDTHS = [
+    ast.Duration(*w) for w in [(30, "m"), (1, "h"), (6, "h"), (1, "d"), (2, "d"), (1, "w")]
+]
+
+
 @st.composite
 def queries(draw: Any) -> ast.Query:
     base = draw(st.sampled_from(["receipts", "decisions"]))
@@ -153,7 +158,14 @@ def queries(draw: Any) -> ast.Query:
             )
         )
     )
+    timeseries = None
+    if draw(st.integers(0, 2)) == 0:
+        # widths that keep the window within the default 1,000 buckets
+        fitting = [w for w in TIMESERIES_WIDTHS if since.seconds // w.seconds < 999]
+        timeseries = draw(st.sampled_from(fitting))
     order_pool = [ast.Field(None, a.alias or "") for a in aggs] + list(group)
+    if timeseries is not None:
+        order_pool.append(ast.Field(None, "bucket"))
     order = tuple(
         ast.OrderItem(f, descending=draw(st.booleans()))
         for f in draw(st.lists(st.sampled_from(order_pool), max_size=2, unique_by=str))
@@ -165,6 +177,7 @@ def queries(draw: Any) -> ast.Query:
         where=where,
         group_by=group,
         since=since,
+        timeseries=timeseries,
         order_by=order,
         limit=limit,
     )

@@ -19,6 +19,7 @@ import polars as pl
 from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
+from pql.execute.buckets import bucket_of, fill
 from pql.execute.rollups import aggregate_rollup
 from pql.plan.cost import Estimates, build_side
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
@@ -108,9 +109,13 @@ class _Compiler:
                     coalesce=False,
                     build_side=_POLARS_BUILD[build_side(node, self.estimates)],
                 )
-            case Aggregate(input=inner, keys=keys, aggregates=aggs):
+            case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
                 frame = self.compile(inner)
                 exprs = [_aggregate(a) for a in aggs]
+                if buckets is not None:
+                    bucket = bucket_of(buckets.col.qualified, buckets)
+                    grouped = frame.group_by([bucket, *(k.qualified for k in keys)]).agg(exprs)
+                    return fill(grouped, buckets, keys, aggs)
                 if keys:
                     return frame.group_by([k.qualified for k in keys]).agg(exprs)
                 return frame.select(exprs)
@@ -149,7 +154,10 @@ class _Compiler:
         self.scans.append(ScanInfo(node.subject, got.days, got.rows))
         where = None if node.predicate is None else predicate(node.predicate)
         edges = [self.compile(edge) for edge in node.edges]
-        return aggregate_rollup(node, got.frame, where, edges)
+        frame = aggregate_rollup(node, got.frame, where, edges)
+        if node.buckets is not None:
+            return fill(frame, node.buckets, node.keys, node.aggregates)
+        return frame
 
 
 _POLARS_BUILD: dict[str, Literal["auto", "prefer_left", "prefer_right"]] = {

@@ -23,9 +23,10 @@ from __future__ import annotations
 import polars as pl
 
 from pql.ast import AggFunc
-from pql.plan.expr import AggSpec, Col
+from pql.execute.buckets import bucket_of, day_bucket
+from pql.plan.expr import BUCKET, AggSpec, Col
 from pql.plan.nodes import RollupAggregate
-from pql.storage.rollups import ROWS, partial_name
+from pql.storage.rollups import DAY, ROWS, partial_name
 
 __all__ = ["aggregate_rollup"]
 
@@ -44,12 +45,15 @@ def aggregate_rollup(
     carried, partials = _needs(node)
     parts = [_from_rollup(node, rolled, where, carried, partials)]
     if edges:
-        parts.append(_from_rows(pl.concat(edges, how="vertical"), carried, partials))
+        parts.append(_from_rows(node, pl.concat(edges, how="vertical"), carried, partials))
     frame = pl.concat(parts, how="vertical")
     grain = set(node.grain)
     exprs = [_combine(a, grain) for a in node.aggregates]
-    if node.keys:
-        return frame.group_by([k.qualified for k in node.keys]).agg(exprs)
+    keys = [k.qualified for k in node.keys]
+    if node.buckets is not None:
+        keys.insert(0, BUCKET)
+    if keys:
+        return frame.group_by(keys).agg(exprs)
     return frame.select(exprs)
 
 
@@ -85,7 +89,9 @@ def _from_rollup(
     frame = rolled.rename({c.name: c.qualified for c in node.grain})
     if where is not None:
         frame = frame.filter(where)
+    bucket = [] if node.buckets is None else [day_bucket(DAY, node.buckets)]
     return frame.select(
+        *bucket,
         *(pl.col(c.qualified).cast(c.type.polars) for c in carried),
         pl.col(ROWS).cast(pl.Int64),
         *(
@@ -97,15 +103,19 @@ def _from_rollup(
     )
 
 
-def _from_rows(rows: pl.LazyFrame, carried: list[Col], partials: list[_Partial]) -> pl.LazyFrame:
-    """Raw edge rows aggregated to the partial shape, by the carried grain columns."""
+def _from_rows(
+    node: RollupAggregate, rows: pl.LazyFrame, carried: list[Col], partials: list[_Partial]
+) -> pl.LazyFrame:
+    """Raw edge rows aggregated to the partial shape, by the bucket and carried grain columns."""
     exprs = [pl.len().cast(pl.Int64).alias(ROWS)]
     exprs += [
         _rows_partial(kind, col).alias(partial_name(kind, col.qualified)) for kind, col in partials
     ]
-    if not carried:
-        return rows.select(exprs)
     keys = [pl.col(c.qualified).cast(c.type.polars) for c in carried]
+    if node.buckets is not None:
+        keys.insert(0, bucket_of(node.buckets.col.qualified, node.buckets))
+    if not keys:
+        return rows.select(exprs)
     return rows.group_by(keys).agg(exprs)
 
 

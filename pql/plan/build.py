@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pql.analyze import Analyzed
 from pql.catalog import Subject
-from pql.plan.expr import Col
+from pql.plan.expr import BUCKET, Col
 from pql.plan.nodes import Aggregate, Filter, Join, Limit, Node, Project, Scan, Sort, SortKey
 
 __all__ = ["build"]
@@ -39,8 +39,11 @@ def build(an: Analyzed, *, tenant: str, start: datetime, end: datetime) -> Node:
 
     keys = [SortKey(k.name, k.descending) for k in an.order_by]
     if an.aggregates:
-        node = Aggregate(node, an.group_by, an.aggregates, span=q.span)
+        buckets = None if an.timeseries is None else an.timeseries.over(start, end)
+        node = Aggregate(node, an.group_by, an.aggregates, buckets, span=q.span)
         defaults = [SortKey(c.qualified) for c in an.group_by]
+        if buckets is not None:  # a time series is ordered by bucket first
+            defaults.insert(0, SortKey(BUCKET))
     else:
         defaults = [SortKey(f"{an.base.name}.{name}") for name in an.base.order]
         for subject in an.subjects[1:]:

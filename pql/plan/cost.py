@@ -9,6 +9,8 @@ One public entry, :func:`estimate`. It reads statistics through a
 * ``Filter``, ``Sort``, ``Project``, ``Aggregate``: the rows of their input (each handled once);
 * ``Join``: build plus probe rows (both inputs) plus the rows it produces;
 * ``Limit``: the rows it passes on;
+* an aggregate with ``TIMESERIES``: also the rows it produces, every bucket of the window for
+  every group (``buckets * max(groups, 1)``, which is also the rows it yields);
 * ``RollupAggregate``: the rollup rows it reads plus the rows it aggregates (those rollup rows and
   the raw rows of its edge days). Its whole days hold at most one rollup row per day and
   combination of the rollup's key columns, so a day yields the estimated groups of those keys
@@ -208,10 +210,13 @@ class _Estimator:
                 rhs, _ = self.visit(right, out)
                 rows = self.join_rows(lhs.rows, rhs.rows, lk, rk, tenant)
                 result = NodeEstimate(rows, lhs.cost + rhs.cost + lhs.rows + rhs.rows + rows)
-            case Aggregate(input=inner, keys=keys):
+            case Aggregate(input=inner, keys=keys, buckets=buckets):
                 below, tenant = self.visit(inner, out)
                 groups = 1.0 if not keys else self.groups(keys, below.rows, tenant)
                 result = NodeEstimate(groups, below.cost + below.rows)
+                if buckets is not None:  # every bucket of every group comes out
+                    rows = buckets.count * max(groups, 1.0)
+                    result = NodeEstimate(rows, below.cost + below.rows + rows)
             case Sort(input=inner) | Project(input=inner):
                 below, tenant = self.visit(inner, out)
                 result = NodeEstimate(below.rows, below.cost + below.rows)
@@ -251,6 +256,9 @@ class _Estimator:
         if node.predicate is not None:
             raw *= self.selectivity(node.predicate, node.tenant)
         groups = 1.0 if not node.keys else self.groups(node.keys, raw + edge_rows, node.tenant)
+        if node.buckets is not None:  # every bucket of every group comes out
+            rows = node.buckets.count * max(groups, 1.0)
+            return NodeEstimate(rows, edge_cost + 2 * rolled + edge_rows + rows)
         return NodeEstimate(groups, edge_cost + 2 * rolled + edge_rows)
 
     def rollup_rows(self, node: RollupAggregate, raw: float) -> float:

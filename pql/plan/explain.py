@@ -9,7 +9,7 @@ from typing import Any
 
 from pql.errors import InternalError
 from pql.plan.cost import Estimates, build_side, format_cost
-from pql.plan.expr import AggSpec, Col, pred_text
+from pql.plan.expr import BUCKET, AggSpec, Buckets, Col, pred_text
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -22,6 +22,7 @@ from pql.plan.nodes import (
     Sort,
     walk,
 )
+from pql.render import explanation_html
 
 __all__ = ["Explanation", "describe", "node_name", "render", "to_dict"]
 
@@ -46,11 +47,14 @@ def describe(node: Node) -> str:
             if lk is None or rk is None:
                 return "Join (no condition: Cartesian product)"
             return f"Join inner {lk} = {rk}"
-        case Aggregate(keys=keys, aggregates=aggs):
-            return f"Aggregate {_aggregates(keys, aggs)}"
-        case RollupAggregate(keys=keys, aggregates=aggs, predicate=p):
+        case Aggregate(keys=keys, aggregates=aggs, buckets=b):
+            return f"Aggregate {_aggregates(keys, aggs, b)}{_series_note(b)}"
+        case RollupAggregate(keys=keys, aggregates=aggs, predicate=p, buckets=b):
             where = "" if p is None else f" WHERE {pred_text(p)}"
-            return f"RollupAggregate {_aggregates(keys, aggs)}{where} ({_rollup_note(node)})"
+            return (
+                f"RollupAggregate {_aggregates(keys, aggs, b)}{where}{_series_note(b)} "
+                f"({_rollup_note(node)})"
+            )
         case Sort(keys=keys):
             return "Sort " + ", ".join(str(k) for k in keys) + " NULLS LAST"
         case Limit(count=n, cap=cap):
@@ -62,10 +66,20 @@ def describe(node: Node) -> str:
     raise InternalError("PQL-X007", f"explain met an unknown node {type(node).__name__}")
 
 
-def _aggregates(keys: tuple[Col, ...], aggs: tuple[AggSpec, ...]) -> str:
-    by = ", ".join(str(k) for k in keys)
+def _aggregates(keys: tuple[Col, ...], aggs: tuple[AggSpec, ...], buckets: Buckets | None) -> str:
+    by = ", ".join([*([f"{buckets} AS {BUCKET}"] if buckets else []), *(str(k) for k in keys)])
     what = ", ".join(f"{a} AS {a.name}" if str(a) != a.name else str(a) for a in aggs)
     return what + (f" BY {by}" if by else "")
+
+
+def _series_note(buckets: Buckets | None) -> str:
+    """How many buckets a time series has, e.g. `` buckets=168 [first .. last] filled``."""
+    if buckets is None or buckets.first is None or buckets.last is None:
+        return ""
+    return (
+        f" buckets={buckets.count:,} [{_ts(buckets.first)} .. {_ts(buckets.last)}]"
+        " (empty ones filled)"
+    )
 
 
 def _rollup_note(node: RollupAggregate) -> str:
@@ -104,7 +118,7 @@ def to_dict(plan: Node, annotate: dict[int, dict[str, Any]] | None = None) -> di
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     """What ``Engine.explain`` returns: the plan as it will run, with its estimates.
 
@@ -174,6 +188,13 @@ class Explanation:
         if self.over_budget:
             line += " (over budget: refused with PQL-S005 unless Limits.enforce_cost is off)"
         return line
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the plan tree with each node's estimates, then the notes."""
+        return explanation_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the plan tree with per-node numbers, the root estimates and the budget."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 from pql.ast import AggFunc, CompareOp
@@ -11,9 +11,11 @@ from pql.catalog import DataType
 from pql.errors import Span
 
 __all__ = [
+    "BUCKET",
     "AggSpec",
     "AllOf",
     "AnyOf",
+    "Buckets",
     "Cmp",
     "Col",
     "Const",
@@ -125,6 +127,68 @@ class AggSpec:
     def __str__(self) -> str:
         arg = self.col.qualified if self.col is not None else "*"
         return f"{self.func.value}({arg})"
+
+
+BUCKET = "bucket"
+"""The name of a time series' first column: the start of each bucket."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """``TIMESERIES``: rows grouped by ``col`` (a ``ts``) floored to ``seconds``-wide buckets
+    aligned to the UTC epoch. Once placed in a window (:meth:`over`), ``first`` and ``last`` are
+    the starts of the first and last bucket the answer has; every bucket between them is
+    returned, empty ones too."""
+
+    col: Col
+    seconds: int
+    first: datetime | None = None
+    last: datetime | None = None
+    width_text: str = field(default="", compare=False)
+    """The width as written (``60m``), for messages and ``explain``."""
+    span: Span | None = _span()
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise ValueError("a bucket is longer than zero")
+        if (self.first is None) != (self.last is None):
+            raise ValueError("a placed time series has both a first and a last bucket")
+
+    @property
+    def width(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    @property
+    def placed(self) -> bool:
+        return self.first is not None
+
+    def floor(self, instant: datetime) -> datetime:
+        """The start of the bucket holding ``instant``."""
+        micros = (instant - _EPOCH) // timedelta(microseconds=1)
+        width = self.seconds * 1_000_000
+        return _EPOCH + timedelta(microseconds=micros // width * width)
+
+    def over(self, start: datetime, end: datetime) -> Buckets:
+        """These buckets placed in the window ``start <= ts <= end``."""
+        return replace(self, first=self.floor(start), last=self.floor(end))
+
+    @property
+    def count(self) -> int:
+        """How many buckets the answer has (0 before :meth:`over`)."""
+        if self.first is None or self.last is None:
+            return 0
+        return (self.last - self.first) // self.width + 1
+
+    def starts(self) -> list[datetime]:
+        """The start of every bucket, in order."""
+        if self.first is None:
+            return []
+        return [self.first + i * self.width for i in range(self.count)]
+
+    def __str__(self) -> str:
+        return f"bucket({self.col}, {self.width_text or str(self.seconds) + 's'})"
 
 
 def conjuncts(pred: Pred) -> tuple[Pred, ...]:

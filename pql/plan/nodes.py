@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 from pql.catalog import DataType
 from pql.errors import Span
-from pql.plan.expr import AggSpec, Col, Pred, columns_of
+from pql.plan.expr import BUCKET, AggSpec, Buckets, Col, Pred, columns_of
 
 __all__ = [
     "Aggregate",
@@ -99,21 +99,45 @@ class Join:
         return (self.left, self.right)
 
 
+def _aggregate_schema(
+    buckets: Buckets | None, keys: tuple[Col, ...], aggregates: tuple[AggSpec, ...]
+) -> Schema:
+    """The bucket start (a time series), then the group keys, then the aggregates."""
+    first: Schema = () if buckets is None else ((BUCKET, DataType.TIMESTAMP),)
+    return (
+        first
+        + tuple((k.qualified, k.type) for k in keys)
+        + tuple((a.name, a.type) for a in aggregates)
+    )
+
+
+def _check_buckets(buckets: Buckets | None, input_names: set[str] | None) -> None:
+    if buckets is None:
+        return
+    if not buckets.placed:
+        raise ValueError("a time series in a plan is placed in its window")
+    if input_names is not None and buckets.col.qualified not in input_names:
+        raise ValueError(f"time series column {buckets.col} not in input")
+
+
 @dataclass(frozen=True, slots=True)
 class Aggregate:
+    """Groups by ``keys`` (and, for ``TIMESERIES``, by ``buckets`` first: every bucket of the
+    window is in the answer, per group, empty ones with ``COUNT`` 0 and other aggregates null)."""
+
     input: Node
     keys: tuple[Col, ...]
     aggregates: tuple[AggSpec, ...]
+    buckets: Buckets | None = None
     span: Span | None = _span()
 
     def __post_init__(self) -> None:
         if not self.aggregates:
             raise ValueError("an aggregate node needs at least one aggregate")
+        _check_buckets(self.buckets, {n for n, _ in self.input.schema()})
 
     def schema(self) -> Schema:
-        return tuple((k.qualified, k.type) for k in self.keys) + tuple(
-            (a.name, a.type) for a in self.aggregates
-        )
+        return _aggregate_schema(self.buckets, self.keys, self.aggregates)
 
     def inputs(self) -> tuple[Node, ...]:
         return (self.input,)
@@ -214,11 +238,16 @@ class RollupAggregate:
     keys: tuple[Col, ...]
     aggregates: tuple[AggSpec, ...]
     edges: tuple[Node, ...] = ()
+    buckets: Buckets | None = None
+    """``TIMESERIES`` buckets of whole days (a multiple of a day, aligned to the epoch)."""
     span: Span | None = _span()
 
     def __post_init__(self) -> None:
         if not self.tenant:
             raise ValueError("a rollup aggregate always has a tenant")
+        _check_buckets(self.buckets, None)
+        if self.buckets is not None and self.buckets.seconds % 86_400:
+            raise ValueError("a rollup answers only time series of whole days")
         if not self.aggregates:
             raise ValueError("an aggregate node needs at least one aggregate")
         if self.first_day > self.last_day:
@@ -230,6 +259,8 @@ class RollupAggregate:
         names = {c.qualified for c in self.keys} | {
             a.col.qualified for a in self.aggregates if a.col is not None
         }
+        if self.buckets is not None:
+            names.add(self.buckets.col.qualified)
         for edge in self.edges:
             missing = names - {n for n, _ in edge.schema()}
             if missing:
@@ -249,9 +280,7 @@ class RollupAggregate:
         )
 
     def schema(self) -> Schema:
-        return tuple((k.qualified, k.type) for k in self.keys) + tuple(
-            (a.name, a.type) for a in self.aggregates
-        )
+        return _aggregate_schema(self.buckets, self.keys, self.aggregates)
 
     def inputs(self) -> tuple[Node, ...]:
         return self.edges

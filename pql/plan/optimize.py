@@ -107,9 +107,11 @@ def prune_columns(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
                 used |= {c.qualified for c in columns_of(pred)}
             case Join(left_key=lk, right_key=rk):
                 used |= {k.qualified for k in (lk, rk) if k is not None}
-            case Aggregate(keys=keys, aggregates=aggs):
+            case Aggregate(keys=keys, aggregates=aggs, buckets=buckets):
                 used |= {k.qualified for k in keys}
                 used |= {a.col.qualified for a in aggs if a.col is not None}
+                if buckets is not None:
+                    used.add(buckets.col.qualified)
             case Sort(keys=keys):
                 used |= {k.name for k in keys}
             case Project(columns=cols):

@@ -12,6 +12,8 @@ can be answered from them, exactly, when
 * each aggregate is ``COUNT(*)``, ``COUNT`` of a key, a measure or a column that is never null,
   ``SUM``/``AVG`` of a numeric measure, or ``MIN``/``MAX`` of a key or a measure (``ts`` is one);
 * the window holds at least one whole UTC day;
+* a ``TIMESERIES`` bucket is a whole number of days (buckets align to the epoch, a midnight, so
+  each is a union of whole UTC days; an hourly bucket would split a rollup day);
 * and, when the optimizer has statistics, the raw plan is estimated to bring at least
   ``OptimizeContext.rollup_min_rows`` rows to the aggregate (the engine's default is
   :data:`MIN_ROWS`): a rollup read costs a fixed 1-2 ms more to plan, compile and combine than
@@ -95,6 +97,8 @@ def _from_rollup(agg: Aggregate, context: OptimizeContext) -> RollupAggregate | 
     days = whole_days(scan.start, scan.end)
     if spec is None or days is None:
         return None
+    if agg.buckets is not None and agg.buckets.seconds % 86_400:
+        return None  # a bucket shorter than (or not a multiple of) a day splits rollup days
     grain = tuple(Col(scan.subject, c.name, c.type) for c in spec.keys)
     if not _eligible(agg, pred, spec, frozenset(grain)) or not _pays(agg, scan, context):
         return None
@@ -113,6 +117,7 @@ def _from_rollup(agg: Aggregate, context: OptimizeContext) -> RollupAggregate | 
         agg.keys,
         agg.aggregates,
         edges,
+        agg.buckets,
         span=agg.span,
     )
 

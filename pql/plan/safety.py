@@ -16,7 +16,8 @@ from typing import Any
 from pql.errors import InputError, InternalError, SafetyError
 from pql.limits import Limits
 from pql.plan.cost import Estimates, estimate, format_cost
-from pql.plan.nodes import Join, Limit, Node, Scan, walk
+from pql.plan.expr import Buckets
+from pql.plan.nodes import Aggregate, Join, Limit, Node, Scan, walk
 from pql.plan.optimize import NO_CONTEXT, OptimizeContext, optimize
 from pql.stats import NO_STATS, StatsProvider
 
@@ -152,6 +153,57 @@ def row_limit(plan: Node, ctx: SafetyContext) -> Node:
     return plan
 
 
+_WIDTHS = (
+    ("1m", 60), ("5m", 300), ("15m", 900), ("30m", 1800), ("1h", 3600), ("2h", 7200),
+    ("3h", 10800), ("6h", 21600), ("12h", 43200), ("1d", 86400), ("2d", 172800), ("1w", 604800),
+    ("2w", 1209600), ("4w", 2419200),
+)  # fmt: skip
+"""Bucket widths suggested when a time series has too many buckets."""
+
+
+def bucket_limit(plan: Node, ctx: SafetyContext) -> Node:
+    """``TIMESERIES`` cuts its window into at most ``max_buckets`` buckets."""
+    most = ctx.limits.max_buckets
+    for node in walk(plan):
+        if not isinstance(node, Aggregate) or node.buckets is None:
+            continue
+        buckets = node.buckets
+        if buckets.count <= most:
+            continue
+        scans = [n for n in walk(node) if isinstance(n, Scan)]
+        start, end = min(s.start for s in scans), max(s.end for s in scans)
+        window = ctx.since_text or _window_text((end - start).total_seconds())
+        fits = _width_that_fits(buckets, start, end, most)
+        hints = [f"use TIMESERIES {fits} for {window}"] if fits else []
+        hints.append("or a shorter SINCE")
+        raise SafetyError(
+            "PQL-S012",
+            f"TIMESERIES {buckets.width_text} over {window} makes {buckets.count:,} buckets; "
+            f"the most allowed is {most:,}",
+            span=buckets.span,
+            hints=tuple(hints),
+            setting="Limits.max_buckets",
+            details={"buckets": buckets.count, "max_buckets": most},
+        )
+    return plan
+
+
+def _width_that_fits(buckets: Buckets, start: datetime, end: datetime, most: int) -> str | None:
+    """The narrowest common width whose buckets over the same window number at most ``most``."""
+    for text, seconds in _WIDTHS:
+        wider = Buckets(buckets.col, seconds)
+        if seconds > buckets.seconds and wider.over(start, end).count <= most:
+            return text
+    return None
+
+
+def _window_text(seconds: float) -> str:
+    """A window as a duration (``24h``, ``7d``) for messages."""
+    if seconds % 86400 == 0 and seconds >= 2 * 86400:
+        return f"{int(seconds // 86400)}d"
+    return f"{round(seconds / 3600)}h"
+
+
 def row_cap(plan: Node, ctx: SafetyContext) -> Node:
     """At most ``max_rows`` rows come back; more are cut and the result flagged ``truncated``."""
     if isinstance(plan, Limit) and plan.cap:
@@ -198,7 +250,9 @@ Rule = Callable[[Node, SafetyContext], Node]
 
 # Order: the tenant restriction is checked first because every later rule (and every estimate)
 # assumes it. Join policy next: no cost or window reasoning is meaningful for a forbidden join.
-# Window and LIMIT are plain bounds. The row cap wraps the plan next, so nothing after it can
+# Window and LIMIT are plain bounds; the bucket limit follows the window limit because the number
+# of buckets depends on the window (a huge SINCE is refused as too long, not as too many buckets).
+# The row cap wraps the plan next, so nothing after it can
 # widen the result. The cost budget comes last: it estimates the final plan, row cap included
 # (the cap bounds what a row query produces).
 RULES: tuple[Rule, ...] = (
@@ -206,6 +260,7 @@ RULES: tuple[Rule, ...] = (
     join_policy,
     window_limit,
     row_limit,
+    bucket_limit,
     row_cap,
     cost_budget,
 )
