@@ -148,6 +148,24 @@ def test_another_tenants_extra_columns_are_invisible(kind: str, tmp_path: Path) 
         assert any("merger_target" in h for h in hint[3])
 
 
+def test_another_tenants_ingest_leaves_a_tenants_cached_answer_valid(
+    kind: str, tmp_path: Path
+) -> None:
+    if kind == "memory":
+        engine = pql.Engine.in_memory()
+    else:
+        engine = pql.Engine(tmp_path, index=kind == "indexed")
+    ingest_acme(engine)
+    first = engine.query("FIND decisions SINCE 7d", tenant="acme", now=NOW)
+    ingest_globex(engine)
+    again = engine.query("FIND decisions SINCE 7d", tenant="acme", now=NOW)
+    assert again.stats["cache"]["hit"] is True
+    assert again.df.equals(first.df)
+    globex = engine.query("FIND decisions SINCE 7d", tenant="globex", now=NOW)
+    assert globex.stats["cache"]["hit"] is False
+    assert globex.df.columns[-2:] == ["attempt", "merger_target"]
+
+
 def test_two_tenants_keep_one_extra_column_name_with_different_types(
     kind: str, tmp_path: Path
 ) -> None:
