@@ -2,15 +2,17 @@
 
 The catalog is what the semantic pass checks names and types against. ``receipts`` and
 ``decisions`` are built in; :meth:`Catalog.register` lets an embedding application or adapter add
-subjects of its own, and ingest widens a subject with the extra columns it sees (they are kept and
-queryable).
+subjects of its own. Ingest adds the extra columns it sees (they are kept and queryable) to the
+tenant whose rows carried them, and only to that tenant: :meth:`Catalog.for_tenant` is what a
+query of that tenant is checked against, the registered subjects widened with its own extras.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -23,8 +25,10 @@ __all__ = [
     "Catalog",
     "Column",
     "DataType",
+    "Extras",
     "Subject",
     "suggest",
+    "type_conflict",
 ]
 
 
@@ -170,19 +174,43 @@ DECISIONS = Subject(
 )
 
 
+Extras = dict[str, dict[str, DataType]]
+"""One tenant's extra columns: subject -> column -> type, each in the order first ingested."""
+
+
 class Catalog:
-    """The subjects an engine knows. Mutated only by registration and by ingest (extra columns)."""
+    """The subjects an engine knows, and each tenant's extra columns.
+
+    Iterating, ``get`` and ``[]`` give the registered subjects (their declared columns only).
+    A query of one tenant is checked against :meth:`for_tenant`, which adds that tenant's extra
+    columns and nobody else's. Mutated only by registration and, under the store's ingest lock,
+    by :meth:`add_extras`.
+
+    >>> catalog = Catalog()
+    >>> catalog.add_extras("globex", "decisions", {"attempt": DataType.INT})
+    >>> "attempt" in catalog.for_tenant("globex")["decisions"]
+    True
+    >>> "attempt" in catalog.for_tenant("acme")["decisions"]
+    False
+    """
 
     def __init__(self, subjects: Iterable[Subject] = (RECEIPTS, DECISIONS)) -> None:
         self._subjects: dict[str, Subject] = {}
+        self._extras: dict[str, Extras] = {}
+        self._views: dict[str, Catalog] = {}
+        self._lock = threading.Lock()
         for subject in subjects:
             self.register(subject)
 
     def register(self, subject: Subject) -> None:
         """Add a subject; a second subject of the same name is refused."""
-        if subject.name in self._subjects:
-            raise InputError("PQL-E040", f"a subject named {subject.name!r} is already registered")
-        self._subjects[subject.name] = subject
+        with self._lock:
+            if subject.name in self._subjects:
+                raise InputError(
+                    "PQL-E040", f"a subject named {subject.name!r} is already registered"
+                )
+            self._subjects[subject.name] = subject
+            self._views.clear()
 
     def __getitem__(self, name: str) -> Subject:
         return self._subjects[name]
@@ -194,26 +222,78 @@ class Catalog:
         return name in self._subjects
 
     def __iter__(self) -> Iterator[Subject]:
-        return iter(self._subjects.values())
+        return iter(tuple(self._subjects.values()))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._subjects)
 
-    def add_extra(self, subject: str, name: str, type_: DataType) -> None:
-        """Widen ``subject`` with an extra column seen at ingest."""
-        current = self._subjects[subject]
-        existing = current.column(name)
-        if existing is not None:
-            if existing.type is not type_:
-                raise InputError(
-                    "PQL-E052",
-                    f"column {subject}.{name} is {existing.type.value} in stored data "
-                    f"but {type_.value} in this file",
-                    hints=("cast the column to the stored type before ingesting",),
-                )
-            return
-        self._subjects[subject] = current.with_column(Column(name, type_))
+    # -- extra columns, per tenant ---------------------------------------------------------
+
+    def for_tenant(self, tenant: str) -> Catalog:
+        """The catalog as ``tenant`` sees it: every subject widened with its own extra columns.
+
+        A snapshot (later ingests do not change it); kept until the tenant's extras change.
+        """
+        with self._lock:
+            view = self._views.get(tenant)
+            if view is None:
+                mine = self._extras.get(tenant, {})
+                view = Catalog(_widened(s, mine.get(s.name, {})) for s in self._subjects.values())
+                self._views[tenant] = view
+            return view
+
+    def extras(self, tenant: str) -> Extras:
+        """``tenant``'s extra columns: subject -> column -> type."""
+        with self._lock:
+            return {s: dict(cols) for s, cols in self._extras.get(tenant, {}).items() if cols}
+
+    def extra_type(self, tenant: str, subject: str, name: str) -> DataType | None:
+        """The type of ``tenant``'s extra column ``subject.name``, if it has one."""
+        return self._extras.get(tenant, {}).get(subject, {}).get(name)
+
+    def add_extras(self, tenant: str, subject: str, columns: Mapping[str, DataType]) -> None:
+        """Give ``tenant``'s ``subject`` the extra ``columns`` (new ones are appended).
+
+        A column the tenant already has with another type is refused (``PQL-E052``) and then
+        nothing is added. Stores call this under their ingest lock, after checking the input
+        with :func:`pql.storage.validate.check_extras`.
+        """
+        with self._lock:
+            declared = self._subjects[subject]
+            mine = self._extras.get(tenant, {})
+            current = dict(mine.get(subject, {}))
+            for name, type_ in columns.items():
+                if name in declared:
+                    continue
+                known = current.get(name)
+                if known is not None and known is not type_:
+                    raise type_conflict(subject, name, known, type_.value, tenant)
+                current[name] = type_
+            if current != mine.get(subject, {}):
+                self._extras[tenant] = {**mine, subject: current}
+                self._views.pop(tenant, None)
+
+
+def type_conflict(subject: str, name: str, stored: DataType, given: str, tenant: str) -> InputError:
+    """``PQL-E052``: an extra column of ``tenant`` arrives with another type than it has."""
+    return InputError(
+        "PQL-E052",
+        f"column {subject}.{name} is {stored.value} in tenant {tenant}'s stored data "
+        f"but {given} in this input",
+        hints=(
+            f"cast the column to {stored.value} before ingesting "
+            f"(each tenant's extra columns keep the type of their first ingest)",
+        ),
+        details={"subject": subject, "column": name, "tenant": tenant},
+    )
+
+
+def _widened(subject: Subject, extras: Mapping[str, DataType]) -> Subject:
+    """``subject`` with the extra ``columns`` appended (in their order)."""
+    if not extras:
+        return subject
+    return replace(subject, columns=(*subject.columns, *(Column(n, t) for n, t in extras.items())))
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:

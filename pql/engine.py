@@ -292,7 +292,9 @@ class Engine:
             t = time.perf_counter()
             tree = result_cache.parse(text)
             t = _lap(timings, "parse", t)
-            analyzed = analyze(tree, self.catalog, params)
+            # Only the tenant's own extra columns: another tenant's data never changes what a
+            # query means, which names it knows or what its errors say.
+            analyzed = analyze(tree, self.catalog.for_tenant(tenant), params)
             t = _lap(timings, "analyze", t)
             since = tree.since
             window = (

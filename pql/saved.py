@@ -667,7 +667,7 @@ def sign_query(
     not_before: datetime | str | None = None,
     expires_at: datetime | str | None = None,
 ) -> SavedQuery:
-    """Declare the parameters, check the query against ``catalog`` and sign it.
+    """Declare the parameters, check the query against ``tenant``'s view of ``catalog``, sign it.
 
     A ``$name`` the query compares with a field gets that field's type unless ``param_types``
     says otherwise; the query is then analyzed with a value of each declared type, so a query
@@ -678,7 +678,7 @@ def sign_query(
     >>> dict(doc.params)
     {'slow': <ParamType.FLOAT: 'float'>}
     """
-    cat = catalog if catalog is not None else Catalog()
+    cat = (catalog if catalog is not None else Catalog()).for_tenant(tenant)
     declared = declare_params(parse(text), cat, param_types)
     saved = SavedQuery.create(
         text,

@@ -534,7 +534,7 @@ class StoreStats:
             cached = self._cache.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            summary = self._refresh(tenant, self._catalog[subject])
+            summary = self._refresh(tenant, self._catalog.for_tenant(tenant)[subject])
             self._cache[key] = (version, summary)
             return summary
 

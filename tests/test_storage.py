@@ -433,7 +433,7 @@ def test_bad_input_is_rejected_whole(
     assert kit.snapshot() == before
     assert kit.store.version("acme") == 1
     assert everything(kit.store, "acme")["executionId"].to_list() == ["keep0", "keep1", "keep2"]
-    assert "tags" not in kit.catalog[subject.name]
+    assert "tags" not in kit.catalog.for_tenant("acme")[subject.name]
 
 
 def test_missing_column_lists_them_all_with_a_suggestion() -> None:
@@ -511,7 +511,7 @@ def test_validate_returns_canonical_types_and_leaves_the_catalog_alone() -> None
     expected = RECEIPTS.polars_schema()
     expected.update(retries=pl.Int64(), seen=pl.Datetime("us", "UTC"))
     assert out.schema == pl.Schema(expected)
-    assert "retries" not in catalog["receipts"]
+    assert "retries" not in catalog.for_tenant("acme")["receipts"]
 
 
 # -- extra columns -----------------------------------------------------------------------------
@@ -528,14 +528,16 @@ def test_extra_columns_are_kept_and_typed(kit: Kit) -> None:
     kit.store.ingest(RECEIPTS, receipts(2, first=10))  # a later file without them
     expected = {"retries": DataType.INT, "team": DataType.STRING, "flaky": DataType.BOOL}
     expected["score"] = DataType.FLOAT
-    assert kit.store.extras() == {"receipts": expected}
-    assert kit.catalog["receipts"].column("retries") is not None
+    assert kit.store.extras("acme") == {"receipts": expected}
+    assert kit.store.extras("globex") == {}
+    assert kit.catalog.for_tenant("acme")["receipts"].column("retries") is not None
+    assert kit.catalog["receipts"].column("retries") is None  # the declared columns only
     got = everything(kit.store, "acme")
     assert got.schema["retries"] == pl.Int64
     assert got.schema["score"] == pl.Float64
     assert got["retries"].to_list() == [0, 1, 2, 3, None, None]
     assert got["team"].to_list() == ["data"] * 4 + [None, None]
-    for name, type_ in (kit.reopen().extras().get("receipts") or {}).items():
+    for name, type_ in (kit.reopen().extras("acme").get("receipts") or {}).items():
         assert expected[name] is type_
 
 
@@ -543,7 +545,7 @@ def test_lake_reopen_restores_extras_into_the_catalog(lake_kit: Kit) -> None:
     lake_kit.store.ingest(RECEIPTS, receipts(3).with_columns(retries=pl.lit(2)))
     catalog = Catalog()
     lake = Lake(lake_kit.root, catalog)
-    column = catalog["receipts"].column("retries")
+    column = catalog.for_tenant("acme")["receipts"].column("retries")
     assert column is not None
     assert column.type is DataType.INT
     empty = lake.scan("acme", RECEIPTS, T0 - timedelta(days=9), T0 - timedelta(days=8))
@@ -559,7 +561,7 @@ def test_conflicting_extra_type_is_rejected(kit: Kit) -> None:
     assert caught.value.code == "PQL-E052"
     assert "retries" in caught.value.message
     assert kit.snapshot() == before
-    assert "fresh" not in kit.catalog["receipts"]
+    assert "fresh" not in kit.catalog.for_tenant("acme")["receipts"]
     assert kit.store.ingest(RECEIPTS, receipts(3, first=10).with_columns(retries=pl.lit(7)))
 
 
@@ -709,7 +711,7 @@ def test_a_second_lake_object_sees_new_commits(lake_kit: Kit) -> None:
     lake_kit.store.ingest(RECEIPTS, receipts(5).with_columns(retries=pl.lit(1)))
     assert other.version("acme") == 1
     assert everything(other, "acme").height == 5
-    assert other.extras() == {"receipts": {"retries": DataType.INT}}
+    assert other.extras("acme") == {"receipts": {"retries": DataType.INT}}
     report = other.ingest(RECEIPTS, receipts(6))
     assert (report.written, report.duplicates) == (1, 5)
     assert lake_kit.store.version("acme") == 2
@@ -739,7 +741,7 @@ def test_crash_before_the_manifest_leaves_nothing_visible(
     for store in (lake, Lake(lake_kit.root, Catalog())):
         assert everything(store, "acme")["executionId"].to_list() == ["old0", "old1"]
         assert store.version("acme") == 1
-        assert store.extras() == {}
+        assert store.extras("acme") == {}
     assert len(lake.gc_orphans()) == 2
     report = lake.ingest(RECEIPTS, receipts(48))
     assert (report.written, report.duplicates) == (48, 0)

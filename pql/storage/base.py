@@ -142,8 +142,8 @@ class Store(Protocol):
         """The tenants with stored rows, sorted."""
         ...
 
-    def extras(self) -> dict[str, dict[str, DataType]]:
-        """Extra (non-required) columns as stored: subject -> column -> type."""
+    def extras(self, tenant: str) -> dict[str, dict[str, DataType]]:
+        """``tenant``'s extra (non-required) columns as stored: subject -> column -> type."""
         ...
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
@@ -158,9 +158,10 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def current_subject(catalog: Catalog, subject: Subject) -> Subject:
-    """The catalog's current definition of ``subject`` (which includes its extra columns)."""
-    found = catalog.get(subject.name)
+def current_subject(catalog: Catalog, subject: Subject, tenant: str | None = None) -> Subject:
+    """The catalog's current definition of ``subject``: as registered, or as ``tenant`` sees it
+    (with that tenant's extra columns)."""
+    found = (catalog if tenant is None else catalog.for_tenant(tenant)).get(subject.name)
     if found is None:
         raise InputError(
             "PQL-E010",

@@ -80,8 +80,8 @@ class IndexedLake:
     def tenants(self) -> tuple[str, ...]:
         return self.lake.tenants()
 
-    def extras(self) -> dict[str, dict[str, DataType]]:
-        return self.lake.extras()
+    def extras(self, tenant: str) -> dict[str, dict[str, DataType]]:
+        return self.lake.extras(tenant)
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         return self.lake.stats(tenant, subject)

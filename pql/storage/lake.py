@@ -4,7 +4,7 @@ Layout::
 
     root/
       _pql/manifest.json                 every committed file with its statistics,
-                                         per-tenant versions and the extra-column types
+                                         per-tenant versions and each tenant's extra columns
       _pql/lock                          held (flock) by the process that is ingesting
       _pql/tmp/                          data files being written
       _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
@@ -60,11 +60,19 @@ from pql.storage.base import (
     project,
     split_duplicates,
 )
-from pql.storage.validate import REGION_PATTERN, TENANT_PATTERN, extra_columns, validate
+from pql.storage.validate import (
+    REGION_PATTERN,
+    TENANT_PATTERN,
+    check_extras,
+    extra_columns,
+    validate,
+)
 
 __all__ = ["FileEntry", "Lake", "Manifest", "bucket_name", "damaged", "parse_bucket"]
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+"""2: extra-column types per tenant. Format 1 (one set of extra columns for the whole lake) is
+still read: each tenant then gets the extra columns its own files hold."""
 META_DIR = "_pql"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = "lock"
@@ -73,6 +81,9 @@ QUARANTINE_DIR = "quarantine"
 PARQUET_MAGIC = b"PAR1"
 WRITERS = 8
 """How many data files an ingest writes at once (writing and fsync release the GIL)."""
+
+TenantExtras = Mapping[str, Mapping[str, Mapping[str, DataType]]]
+"""Extra columns per tenant: tenant -> subject -> column -> type (columns in first-ingest order)."""
 
 _Signature = tuple[int, int, int]
 """What identifies one version of the manifest file: inode, mtime (ns) and size."""
@@ -176,11 +187,11 @@ class FileEntry:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """The committed state of a lake: files, per-tenant versions and extra-column types."""
+    """The committed state of a lake: files, per-tenant versions and each tenant's extra columns."""
 
     files: tuple[FileEntry, ...] = ()
     versions: Mapping[str, int] = field(default_factory=dict)
-    extras: Mapping[str, Mapping[str, DataType]] = field(default_factory=dict)
+    extras: TenantExtras = field(default_factory=dict)
     _index: dict[tuple[str, str], tuple[FileEntry, ...]] = field(
         init=False, repr=False, compare=False
     )
@@ -200,16 +211,23 @@ class Manifest:
         """The tenants with committed files, sorted."""
         return tuple(sorted({tenant for tenant, _ in self._index}))
 
-    def commit(
-        self, entries: Sequence[FileEntry], extras: Mapping[str, Mapping[str, DataType]]
-    ) -> Manifest:
+    def extras_of(self, tenant: str) -> dict[str, dict[str, DataType]]:
+        """``tenant``'s extra columns: subject -> column -> type."""
+        return {s: dict(cols) for s, cols in self.extras.get(tenant, {}).items() if cols}
+
+    def commit(self, entries: Sequence[FileEntry], extras: TenantExtras) -> Manifest:
         """A new manifest with ``entries`` added, their tenants' versions bumped and ``extras``."""
         versions = dict(self.versions)
         for tenant in sorted({e.tenant for e in entries}):
             versions[tenant] = versions.get(tenant, 0) + 1
-        merged = {subject: dict(columns) for subject, columns in self.extras.items()}
-        for subject, columns in extras.items():
-            merged.setdefault(subject, {}).update(columns)
+        merged = {t: {s: dict(c) for s, c in subs.items()} for t, subs in self.extras.items()}
+        for tenant, subjects in extras.items():
+            for subject, columns in subjects.items():
+                if not columns:
+                    continue
+                mine = merged.setdefault(tenant, {}).setdefault(subject, {})
+                for name, type_ in columns.items():
+                    mine.setdefault(name, type_)
         return Manifest((*self.files, *entries), versions, merged)
 
     def without(self, entry: FileEntry) -> Manifest:
@@ -225,25 +243,50 @@ class Manifest:
             "format": MANIFEST_FORMAT,
             "versions": dict(sorted(self.versions.items())),
             "extras": {
-                subject: {name: type_.value for name, type_ in columns.items()}
-                for subject, columns in sorted(self.extras.items())
+                tenant: {
+                    subject: {name: type_.value for name, type_ in columns.items()}
+                    for subject, columns in sorted(subjects.items())
+                }
+                for tenant, subjects in sorted(self.extras.items())
             },
             "files": [entry.to_json() for entry in self.files],
         }
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Manifest:
-        """A manifest read back from ``manifest.json``."""
+    def from_json(cls, raw: Mapping[str, Any], root: Path | None = None) -> Manifest:
+        """A manifest read back from ``manifest.json`` (format 1 needs the lake's ``root``)."""
+        files = tuple(FileEntry.from_json(e) for e in raw["files"])
+        versions = {str(t): int(v) for t, v in raw["versions"].items()}
+        if raw.get("format") == 1 and root is not None:
+            return cls(files, versions, _legacy_extras(raw["extras"], files, root))
         if raw.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"unknown manifest format {raw.get('format')!r}")
-        return cls(
-            files=tuple(FileEntry.from_json(e) for e in raw["files"]),
-            versions={str(t): int(v) for t, v in raw["versions"].items()},
-            extras={
+        extras = {
+            str(tenant): {
                 str(subject): {str(n): DataType(t) for n, t in columns.items()}
-                for subject, columns in raw["extras"].items()
-            },
-        )
+                for subject, columns in subjects.items()
+            }
+            for tenant, subjects in raw["extras"].items()
+        }
+        return cls(files, versions, extras)
+
+
+def _legacy_extras(
+    raw: Mapping[str, Mapping[str, str]], files: Sequence[FileEntry], root: Path
+) -> dict[str, dict[str, dict[str, DataType]]]:
+    """Per-tenant extras of a format-1 manifest: the lake-wide ones each tenant's files hold."""
+    lake_wide = {str(s): {str(n): DataType(t) for n, t in cols.items()} for s, cols in raw.items()}
+    held: dict[tuple[str, str], set[str]] = {}
+    for entry in files:
+        if entry.subject in lake_wide:
+            schema = pl.read_parquet_schema(root / entry.path)
+            held.setdefault((entry.tenant, entry.subject), set()).update(schema)
+    out: dict[str, dict[str, dict[str, DataType]]] = {}
+    for (tenant, subject), present in sorted(held.items()):
+        columns = {n: t for n, t in lake_wide[subject].items() if n in present}
+        if columns:
+            out.setdefault(tenant, {})[subject] = columns
+    return out
 
 
 # -- the lake ----------------------------------------------------------------------------------
@@ -260,10 +303,10 @@ class _Keys:
 class Lake:
     """A :class:`~pql.storage.base.Store` on a local directory (see the module docs for the layout).
 
-    Opening a lake restores the catalog's extra columns from its manifest. The root is created
-    on the first ingest; a root that is a file is refused. ``durable=False`` skips the fsync of
-    data files and directories: faster for throw-away data, but after a power loss (not a mere
-    process crash) committed files may be missing or incomplete.
+    Opening a lake restores each tenant's extra columns from its manifest into the catalog. The
+    root is created on the first ingest; a root that is a file is refused. ``durable=False``
+    skips the fsync of data files and directories: faster for throw-away data, but after a power
+    loss (not a mere process crash) committed files may be missing or incomplete.
     """
 
     def __init__(self, root: Path | str, catalog: Catalog, *, durable: bool = True) -> None:
@@ -306,24 +349,25 @@ class Lake:
 
         Nothing is written when the input is invalid or every row is a duplicate.
         """
-        checked = current_subject(self._catalog, subject)
-        frame = validate(checked, data, self._catalog)
+        declared = current_subject(self._catalog, subject)
+        frame = validate(declared, data, self._catalog)
         if frame.height == 0:
-            return IngestReport(checked.name, 0, 0, 0, (), 0, ())
+            return IngestReport(declared.name, 0, 0, 0, (), 0, ())
         self._check_root()
         with self._lock, self._exclusive():
             manifest = self._refresh()
-            current = current_subject(self._catalog, subject)
-            if current is not checked:  # another process added extra columns meanwhile
-                frame = validate(current, frame, self._catalog)
+            # Another ingest (thread or process) may have given a tenant of ``frame`` an extra
+            # column since it was validated: the check of the extra columns and the write are
+            # one step, here, under both locks.
+            frame = check_extras(declared, frame, self._catalog)
             stored = {
-                tenant: self._stored_keys(manifest, tenant, current)
+                tenant: self._stored_keys(manifest, tenant, declared)
                 for tenant in frame.get_column("tenant").unique().to_list()
             }
-            new, duplicate_keys, duplicates = split_duplicates(current, frame, stored)
-            entries = self._commit(manifest, current, new) if new.height else []
+            new, duplicate_keys, duplicates = split_duplicates(declared, frame, stored)
+            entries = self._commit(manifest, declared, new) if new.height else []
         return IngestReport(
-            subject=current.name,
+            subject=declared.name,
             rows_in=frame.height,
             written=new.height,
             duplicates=duplicates,
@@ -345,7 +389,7 @@ class Lake:
         Not exact: the files hold whole days, so the executor still filters on ``ts``.
         """
         manifest = self._refresh()
-        current = current_subject(self._catalog, subject)
+        current = current_subject(self._catalog, subject, tenant)
         names = project(current, columns)
         low, high = micros(start), micros(end)
         files = [
@@ -374,9 +418,9 @@ class Lake:
         """The tenants with stored rows, sorted."""
         return self._refresh().tenants()
 
-    def extras(self) -> dict[str, dict[str, DataType]]:
-        """The extra columns in stored data: subject -> column -> type."""
-        return {s: dict(columns) for s, columns in self._refresh().extras.items()}
+    def extras(self, tenant: str) -> dict[str, dict[str, DataType]]:
+        """``tenant``'s extra columns in stored data: subject -> column -> type."""
+        return self._refresh().extras_of(tenant)
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         """Per (day, region) statistics of ``tenant``'s ``subject``, from the manifest."""
@@ -565,10 +609,11 @@ class Lake:
             return manifest
 
     def _restore_extras(self, manifest: Manifest) -> None:
-        for subject, columns in manifest.extras.items():
-            if subject in self._catalog:
-                for name, type_ in columns.items():
-                    self._catalog.add_extra(subject, name, type_)
+        """Give each tenant in the catalog the extra columns the manifest lists for it."""
+        for tenant, subjects in manifest.extras.items():
+            for subject, columns in subjects.items():
+                if subject in self._catalog:
+                    self._catalog.add_extras(tenant, subject, columns)
 
     def _stored_keys(self, manifest: Manifest, tenant: str, subject: Subject) -> pl.Series:
         """The keys stored for ``tenant``'s ``subject``, read lazily from committed files."""
@@ -604,12 +649,13 @@ class Lake:
             if self._durable:
                 list(pool.map(_fsync_dir, dirs))
         extras = extra_columns(subject, new)
-        committed = manifest.commit(entries, {subject.name: extras} if extras else {})
+        tenants = sorted({e.tenant for e in entries})
+        committed = manifest.commit(entries, {t: {subject.name: extras} for t in tenants})
         _atomic_write(self.manifest_path, _dump(committed))
         self._manifest = committed
         self._signature = _signature(os.stat(self.manifest_path))
-        for name, type_ in extras.items():
-            self._catalog.add_extra(subject.name, name, type_)
+        for tenant in tenants:
+            self._catalog.add_extras(tenant, subject.name, extras)
         self._remember_keys(subject, new, entries)
         return entries
 
@@ -692,8 +738,8 @@ def _signature(stat: os.stat_result) -> _Signature:
 
 def _parse_manifest(path: Path, payload: bytes) -> Manifest:
     try:
-        return Manifest.from_json(json.loads(payload))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return Manifest.from_json(json.loads(payload), root=path.parent.parent)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise InputError(
             "PQL-E059",
             f"the lake manifest {str(path)!r} cannot be read: {exc}",

@@ -37,7 +37,7 @@ from pql.storage.base import (
     with_partition_keys,
 )
 from pql.storage.rollups import RollupRead, Rollups, RollupSpec
-from pql.storage.validate import extra_columns, validate
+from pql.storage.validate import check_extras, extra_columns, validate
 
 __all__ = ["MemoryStore"]
 
@@ -89,7 +89,7 @@ class MemoryStore:
         """Per-day partial aggregates kept at ingest (:mod:`pql.storage.rollups`), or None."""
         self._tables: dict[tuple[str, str], _Table] = {}
         self._versions: dict[str, int] = {}
-        self._extras: dict[str, dict[str, DataType]] = {}
+        self._extras: dict[str, dict[str, dict[str, DataType]]] = {}
         self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
         self._lock = threading.Lock()
 
@@ -102,21 +102,23 @@ class MemoryStore:
         """Validate ``data``, drop duplicates and merge the new rows; see :class:`Store`."""
         frame = validate(subject, data, self._catalog)
         with self._lock:
-            current = current_subject(self._catalog, subject)
+            declared = current_subject(self._catalog, subject)
+            # Another ingest may have given a tenant of ``frame`` an extra column since it was
+            # validated: the check of the extra columns and the write are one step, here.
+            frame = check_extras(declared, frame, self._catalog)
             stored = {
-                tenant: table.frame.get_column(current.key)
+                tenant: table.frame.get_column(declared.key)
                 for tenant in frame.get_column("tenant").unique().to_list()
-                if (table := self._tables.get((tenant, current.name))) is not None
+                if (table := self._tables.get((tenant, declared.name))) is not None
             }
-            new, duplicate_keys, duplicates = split_duplicates(current, frame, stored)
+            new, duplicate_keys, duplicates = split_duplicates(declared, frame, stored)
             tenants: tuple[str, ...] = ()
             partitions = 0
             if new.height:
-                current = self._register_extras(current, new)
-                partitions = count_partitions(with_partition_keys(current, new))
-                tenants = self._merge(current, new)
+                partitions = count_partitions(with_partition_keys(declared, new))
+                tenants = self._merge(declared, new)
         return IngestReport(
-            subject=current.name,
+            subject=declared.name,
             rows_in=frame.height,
             written=new.height,
             duplicates=duplicates,
@@ -134,7 +136,7 @@ class MemoryStore:
         columns: Sequence[str] | None = None,
     ) -> Scan:
         """Exactly the rows of ``tenant`` with ``start <= ts <= end``, as a zero-copy slice."""
-        current = current_subject(self._catalog, subject)
+        current = current_subject(self._catalog, subject, tenant)
         names = project(current, columns)
         table = self._tables.get((tenant, current.name))
         if table is None:
@@ -157,9 +159,10 @@ class MemoryStore:
         """The tenants with stored rows, sorted."""
         return tuple(sorted({tenant for tenant, _ in self._tables}))
 
-    def extras(self) -> dict[str, dict[str, DataType]]:
-        """The extra columns this store holds: subject -> column -> type."""
-        return {subject: dict(columns) for subject, columns in self._extras.items()}
+    def extras(self, tenant: str) -> dict[str, dict[str, DataType]]:
+        """``tenant``'s extra columns in this store: subject -> column -> type."""
+        mine = self._extras.get(tenant, {})
+        return {subject: dict(columns) for subject, columns in mine.items()}
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         """Per (day, region) statistics of ``tenant``'s ``subject``, computed and cached."""
@@ -183,24 +186,29 @@ class MemoryStore:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _register_extras(self, subject: Subject, new: pl.DataFrame) -> Subject:
-        """Add the extra columns of ``new`` to the catalog; return the widened subject."""
-        for name, type_ in extra_columns(subject, new).items():
-            self._catalog.add_extra(subject.name, name, type_)
-            self._extras.setdefault(subject.name, {})[name] = type_
-        return self._catalog[subject.name]
-
     def _merge(self, subject: Subject, new: pl.DataFrame) -> tuple[str, ...]:
-        """Merge ``new`` rows into each tenant's sorted table; return the tenants touched."""
+        """Merge ``new`` rows into each tenant's sorted table; return the tenants touched.
+
+        Each tenant that gets rows gets the extra columns of ``new`` (registered for all of
+        them first, so that a refusal leaves no rows behind).
+        """
+        by_tenant = sorted(new.partition_by("tenant", as_dict=True).items())
+        extras = extra_columns(subject, new)
+        for (tenant,), _ in by_tenant:
+            self._catalog.add_extras(str(tenant), subject.name, extras)
+            mine = self._extras.setdefault(str(tenant), {}).setdefault(subject.name, {})
+            for name, type_ in extras.items():
+                mine.setdefault(name, type_)
         touched: list[str] = []
-        for (tenant,), rows in sorted(new.partition_by("tenant", as_dict=True).items()):
+        for (tenant,), rows in by_tenant:
             if not isinstance(tenant, str):
                 continue
             key = (tenant, subject.name)
-            parts = [conform(rows, subject)]
+            current = current_subject(self._catalog, subject, tenant)
+            parts = [conform(rows, current)]
             if (old := self._tables.get(key)) is not None:
-                parts.insert(0, conform(old.frame, subject))
-            merged = pl.concat(parts, how="vertical").sort(sort_columns(subject))
+                parts.insert(0, conform(old.frame, current))
+            merged = pl.concat(parts, how="vertical").sort(sort_columns(current))
             self._tables[key] = _Table.build(merged.rechunk())
             if self.rollups is not None:
                 self.rollups.add(tenant, subject, rows)

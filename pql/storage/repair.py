@@ -58,7 +58,8 @@ class RebuildReport:
     skipped: tuple[tuple[str, str], ...] = ()
     duplicates: int = 0
     replaced: str | None = None
-    extras: dict[str, dict[str, DataType]] = field(default_factory=dict)
+    extras: dict[str, dict[str, dict[str, DataType]]] = field(default_factory=dict)
+    """The extra columns restored, per tenant: tenant -> subject -> column -> type."""
 
 
 def rebuild_manifest(
@@ -79,7 +80,7 @@ def rebuild_manifest(
         replaced = _set_aside(root, path, force)
         entries: list[FileEntry] = []
         skipped: list[tuple[str, str]] = []
-        extras: dict[str, dict[str, DataType]] = {}
+        extras: dict[str, dict[str, dict[str, DataType]]] = {}  # tenant -> subject -> columns
         keys: dict[tuple[str, str], list[pl.Series]] = {}
         for file in sorted(root.glob("mc-*/day=*/*.parquet")):
             relative = file.relative_to(root).as_posix()
@@ -90,7 +91,8 @@ def rebuild_manifest(
                 continue
             entries.append(entry)
             for name, type_ in _extras(subject, frame).items():
-                extras.setdefault(subject.name, {}).setdefault(name, type_)
+                mine = extras.setdefault(entry.tenant, {}).setdefault(subject.name, {})
+                mine.setdefault(name, type_)
             keys.setdefault((entry.tenant, subject.name), []).append(
                 frame.get_column(subject.key).cast(pl.String)
             )

@@ -2,7 +2,11 @@
 
 :func:`validate` either returns a normalized frame or raises :class:`~pql.errors.InputError`
 naming what is wrong and where; it never changes the catalog, so a rejected file leaves no
-trace. Stores call :func:`extra_columns` afterwards to learn which extra columns to register.
+trace. Extra columns are checked against the extra columns of each tenant the input has rows
+for, and only those: another tenant's column of the same name does not matter. Since other
+ingests may add extra columns meanwhile, a store calls :func:`check_extras` again under its
+ingest lock, right before it writes, and then registers :func:`extra_columns` for the tenants
+that got rows.
 
 Normalized means: strings (including categoricals) are ``String``, ``ts`` and every other
 timestamp is ``Datetime("us", "UTC")`` (naive values are taken as UTC, other zones converted),
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 import polars as pl
 import pyarrow as pa
 
-from pql.catalog import Catalog, Column, DataType, Subject, suggest
+from pql.catalog import Catalog, Column, DataType, Subject, suggest, type_conflict
 from pql.errors import InputError, PQLError
 from pql.storage.base import current_subject, has_region
 
@@ -26,6 +30,7 @@ __all__ = [
     "LAST_YEAR",
     "REGION_PATTERN",
     "TENANT_PATTERN",
+    "check_extras",
     "extra_columns",
     "validate",
     "validate_all",
@@ -72,7 +77,8 @@ def validate(subject: Subject, data: pa.Table | pl.DataFrame, catalog: Catalog) 
     """Check ``data`` against ``subject`` and return it normalized to the stored types.
 
     Raises :class:`~pql.errors.InputError` for missing columns (PQL-E050), wrong types
-    (PQL-E051), extra columns conflicting with stored ones (PQL-E052), nulls where a value is
+    (PQL-E051), extra columns conflicting with the same tenant's stored ones (PQL-E052; another
+    tenant's columns do not count), nulls where a value is
     required (PQL-E053), malformed tenants (PQL-E054), effects other than allow/deny (PQL-E055),
     extra columns of a type PQL cannot query (PQL-E056), malformed regions (PQL-E058) and
     timestamps outside the years 1 to 9999 (PQL-E101).
@@ -87,11 +93,11 @@ def validate(subject: Subject, data: pa.Table | pl.DataFrame, catalog: Catalog) 
     >>> validate(RECEIPTS, pl.DataFrame([row]), Catalog()).schema["ts"]
     Datetime(time_unit='us', time_zone='UTC')
     """
-    current = current_subject(catalog, subject)
+    declared = current_subject(catalog, subject)
     frame = _to_polars(data)
-    _check_missing(current, frame)
-    normalized = _normalize(current, frame)
-    _check_values(current, normalized)
+    _check_missing(declared, frame)
+    normalized = _normalize(declared, frame, catalog)
+    _check_values(declared, normalized)
     return normalized
 
 
@@ -133,6 +139,21 @@ def validate_all(
     if not frames:
         return pl.DataFrame(schema=current.polars_schema())
     return pl.concat(frames, how="diagonal")
+
+
+def check_extras(subject: Subject, frame: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
+    """Check the extra columns of a validated ``frame`` against the catalog as it is now.
+
+    Stores call this under their ingest lock, right before writing, so that the check and the
+    write are one step: an extra column another ingest of the same tenant registered meanwhile
+    with another type is refused (PQL-E052). Returns ``frame``, with an integer column cast to
+    float where the tenant stores it as float.
+    """
+    declared = current_subject(catalog, subject)
+    names = [n for n in frame.columns if n not in declared]
+    targets = _extra_targets(declared, frame, names, catalog)
+    casts = [pl.col(n).cast(t.polars) for n, t in targets.items() if frame.schema[n] != t.polars]
+    return frame.with_columns(casts) if casts else frame
 
 
 def extra_columns(subject: Subject, data: pl.DataFrame) -> dict[str, DataType]:
@@ -196,12 +217,12 @@ def _check_missing(subject: Subject, frame: pl.DataFrame) -> None:
 # -- types -------------------------------------------------------------------------------------
 
 
-def _normalize(subject: Subject, frame: pl.DataFrame) -> pl.DataFrame:
+def _normalize(subject: Subject, frame: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
     """Cast every column to its stored type, or raise naming every column that cannot be."""
     known = [c for c in subject.columns if c.name in frame.columns]
     extra = [name for name in frame.columns if name not in subject]
     _check_known_types(subject, frame, known)
-    extra_types = _extra_types(subject, frame, extra)
+    extra_types = _extra_targets(subject, frame, extra, catalog)
     _check_time_range(frame)
     exprs = [_cast(c.name, frame.schema[c.name], c.type) for c in known]
     exprs += [_cast(n, frame.schema[n], extra_types[n]) for n in extra]
@@ -229,8 +250,7 @@ def _check_known_types(subject: Subject, frame: pl.DataFrame, known: list[Column
         )
     if wrong:
         column = wrong[0]
-        found = frame.schema[column.name]
-        shown = found_type.value if (found_type := DataType.from_polars(found)) else str(found)
+        shown = _shown(frame.schema[column.name])
         raise InputError(
             "PQL-E052",
             f"column {subject.name}.{column.name} is {column.type.value} in stored data "
@@ -240,10 +260,41 @@ def _check_known_types(subject: Subject, frame: pl.DataFrame, known: list[Column
         )
 
 
-def _extra_types(subject: Subject, frame: pl.DataFrame, names: list[str]) -> dict[str, DataType]:
-    """The PQL types of new extra columns; raise PQL-E056 naming those PQL cannot query."""
-    types = {n: DataType.from_polars(frame.schema[n]) for n in names}
-    bad = [n for n, t in types.items() if t is None or n.startswith(_RESERVED_PREFIX)]
+def _extra_targets(
+    subject: Subject, frame: pl.DataFrame, names: list[str], catalog: Catalog
+) -> dict[str, DataType]:
+    """The type each extra column is stored as, checked against the input's tenants' own.
+
+    A column a tenant of the input already has keeps that tenant's type (PQL-E052 if the input
+    cannot be cast to it; an input whose tenants have it with different types is refused too);
+    a new one takes the input's type (PQL-E056 naming those PQL cannot query).
+    """
+    if not names:
+        return {}
+    tenants = _tenants(frame)
+    targets: dict[str, DataType] = {}
+    bad: list[str] = []
+    for name in names:
+        dtype = frame.schema[name]
+        if name.startswith(_RESERVED_PREFIX):
+            bad.append(name)
+            continue
+        stored = {
+            tenant: found
+            for tenant in tenants
+            if (found := catalog.extra_type(tenant, subject.name, name)) is not None
+        }
+        for tenant, type_ in stored.items():
+            if _cast(name, dtype, type_) is None:
+                raise type_conflict(subject.name, name, type_, _shown(dtype), tenant)
+        kinds = dict.fromkeys(stored.values())
+        if len(kinds) > 1:
+            raise _tenants_disagree(subject, name, stored)
+        natural = next(iter(kinds), None) or DataType.from_polars(dtype)
+        if natural is None:
+            bad.append(name)
+        else:
+            targets[name] = natural
     if bad:
         shown = ", ".join(f"{n} ({_describe(frame.schema[n])})" for n in bad)
         raise InputError(
@@ -256,7 +307,34 @@ def _extra_types(subject: Subject, frame: pl.DataFrame, names: list[str]) -> dic
             ),
             details={"subject": subject.name, "columns": bad},
         )
-    return {n: t for n, t in types.items() if t is not None}
+    return targets
+
+
+def _tenants(frame: pl.DataFrame) -> list[str]:
+    """The distinct tenants of ``frame``, sorted (malformed ones are refused later)."""
+    if "tenant" not in frame.columns:
+        return []
+    values = frame.get_column("tenant").unique().drop_nulls()
+    return sorted(str(v) for v in values.to_list())
+
+
+def _tenants_disagree(subject: Subject, name: str, stored: dict[str, DataType]) -> InputError:
+    """PQL-E052: two tenants of one input store the extra column ``name`` as different types."""
+    first, a = next(iter(stored.items()))
+    second, b = next((t, k) for t, k in stored.items() if k is not a)
+    return InputError(
+        "PQL-E052",
+        f"column {subject.name}.{name} is {a.value} in tenant {first}'s stored data and "
+        f"{b.value} in tenant {second}'s; one input cannot hold both",
+        hints=("ingest each tenant's rows separately",),
+        details={"subject": subject.name, "column": name, "tenants": [first, second]},
+    )
+
+
+def _shown(dtype: pl.DataType) -> str:
+    """A dtype as the PQL type it would be, or as Polars names it."""
+    found = DataType.from_polars(dtype)
+    return found.value if found is not None else str(dtype)
 
 
 def _cast(name: str, dtype: pl.DataType, target: DataType) -> pl.Expr | None:
