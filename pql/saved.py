@@ -26,6 +26,7 @@ import json
 import math
 import re
 import sqlite3
+import sys
 import threading
 import unicodedata
 import weakref
@@ -56,10 +57,12 @@ from pql.signing import (
     parse_time,
     to_utc,
 )
-from pql.storage import Lake, Store
+from pql.storage import IndexedLake, Lake, Store
 
 __all__ = [
+    "AUDIT_TEXT_MAX",
     "FORMAT",
+    "MAX_DOCUMENT",
     "NAME_RE",
     "AuditRecord",
     "Authorized",
@@ -90,7 +93,8 @@ NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _PARAM_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHA256_RE: Final = re.compile(r"[0-9a-f]{64}")
-_MAX_DOCUMENT: Final = 256 * 1024
+MAX_DOCUMENT: Final = 256 * 1024
+"""The largest saved-query document read, in bytes."""
 _MAX_AUTHOR: Final = 200
 _FIELDS: Final = (
     "format", "name", "tenant", "author", "params", "text", "query", "kid",
@@ -175,6 +179,9 @@ def _to_string(value: object) -> str:
     raise TypeError("it is not text")
 
 
+_FLOAT_MAX: Final = int(sys.float_info.max)
+
+
 def _to_int(value: object) -> int:
     if isinstance(value, bool):
         raise TypeError("a boolean is not a whole number")
@@ -191,6 +198,8 @@ def _to_float(value: object) -> float:
     number = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
     if isinstance(value, str) and re.fullmatch(number, value.strip()):
         value = float(value)
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        raise ValueError("it is too large for a 64-bit float")
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     raise ValueError("it is not a finite number")
@@ -212,7 +221,10 @@ def _to_timestamp(value: object) -> datetime:
             raise ValueError("it is not an ISO-8601 time") from None
     if isinstance(value, datetime):
         stamp = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return stamp.astimezone(UTC)
+        try:
+            return stamp.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("in UTC it falls outside the years 1-9999") from None
     raise TypeError("it is not a time")
 
 
@@ -250,16 +262,26 @@ class ParamType(enum.Enum):
         """
         try:
             return _CONVERTERS[self](value)
-        except (TypeError, ValueError) as exc:
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ParamTypeError(
-                f"parameter ${name} is declared {self.value}, but {shown} is not: {exc}",
+                f"parameter ${name} is declared {self.value}, but {_shown(value)} is not: {exc}",
                 details={"param": name, "type": self.value},
             ) from None
 
     def dummy(self) -> object:
         """A value of this type, to check a query's types before it is signed."""
         return _DUMMIES[self]
+
+
+def _shown(value: object, width: int = 60) -> str:
+    """A short ``repr`` of a caller's value, whatever its size (huge ints cannot be printed)."""
+    if isinstance(value, str | bytes):
+        value = value[: width + 1]
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than sys.get_int_max_str_digits() digits
+        return "a number too large to show"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 _CONVERTERS: Final[dict[ParamType, Callable[[object], object]]] = {
@@ -707,8 +729,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _load_object(raw: str | bytes) -> dict[str, Any]:
-    if len(raw) > _MAX_DOCUMENT:
-        raise MalformedDocumentError(f"the document is larger than {_MAX_DOCUMENT:,} bytes")
+    if len(raw) > MAX_DOCUMENT:
+        raise MalformedDocumentError(f"the document is larger than {MAX_DOCUMENT:,} bytes")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         value = json.loads(text, object_pairs_hook=_no_duplicates)
@@ -771,9 +793,13 @@ class _Reader:
             raise MalformedDocumentError("params must map parameter names to types")
         out: dict[str, ParamType] = {}
         for name, type_name in raw.items():
-            if not _PARAM_RE.fullmatch(name) or type_name not in {t.value for t in ParamType}:
+            if (
+                not _PARAM_RE.fullmatch(name)
+                or not isinstance(type_name, str)
+                or type_name not in {t.value for t in ParamType}
+            ):
                 raise MalformedDocumentError(
-                    f"params: {name!r}: {type_name!r} is not a declaration"
+                    f"params: {name[:80]!r}: {_shown(type_name)} is not a declaration"
                 )
             out[name] = ParamType(type_name)
         if list(out) != sorted(out):
@@ -830,9 +856,12 @@ class SavedStore:
     def beside(cls, store: Store) -> SavedStore:
         """The saved-query store that goes with an engine's data store.
 
-        A :class:`~pql.storage.Lake` keeps it in its directory; any other store gets one
-        in-memory store for as long as it lives.
+        A :class:`~pql.storage.Lake` keeps it in its directory, and so does an
+        :class:`~pql.storage.IndexedLake` (the same directory, whatever the scan path); any
+        other store gets one in-memory store for as long as it lives.
         """
+        if isinstance(store, IndexedLake):
+            store = store.lake
         if isinstance(store, Lake):
             return cls.in_data_dir(store.root)
         if store not in _BESIDE:
@@ -942,15 +971,50 @@ class SafelistLevel(enum.Enum):
     """Only signed saved queries run; free-form queries are refused (and recorded)."""
 
 
+AUDIT_TEXT_MAX: Final = 1024
+"""How many characters of a query's text an :class:`AuditRecord` keeps."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One free-form query the safelist saw at level ``audit`` or ``enforce``."""
+    """One free-form query the safelist saw at level ``audit`` or ``enforce``.
+
+    A record keeps at most :data:`AUDIT_TEXT_MAX` characters of the text, with the length and
+    SHA-256 of the whole text, so that the log stays small whatever callers send.
+    """
 
     at: datetime
     tenant: str
     level: SafelistLevel
     admitted: bool
     text: str
+    """The query text, cut to its first ``AUDIT_TEXT_MAX`` characters."""
+    length: int
+    """The length of the whole text, in characters."""
+    sha256: str
+    """The SHA-256 (hex) of the whole text in UTF-8."""
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``text`` is only the start of the query."""
+        return self.length > len(self.text)
+
+    @classmethod
+    def of(
+        cls, text: object, *, tenant: object, level: SafelistLevel, admitted: bool
+    ) -> AuditRecord:
+        """The record of one query; only a bounded prefix of ``text`` is kept."""
+        whole = text if isinstance(text, str) else f"<not text: {type(text).__name__}>"
+        digest = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
+        return cls(
+            at=datetime.now(UTC),
+            tenant=tenant if isinstance(tenant, str) else _shown(tenant),
+            level=level,
+            admitted=admitted,
+            text=whole[:AUDIT_TEXT_MAX],
+            length=len(whole),
+            sha256=digest,
+        )
 
 
 SafelistSpec: TypeAlias = "str | SafelistLevel | Mapping[str, str | SafelistLevel] | Safelist"
@@ -1026,13 +1090,7 @@ class Safelist:
         if level is SafelistLevel.OFF:
             return
         admitted = level is SafelistLevel.AUDIT
-        record = AuditRecord(
-            at=datetime.now(UTC),
-            tenant=tenant if isinstance(tenant, str) else repr(tenant),
-            level=level,
-            admitted=admitted,
-            text=text if isinstance(text, str) else repr(text),
-        )
+        record = AuditRecord.of(text, tenant=tenant, level=level, admitted=admitted)
         self._log.append(record)
         if self._sink is not None:
             self._sink(record)
