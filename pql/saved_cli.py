@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pql.cli_output import print_result
 from pql.engine import Engine
 from pql.errors import InputError, PQLError
 from pql.plan.safety import check_tenant_name
@@ -234,15 +235,13 @@ def cmd_saved_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_saved_run(args: argparse.Namespace) -> int:
-    from pql.cli import _print_result  # here, not at the top: pql.cli imports this module
-
     params = _pairs(args.param, "--param")
     tenant = check_tenant_name(args.tenant)
     engine = Engine(_data_dir(args.data))
     result = engine.run_saved(
         args.name, tenant=tenant, keyring=KeyRing.from_dir(args.keys), params=params, now=args.now
     )
-    _print_result(result, args.format, sys.stdout)
+    print_result(result, args.format, sys.stdout)
     return 0
 
 
