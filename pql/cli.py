@@ -12,13 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
-
-import polars as pl
+from typing import Any, NoReturn
 
 from pql import lake_cli, saved_cli
+from pql.cli_output import print_result as _print_result
 from pql.errors import InputError, PQLError
-from pql.result import Result
 
 __all__ = ["main"]
 
@@ -113,33 +111,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pql.demo_run import run_demo
 
     return run_demo(Path(args.data), receipts=args.receipts, seed=args.seed, out=sys.stdout)
-
-
-def _print_result(result: Result, fmt: str, out: TextIO) -> None:
-    if fmt == "json":
-        out.write(result.to_json() + "\n")
-    elif fmt == "csv":
-        out.write(_isoformat(result.df).write_csv())
-    else:
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            fmt_str_lengths=60,
-            tbl_hide_dataframe_shape=True,
-            tbl_width_chars=200,
-        ):
-            out.write(f"{result.df}\n")
-        out.write(f"{result.df.height:,} rows\n")
-
-
-def _isoformat(df: pl.DataFrame) -> pl.DataFrame:
-    exprs = [
-        pl.col(name).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias(name)
-        if isinstance(dtype, pl.Datetime)
-        else pl.col(name)
-        for name, dtype in df.schema.items()
-    ]
-    return df.select(exprs)
 
 
 def _common(p: argparse.ArgumentParser, tenant: bool = True) -> None:

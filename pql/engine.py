@@ -10,7 +10,7 @@ A query goes through these stages, one module each::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -140,6 +140,10 @@ class Engine:
     entry; a fixed ``now`` is always exact. ``metrics`` defaults to the process-wide
     :func:`~pql.metrics.default_metrics` (no-ops without prometheus_client). Demand is counted
     in ``engine.query_log``; :meth:`warm` re-runs the most demanded queries.
+
+    ``clock`` replaces the engine's trusted clock (default: the wall clock, UTC), on which the
+    signatures and keys of saved queries are judged; it can be set only here (e.g. by tests),
+    never per query. A query's ``now`` sets only its window.
     """
 
     def __init__(
@@ -156,8 +160,10 @@ class Engine:
         index: bool = False,
         rollups: bool = True,
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.safelist = Safelist.of(safelist)
+        self._trusted_clock = clock if clock is not None else _wall_clock
         if cache is True:
             cache = result_cache.ResultCache()
         self.cache = cache if isinstance(cache, result_cache.ResultCache) else None
@@ -183,6 +189,8 @@ class Engine:
         self.rollup_min_rows = rollup_min_rows
         """Estimated rows an aggregate must be spared before it reads the rollup instead."""
         self._rollup_store = self.store if isinstance(self.store, RollupStore) else None
+        self.saved_store = SavedStore.beside(self.store)
+        """The signed saved queries of this engine's data (``DATA/_pql/saved.sqlite``)."""
         self.statistics = StoreStats(self.store, self.catalog)
         self._admission = Admission(
             running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
@@ -201,6 +209,7 @@ class Engine:
         metrics: Metrics | None = None,
         rollups: bool = True,
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
+        clock: Callable[[], datetime] | None = None,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
@@ -214,6 +223,7 @@ class Engine:
             metrics=metrics,
             rollups=rollups,
             rollup_min_rows=rollup_min_rows,
+            clock=clock,
         )
 
     # limits -----------------------------------------------------------------------------
@@ -434,6 +444,10 @@ class Engine:
         """
         return warm_mod.warm(self, top_n=top_n, tenants=tenants)
 
+    def trusted_now(self) -> datetime:
+        """The engine's own clock, on which signatures and keys are judged (never a caller's)."""
+        return _clock(self._trusted_clock())
+
     def run_saved(
         self,
         name: str,
@@ -446,16 +460,21 @@ class Engine:
     ) -> Result:
         """Run the signed saved query ``name`` of ``tenant``, verifying it first (on every run).
 
-        The signature, key, tenant, validity window and text are checked against ``keyring`` at
-        ``now``; ``params`` are checked against the declared types and bound as literals. Saved
-        queries run whatever the safelist level. ``store`` defaults to the one beside the
-        engine's data (``DATA/_pql/saved.sqlite``). See ``docs/pql/SAVED_QUERIES.md``.
+        The signature, key, tenant, validity windows and text are checked against ``keyring`` on
+        the engine's own clock (:meth:`trusted_now`: the wall clock, or the ``clock`` the engine
+        was built with); ``now`` sets only the query's window, as for :meth:`query`, so an
+        expired query cannot be revived by an earlier ``now`` and a valid one can replay a past
+        window. ``params`` are checked against the declared types and bound as literals. Saved
+        queries run whatever the safelist level. ``store`` defaults to :attr:`saved_store`.
+        See ``docs/pql/SAVED_QUERIES.md``.
         """
         started = time.perf_counter()
-        clock = _clock(now)
-        saved = store if store is not None else SavedStore.beside(self.store)
-        run = saved.authorize(name, tenant=tenant, keyring=keyring, now=clock, params=params)
-        prepared = self.prepare(run.text, tenant=tenant, now=clock, params=run.params)
+        window_end = _clock(now)
+        saved = store if store is not None else self.saved_store
+        run = saved.authorize(
+            name, tenant=tenant, keyring=keyring, now=self.trusted_now(), params=params
+        )
+        prepared = self.prepare(run.text, tenant=tenant, now=window_end, params=run.params)
         return self.execute(prepared, started=started)
 
     def execute(self, prepared: Prepared, *, started: float | None = None) -> Result:
@@ -548,6 +567,10 @@ def _lap(timings: dict[str, float], stage: str, since: float) -> float:
     now = time.perf_counter()
     timings[stage] = round((now - since) * 1000, 3)
     return now
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _clock(now: datetime | str | None) -> datetime:

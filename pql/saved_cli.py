@@ -9,14 +9,17 @@
                       [--not-before ISO] [--kid ID] [--author A] [--param-type k=TYPE ...]
                       [--now ISO] "QUERY"
     pql saved export  --data DIR --tenant T NAME
-    pql saved import  --data DIR --keys DIR [--now ISO] FILE.json
-    pql saved verify  --data DIR --keys DIR --tenant T [--now ISO] NAME
+    pql saved import  --data DIR --keys DIR FILE.json
+    pql saved verify  --data DIR --keys DIR --tenant T NAME
     pql saved run     --data DIR --keys DIR --tenant T NAME [--param k=v ...] [--now ISO]
                       [--format table|json|csv]
     pql saved list    --data DIR --tenant T
 
 :func:`register` adds them to the ``pql`` parser; errors are rendered by :func:`pql.cli.main`
 (a signature or authorization failure exits 4 with its ``PQL-A…`` code).
+
+Signatures and keys are judged on the wall clock. ``saved run --now`` sets only the end of the
+query's window; ``import`` and ``verify`` take no clock at all.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pql.cli_output import print_result
 from pql.engine import Engine
-from pql.errors import InputError
+from pql.errors import InputError, PQLError
 from pql.plan.safety import check_tenant_name
-from pql.saved import MalformedDocumentError, SavedQuery, SavedStore, sign_query
+from pql.saved import MAX_DOCUMENT, SavedQuery, SavedStore, sign_query
 from pql.signing import KeyRing, SigningKey, format_time, to_utc, write_sidecar
 
 __all__ = ["register"]
@@ -102,17 +106,22 @@ def _saved_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_saved_export)
 
     p = sub.add_parser("import", help="verify a signed JSON document and store it")
-    _data(p, keys=True, now=True)
+    _data(p, keys=True)
     p.add_argument("file", metavar="FILE.json", help="the document ('-' reads stdin)")
     p.set_defaults(handler=cmd_saved_import)
 
     p = sub.add_parser("verify", help="verify a stored saved query")
-    _data(p, tenant=True, keys=True, now=True)
+    _data(p, tenant=True, keys=True)
     p.add_argument("name", metavar="NAME")
     p.set_defaults(handler=cmd_saved_verify)
 
     p = sub.add_parser("run", help="verify and run a saved query")
-    _data(p, tenant=True, keys=True, now=True)
+    _data(p, tenant=True, keys=True)
+    p.add_argument(
+        "--now",
+        metavar="ISO-8601",
+        help="the end of the query's window (default: now); validity is judged on the wall clock",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -123,16 +132,12 @@ def _saved_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=cmd_saved_list)
 
 
-def _data(
-    p: argparse.ArgumentParser, *, tenant: bool = False, keys: bool = False, now: bool = False
-) -> None:
+def _data(p: argparse.ArgumentParser, *, tenant: bool = False, keys: bool = False) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
     if tenant:
         p.add_argument("--tenant", required=True, metavar="T")
     if keys:
         p.add_argument("--keys", required=True, metavar="DIR", help="the trusted public keys")
-    if now:
-        p.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +196,7 @@ def cmd_saved_sign(args: argparse.Namespace) -> int:
     # refused now rather than at its first run (they run again, with the real values, then).
     dummies = {k: t.dummy() for k, t in saved.params.items()}
     engine.prepare(saved.query, tenant=saved.tenant, now=args.now, params=dummies)
-    SavedStore.beside(engine.store).put(saved)
+    engine.saved_store.put(saved)
     print(f"signed {saved.name!r} for tenant {saved.tenant!r} with key {saved.kid!r}")
     print(f"query:      {saved.query}")
     print(f"parameters: {_describe_params(saved)}")
@@ -207,7 +212,7 @@ def cmd_saved_export(args: argparse.Namespace) -> int:
 def cmd_saved_import(args: argparse.Namespace) -> int:
     store = SavedStore.in_data_dir(_data_dir(args.data))
     saved = SavedQuery.from_json(_read_document(args.file))
-    saved.verify(KeyRing.from_dir(args.keys), tenant=saved.tenant, now=to_utc(args.now))
+    saved.verify(KeyRing.from_dir(args.keys), tenant=saved.tenant, now=_trusted_now())
     store.put(saved)
     print(f"imported {saved.name!r} for tenant {saved.tenant!r} (signed by {saved.kid!r})")
     return 0
@@ -218,7 +223,7 @@ def cmd_saved_verify(args: argparse.Namespace) -> int:
     tenant = check_tenant_name(args.tenant)
     saved = store.get(tenant, args.name)
     key = saved.verify(
-        KeyRing.from_dir(args.keys), tenant=tenant, now=to_utc(args.now), name=args.name
+        KeyRing.from_dir(args.keys), tenant=tenant, now=_trusted_now(), name=args.name
     )
     expires = format_time(saved.expires_at) if saved.expires_at else "never"
     print(
@@ -230,15 +235,13 @@ def cmd_saved_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_saved_run(args: argparse.Namespace) -> int:
-    from pql.cli import _print_result  # here, not at the top: pql.cli imports this module
-
     params = _pairs(args.param, "--param")
     tenant = check_tenant_name(args.tenant)
     engine = Engine(_data_dir(args.data))
     result = engine.run_saved(
         args.name, tenant=tenant, keyring=KeyRing.from_dir(args.keys), params=params, now=args.now
     )
-    _print_result(result, args.format, sys.stdout)
+    print_result(result, args.format, sys.stdout)
     return 0
 
 
@@ -246,14 +249,22 @@ def cmd_saved_list(args: argparse.Namespace) -> int:
     store = SavedStore.in_data_dir(_data_dir(args.data))
     tenant = check_tenant_name(args.tenant)
     print("name\tkid\tauthor\tparameters\texpires")
+    unreadable = 0
     for name in store.names(tenant):
         try:
             saved = store.get(tenant, name)
-        except MalformedDocumentError as exc:
-            print(f"{name}\t-\t-\t-\t(malformed: {exc.message})")
+        except PQLError as exc:  # one bad row must not hide the others
+            unreadable += 1
+            print(f"{name}\t-\t-\t-\t(cannot be read: {exc.code}: {exc.message})")
             continue
         expires = format_time(saved.expires_at) if saved.expires_at else "never"
         print(f"{name}\t{saved.kid}\t{saved.author}\t{_describe_params(saved)}\t{expires}")
+    if unreadable:
+        print(
+            f"warning: {unreadable} stored document(s) of tenant {tenant!r} cannot be read; "
+            "import them again with `pql saved import`",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -270,6 +281,11 @@ def _data_dir(path: str) -> Path:
             hints=("create it with `pql demo --data DIR` or `pql ingest --data DIR ...`",),
         )
     return data
+
+
+def _trusted_now() -> datetime:
+    """The clock signatures and keys are judged on: the wall clock, never a flag."""
+    return to_utc(None)
 
 
 def _time(value: str | None, flag: str) -> datetime | None:
@@ -293,12 +309,14 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def _read_document(file: str) -> str | bytes:
-    """The document's bytes: decoding them is part of reading the document (exit 4 if bad)."""
-    if file == "-":
-        return sys.stdin.read()
+def _read_document(file: str) -> bytes:
+    """The document's bytes, at most one more than a document may have (so a huge file or an
+    endless stream costs no memory); decoding them is part of reading the document."""
     try:
-        return Path(file).read_bytes()
+        if file == "-":
+            return sys.stdin.buffer.read(MAX_DOCUMENT + 1)
+        with open(file, "rb") as handle:
+            return handle.read(MAX_DOCUMENT + 1)
     except OSError as exc:
         raise InputError("PQL-E092", f"cannot read {file!r}: {exc.strerror}") from None
 

@@ -193,7 +193,14 @@ def to_utc(value: datetime | str | None, *, what: str = "time") -> datetime:
         raise InputError("PQL-E094", f"{what} must be a datetime or ISO-8601 text, not {value!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    try:
+        return moment.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        raise InputError(
+            "PQL-E094",
+            f"{what} {value!r} is out of range: in UTC it falls outside the years 1-9999",
+            hints=("write a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z",),
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

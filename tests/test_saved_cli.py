@@ -6,18 +6,36 @@ import json
 import re
 import sqlite3
 import stat
-from datetime import UTC, datetime
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 
 import pql
 from pql.cli import main
 from pql.demo import generate
 
 NOW = "2026-03-02T12:00:00Z"
+TRUSTED = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)
+"""The wall clock of these tests: signatures and keys are judged on it, never on ``--now``."""
 QUERY = "find count(*) as n where status = $status and latency_ms > $slow group by region since 30d"
+
+
+@pytest.fixture(autouse=True)
+def _trusted_clock() -> Iterator[None]:
+    with time_machine.travel(TRUSTED, tick=False):
+        yield
+
+
+def wall_clock(moment: str) -> Any:
+    """Move the wall clock (the only clock validity is judged on) to ``moment``."""
+    return time_machine.travel(datetime.fromisoformat(moment.replace("Z", "+00:00")), tick=False)
 
 
 def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
@@ -118,12 +136,11 @@ def test_sign_export_import_verify_run_list(
     other.mkdir()
     path = tmp_path / "doc.json"
     path.write_text(doc)
-    code, out, _ = run(capsys, *saved(other, keys, "import", "--now", NOW, str(path)))
+    code, out, _ = run(capsys, *saved(other, keys, "import", str(path)))
     assert code == 0 and "imported" in out
     assert (other / "_pql" / "saved.sqlite").is_file()
 
-    code, out, _ = run(capsys, *saved(other, keys, "verify", "--tenant", "acme", "--now", NOW,
-                                      signed))  # fmt: skip
+    code, out, _ = run(capsys, *saved(other, keys, "verify", "--tenant", "acme", signed))
     assert code == 0 and out.startswith(f"ok: {signed!r} for tenant 'acme', signed by key")
 
     code, out, err = run(
@@ -188,7 +205,7 @@ def test_a_tampered_document_is_refused_with_exit_4(
     path.write_text(json.dumps(document, indent=2))
     other = tmp_path / "other"
     other.mkdir()
-    status, _, err = run(capsys, *saved(other, keys, "import", "--now", NOW, str(path)))
+    status, _, err = run(capsys, *saved(other, keys, "import", str(path)))
     assert (status, err.split("]")[0]) == (4, f"error[{code}")
     assert (
         run(capsys, "saved", "list", "--data", str(other), "--tenant", "acme")[1].count("\n") == 1
@@ -217,7 +234,7 @@ def test_a_changed_store_is_refused_on_every_run(
         con.execute("UPDATE saved_query SET document = ? WHERE name = ?", (edited, signed))
     status, _, err = run(capsys, *saved(lake, keys, "run", *args))
     assert status == 4 and "error[PQL-A009]" in err
-    status, _, err = run(capsys, *saved(lake, keys, "verify", *args[:-4]))
+    status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "acme", signed))
     assert status == 4 and "error[PQL-A009]" in err
 
 
@@ -226,8 +243,7 @@ def test_a_document_moved_to_another_tenant_is_refused(
 ) -> None:
     with sqlite3.connect(lake / "_pql" / "saved.sqlite") as con:
         con.execute("UPDATE saved_query SET tenant = 'globex' WHERE name = ?", (signed,))
-    status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "globex", "--now", NOW,
-                                        signed))  # fmt: skip
+    status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "globex", signed))
     assert status == 4 and "error[PQL-A006]" in err and "signed for tenant 'acme'" in err
     status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "acme", signed))
     assert status == 4 and "error[PQL-A011]" in err
@@ -238,22 +254,21 @@ def test_a_document_moved_to_another_tenant_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("args", "code"),
+    ("args", "clock", "code"),
     [
-        (["--param", "status=error"], "PQL-A008"),
-        (["--param", "status=error", "--param", "slow=fast"], "PQL-A007"),
-        (["--param", "status=e", "--param", "slow=1", "--param", "tenant=globex"], "PQL-A014"),
-        (["--param", "status=e", "--param", "slow=1", "--now", "2026-06-01T00:00:00Z"], "PQL-A004"),
-        (["--param", "status=e", "--param", "slow=1", "--now", "2026-03-02T11:59:59Z"], "PQL-A005"),
+        (["--param", "status=error"], NOW, "PQL-A008"),
+        (["--param", "status=error", "--param", "slow=fast"], NOW, "PQL-A007"),
+        (["--param", "status=e", "--param", "slow=1", "--param", "tenant=globex"], NOW, "PQL-A014"),
+        (["--param", "status=e", "--param", "slow=1"], "2026-06-01T00:00:00Z", "PQL-A004"),
+        (["--param", "status=e", "--param", "slow=1"], "2026-03-02T11:59:59Z", "PQL-A005"),
     ],
 )
 def test_run_failures_exit_4_with_their_code(
-    lake: Path, keys: Path, signed: str, capsys: Any, args: list[str], code: str
+    lake: Path, keys: Path, signed: str, capsys: Any, args: list[str], clock: str, code: str
 ) -> None:
-    argv = saved(lake, keys, "run", "--tenant", "acme", signed, *args)
-    if "--now" not in args:
-        argv += ["--now", NOW]
-    status, _, err = run(capsys, *argv)
+    argv = saved(lake, keys, "run", "--tenant", "acme", signed, "--now", NOW, *args)
+    with wall_clock(clock):
+        status, _, err = run(capsys, *argv)
     assert (status, err.split("]")[0]) == (4, f"error[{code}")
     assert "= hint:" in err
 
@@ -284,8 +299,9 @@ def test_rotation_on_the_command_line(lake: Path, tmp_path: Path, capsys: Any) -
         assert code == 0, err
 
     def verify(kid: str, now: str) -> tuple[int, str]:
-        status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "acme", "--now",
-                                            now, f"rot-{kid}"))  # fmt: skip
+        with wall_clock(now):
+            status, _, err = run(capsys, *saved(lake, keys, "verify", "--tenant", "acme",
+                                                f"rot-{kid}"))  # fmt: skip
         return status, err
 
     for now in (t0, "2026-04-30T23:59:59Z"):
@@ -364,3 +380,179 @@ def test_usage_errors(tmp_path: Path, capsys: Any, argv: list[str], needle: str)
 def test_export_of_a_missing_query(lake: Path, capsys: Any) -> None:
     status, _, err = run(capsys, "saved", "export", "--data", str(lake), "--tenant", "acme", "no")
     assert status == 4 and "error[PQL-A011]" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Two clocks: validity on the wall clock, --now sets only the window
+
+
+COUNT_30D = "FIND COUNT(receipts.executionId) AS n SINCE 30d"
+
+
+def sign(capsys: Any, lake: Path, keys: Path, name: str, *extra: str) -> None:
+    code, _, err = run(
+        capsys, "saved", "sign", "--data", str(lake), "--key", str(keys / "team-a.key"),
+        "--tenant", "acme", "--name", name, *extra, COUNT_30D,
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def test_an_expired_query_cannot_be_revived_by_an_earlier_now(
+    lake: Path, keys: Path, capsys: Any
+) -> None:
+    sign(capsys, lake, keys, "old", "--now", "2026-01-01T00:00:00Z",
+         "--expires", "2026-02-01T00:00:00Z")  # fmt: skip
+    argv = saved(lake, keys, "run", "--tenant", "acme", "old", "--now", "2026-01-15T00:00:00Z")
+    status, _, err = run(capsys, *argv)
+    assert status == 4 and "error[PQL-A004]: saved query 'old' expired" in err
+    with wall_clock("2026-01-20T00:00:00Z"):  # the same run while it was valid
+        assert run(capsys, *argv)[0] == 0
+
+
+def test_a_query_signed_now_replays_a_historical_window(
+    lake: Path, keys: Path, capsys: Any
+) -> None:
+    with wall_clock("2026-03-30T09:00:00Z"):
+        sign(capsys, lake, keys, "replay")  # issued at the wall clock, after the window's end
+        code, out, err = run(
+            capsys, *saved(lake, keys, "run", "--tenant", "acme", "replay",
+                           "--now", "2026-03-13T15:00:00Z", "--format", "json"),
+        )  # fmt: skip
+        assert code == 0, err
+        _, literal, _ = run(
+            capsys, "query", "--data", str(lake), "--tenant", "acme",
+            "--now", "2026-03-13T15:00:00Z", "--format", "json", COUNT_30D,
+        )  # fmt: skip
+    answer = json.loads(out)
+    assert answer["rows"] == json.loads(literal)["rows"] and answer["rows"][0][0] > 0
+    assert answer["stats"]["window"]["end"] == "2026-03-13T15:00:00Z"
+
+
+@pytest.mark.parametrize("command", ["import", "verify"])
+def test_verify_and_import_take_no_clock(lake: Path, keys: Path, capsys: Any, command: str) -> None:
+    tenant = ["--tenant", "acme"] if command == "verify" else []
+    with pytest.raises(SystemExit) as info:
+        main(saved(lake, keys, command, *tenant, "--now", NOW, "x"))
+    assert info.value.code == 2 and "unrecognized arguments: --now" in capsys.readouterr().err
+
+
+def test_the_real_command_judges_validity_on_the_real_wall_clock(tmp_path: Path) -> None:
+    """In a subprocess (no time travel): --now cannot revive, and can replay, whatever the date."""
+    real_now = time_machine.escape_hatch.datetime.datetime.now(UTC).replace(microsecond=0)
+
+    def iso(days: float) -> str:
+        return (real_now + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+    def pql_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pql.cli", *argv], capture_output=True, text=True, check=False
+        )
+
+    data, keys = tmp_path / "data", tmp_path / "keys"
+    data.mkdir()
+    assert pql_cli("keys", "generate", "--out", str(keys), "--kid", "k").returncode == 0
+    common = ["--data", str(data), "--key", str(keys / "k.key"), "--tenant", "acme"]
+    query = "FIND COUNT(receipts.executionId) SINCE 1d"
+    signed = pql_cli("saved", "sign", *common, "--name", "old", "--now", iso(-30),
+                     "--expires", iso(-20), query)  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    assert pql_cli("saved", "sign", *common, "--name", "fresh", query).returncode == 0
+    run_args = ["saved", "run", "--data", str(data), "--keys", str(keys), "--tenant", "acme"]
+
+    revived = pql_cli(*run_args, "old", "--now", iso(-25))
+    assert revived.returncode == 4 and "error[PQL-A004]" in revived.stderr
+    replayed = pql_cli(*run_args, "fresh", "--now", iso(-365), "--format", "json")
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["stats"]["window"]["end"] == iso(-365)
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-range input and bad rows: PQL errors, never exit 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "code"),
+    [
+        (["keys", "generate", "--out", "{tmp}/k", "--not-after", "9999-12-31T23:59:59-01:00"],
+         2, "PQL-E094"),
+        (["keys", "generate", "--out", "{tmp}/k", "--not-before", "0001-01-01T00:00:00+01:00"],
+         2, "PQL-E094"),
+        (["saved", "sign", "--data", "{lake}", "--key", "{keys}/team-a.key", "--tenant", "acme",
+          "--name", "x", "--expires", "9999-12-31T23:59:59-01:00", "FIND receipts"], 2, "PQL-E094"),
+        (["saved", "sign", "--data", "{lake}", "--key", "{keys}/team-a.key", "--tenant", "acme",
+          "--name", "x", "--now", "0001-01-01T00:00:00+01:00", "FIND receipts"], 2, "PQL-E094"),
+        (["saved", "run", "--data", "{lake}", "--keys", "{keys}", "--tenant", "acme", "since",
+          "--param", "t=0001-01-01T00:00:00+01:00"], 4, "PQL-A007"),
+        (["saved", "run", "--data", "{lake}", "--keys", "{keys}", "--tenant", "acme", "since",
+          "--param", "t=9999-12-31T23:59:59-01:00"], 4, "PQL-A007"),
+    ],
+)  # fmt: skip
+def test_out_of_range_times_are_pql_errors(
+    lake: Path, keys: Path, tmp_path: Path, capsys: Any, argv: list[str], status: int, code: str
+) -> None:
+    sign_args = ["--param-type", "t=timestamp", "FIND COUNT(receipts.executionId) WHERE ts > $t"]
+    code_, _, err = run(capsys, "saved", "sign", "--data", str(lake), "--key",
+                        str(keys / "team-a.key"), "--tenant", "acme", "--name", "since", *sign_args)  # fmt: skip
+    assert code_ == 0, err
+    filled = [
+        a.replace("{tmp}", str(tmp_path)).replace("{lake}", str(lake)).replace("{keys}", str(keys))
+        for a in argv
+    ]
+    got, _, err = run(capsys, *filled)
+    assert (got, err.split("]")[0]) == (status, f"error[{code}"), err
+
+
+def test_an_out_of_range_key_sidecar_fails_with_a_key_error(keys: Path, capsys: Any) -> None:
+    (keys / "team-a.json").write_text('{"not_after": "9999-12-31T23:59:59-01:00"}')
+    status, _, err = run(capsys, "keys", "list", "--keys", str(keys))
+    assert status == 4 and "error[PQL-A015]" in err and "out of range" in err
+
+
+def test_a_bad_declaration_is_refused_and_a_bad_row_does_not_hide_the_others(
+    lake: Path, keys: Path, signed: str, tmp_path: Path, capsys: Any
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    _, doc, _ = run(capsys, "saved", "export", "--data", str(lake), "--tenant", "acme", signed)
+    bad = json.loads(doc)
+    bad["params"] = {"slow": ["float"], "status": "string"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    status, _, err = run(capsys, *saved(other, keys, "import", str(path)))
+    assert status == 4 and "error[PQL-A012]" in err
+
+    (tmp_path / "good.json").write_text(doc)
+    assert run(capsys, *saved(other, keys, "import", str(tmp_path / "good.json")))[0] == 0
+    with sqlite3.connect(other / "_pql" / "saved.sqlite") as con:  # the same row, in the store
+        con.execute(
+            "INSERT INTO saved_query VALUES ('acme', 'a-bad-one', ?, '')", (path.read_text(),)
+        )
+    status, out, err = run(capsys, "saved", "list", "--data", str(other), "--tenant", "acme")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].startswith("a-bad-one\t") and "PQL-A012" in lines[1]
+    assert lines[2].startswith(f"{signed}\tteam-a\tana\t")
+    assert "1 stored document(s) of tenant 'acme' cannot be read" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded reads
+
+
+def test_import_reads_at_most_one_byte_more_than_a_document(
+    keys: Path, tmp_path: Path, capsys: Any
+) -> None:
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024)  # sparse: 64 MB of zero bytes
+    tracemalloc.start()
+    try:
+        status, _, err = run(capsys, *saved(tmp_path, keys, "import", str(huge)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 4 and "error[PQL-A012]" in err and "larger than 262,144 bytes" in err
+    assert peak < 8 * 1024 * 1024, f"reading the document took {peak:,} bytes"
+    if Path("/dev/zero").exists():  # an endless stream
+        status, _, err = run(capsys, *saved(tmp_path, keys, "import", "/dev/zero"))
+        assert status == 4 and "larger than" in err

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import doctest
+import hashlib
+import importlib
 import itertools
 import json
 import math
+import pkgutil
 import re
 import sqlite3
 import stat
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pql
 import pql.saved
+import pql.saved.document
 import pql.signing
 from pql import ast
 from pql.catalog import DataType
@@ -100,7 +106,7 @@ def doc(key: SigningKey) -> SavedQuery:
 @pytest.fixture(scope="module")
 def engine() -> pql.Engine:
     data = generate(2_000, seed=5, now=NOW, days=30)
-    eng = pql.Engine.in_memory()
+    eng = pql.Engine.in_memory(clock=lambda: NOW)
     eng.ingest("receipts", data.receipts)
     eng.ingest("decisions", data.decisions)
     return eng
@@ -110,11 +116,18 @@ def check(raw: str | bytes, ring: KeyRing, *, tenant: str = "acme", now: datetim
     SavedQuery.from_json(raw).verify(ring, tenant=tenant, now=now)
 
 
-def test_docstring_examples() -> None:
-    for module in (pql.signing, pql.saved):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0, module.__name__
-        assert result.attempted > 0
+SAVED_MODULES = [
+    importlib.import_module(f"pql.saved.{info.name}")
+    for info in pkgutil.iter_modules(pql.saved.__path__)
+]
+
+
+@pytest.mark.parametrize("module", [pql.signing, *SAVED_MODULES], ids=lambda m: m.__name__)
+def test_docstring_examples(module: ModuleType) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, module.__name__
+    if module.__name__ not in ("pql.saved.errors", "pql.saved.fields"):
+        assert result.attempted > 0, module.__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,7 +669,7 @@ def test_sign_refuses_a_query_the_canonical_printer_cannot_represent(
     key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = ast.to_text
-    monkeypatch.setattr(pql.saved.ast, "to_text", lambda q: real(q).replace('"a"', '"b"'))
+    monkeypatch.setattr(pql.saved.document.ast, "to_text", lambda q: real(q).replace('"a"', '"b"'))
     with pytest.raises(InputError, match="does not parse back to the same query") as info:
         sign_query("FIND receipts WHERE status = 'a'", key=key, name="q", tenant="acme",
                    author="x")  # fmt: skip
@@ -790,7 +803,9 @@ def test_run_saved_verifies_on_every_run(
 
 def memory_engine(safelist: SafelistSpec) -> pql.Engine:
     catalog = pql.Catalog()
-    return pql.Engine(catalog=catalog, store=MemoryStore(catalog), safelist=safelist)
+    return pql.Engine(
+        catalog=catalog, store=MemoryStore(catalog), safelist=safelist, clock=lambda: NOW
+    )
 
 
 def test_the_default_safelist_is_off(engine: pql.Engine) -> None:
@@ -857,3 +872,192 @@ def test_every_error_has_a_distinct_code_exit_4_and_a_hint() -> None:
         assert isinstance(err, AuthError) and isinstance(err, PQLError)
         assert err.exit_code == 4 and err.code == cls.CODE and err.hints
         assert err.render().startswith(f"error[{cls.CODE}]: what failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Out-of-range input is a PQL error, never OverflowError or TypeError
+
+
+@pytest.mark.parametrize(
+    ("ptype", "value"),
+    [
+        (ParamType.TIMESTAMP, "0001-01-01T00:00:00+01:00"),
+        (ParamType.TIMESTAMP, "9999-12-31T23:59:59-01:00"),
+        (ParamType.TIMESTAMP, datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+        (ParamType.FLOAT, 10**400),
+        (ParamType.FLOAT, -(10**400)),
+        (ParamType.INT, 10**400),
+        (ParamType.INT, 10**5000),  # too long even to print
+        (ParamType.STRING, 10**5000),
+    ],
+    ids=lambda v: v.value if isinstance(v, ParamType) else type(v).__name__,
+)
+def test_out_of_range_parameters_are_type_errors(ptype: ParamType, value: object) -> None:
+    with pytest.raises(ParamTypeError) as info:
+        ptype.convert("p", value)
+    assert info.value.exit_code == 4 and len(info.value.message) < 300
+
+
+def test_out_of_range_parameters_through_run_saved(
+    engine: pql.Engine, key: SigningKey, ring: KeyRing
+) -> None:
+    store = SavedStore.in_memory()
+    for name, text in (("since", "FIND COUNT(*) WHERE receipts.ts > $p SINCE 1d"),
+                       ("slow", "FIND COUNT(*) WHERE latency_ms > $p SINCE 1d")):  # fmt: skip
+        store.put(sign_query(text, key=key, name=name, tenant="acme", author="x",
+                             catalog=engine.catalog, now=NOW))  # fmt: skip
+    for name, value in (("since", "0001-01-01T00:00:00+01:00"), ("slow", 10**400)):
+        with pytest.raises(ParamTypeError):
+            engine.run_saved(name, tenant="acme", keyring=ring, params={"p": value}, store=store)
+    for edge in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        result = engine.run_saved("since", tenant="acme", keyring=ring, params={"p": edge},
+                                  store=store, now=NOW)  # fmt: skip
+        assert result.rows()[0][0] >= 0
+
+
+@pytest.mark.parametrize("field", ["now", "not_before", "expires_at"])
+def test_out_of_range_signing_times_are_input_errors(key: SigningKey, field: str) -> None:
+    times: dict[str, Any] = {"now": NOW, field: "9999-12-31T23:59:59-01:00"}
+    with pytest.raises(InputError, match="out of range") as info:
+        sign_query("FIND receipts SINCE 1d", key=key, name="x", tenant="acme", author="x",
+                   **times)  # fmt: skip
+    assert info.value.code == "PQL-E094"
+
+
+def test_an_out_of_range_key_window_fails_the_ring_closed(tmp_path: Path) -> None:
+    SigningKey.generate("k").write(tmp_path)
+    (tmp_path / "k.json").write_text('{"not_after": "9999-12-31T23:59:59-01:00"}')
+    with pytest.raises(KeyFileError, match="out of range"):
+        KeyRing.from_dir(tmp_path)
+    with pytest.raises(InputError, match="out of range"):
+        SigningKey.generate("k2").trusted(
+            not_after=datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-1)))
+        )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@given(field=st.sampled_from(sorted(pql.saved.SavedQuery.__dataclass_fields__.keys() | {"format"})),
+       value=json_values, nested=st.booleans())  # fmt: skip
+def test_any_value_in_any_field_is_a_malformed_or_refused_document(
+    doc: SavedQuery, ring: KeyRing, field: str, value: Any, nested: bool
+) -> None:
+    obj = doc.to_dict()
+    if nested and field == "params":
+        obj["params"] = {"status": value, "slow": "float"}
+    else:
+        obj[field] = value
+    assume(obj != doc.to_dict())
+    with pytest.raises(SignedQueryError):
+        check(json.dumps(obj), ring)
+
+
+def test_a_declaration_that_is_not_text_is_malformed(doc: SavedQuery, ring: KeyRing) -> None:
+    obj = doc.to_dict()
+    obj["params"] = {"slow": ["float"], "status": "string"}
+    with pytest.raises(MalformedDocumentError, match="is not a declaration"):
+        check(json.dumps(obj), ring)
+
+
+# ---------------------------------------------------------------------------------------------
+# One engine, one store, whatever the scan path
+
+
+def test_indexed_and_plain_engines_share_one_store(
+    tmp_path: Path, key: SigningKey, ring: KeyRing
+) -> None:
+    data = tmp_path / "data"
+    rows = generate(300, seed=3, now=NOW, days=5)
+    pql.Engine(data).ingest("receipts", rows.receipts)
+    plain = pql.Engine(data, clock=lambda: NOW)
+    indexed = pql.Engine(data, index=True, clock=lambda: NOW)
+    assert plain.saved_store.path == indexed.saved_store.path == data / "_pql" / "saved.sqlite"
+    assert SavedStore.beside(indexed.store).path == plain.saved_store.path
+
+    text = "FIND COUNT(receipts.executionId) SINCE 7d"
+    for name, signer, runner in (("a", indexed, plain), ("b", plain, indexed)):
+        SavedStore.beside(signer.store).put(
+            sign_query(text, key=key, name=name, tenant="acme", author="x", now=NOW)
+        )
+        answer = runner.run_saved(name, tenant="acme", keyring=ring, now=NOW)
+        assert answer.rows() == plain.query(text, tenant="acme", now=NOW).rows()
+        assert answer.rows()[0][0] > 0
+    assert SavedStore.in_data_dir(data).names("acme") == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Two clocks: validity on the engine's clock, ``now`` only sets the window
+
+
+def test_an_expired_query_cannot_be_revived_by_an_earlier_now(
+    engine: pql.Engine, key: SigningKey, ring: KeyRing
+) -> None:
+    store = SavedStore.in_memory()
+    store.put(sign_query("FIND COUNT(receipts.executionId) SINCE 1d", key=key, name="old",
+                         tenant="acme", author="x", now="2026-01-01T00:00:00Z",
+                         expires_at="2026-02-01T00:00:00Z"))  # fmt: skip
+    assert engine.trusted_now() == NOW
+    with pytest.raises(ExpiredError, match="saved query 'old' expired"):
+        engine.run_saved("old", tenant="acme", keyring=ring, store=store,
+                         now="2026-01-15T00:00:00Z")  # fmt: skip
+    back_then = pql.Engine(store=engine.store, catalog=engine.catalog,
+                           clock=lambda: datetime(2026, 1, 20, tzinfo=UTC))  # fmt: skip
+    back_then.run_saved("old", tenant="acme", keyring=ring, store=store, now=NOW)
+
+
+def test_a_query_signed_now_replays_a_historical_window(
+    engine: pql.Engine, key: SigningKey, ring: KeyRing
+) -> None:
+    later = datetime(2026, 3, 30, 9, tzinfo=UTC)
+    store = SavedStore.in_memory()
+    text = "FIND COUNT(receipts.executionId) SINCE 30d"
+    store.put(sign_query(text, key=key, name="replay", tenant="acme", author="x", now=later))
+    replaying = pql.Engine(store=engine.store, catalog=engine.catalog, clock=lambda: later)
+    past = "2026-03-13T15:00:00Z"
+    answer = replaying.run_saved("replay", tenant="acme", keyring=ring, store=store, now=past)
+    assert answer.stats["window"]["end"] == past
+    assert answer.rows() == engine.query(text, tenant="acme", now=past).rows()
+    with pytest.raises(NotYetValidError):  # the engine's own clock is before issued-at
+        engine.run_saved("replay", tenant="acme", keyring=ring, store=store, now=later)
+
+
+def test_the_default_trusted_clock_is_the_wall_clock(tmp_path: Path) -> None:
+    before = datetime.now(UTC)
+    trusted = pql.Engine(tmp_path).trusted_now()
+    assert before.replace(microsecond=0) <= trusted <= datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded memory
+
+
+def test_refused_queries_keep_a_bounded_record(key: SigningKey) -> None:
+    eng = memory_engine({"acme": "enforce", "globex": "audit"})
+    big = "FIND receipts WHERE status = 'x' " + "OR status = 'y' " * 62_500  # 1 MB
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            with pytest.raises(SafelistError):
+                eng.query(big + str(i), tenant="acme")
+        held = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000, f"the audit log holds {held:,} bytes for 20 refused queries"
+    last = eng.safelist.audit_log[-1]
+    assert last.text == (big + "19")[: pql.saved.AUDIT_TEXT_MAX] and last.truncated
+    assert last.length == len(big) + 2
+    assert last.sha256 == hashlib.sha256((big + "19").encode()).hexdigest()
+
+    with pytest.raises(PQLError):  # admitted under audit, then too long to parse
+        eng.query(big, tenant="globex")
+    assert len(eng.safelist.audit_log[-1].text) == pql.saved.AUDIT_TEXT_MAX
+    eng.query("FIND receipts SINCE 1d", tenant="globex", now=NOW)
+    short = eng.safelist.audit_log[-1]
+    assert (short.text, short.truncated) == ("FIND receipts SINCE 1d", False)
