@@ -409,7 +409,7 @@ class Engine:
             return result_cache.hit_result(found[0], found[1], timings)
         result = self.execute(prepared, started=started)
         result.stats["cache"] = {"hit": False, "age_ms": None}
-        cache.put(key, result)
+        cache.put(key, result)  # keeps a copy: the caller may change its answer
         return result
 
     def warm(self, *, top_n: int = 10, tenants: list[str] | None = None) -> warm_mod.WarmReport:

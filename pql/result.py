@@ -32,6 +32,14 @@ class Result:
     def __len__(self) -> int:
         return self.df.height
 
+    def copy(self) -> Result:
+        """A copy the caller may change without changing this one.
+
+        The frame is cloned (cheap: Polars shares the buffers and copies on write) and ``stats``
+        copied all the way down (it holds only dicts, lists and scalars).
+        """
+        return Result(self.df.clone(), self.truncated, _copy_tree(self.stats))
+
     def to_arrow(self) -> pa.Table:
         """The rows as a pyarrow Table."""
         return self.df.to_arrow()
@@ -61,6 +69,15 @@ class Result:
         if self.truncated:
             html = "<p><b>truncated</b> at the row cap</p>" + html
         return html
+
+
+def _copy_tree(value: Any) -> Any:
+    """``value`` with every dict and list copied (a cheaper ``copy.deepcopy`` for JSON data)."""
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    return value
 
 
 def _json_value(value: Any) -> Any:
