@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cachetools
 
@@ -42,9 +42,6 @@ from pql import ast, parser
 from pql.limits import Limits
 from pql.plan.nodes import Node
 from pql.result import Result
-
-if TYPE_CHECKING:
-    from pql.engine import Prepared
 
 __all__ = [
     "DEFAULT_GRANULARITY",
@@ -75,6 +72,19 @@ PARSE_CACHE_SIZE = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class Planned(Protocol):
+    """What a key is made of: a prepared query (:class:`pql.engine.Prepared`) has these."""
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def plan(self) -> Node: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKey:
     """Everything that decides an answer: tenant, optimized plan, limits, data version."""
@@ -85,7 +95,7 @@ class CacheKey:
     version: int
 
     @classmethod
-    def of(cls, prepared: Prepared, version: int) -> CacheKey:
+    def of(cls, prepared: Planned, version: int) -> CacheKey:
         """The key of a prepared query at the tenant's data ``version``."""
         return cls(prepared.tenant, prepared.plan, prepared.limits, version)
 
