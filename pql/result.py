@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["Result"]
+__all__ = ["Result", "dumps"]
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,21 @@ class Result:
         return self.df.rows()
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON shape: columns, rows (ISO-8601 UTC timestamps), truncated, stats."""
+        """The contract's JSON shape: columns, rows (ISO-8601 UTC timestamps), truncated, stats.
+
+        Floats that JSON cannot hold (NaN, infinities) are ``None``, in the rows and the stats.
+        """
         rows = [[_json_value(v) for v in row] for row in self.df.rows()]
         return {
             "columns": self.columns,
             "rows": rows,
             "truncated": self.truncated,
-            "stats": self.stats,
+            "stats": _finite(self.stats),
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        """:meth:`to_dict` as strict JSON text (see :func:`dumps`)."""
+        return dumps(self.to_dict())
 
     def __repr__(self) -> str:
         flag = ", truncated" if self.truncated else ""
@@ -80,9 +85,32 @@ def _copy_tree(value: Any) -> Any:
     return value
 
 
+def dumps(value: Any) -> str:
+    """``value`` as strict JSON text: NaN and infinities become ``null``.
+
+    Python's ``json`` would write them as ``NaN`` and ``Infinity``, which no strict JSON reader
+    accepts.
+
+    >>> dumps({"avg": float("nan"), "sum": [float("inf"), 1.5]})
+    '{"avg": null, "sum": [null, 1.5]}'
+    """
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float JSON cannot hold replaced by ``None`` (dicts, lists, tuples)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, infinities: null
         return None
     return value
