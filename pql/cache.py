@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import cachetools
 
@@ -42,9 +42,6 @@ from pql import ast, parser
 from pql.limits import Limits
 from pql.plan.nodes import Node
 from pql.result import Result
-
-if TYPE_CHECKING:
-    from pql.engine import Prepared
 
 __all__ = [
     "DEFAULT_GRANULARITY",
@@ -75,6 +72,19 @@ PARSE_CACHE_SIZE = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class Planned(Protocol):
+    """What a key is made of: a prepared query (:class:`pql.engine.Prepared`) has these."""
+
+    @property
+    def tenant(self) -> str: ...
+
+    @property
+    def plan(self) -> Node: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKey:
     """Everything that decides an answer: tenant, optimized plan, limits, data version."""
@@ -85,7 +95,7 @@ class CacheKey:
     version: int
 
     @classmethod
-    def of(cls, prepared: Prepared, version: int) -> CacheKey:
+    def of(cls, prepared: Planned, version: int) -> CacheKey:
         """The key of a prepared query at the tenant's data ``version``."""
         return cls(prepared.tenant, prepared.plan, prepared.limits, version)
 
@@ -147,7 +157,7 @@ class ResultCache:
         self._misses = 0
 
     def get(self, key: CacheKey) -> tuple[Result, float] | None:
-        """The cached result for ``key`` and its age in milliseconds, or ``None``."""
+        """A copy of the cached result for ``key`` and its age in milliseconds, or ``None``."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -155,15 +165,17 @@ class ResultCache:
                 return None
             self._hits += 1
             age_ms = (self._timer() - entry.created) * 1000
-        return entry.result, max(0.0, age_ms)
+        return entry.result.copy(), max(0.0, age_ms)
 
     def put(self, key: CacheKey, result: Result) -> bool:
-        """Keep ``result`` under ``key``; returns whether it fit (larger than the cache: no)."""
+        """Keep a copy of ``result`` under ``key``; returns whether it fit (larger than the cache:
+        no). The caller keeps ``result`` to change as it likes."""
         nbytes = int(result.df.estimated_size()) + ENTRY_OVERHEAD_BYTES
         if nbytes > self.max_bytes:
             return False
+        kept = result.copy()
         with self._lock:
-            self._entries[key] = _Entry(result, self._timer(), nbytes)
+            self._entries[key] = _Entry(kept, self._timer(), nbytes)
         return True
 
     def clear(self) -> None:
@@ -203,15 +215,10 @@ def floor_clock(moment: datetime, granularity: timedelta) -> datetime:
 
 
 def hit_result(cached: Result, age_ms: float, timings_ms: dict[str, float]) -> Result:
-    """A fresh :class:`Result` for a cache hit: the cached rows, this call's timings.
-
-    The frame is cloned (cheap: the buffers are shared) so a caller mutating its answer cannot
-    change the cached one.
-    """
-    stats: dict[str, Any] = dict(cached.stats)
-    stats["timings_ms"] = timings_ms
-    stats["cache"] = {"hit": True, "age_ms": round(age_ms, 3)}
-    return Result(cached.df.clone(), cached.truncated, stats)
+    """``cached`` (a copy :meth:`ResultCache.get` handed out) with this call's timings."""
+    cached.stats["timings_ms"] = timings_ms
+    cached.stats["cache"] = {"hit": True, "age_ms": round(age_ms, 3)}
+    return cached
 
 
 @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)

@@ -7,7 +7,6 @@ authorization failure; 1 anything else.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any, NoReturn
 from pql import lake_cli, saved_cli
 from pql.cli_output import print_result as _print_result
 from pql.errors import InputError, PQLError
+from pql.result import dumps
 
 __all__ = ["main"]
 
@@ -60,7 +60,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = _engine(args)
     explained = engine.explain(args.query, tenant=args.tenant, now=args.now, analyze=args.analyze)
     if args.format == "json":
-        print(json.dumps(explained.to_dict(), ensure_ascii=False))
+        print(dumps(explained.to_dict()))
     else:
         print(explained)
     return 0
@@ -173,11 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except PQLError as exc:
         print(exc.render(), file=sys.stderr)
         if os.environ.get("PQL_ERROR_FORMAT") == "json":
-            print(json.dumps(exc.to_dict()), file=sys.stderr)
+            print(dumps(exc.to_dict()), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         print(
@@ -189,8 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as exc:  # the edge: a bug is reported, never shown as a traceback
         if os.environ.get("PQL_DEBUG"):
             raise
@@ -200,6 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _reader_gone() -> int:
+    """Standard output was closed (``pql query ... | head -1``): stop quietly, successfully.
+
+    What was not written yet is dropped: stdout is pointed at the null device so that Python's
+    final flush has nowhere to fail.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor behind stdout (embedded use)
+        pass
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ from pql import cache as result_cache
 from pql import warm as warm_mod
 from pql.analyze import Analyzed, analyze, parse_timestamp
 from pql.catalog import Catalog
+from pql.deadline import Deadline
 from pql.errors import InputError, InternalError, PQLError
 from pql.execute import compile_plan, run
 from pql.execute.admission import Admission
@@ -48,7 +49,7 @@ from pql.plan.safety import (
 from pql.result import Result
 from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
-from pql.stats import StoreStats
+from pql.stats import StatsProvider, StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store
 from pql.storage.rollups import RollupStore
 from pql.storage.validate import validate_all
@@ -192,6 +193,8 @@ class Engine:
         self.saved_store = SavedStore.beside(self.store)
         """The signed saved queries of this engine's data (``DATA/_pql/saved.sqlite``)."""
         self.statistics = StoreStats(self.store, self.catalog)
+        self.deadline_clock: Callable[[], float] = time.monotonic
+        """The clock (seconds, monotonic) that query deadlines are measured on."""
         self._admission = Admission(
             running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
         )
@@ -288,24 +291,32 @@ class Engine:
         now: datetime | str | None = None,
         params: Mapping[str, Any] | None = None,
         measure: bool = False,
+        deadline: Deadline | None = None,
     ) -> Prepared:
         """Parse, check and plan ``text`` without running it.
 
         ``measure=True`` records a cost-budget refusal in ``Prepared.would_refuse`` instead of
-        raising it (as ``Limits.enforce_cost=False`` does); ``explain`` uses it.
+        raising it (as ``Limits.enforce_cost=False`` does); ``explain`` uses it. The tenant's
+        ``Limits.deadline_ms`` counts from the call (or runs on as ``deadline``, from
+        :meth:`query`): it is checked between the stages and while statistics are summarised,
+        and past it the query fails with ``PQL-S006``.
         """
         timings: dict[str, float] = {}
         try:
             tenant = check_tenant_name(tenant)
             clock = _clock(now)
             limits = self.limits_for(tenant)
+            if deadline is None:
+                deadline = self._deadline(limits)
             t = time.perf_counter()
             tree = result_cache.parse(text)
             t = _lap(timings, "parse", t)
+            deadline.check("parse")
             # Only the tenant's own extra columns: another tenant's data never changes what a
             # query means, which names it knows or what its errors say.
             analyzed = analyze(tree, self.catalog.for_tenant(tenant), params)
             t = _lap(timings, "analyze", t)
+            deadline.check("analyze")
             since = tree.since
             window = (
                 limits.default_window
@@ -315,21 +326,25 @@ class Engine:
             if measure:
                 limits = replace(limits, enforce_cost=False)
             report = CostReport()
-            optimizer = self._optimizer_context()
+            stats = self.statistics.bounded(deadline)
+            optimizer = self._optimizer_context(stats)
             ctx = SafetyContext(
                 tenant,
                 clock,
                 limits,
                 since.seconds if since else None,
                 since_text=str(since) if since else None,
-                stats=self.statistics,
+                stats=stats,
                 report=report,
                 optimizer=optimizer,
+                deadline=deadline,
             )
             plan = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             t = _lap(timings, "plan", t)
+            deadline.check("plan")
             plan = apply_safety(plan, ctx)
             t = _lap(timings, "safety", t)
+            deadline.check("safety")
             # The cost rule (the last safety rule) estimated the optimized form of exactly this
             # plan; run that one rather than optimizing twice.
             if report.estimates is not None and report.estimates.plan is not None:
@@ -337,6 +352,7 @@ class Engine:
             else:
                 plan = optimize(plan, context=optimizer)
             _lap(timings, "optimize", t)
+            deadline.check("optimize")
         except PQLError as exc:
             if isinstance(text, str):
                 exc.with_text(text)
@@ -355,13 +371,16 @@ class Engine:
             tuple(report.would_refuse),
         )
 
-    def _optimizer_context(self) -> OptimizeContext:
+    def _deadline(self, limits: Limits) -> Deadline:
+        return Deadline(limits.deadline_ms, clock=self.deadline_clock)
+
+    def _optimizer_context(self, stats: StatsProvider) -> OptimizeContext:
         """What the store offers the optimizer: its rollups, unless ``rollups=False``."""
         if not self.rollups or self._rollup_store is None:
             return NO_CONTEXT
         return OptimizeContext(
             rollups=self._rollup_store.rollup_specs(),
-            stats=self.statistics,
+            stats=stats,
             rollup_min_rows=self.rollup_min_rows,
         )
 
@@ -417,11 +436,15 @@ class Engine:
                 cache = None
             else:
                 now = result_cache.floor_clock(datetime.now(UTC), self.cache_granularity)
-        prepared = self.prepare(text, tenant=tenant, now=now, params=params)
+        # One deadline from here to the last row; prepare checks the tenant name.
+        deadline = self._deadline(
+            self.limits_for(tenant) if isinstance(tenant, str) else self.limits
+        )
+        prepared = self.prepare(text, tenant=tenant, now=now, params=params, deadline=deadline)
         if record:
             self.query_log.record(prepared.tenant, prepared.analyzed.query, params)
         if cache is None:
-            result = self.execute(prepared, started=started)
+            result = self.execute(prepared, started=started, deadline=deadline)
             result.stats["cache"] = {"hit": False, "age_ms": None}
             return result
         # The version is read before running: the answer is at least as new as the key claims.
@@ -432,9 +455,9 @@ class Engine:
             timings = dict(prepared.timings_ms)
             timings["total"] = round((time.perf_counter() - started) * 1000, 3)
             return result_cache.hit_result(found[0], found[1], timings)
-        result = self.execute(prepared, started=started)
+        result = self.execute(prepared, started=started, deadline=deadline)
         result.stats["cache"] = {"hit": False, "age_ms": None}
-        cache.put(key, result)
+        cache.put(key, result)  # keeps a copy: the caller may change its answer
         return result
 
     def warm(self, *, top_n: int = 10, tenants: list[str] | None = None) -> warm_mod.WarmReport:
@@ -477,15 +500,29 @@ class Engine:
         prepared = self.prepare(run.text, tenant=tenant, now=window_end, params=run.params)
         return self.execute(prepared, started=started)
 
-    def execute(self, prepared: Prepared, *, started: float | None = None) -> Result:
-        """Run a prepared query, admitted (``Limits.max_concurrent``) and under its deadline."""
+    def execute(
+        self,
+        prepared: Prepared,
+        *,
+        started: float | None = None,
+        deadline: Deadline | None = None,
+    ) -> Result:
+        """Run a prepared query, admitted (``Limits.max_concurrent``) and under its deadline.
+
+        ``deadline`` is what is left of the query's (from :meth:`query`); without it the
+        query gets its whole ``Limits.deadline_ms`` from now.
+        """
         timings = dict(prepared.timings_ms)
         t = time.perf_counter()
+        if deadline is None:
+            deadline = self._deadline(prepared.limits)
         with self._admitted(prepared.tenant):
             try:
+                deadline.check("admission")
                 compiled = compile_plan(prepared.plan, self.store, self.catalog, prepared.estimates)
                 t = _lap(timings, "compile", t)
-                frame, truncated = run(compiled, prepared.limits.deadline_ms)
+                deadline.check("compile")  # a store may have loaded an index here
+                frame, truncated = run(compiled, deadline)
                 _lap(timings, "execute", t)
             except PQLError:
                 raise

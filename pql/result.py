@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ import pyarrow as pa
 from pql.extras import require
 from pql.render import result_html
 
-__all__ = ["Result"]
+__all__ = ["Result", "dumps"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class Result:
     def __len__(self) -> int:
         return self.df.height
 
+    def copy(self) -> Result:
+        """A copy the caller may change without changing this one.
+
+        The frame is cloned (cheap: Polars shares the buffers and copies on write) and ``stats``
+        copied all the way down (it holds only dicts, lists and scalars).
+        """
+        return Result(self.df.clone(), self.truncated, _copy_tree(self.stats))
+
     def to_arrow(self) -> pa.Table:
         """The rows as a pyarrow Table."""
         return self.df.to_arrow()
@@ -43,17 +52,21 @@ class Result:
         return self.df.rows()
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON shape: columns, rows (ISO-8601 UTC timestamps), truncated, stats."""
+        """The contract's JSON shape: columns, rows (ISO-8601 UTC timestamps), truncated, stats.
+
+        Floats that JSON cannot hold (NaN, infinities) are ``None``, in the rows and the stats.
+        """
         rows = [[_json_value(v) for v in row] for row in self.df.rows()]
         return {
             "columns": self.columns,
             "rows": rows,
             "truncated": self.truncated,
-            "stats": self.stats,
+            "stats": _finite(self.stats),
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        """:meth:`to_dict` as strict JSON text (see :func:`dumps`)."""
+        return dumps(self.to_dict())
 
     def __repr__(self) -> str:
         flag = ", truncated" if self.truncated else ""
@@ -77,9 +90,41 @@ class Result:
         return result_html(self)
 
 
+def _copy_tree(value: Any) -> Any:
+    """``value`` with every dict and list copied (a cheaper ``copy.deepcopy`` for JSON data)."""
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """``value`` as strict JSON text: NaN and infinities become ``null``.
+
+    Python's ``json`` would write them as ``NaN`` and ``Infinity``, which no strict JSON reader
+    accepts.
+
+    >>> dumps({"avg": float("nan"), "sum": [float("inf"), 1.5]})
+    '{"avg": null, "sum": [null, 1.5]}'
+    """
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float JSON cannot hold replaced by ``None`` (dicts, lists, tuples)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, infinities: null
         return None
     return value

@@ -29,15 +29,19 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
 
 from pql.catalog import Catalog, DataType, Subject
+from pql.deadline import NO_DEADLINE, Deadline
 from pql.storage.base import PartitionStats, Store
+
+if TYPE_CHECKING:
+    from pql.storage.lake import FileEntry
 
 __all__ = [
     "NO_STATS",
@@ -47,6 +51,7 @@ __all__ = [
     "StatsProvider",
     "StoreStats",
     "SubjectSummary",
+    "Window",
     "summarize",
 ]
 
@@ -497,20 +502,42 @@ class StatsProvider(Protocol):
         """The same statistics as arrays (kept per data version: planning reads them often)."""
         ...
 
-    def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
-        """Column summaries, or ``None`` when there are none."""
+    def summary(
+        self, tenant: str, subject: str, window: Window | None = None
+    ) -> SubjectSummary | None:
+        """Column summaries, or ``None`` when there are none.
+
+        ``window`` (µs since the epoch, both ends included) is the time range the query reads:
+        the summary is brought up to date for the data in it, so the work stays bounded by the
+        query's window rather than the tenant's history. ``None``: all the data.
+        """
         ...
 
 
+Window = tuple[float, float]
+"""A time range in µs since the epoch, both ends included."""
+
+
 class StoreStats:
-    """Statistics of one store: its partition stats and lazily kept column summaries."""
+    """Statistics of one store: its partition stats and lazily kept column summaries.
+
+    A summary covers the data the queries so far have needed: asked for a window, it summarises
+    only the data in that window that it has not summarised yet (a lake's files, or another
+    store's days), checking ``deadline`` between files. Per (tenant, subject) it remembers,
+    at the data version it last saw, from which time on everything is covered, so a repeated
+    window costs nothing. :meth:`bounded` gives a view for one query's deadline.
+    """
 
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self._store = store
         self._catalog = catalog
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], tuple[int, SubjectSummary]] = {}
+        self._cache: dict[tuple[str, str], _Covered] = {}
         self._arrays: dict[tuple[str, str], tuple[int, PartitionArrays]] = {}
+
+    def bounded(self, deadline: Deadline) -> StatsProvider:
+        """These statistics, with summarising checking ``deadline`` (for one query)."""
+        return _Bounded(self, deadline)
 
     def partitions(self, tenant: str, subject: str) -> Sequence[PartitionStats]:
         return self._store.stats(tenant, subject)
@@ -524,27 +551,121 @@ class StoreStats:
         self._arrays[(tenant, subject)] = (version, arrays)
         return arrays
 
-    def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
-        """The column summary of ``tenant``'s ``subject``, brought up to date if data arrived."""
+    def summary(
+        self,
+        tenant: str,
+        subject: str,
+        window: Window | None = None,
+        *,
+        deadline: Deadline = NO_DEADLINE,
+    ) -> SubjectSummary | None:
+        """The column summary of ``tenant``'s ``subject``, up to date for ``window``."""
         if subject not in self._catalog:
             return None
         version = self._store.version(tenant)
         key = (tenant, subject)
+        lo, hi = (-math.inf, math.inf) if window is None else window
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            summary = self._refresh(tenant, self._catalog.for_tenant(tenant)[subject])
-            self._cache[key] = (version, summary)
+            if cached is not None and cached.version == version and cached.covers(lo, hi):
+                return cached.summary
+            target = self._catalog.for_tenant(tenant)[subject]
+            lake = _lake_of(self._store)
+            fresh = cached is None or cached.version != version
+            days: set[date] = set() if fresh or cached is None else cached.days
+            if lake is not None:
+                summary = _LakeSidecar(lake, tenant, target).update(window, deadline)
+            else:
+                known = None if fresh or cached is None else cached.summary
+                summary = self._from_days(tenant, target, window, known, days, deadline)
+            # Beyond the data's first and last ``ts`` there is nothing to summarise.
+            arrays = self.partition_arrays(tenant, subject)
+            if not arrays.rows.size or lo <= float(arrays.ts_min.min()):
+                lo = -math.inf
+            if not arrays.rows.size or hi >= float(arrays.ts_max.max()):
+                hi = math.inf
+            covered = _Covered(version, lo, hi, summary, days)
+            if cached is not None and cached.version == version and cached.touches(lo, hi):
+                covered.since, covered.until = min(lo, cached.since), max(hi, cached.until)
+            self._cache[key] = covered
             return summary
 
-    def _refresh(self, tenant: str, subject: Subject) -> SubjectSummary:
-        from pql.storage.lake import Lake
+    def _from_days(
+        self,
+        tenant: str,
+        subject: Subject,
+        window: Window | None,
+        summary: SubjectSummary | None,
+        done: set[date],
+        deadline: Deadline,
+    ) -> SubjectSummary:
+        """A store without sidecars: add the days of ``window`` not in ``done`` to ``summary``
+        (and to ``done``)."""
+        parts = self._store.stats(tenant, subject.name)
+        lo, hi = (-math.inf, math.inf) if window is None else window
+        days = sorted({p.day for p in parts if _us(p.ts_max) >= lo and _us(p.ts_min) <= hi} - done)
+        summary = summary or SubjectSummary()
+        if not days:
+            return summary
+        deadline.check("safety")
+        start = datetime.combine(days[0], datetime.min.time(), UTC)
+        end = datetime.combine(days[-1], datetime.max.time(), UTC)
+        frame = self._store.scan(tenant, subject, start, end).frame
+        if len(days) != (days[-1] - days[0]).days + 1:  # some days between are done already
+            frame = frame.filter(pl.col("ts").dt.date().is_in(days))
+        summary = summary.merge(summarize(subject, frame.collect()))
+        done.update(days)
+        return summary
 
-        if isinstance(self._store, Lake):
-            return _LakeSidecar(self._store, tenant, subject).update()
-        scan = self._store.scan(tenant, subject, _FAR_PAST, _FAR_FUTURE)
-        return summarize(subject, scan.frame.collect())
+
+@dataclass(slots=True)
+class _Covered:
+    """A summary and what it covers: at ``version``, all the data from ``since`` to ``until``
+    (µs, infinite at an end beyond the data)."""
+
+    version: int
+    since: float
+    until: float
+    summary: SubjectSummary
+    days: set[date] = field(default_factory=set)
+    """For stores without sidecars: the days summarised."""
+
+    def covers(self, lo: float, hi: float) -> bool:
+        return self.since <= lo and hi <= self.until
+
+    def touches(self, lo: float, hi: float) -> bool:
+        return lo <= self.until and self.since <= hi
+
+
+def _lake_of(store: Store) -> Any:
+    """The lake whose files (and sidecars) back ``store``, if any (an indexed lake has one)."""
+    from pql.storage.indexed import IndexedLake
+    from pql.storage.lake import Lake
+
+    if isinstance(store, Lake):
+        return store
+    if isinstance(store, IndexedLake):
+        return store.lake  # its sidecars: summarising never loads the index
+    return None
+
+
+class _Bounded:
+    """A :class:`StoreStats` whose summaries check one query's deadline."""
+
+    def __init__(self, stats: StoreStats, deadline: Deadline) -> None:
+        self._stats = stats
+        self._deadline = deadline
+
+    def partitions(self, tenant: str, subject: str) -> Sequence[PartitionStats]:
+        return self._stats.partitions(tenant, subject)
+
+    def partition_arrays(self, tenant: str, subject: str) -> PartitionArrays:
+        return self._stats.partition_arrays(tenant, subject)
+
+    def summary(
+        self, tenant: str, subject: str, window: Window | None = None
+    ) -> SubjectSummary | None:
+        return self._stats.summary(tenant, subject, window, deadline=self._deadline)
 
 
 class _LakeSidecar:
@@ -556,18 +677,38 @@ class _LakeSidecar:
         self.subject = subject
         self.path: Path = lake.root / "_pql" / "stats" / tenant / f"{subject.name}.json"
 
-    def update(self) -> SubjectSummary:
+    def update(
+        self, window: Window | None = None, deadline: Deadline = NO_DEADLINE
+    ) -> SubjectSummary:
+        """The summary, extended with the files in ``window`` (all: ``None``) not in it yet.
+
+        Files are summarised one at a time, checking ``deadline`` before each; what was done
+        before the deadline passed is saved, so the next query goes on from there.
+        """
         done, summary = self._load()
+        lo, hi = (-math.inf, math.inf) if window is None else window
         entries = self.lake.manifest().files_of(self.tenant, self.subject.name)
         if not done <= {e.path for e in entries}:  # a file was quarantined: start again
             done, summary = set(), SubjectSummary()
-        new = [e for e in entries if e.path not in done]
+        new = [e for e in entries if e.path not in done and e.ts_max >= lo and e.ts_min <= hi]
         if not new:
             return summary
         self.lake.check_files(new)
+        added: list[str] = []
         try:
-            frame = pl.scan_parquet(
-                [str(self.lake.root / e.path) for e in new],
+            for entry in new:
+                deadline.check("safety")
+                summary = summary.merge(summarize(self.subject, self._read(entry)))
+                added.append(entry.path)
+        finally:
+            if added:
+                self._save(sorted({*done, *added}), summary)
+        return summary
+
+    def _read(self, entry: FileEntry) -> pl.DataFrame:
+        try:
+            return pl.scan_parquet(
+                str(self.lake.root / entry.path),
                 schema=self.subject.polars_schema(),
                 missing_columns="insert",
                 extra_columns="ignore",
@@ -575,10 +716,7 @@ class _LakeSidecar:
                 glob=False,
             ).collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise self.lake.read_error(new, exc) from None
-        summary = summary.merge(summarize(self.subject, frame))
-        self._save(sorted({*done, *(e.path for e in new)}), summary)
-        return summary
+            raise self.lake.read_error([entry], exc) from None
 
     def _load(self) -> tuple[set[str], SubjectSummary]:
         """The files summarized and their summary; nothing when the sidecar cannot be used.
@@ -597,7 +735,7 @@ class _LakeSidecar:
             ):
                 return set(raw["files"]), SubjectSummary.from_json(raw["summary"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-            pass
+            pass  # absent, unreadable or from another Polars version: rebuild from the files
         return set(), SubjectSummary()
 
     def _save(self, files: list[str], summary: SubjectSummary) -> None:
@@ -621,7 +759,9 @@ class _NoStats:
     def partition_arrays(self, tenant: str, subject: str) -> PartitionArrays:
         return PartitionArrays.of(())
 
-    def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
+    def summary(
+        self, tenant: str, subject: str, window: Window | None = None
+    ) -> SubjectSummary | None:
         return None
 
 

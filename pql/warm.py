@@ -16,15 +16,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pql import ast
 from pql.errors import PQLError
+from pql.result import Result
 
-if TYPE_CHECKING:
-    from pql.engine import Engine
-
-__all__ = ["DEFAULT_MAX_SHAPES", "QueryLog", "Shape", "WarmReport", "warm"]
+__all__ = ["DEFAULT_MAX_SHAPES", "Querier", "QueryLog", "Shape", "WarmReport", "warm"]
 
 DEFAULT_MAX_SHAPES = 10_000
 """How many (tenant, shape) pairs a :class:`QueryLog` keeps."""
@@ -108,8 +106,19 @@ class QueryLog:
         self._counts = keep
 
 
+class Querier(Protocol):
+    """What :func:`warm` needs of an engine (:class:`pql.Engine` is one): its log and ``query``."""
+
+    @property
+    def query_log(self) -> QueryLog: ...
+
+    def query(
+        self, text: str, *, tenant: str, params: Mapping[str, Any] | None = ..., record: bool = ...
+    ) -> Result: ...
+
+
 def warm(
-    engine: Engine,
+    engine: Querier,
     *,
     top_n: int = 10,
     tenants: Iterable[str] | None = None,

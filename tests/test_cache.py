@@ -263,3 +263,50 @@ def test_exact_wall_clock_queries_bypass_the_cache(engine: pql.Engine) -> None:
     result = engine.query(text, tenant="acme")
     assert result.stats["cache"] == {"hit": False, "age_ms": None}
     assert len(engine.cache) == before
+
+
+def test_changing_an_answer_does_not_change_the_cache(engine: pql.Engine) -> None:
+    """Neither the answer of a miss nor that of a hit is the object the cache holds."""
+    first = engine.query(GROUP, tenant="acme", now=NOW)
+    assert first.stats["cache"]["hit"] is False
+    expected = first.df.clone()
+    expected_arrow = first.to_arrow()
+    first.df[0, first.df.columns[1]] = 999_999
+    first.stats["window"]["start"] = "changed"
+    first.stats["estimate"]["rows"] = -1.0
+    first.stats["would_refuse"].append({"code": "changed"})
+    second = engine.query(GROUP, tenant="acme", now=NOW)
+    assert second.stats["cache"]["hit"] is True
+    assert second.df.equals(expected)
+    assert second.to_arrow().equals(expected_arrow)
+    assert second.stats["window"]["start"] != "changed"
+    assert second.stats["estimate"]["rows"] != -1.0
+    assert second.stats["would_refuse"] == []
+    # A hit's answer is a copy too.
+    second.df[0, second.df.columns[1]] = 888_888
+    second.stats["window"]["end"] = "changed"
+    third = engine.query(GROUP, tenant="acme", now=NOW)
+    assert third.df.equals(expected)
+    assert third.to_arrow().equals(expected_arrow)
+    assert third.stats["window"]["end"] != "changed"
+
+
+def test_the_cache_keeps_its_own_copy(engine: pql.Engine) -> None:
+    """``ResultCache.put`` keeps a copy and ``get`` hands one out."""
+    cache = ResultCache()
+    prepared = engine.prepare(GROUP, tenant="acme", now=NOW)
+    key = CacheKey.of(prepared, 1)
+    result = Result(pl.DataFrame({"n": [1, 2]}), False, {"window": {"start": "a"}})
+    cache.put(key, result)
+    result.df[0, "n"] = 999
+    result.stats["window"]["start"] = "changed"
+    found = cache.get(key)
+    assert found is not None
+    assert found[0].df["n"].to_list() == [1, 2]
+    assert found[0].stats == {"window": {"start": "a"}}
+    found[0].df[1, "n"] = 999
+    found[0].stats["window"]["start"] = "changed"
+    again = cache.get(key)
+    assert again is not None
+    assert again[0].df["n"].to_list() == [1, 2]
+    assert again[0].stats == {"window": {"start": "a"}}

@@ -240,3 +240,133 @@ def test_result_frames(data_dir: Path, small: DemoData) -> None:
     result = pql.Engine(data_dir).query("FIND receipts SINCE 7d", tenant=top_tenant(small), now=NOW)
     assert isinstance(result.df, pl.DataFrame)
     assert result.to_arrow().num_rows == result.df.height
+
+
+def _strict_json(text: str) -> Any:
+    """Parse ``text`` as strict JSON: ``NaN`` and ``Infinity`` are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict_json(capsys: Any, tmp_path: Path, small: DemoData) -> None:
+    """Non-finite floats print as null (they used to print as Infinity and NaN)."""
+    rows = small.receipts.filter(pl.col("tenant") == top_tenant(small)).head(3)
+    rows = rows.with_columns(
+        pl.Series("latency_ms", [float("inf"), float("nan"), float("-inf")]),
+        pl.Series("cost_usd", [1.0, float("inf"), 2.0]),
+    )
+    lake = tmp_path / "lake"
+    pql.Engine(lake).ingest("receipts", rows)
+    argv = ["query", "--data", str(lake), "--tenant", top_tenant(small), "--now", NOW]
+    for text in (
+        "FIND receipts SINCE 180d",
+        "FIND SUM(receipts.latency_ms), AVG(receipts.cost_usd), MAX(receipts.latency_ms) SINCE 180d",
+    ):
+        code, out, err = run(capsys, *argv, "--format", "json", text)
+        assert code == 0, err
+        answer = _strict_json(out)
+        assert None in [v for row in answer["rows"] for v in row]
+    code, out, _ = run(capsys, *argv, "--format", "json", "FIND receipts SINCE 180d")
+    answer = _strict_json(out)
+    values = [row[answer["columns"].index("latency_ms")] for row in answer["rows"]]
+    assert values == [None, None, None]
+
+
+def test_explain_json_is_strict_json(capsys: Any, data_dir: Path, small: DemoData) -> None:
+    argv = ["explain", "--data", str(data_dir), "--tenant", top_tenant(small), "--now", NOW]
+    code, out, _ = run(capsys, *argv, "--format", "json", "FIND receipts SINCE 7d")
+    assert code == 0
+    assert _strict_json(out)["plan"]
+
+
+def test_dumps_writes_null_for_non_finite_floats() -> None:
+    from pql.result import dumps
+
+    text = dumps({"a": float("inf"), "b": [float("nan"), (float("-inf"), 1.5)], "c": "x"})
+    assert _strict_json(text) == {"a": None, "b": [None, [None, 1.5]], "c": "x"}
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``pql query ... | head -1``: the reader goes away; no X040, no traceback, exit 0."""
+    now = pql.analyze.parse_timestamp(NOW)
+    n = 20_000
+    receipts = pl.DataFrame(
+        {
+            "executionId": [f"ex-{i:08d}" for i in range(n)],
+            "tenant": "acme",
+            "region": "us-east-1",
+            "ts": pl.datetime_range(
+                now - pl.duration(seconds=n), now, "1s", time_zone="UTC", eager=True
+            ).head(n),
+            "workflow": "w" * 400,  # 10,000 rows of over 400 bytes: more than any pipe holds
+            "status": "ok",
+            "latency_ms": 1.0,
+            "cost_usd": 0.5,
+        }
+    )
+    lake = tmp_path / "lake"
+    pql.Engine(lake).ingest("receipts", receipts)
+    argv = ["--data", str(lake), "--tenant", "acme", "--now", NOW]
+    for fmt in ("table", "csv", "json"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pql.cli", "query", *argv, "--format", fmt, "FIND receipts"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, (fmt, err)
+        assert first.strip()
+        assert err == "", fmt
+
+
+def test_demo_needs_at_least_one_receipt(capsys: Any, tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    code, _, err = run(capsys, "demo", "--data", str(target), "--receipts", "0")
+    assert code == 2
+    assert "PQL-E140" in err and "--receipts" in err and "Traceback" not in err
+    assert not target.exists()
+    code, _, err = run(capsys, "demo", "--data", str(target), "--receipts", "-5")
+    assert code == 2 and "PQL-E140" in err
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def test_demo_refuses_a_lake_it_did_not_make(capsys: Any, tmp_path: Path, small: DemoData) -> None:
+    lake = tmp_path / "real"
+    engine = pql.Engine(lake)
+    engine.ingest("receipts", small.receipts)
+    before = _files(lake)
+    code, _, err = run(capsys, "demo", "--data", str(lake), "--receipts", "300")
+    assert code == 2
+    assert "PQL-E141" in err and "synthetic" in err and "Traceback" not in err
+    assert _files(lake) == before  # not one row added
+    tenant = top_tenant(small)
+    count = pql.Engine(lake).query(
+        "FIND COUNT(receipts.executionId) AS n SINCE 180d", tenant=tenant, now=NOW
+    )
+    assert count.df["n"].item() == small.receipts.filter(pl.col("tenant") == tenant).height
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "demo", "--data", str(other), "--receipts", "300")
+    assert code == 2 and "PQL-E141" in err
+    assert _files(other) == {"notes.txt": 4}
+
+
+def test_demo_reuses_its_own_lake_and_empty_dirs(capsys: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "demo", "--data", str(empty), "--receipts", "300", "--seed", "1")
+    assert code == 0, err
+    assert (empty / ".pql-demo").is_file()
+    code, out, err = run(capsys, "demo", "--data", str(empty), "--receipts", "300", "--seed", "2")
+    assert code == 0, err
+    assert "ingested receipts: 300 stored" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,8 @@ import polars as pl
 import pytest
 
 import pql
+import pql.engine
+import pql.stats
 from pql.cli import main
 from pql.errors import SafetyError
 from pql.execute.run import collect
@@ -86,7 +90,7 @@ def test_engine_deadline(big: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     engine = _engine(big, deadline_ms=1)
     with pytest.raises(SafetyError, match="PQL-S006"):
         engine.query(SLOW, tenant="acme", now=NOW, cache=False)
-    relaxed = _engine(big)
+    relaxed = _engine(big, deadline_ms=60_000)  # the first query also summarises 600,000 rows
     assert relaxed.query(SLOW, tenant="acme", now=NOW).df.item() == ROWS
 
 
@@ -152,3 +156,134 @@ def test_admission_with_a_query_running(big: tuple[pl.DataFrame, pl.DataFrame]) 
     assert "ok" in outcomes
     assert set(outcomes) <= {"ok", "PQL-S007"}
     assert len(outcomes) == 4
+
+
+# -- work before execution: bounded by the window, and under the deadline -------------------------
+
+DAYS = 60
+WINDOWED = 'FIND COUNT(receipts.executionId) WHERE receipts.status = "error" SINCE 1d'
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    """A lake with one receipts file per day for 60 days, and no statistics sidecar."""
+    hours = DAYS * 24
+    ts = pl.datetime_range(
+        NOW - timedelta(hours=hours - 1), NOW, interval="1h", time_zone="UTC", eager=True
+    )
+    receipts = pl.DataFrame(
+        {
+            "executionId": [f"ex-{i}" for i in range(hours)],
+            "tenant": "acme",
+            "region": "us-east-1",
+            "ts": ts,
+            "workflow": "etl",
+            "status": ["error" if i % 7 == 0 else "ok" for i in range(hours)],
+            "latency_ms": 1.0,
+            "cost_usd": 0.5,
+        }
+    )
+    lake = tmp_path / "lake"
+    pql.Engine(lake).ingest("receipts", receipts)
+    shutil.rmtree(lake / "_pql" / "stats")  # as if written by another tool or an older pql
+    return lake
+
+
+def _count_summaries(monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = None) -> list[int]:
+    """Count the data files summarised (and let each take 10 ms on ``clock``)."""
+    calls: list[int] = []
+    real = pql.stats.summarize
+
+    def counting(subject: Any, frame: pl.DataFrame) -> Any:
+        calls.append(frame.height)
+        if clock is not None:
+            clock.now += 0.010
+        return real(subject, frame)
+
+    monkeypatch.setattr(pql.stats, "summarize", counting)
+    return calls
+
+
+def _files_in_window(lake: Path, start: datetime, end: datetime) -> int:
+    from pql.catalog import Catalog
+    from pql.storage import Lake
+    from pql.storage.base import micros
+
+    entries = Lake(lake, Catalog()).manifest().files_of("acme", "receipts")
+    assert len(entries) >= DAYS
+    return sum(1 for e in entries if e.ts_max >= micros(start) and e.ts_min <= micros(end))
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_planning_summarises_only_the_window(
+    history: Path, monkeypatch: pytest.MonkeyPatch, index: bool
+) -> None:
+    calls = _count_summaries(monkeypatch)
+    engine = pql.Engine(history, index=index)
+    prepared = engine.prepare(WINDOWED, tenant="acme", now=NOW)
+    assert prepared.estimates is not None
+    in_window = _files_in_window(history, NOW - timedelta(days=1), NOW)
+    assert 1 <= in_window <= 2
+    assert len(calls) == in_window  # not the 60 days of the tenant's history
+    sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
+    assert len(sidecar["files"]) == in_window
+    if index:
+        assert engine.store.loaded() == ()  # planning never loads the tenant's index
+    # The same window again summarises nothing; a longer one adds only its new files.
+    engine.prepare(WINDOWED, tenant="acme", now=NOW)
+    assert len(calls) == in_window
+    engine.prepare(WINDOWED.replace("1d", "7d"), tenant="acme", now=NOW)
+    assert len(calls) == _files_in_window(history, NOW - timedelta(days=7), NOW)
+    hours = DAYS * 24  # row i is at NOW - (hours - 1 - i) h, an error when i % 7 == 0
+    errors = sum(1 for i in range(hours) if i % 7 == 0 and hours - 1 - i <= 24)
+    assert engine.query(WINDOWED, tenant="acme", now=NOW).df.item() == errors
+
+
+def test_a_tiny_deadline_stops_the_query_while_it_summarises(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    calls = _count_summaries(monkeypatch, clock)
+    engine = pql.Engine(history, limits=Limits(deadline_ms=5))
+    engine.deadline_clock = clock
+    ran: list[bool] = []
+    monkeypatch.setattr(engine, "execute", lambda *a, **k: ran.append(True))
+    with pytest.raises(SafetyError) as caught:
+        engine.query(WINDOWED.replace("1d", "30d"), tenant="acme", now=NOW, cache=False)
+    assert caught.value.code == "PQL-S006" and caught.value.exit_code == 3
+    assert caught.value.details["stage"] == "safety"
+    assert "5 ms" in caught.value.message
+    assert len(calls) == 1  # the loop over the window's 30 files stopped at the deadline
+    assert ran == []
+    # What was summarised is kept: the next query goes on from there.
+    sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
+    assert len(sidecar["files"]) == 1
+
+
+def test_the_deadline_covers_every_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    engine = pql.Engine.in_memory(limits=Limits(deadline_ms=5))
+    engine.deadline_clock = clock
+    real = pql.engine.analyze
+
+    def slow_analyze(*args: Any, **kwargs: Any) -> Any:
+        clock.now += 0.010
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pql.engine, "analyze", slow_analyze)
+    with pytest.raises(SafetyError) as caught:
+        engine.query(WINDOWED, tenant="acme", now=NOW, cache=False)
+    assert caught.value.code == "PQL-S006"
+    assert caught.value.details["stage"] == "analyze"
+    monkeypatch.setattr(pql.engine, "analyze", real)
+    assert engine.query(WINDOWED, tenant="acme", now=NOW, cache=False).df.item() == 0

@@ -7,7 +7,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import polars as pl
 
-from pql.errors import SafetyError
+from pql.deadline import Deadline, expired
 from pql.execute.compile import Compiled
 
 __all__ = ["collect", "run"]
@@ -22,39 +22,35 @@ __all__ = ["collect", "run"]
 _WAITERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pql-collect")
 
 
-def run(compiled: Compiled, deadline_ms: float | None = None) -> tuple[pl.DataFrame, bool]:
+def run(compiled: Compiled, deadline: Deadline | float | None = None) -> tuple[pl.DataFrame, bool]:
     """Collect the query; returns the rows and whether the row cap cut any.
 
-    With ``deadline_ms`` the query runs in the background and is cancelled when it has not
-    finished in time (:class:`~pql.errors.SafetyError` ``PQL-S006``).
+    With a ``deadline`` (a :class:`~pql.deadline.Deadline`, or milliseconds from now) the query
+    runs in the background and is cancelled when it has not finished in time
+    (:class:`~pql.errors.SafetyError` ``PQL-S006``).
     """
-    frame = collect(compiled.frame, deadline_ms)
+    frame = collect(compiled.frame, deadline)
     if compiled.cap is not None and frame.height > compiled.cap:
         return frame.head(compiled.cap), True
     return frame, False
 
 
-def collect(frame: pl.LazyFrame, deadline_ms: float | None) -> pl.DataFrame:
-    """Collect ``frame``, cancelling it after ``deadline_ms`` milliseconds (``None``: no limit)."""
-    if deadline_ms is None:
+def collect(frame: pl.LazyFrame, deadline: Deadline | float | None) -> pl.DataFrame:
+    """Collect ``frame``, cancelling it at ``deadline`` (milliseconds from now, or a
+    :class:`~pql.deadline.Deadline` that may be partly used up; ``None``: no limit)."""
+    if deadline is None:
         return frame.collect()
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline(deadline)
+    left = deadline.remaining_ms()
+    if left is None or deadline.ms is None:
+        return frame.collect()
+    if left <= 0:
+        raise expired(deadline.ms)
     query = frame.collect(background=True)
     answer: Future[pl.DataFrame] = _WAITERS.submit(query.fetch_blocking)
     try:
-        return answer.result(timeout=deadline_ms / 1000)
+        return answer.result(timeout=left / 1000)
     except FutureTimeout:
         query.cancel()
-        raise _expired(deadline_ms) from None
-
-
-def _expired(deadline_ms: float) -> SafetyError:
-    return SafetyError(
-        "PQL-S006",
-        f"the query ran past its deadline of {deadline_ms:,.0f} ms and was cancelled",
-        hints=(
-            "narrow the query: a shorter SINCE, a more selective WHERE, or an aggregate",
-            "raise Limits.deadline_ms if queries this long are expected",
-        ),
-        setting="Limits.deadline_ms",
-        details={"deadline_ms": deadline_ms},
-    )
+        raise expired(deadline.ms) from None

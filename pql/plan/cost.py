@@ -185,7 +185,8 @@ class _Estimator:
     def summary(self, tenant: str, subject: str) -> SubjectSummary | None:
         key = (tenant, subject)
         if key not in self.summaries:
-            self.summaries[key] = self.stats.summary(tenant, subject)
+            # Only the window the scans read: summarising stays bounded by the query's window.
+            self.summaries[key] = self.stats.summary(tenant, subject, self.windows.get(subject))
         return self.summaries[key]
 
     def column(self, col: Col, tenant: str) -> tuple[ColumnSummary | None, int]:

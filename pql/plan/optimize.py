@@ -7,10 +7,11 @@ small function from plan (and an :class:`OptimizeContext`: what the store offers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 from pql.errors import InternalError
+from pql.plan.context import NO_CONTEXT, OptimizeContext
 from pql.plan.expr import AllOf, Pred, columns_of, conjuncts
 from pql.plan.nodes import (
     Aggregate,
@@ -25,8 +26,6 @@ from pql.plan.nodes import (
     walk,
 )
 from pql.plan.rollups import use_rollups
-from pql.stats import StatsProvider
-from pql.storage.rollups import RollupSpec
 
 __all__ = [
     "NO_CONTEXT",
@@ -37,27 +36,6 @@ __all__ = [
     "push_filters",
     "use_rollups",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class OptimizeContext:
-    """What the store offers the rules: today, the rollups it keeps (subject -> spec).
-
-    With ``stats``, an aggregate reads the rollup only when the raw plan would bring it at least
-    ``rollup_min_rows`` rows (fewer are as fast to aggregate: see
-    :data:`pql.plan.rollups.MIN_ROWS`); without, whenever the rollup answers it exactly.
-    ``memo`` keeps that decision per aggregate for the query's life: the engine optimizes a plan
-    twice (for the cost budget, then to run it) with one context.
-    """
-
-    rollups: Mapping[str, RollupSpec] = field(default_factory=dict)
-    stats: StatsProvider | None = None
-    rollup_min_rows: int = 0
-    memo: dict[Node, bool] = field(default_factory=dict, compare=False, repr=False)
-
-
-NO_CONTEXT = OptimizeContext()
-"""A store that offers nothing beyond scans."""
 
 
 def push_filters(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:

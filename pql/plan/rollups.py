@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
 
 from pql.ast import AggFunc
 from pql.errors import InternalError
+from pql.plan.context import OptimizeContext
 from pql.plan.cost import estimate
 from pql.plan.expr import AggSpec, AllOf, Col, Pred, columns_of
 from pql.plan.nodes import (
@@ -48,9 +48,6 @@ from pql.plan.nodes import (
 )
 from pql.storage.base import as_utc, micros
 from pql.storage.rollups import RollupSpec
-
-if TYPE_CHECKING:
-    from pql.plan.optimize import OptimizeContext
 
 __all__ = [
     "MIN_ROWS",

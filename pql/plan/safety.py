@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pql.deadline import NO_DEADLINE, Deadline
 from pql.errors import InputError, InternalError, SafetyError
 from pql.limits import Limits
 from pql.plan.cost import Estimates, estimate, format_cost
@@ -59,6 +60,8 @@ class SafetyContext:
     """Filled in by :func:`cost_budget` for the caller (explain, result stats)."""
     optimizer: OptimizeContext = NO_CONTEXT
     """What the store offers the optimizer (rollups): the cost is of the plan as it will run."""
+    deadline: Deadline = NO_DEADLINE
+    """The query's deadline, checked before each rule (``PQL-S006``)."""
 
 
 def check_tenant_name(tenant: object) -> str:
@@ -267,8 +270,12 @@ RULES: tuple[Rule, ...] = (
 
 
 def apply_safety(plan: Node, ctx: SafetyContext, rules: tuple[Rule, ...] = RULES) -> Node:
-    """Run every safety rule, in order; a refusal propagates unchanged."""
+    """Run every safety rule, in order; a refusal propagates unchanged.
+
+    The query's deadline is checked before each rule; past it the query fails (``PQL-S006``).
+    """
     for rule in rules:
+        ctx.deadline.check("safety")
         plan = rule(plan, ctx)
     return plan
 
