@@ -262,13 +262,13 @@ def test_ingest_hooks_can_reject_a_table_whole_and_see_what_was_stored() -> None
 
     def check(engine: Any, subject: str, table: Any) -> None:
         if "zeta" in table.column("tenant").to_pylist():
-            raise pql.InputError("PQL-E202", "zeta is over its quota")
+            raise pql.SafetyError("PQL-S052", "zeta is over its quota")
 
     def after(engine: Any, subject: str, table: Any, report: Any) -> None:
         stored.append(report.written)
 
     engine = engine_with(widgets=widgets_adapter(pql_check_ingest=check, pql_on_ingest=after))
-    with pytest.raises(pql.InputError):
+    with pytest.raises(pql.SafetyError):
         engine.ingest("widgets", widgets_frame())
     assert (
         engine.query(
