@@ -89,7 +89,9 @@ def test_the_budget_is_enforced_at_once_with_the_tenants_limit(data: Path) -> No
     assert cost.value.code == "PQL-S005" and "budget of 10" in cost.value.message
     Registry(data).set_state("globex", "suspended", now=TEST_NOW)
     with pytest.raises(pql.SafetyError) as suspended:
-        engine.query("FIND COUNT(*) AS n WHERE receipts.status = 'ok'", tenant="globex", now=TEST_NOW)
+        engine.query(
+            "FIND COUNT(*) AS n WHERE receipts.status = 'ok'", tenant="globex", now=TEST_NOW
+        )
     assert suspended.value.code == "PQL-S051"
 
 
