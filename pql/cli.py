@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pql import lake_cli, saved_cli
+from pql.adapters import Adapters, load_adapters
 from pql.cli_output import print_result as _print_result
 from pql.errors import InputError, PQLError
 from pql.result import dumps
 
-__all__ = ["main"]
+__all__ = ["ADAPTERS_ENV", "build_parser", "engine_for", "main"]
+
+ADAPTERS_ENV = "PQL_ADAPTERS"
+"""Names of the adapters the command line may load, comma-separated (empty: none); unset: all."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def engine_for(args: argparse.Namespace) -> Any:
+    """The engine on ``--data`` with the command line's adapters (for adapters' commands too)."""
     from pql.engine import Engine
 
     data = Path(args.data)
@@ -42,7 +47,10 @@ def _engine(args: argparse.Namespace) -> Any:
             f"the data directory {str(data)!r} does not exist",
             hints=("create it with `pql demo --data DIR` or `pql ingest --data DIR ...`",),
         )
-    return Engine(data)
+    return Engine(data, adapters=args.adapters)
+
+
+_engine = engine_for
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -81,7 +89,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pql.engine import Engine
     from pql.storage.validate import validate_all
 
-    engine = Engine(Path(args.data))
+    engine = Engine(Path(args.data), adapters=args.adapters)
     subject = engine.catalog.get(args.table)
     if subject is None:  # pragma: no cover - argparse restricts the choices
         raise InputError("PQL-E010", f"unknown subject {args.table!r}")
@@ -113,6 +121,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.data), receipts=args.receipts, seed=args.seed, out=sys.stdout)
 
 
+def cmd_adapters(args: argparse.Namespace) -> int:
+    adapters: Adapters = args.adapters
+    if args.format == "json":
+        print(dumps([info.to_dict() for info in adapters.infos]))
+        return 0
+    if not adapters.infos:
+        print("no adapters loaded")
+        return 0
+    for info in adapters.infos:
+        origin = f"{info.distribution} {info.version}" if info.distribution else "given in code"
+        print(f"{info.name}  {info.status}  {info.module}  ({origin})")
+        if info.status == "broken":
+            print(f"    error: {info.error}")
+            if info.hint:
+                print(f"    hint: {info.hint}")
+            continue
+        for label, values in (
+            ("subjects", info.subjects),
+            ("commands", info.commands),
+            ("safety rules", info.rules),
+            ("preflight checks", info.checks),
+            ("metrics", info.metrics),
+        ):
+            if values:
+                print(f"    {label}: {', '.join(values)}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, tenant: bool = True) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
     if tenant:
@@ -120,8 +156,19 @@ def _common(p: argparse.ArgumentParser, tenant: bool = True) -> None:
         p.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(adapters: Adapters | None = None) -> argparse.ArgumentParser:
+    """The command line: the core's commands, then those of ``adapters`` (default: none)."""
+    adapters = adapters if adapters is not None else Adapters.none()
+    parser, sub = _core_parser(adapters)
+    adapters.add_cli_commands(sub)
+    return parser
+
+
+def _core_parser(
+    adapters: Adapters,
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[Any]]:
     parser = _Parser(prog="pql", description="Query workflow audit data with PQL.")
+    parser.set_defaults(adapters=adapters)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("demo", help="generate demo data and run example queries")
@@ -132,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="append Parquet files of receipts or decisions")
     _common(p, tenant=False)
-    p.add_argument("--table", required=True, choices=["receipts", "decisions"])
+    subjects = ["receipts", "decisions", *(s.name for s in adapters.subjects)]
+    p.add_argument("--table", required=True, choices=subjects)
     p.add_argument("files", nargs="+", metavar="FILE.parquet")
     p.set_defaults(handler=cmd_ingest)
 
@@ -162,15 +210,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY")
     p.set_defaults(handler=cmd_explain)
 
+    p = sub.add_parser("adapters", help="list the adapters loaded and the packages they come from")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(handler=cmd_adapters)
+
     saved_cli.register(sub)
     lake_cli.register(sub)
-    return parser
+    return parser, sub
+
+
+def core_commands() -> tuple[str, ...]:
+    """The command names of the core's command line (no adapter may take one)."""
+    return tuple(_core_parser(Adapters.none())[1].choices)
+
+
+def cli_adapters() -> Adapters:
+    """The adapters the command line loads: every installed one, or those ``PQL_ADAPTERS`` names."""
+    allowed = os.environ.get(ADAPTERS_ENV)
+    allow = None if allowed is None else [n.strip() for n in allowed.split(",") if n.strip()]
+    return load_adapters(allow, reserved_commands=core_commands())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    try:
+        adapters = cli_adapters()
+    except PQLError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    parser = build_parser(adapters)
     args = parser.parse_args(argv)
+    if args.command != "adapters":
+        for info in adapters.broken:
+            print(
+                f"warning[PQL-X200]: adapter {info.name!r} is broken and was not loaded: "
+                f"{info.error}",
+                file=sys.stderr,
+            )
     handler: Handler = args.handler
     try:
         status = handler(args)

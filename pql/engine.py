@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from pql import adapters as adapters_mod
 from pql import cache as result_cache
 from pql import warm as warm_mod
 from pql.analyze import Analyzed, analyze, parse_timestamp
@@ -41,6 +42,7 @@ from pql.plan.rollups import MIN_ROWS as ROLLUP_MIN_ROWS
 from pql.plan.safety import RULES as SAFETY_RULES
 from pql.plan.safety import (
     CostReport,
+    Rule,
     SafetyContext,
     apply_safety,
     check_tenant_name,
@@ -50,7 +52,7 @@ from pql.result import Result
 from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
-from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store
+from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
 from pql.storage.rollups import RollupStore
 from pql.storage.validate import validate_all
 
@@ -76,6 +78,8 @@ class Prepared:
     """Rows and cost per node of ``plan``, computed once by the ``cost-budget`` safety rule."""
     would_refuse: tuple[dict[str, Any], ...] = ()
     """Refusals the cost rule recorded instead of raising (measure mode)."""
+    safety_rules: tuple[Rule, ...] = SAFETY_RULES
+    """The rules the plan passed: the core's, then the adapters'."""
 
     @property
     def start(self) -> datetime:
@@ -92,7 +96,7 @@ class Prepared:
         """The plan with its estimates (and ``actual_rows`` per node, if measured)."""
         if self.estimates is None:
             raise InternalError("PQL-X033", "a prepared query has no cost estimates")
-        rules = ", ".join(rule_names(SAFETY_RULES))
+        rules = ", ".join(rule_names(self.safety_rules))
         opt = ", ".join(r.__name__.replace("_", "-") for r in OPTIMIZER_RULES)
         footer = (
             f"-- tenant: {self.tenant}; window: {_iso(self.start)} .. {_iso(self.now)}",
@@ -145,6 +149,10 @@ class Engine:
     ``clock`` replaces the engine's trusted clock (default: the wall clock, UTC), on which the
     signatures and keys of saved queries are judged; it can be set only here (e.g. by tests),
     never per query. A query's ``now`` sets only its window.
+    ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
+    default every one installed, or a list of the names allowed (``()``: none), or a
+    :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
+    ``engine.adapters.broken``; it never stops the engine.
     """
 
     def __init__(
@@ -162,7 +170,9 @@ class Engine:
         rollups: bool = True,
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
         clock: Callable[[], datetime] | None = None,
+        adapters: adapters_mod.AdaptersSpec = None,
     ) -> None:
+        self.adapters = adapters_mod.resolve(adapters)
         self.safelist = Safelist.of(safelist)
         self._trusted_clock = clock if clock is not None else _wall_clock
         if cache is True:
@@ -172,6 +182,11 @@ class Engine:
         self.metrics = metrics if metrics is not None else default_metrics()
         self.query_log = warm_mod.QueryLog()
         self.catalog = catalog or Catalog()
+        _register_subjects(self.catalog, self.adapters)
+        for spec in self.adapters.metrics:
+            self.metrics.register(spec)
+        self.safety_rules: tuple[Rule, ...] = (*SAFETY_RULES, *self.adapters.safety_rules)
+        """The core's safety rules, then the adapters' (which may only refuse)."""
         self.limits = limits or DEFAULT_LIMITS
         self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
@@ -192,6 +207,8 @@ class Engine:
         self._rollup_store = self.store if isinstance(self.store, RollupStore) else None
         self.saved_store = SavedStore.beside(self.store)
         """The signed saved queries of this engine's data (``DATA/_pql/saved.sqlite``)."""
+        self.data_dir: Path | None = Path(path) if path is not None else _root_of(self.store)
+        """The data directory (``None`` for an engine without one); adapters keep state here."""
         self.statistics = StoreStats(self.store, self.catalog)
         self.deadline_clock: Callable[[], float] = time.monotonic
         """The clock (seconds, monotonic) that query deadlines are measured on."""
@@ -213,9 +230,12 @@ class Engine:
         rollups: bool = True,
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
         clock: Callable[[], datetime] | None = None,
+        adapters: adapters_mod.AdaptersSpec = None,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
+        loaded = adapters_mod.resolve(adapters)
+        _register_subjects(cat, loaded)
         return cls(
             limits=limits,
             catalog=cat,
@@ -227,6 +247,7 @@ class Engine:
             rollups=rollups,
             rollup_min_rows=rollup_min_rows,
             clock=clock,
+            adapters=loaded,
         )
 
     # limits -----------------------------------------------------------------------------
@@ -247,8 +268,12 @@ class Engine:
         )
 
     def limits_for(self, tenant: str) -> Limits:
-        """The limits in force for ``tenant``: the engine's, tightened by the tenant's profile."""
-        return self.limits.tighten(self._tenant_limits.get(tenant))
+        """The limits in force for ``tenant``: the engine's, tightened by the tenant's profile
+        and by every profile an adapter keeps for it (``pql_tenant_limits``)."""
+        limits = self.limits.tighten(self._tenant_limits.get(tenant))
+        for profile in self.adapters.call("pql_tenant_limits", engine=self, tenant=tenant):
+            limits = limits.tighten(profile)
+        return limits
 
     # data -------------------------------------------------------------------------------
     def ingest(
@@ -270,9 +295,18 @@ class Engine:
             )
         if isinstance(data, list | tuple):
             named = [(f"input {i}", table) for i, table in enumerate(data)]
-            report = self.store.ingest(target, validate_all(target, named, self.catalog))
-        else:  # the store checks what it was given
-            report = self.store.ingest(target, data)
+            data = validate_all(target, named, self.catalog)
+        if self.adapters.implements("pql_check_ingest"):
+            # Adapters see the validated rows before anything is written and may reject them all.
+            data = validate(target, data, self.catalog)
+            table = data.to_arrow()
+            self.adapters.call("pql_check_ingest", engine=self, subject=target.name, table=table)
+        report = self.store.ingest(target, data)  # the store checks what it was given
+        if self.adapters.implements("pql_on_ingest"):
+            arrow = data if isinstance(data, pa.Table) else data.to_arrow()
+            self.adapters.call(
+                "pql_on_ingest", engine=self, subject=target.name, table=arrow, report=report
+            )
         if isinstance(self.store, Lake):  # keep the summaries beside the data up to date
             for tenant in report.tenants:
                 try:
@@ -342,7 +376,7 @@ class Engine:
             plan = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             t = _lap(timings, "plan", t)
             deadline.check("plan")
-            plan = apply_safety(plan, ctx)
+            plan = apply_safety(plan, ctx, self.safety_rules)
             t = _lap(timings, "safety", t)
             deadline.check("safety")
             # The cost rule (the last safety rule) estimated the optimized form of exactly this
@@ -369,6 +403,7 @@ class Engine:
             timings,
             report.estimates,
             tuple(report.would_refuse),
+            self.safety_rules,
         )
 
     def _deadline(self, limits: Limits) -> Deadline:
@@ -580,10 +615,32 @@ class Engine:
     @contextmanager
     def _admitted(self, tenant: str) -> Iterator[None]:
         """A running slot of the tenant's share (if it has one), then of the engine."""
-        wait = self.limits_for(tenant).deadline_ms / 1000
+        mine = self.limits_for(tenant)
+        wait = mine.deadline_ms / 1000
         share = self._tenant_slots.get(tenant)
+        if (share is None and mine.max_concurrent < self.limits.max_concurrent) or (
+            share is not None and share.max_running != mine.max_concurrent
+        ):  # an adapter's profile bounds the tenant's concurrency (or changed it)
+            share = self._tenant_slots[tenant] = Admission(
+                running=mine.max_concurrent,
+                queued=mine.max_queued,
+                where=f"tenant {tenant!r}'s share of this engine",
+            )
         with share.slot(wait) if share is not None else nullcontext(), self._admission.slot(wait):
             yield
+
+
+def _register_subjects(catalog: Catalog, adapters: adapters_mod.Adapters) -> None:
+    """Add the adapters' subjects to ``catalog`` (an identical one already there is kept)."""
+    for subject in adapters.subjects:
+        if catalog.get(subject.name) != subject:
+            catalog.register(subject)
+
+
+def _root_of(store: Store) -> Path | None:
+    if isinstance(store, IndexedLake):
+        return store.lake.root
+    return store.root if isinstance(store, Lake) else None
 
 
 def _estimate_stats(prepared: Prepared) -> dict[str, float] | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from pql.errors import AuthError, InputError, PQLError, QueryError, SafetyError
+from pql.errors import AuthError, InputError, InternalError, PQLError, QueryError, SafetyError
 
 __all__ = ["BUCKETS_MS", "OUTCOMES", "Metrics", "available", "default_metrics", "outcome_of"]
 
@@ -59,9 +59,12 @@ class Metrics:
 
     def __init__(self, registry: Any = None, *, enabled: bool = True) -> None:
         self.enabled = enabled and _prom is not None
+        self._extra: dict[str, Any] = {}
+        self._extra_lock = threading.Lock()
         if not self.enabled or _prom is None:
             return
         reg = registry if registry is not None else _prom.REGISTRY
+        self._registry = reg
         self._query_ms = _prom.Histogram(
             "mc_pql11_query_ms",
             "pql query latency in milliseconds, by outcome",
@@ -93,6 +96,48 @@ class Metrics:
         """Record rows read by a query that ran."""
         if self.enabled and rows > 0:
             self._rows.inc(rows)
+
+    # -- metrics adapters declare (pql.adapters.MetricSpec) ------------------------------------
+
+    def register(self, spec: Any) -> None:
+        """Create the metric an adapter declared (a :class:`pql.adapters.MetricSpec`), once."""
+        with self._extra_lock:
+            if spec.name in self._extra:
+                return
+            if not self.enabled or _prom is None:
+                self._extra[spec.name] = None
+                return
+            kinds = {"histogram": _prom.Histogram, "counter": _prom.Counter, "gauge": _prom.Gauge}
+            options: dict[str, Any] = {"registry": self._registry}
+            if spec.kind == "histogram" and spec.buckets:
+                options["buckets"] = spec.buckets
+            self._extra[spec.name] = kinds[spec.kind](
+                spec.name, spec.help, list(spec.labels), **options
+            )
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """Record ``value`` on the registered histogram (or gauge: set) ``name``."""
+        metric = self._metric(name, labels)
+        if metric is not None:
+            (metric.observe if hasattr(metric, "observe") else metric.set)(value)
+
+    def inc(self, name: str, value: float = 1, **labels: str) -> None:
+        """Add ``value`` to the registered counter ``name``."""
+        metric = self._metric(name, labels)
+        if metric is not None:
+            metric.inc(value)
+
+    def _metric(self, name: str, labels: dict[str, str]) -> Any:
+        if name not in self._extra:
+            raise InternalError(
+                "PQL-X203",
+                f"metric {name!r} was never registered",
+                hints=("an adapter must declare its metrics in pql_metrics",),
+            )
+        metric = self._extra[name]
+        if metric is None:
+            return None
+        return metric.labels(**labels) if labels else metric
 
 
 _default: Metrics | None = None

@@ -286,4 +286,5 @@ def test_the_deadline_covers_every_stage(monkeypatch: pytest.MonkeyPatch) -> Non
     assert caught.value.code == "PQL-S006"
     assert caught.value.details["stage"] == "analyze"
     monkeypatch.setattr(pql.engine, "analyze", real)
+    engine.limits = Limits(deadline_ms=60_000)  # the final collect waits on the real clock
     assert engine.query(WINDOWED, tenant="acme", now=NOW, cache=False).df.item() == 0

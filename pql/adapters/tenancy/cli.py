@@ -1,0 +1,131 @@
+"""``pql tenants``: create, show, list and preflight tenants of a data directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pql.adapters.tenancy.preflight import KEYS_DIR, run_preflight
+from pql.adapters.tenancy.registry import Registry, TenantSpec
+from pql.errors import InputError
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    group = subparsers.add_parser("tenants", help="create tenants, check them, move them")
+    sub = group.add_subparsers(dest="tenants_command", required=True, parser_class=type(group))
+
+    p = sub.add_parser("create", help="register a tenant (defaults for every field not given)")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--region", required=True, metavar="R", help="the home region")
+    p.add_argument("--allow", action="append", metavar="R", help="an allowed region (repeat)")
+    for name, kind in (
+        ("cost-budget", float),
+        ("max-rows", int),
+        ("max-window-days", int),
+        ("max-concurrent", int),
+        ("latency-ms", int),
+        ("rows-per-day", int),
+        ("bytes-stored", int),
+    ):
+        p.add_argument(f"--{name}", type=kind, metavar="N")
+    p.add_argument("--trust-key", action="append", metavar="KID", help="a trusted key id (repeat)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(handler=cmd_create)
+
+    p = sub.add_parser("show", help="a tenant's record")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("list", help="every tenant of the data directory")
+    _data(p)
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("preflight", help="is a tenant ready? a table of checks")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--keys", metavar="DIR", help="the trusted public keys (default DATA/_pql/keys)")
+    p.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=cmd_preflight)
+
+
+def _data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+
+
+def _now(text: str | None) -> datetime:
+    from pql.signing import to_utc
+
+    return to_utc(text) if text else datetime.now(UTC)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    spec = TenantSpec(
+        id=args.tenant,
+        region=args.region,
+        allowed_regions=tuple(args.allow) if args.allow else None,
+        cost_budget=args.cost_budget,
+        max_rows=args.max_rows,
+        max_window_days=args.max_window_days,
+        max_concurrent=args.max_concurrent,
+        latency_ms=args.latency_ms,
+        rows_per_day=args.rows_per_day,
+        bytes_stored=args.bytes_stored,
+        trusted_keys=tuple(args.trust_key) if args.trust_key else None,
+    )
+    tenant, defaulted, created = Registry(args.data).create(spec, now=_now(None))
+    if args.format == "json":
+        out = {"tenant": tenant.to_dict(), "created": created, "defaulted": list(defaulted)}
+        print(json.dumps(out))
+        return 0
+    print(f"tenant {tenant.id} {'created' if created else 'already exists with this spec'}")
+    if defaulted:
+        print(f"defaults applied to: {', '.join(defaulted)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(json.dumps(Registry(args.data).require(args.tenant).to_dict(), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for tenant in Registry(args.data).all():
+        print(f"{tenant.id}  {tenant.state}  {tenant.home_region}")
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from pql.cli import engine_for
+
+    if not Path(args.data).is_dir():
+        raise InputError("PQL-E071", f"the data directory {args.data!r} does not exist")
+    Registry(args.data).require(args.tenant)
+    engine = engine_for(args)
+    token = KEYS_DIR.set(Path(args.keys) if args.keys else None)
+    try:
+        results = run_preflight(engine, args.tenant, _now(args.now))
+    finally:
+        KEYS_DIR.reset(token)
+    passed = all(r.ok for r in results)
+    if args.format == "json":
+        doc = {"tenant": args.tenant, "ok": passed, "checks": [r.to_dict() for r in results]}
+        print(json.dumps(doc))
+    else:
+        width = max(len(r.code) for r in results)
+        for r in results:
+            line = f"{'PASS' if r.ok else 'FAIL'}  {r.code:<{width}}  {r.title}: {r.detail}"
+            print(line)
+            if r.hint:
+                print(f"      fix: {r.hint}")
+        print(f"{sum(r.ok for r in results)} of {len(results)} checks passed")
+    sys.stdout.flush()
+    return 0 if passed else 1
