@@ -19,6 +19,7 @@ import polars as pl
 from pql import saved_cli
 from pql.errors import InputError, PQLError
 from pql.result import Result
+from pql.server import cli as server_cli
 
 __all__ = ["main"]
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_explain)
 
     saved_cli.register(sub)
+    server_cli.register(sub)
     return parser
 
 
