@@ -12,7 +12,7 @@ hint when it is missing.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 from pql.errors import InputError
 
@@ -23,7 +23,12 @@ _STACK = ("starlette", "uvicorn")
 
 def require() -> None:
     """Check that the server's dependencies are installed (``PQL-E300`` with a hint if not)."""
-    missing = [name for name in _STACK if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in _STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise InputError(
             "PQL-E300",

@@ -65,13 +65,13 @@ class Server:
         *,
         keys: Path | None = None,
         tenant_share: TenantLimits | None = None,
+        saved: SavedStore | None = None,
     ) -> None:
         self.engine = engine
+        self.saved = saved if saved is not None else SavedStore.beside(engine.store)
         self.keys = keys
         self.tenant_share = tenant_share
         self.ready = threading.Event()
-        self.loaded = 0
-        self.tenants = 0
         self._shared: set[str] = set()
         self._lock = threading.Lock()
 
@@ -80,11 +80,8 @@ class Server:
         store: Any = self.engine.store
         try:
             if hasattr(store, "load") and hasattr(store, "tenants"):
-                tenants = store.tenants()
-                self.tenants = len(tenants)
-                for tenant in tenants:
+                for tenant in store.tenants():
                     store.load(tenant)
-                    self.loaded += 1
         finally:
             self.ready.set()
 
@@ -223,7 +220,7 @@ def _routes(server: Server) -> list[BaseRoute]:
     )
     async def list_saved(request: Request) -> Response:
         who = principal(request, "saved")
-        names = await run_in_threadpool(SavedStore.beside(engine.store).names, who.tenant)
+        names = await run_in_threadpool(server.saved.names, who.tenant)
         return JSONResponse({"names": names})
 
     @operation(
@@ -254,8 +251,7 @@ def _routes(server: Server) -> list[BaseRoute]:
     )
     async def readyz(request: Request) -> Response:
         ready = server.ready.is_set()
-        body = {"ready": ready, "tenants_loaded": server.loaded, "tenants": server.tenants}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     readyz.openapi["responses"]["503"] = json_ok("not ready yet", {"type": "object"})  # type: ignore[attr-defined]
 
@@ -297,8 +293,7 @@ def _run_saved(
     """A saved run: the signature on the server's wall clock; the caller's ``now`` moves only
     the window (as the contract says of every clock a caller passes)."""
     engine = server.engine
-    store = SavedStore.beside(engine.store)
-    cleared = store.authorize(
+    cleared = server.saved.authorize(
         name, tenant=tenant, keyring=server.keyring(), now=datetime.now(UTC), params=params
     )
     prepared = engine.prepare(cleared.text, tenant=tenant, now=now, params=cleared.params)
@@ -324,15 +319,17 @@ def create_app(
     tokens: TokenStore,
     *,
     keys: Path | None = None,
+    saved: SavedStore | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     tenant_share: TenantLimits | None = None,
     plugins: Iterable[object] | None = None,
     threads: int | None = None,
 ) -> Starlette:
-    """The app over ``engine``: built-in routes, then the adapters' (``plugins=None``: the
+    """The app over ``engine``: built-in routes (saved queries from ``saved``, default: the store
+    beside the engine's data), then the adapters' (``plugins=None``: the
     installed ones; a list: exactly those). ``threads`` sizes the worker pool (default: enough
     for every query the engine admits to run or wait, so admission, not the pool, queues)."""
-    server = Server(engine, keys=keys, tenant_share=tenant_share)
+    server = Server(engine, keys=keys, tenant_share=tenant_share, saved=saved)
     routes = _routes(server)
     routes += adapter_routes(engine, routes, plugins)
     workers = threads or engine.limits.max_concurrent + engine.limits.max_queued + 8

@@ -113,6 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from pql.engine import Engine
     from pql.limits import DEFAULT_LIMITS, TenantLimits
+    from pql.saved import SavedStore
     from pql.server.app import DEFAULT_MAX_BODY, create_app
 
     data = _data_dir(args.data)
@@ -147,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine,
         TokenStore.in_data_dir(data),
         keys=Path(args.keys) if args.keys else None,
+        saved=SavedStore.in_data_dir(data),
         max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY,
         tenant_share=share,
     )
