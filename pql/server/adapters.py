@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from pql.errors import InternalError
 
-__all__ = ["GROUP", "PROJECT", "adapter_routes", "plugin_manager"]
+__all__ = ["GROUP", "PROJECT", "adapter_routes", "hookimpl", "plugin_manager"]
 
 PROJECT = "pql"
 GROUP = "pql.adapters"
@@ -69,3 +69,7 @@ def adapter_routes(
                 seen |= {(route.path, m) for m in (route.methods or ())}
             out.append(route)
     return out
+
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Mark an adapter's ``pql_http_routes`` implementation with this."""
