@@ -18,6 +18,7 @@ from pql.adapters import Adapters, load_adapters
 from pql.cli_output import print_result as _print_result
 from pql.errors import InputError, PQLError
 from pql.result import dumps
+from pql.server import cli as server_cli
 
 __all__ = ["ADAPTERS_ENV", "build_parser", "engine_for", "main"]
 
@@ -216,6 +217,7 @@ def _core_parser(
 
     saved_cli.register(sub)
     lake_cli.register(sub)
+    server_cli.register(sub)
     return parser, sub
 
 

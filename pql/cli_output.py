@@ -11,7 +11,7 @@ import polars as pl
 
 from pql.result import Result
 
-__all__ = ["print_result"]
+__all__ = ["isoformat", "print_result"]
 
 
 def print_result(result: Result, fmt: str, out: TextIO) -> None:
@@ -19,7 +19,7 @@ def print_result(result: Result, fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(result.to_json() + "\n")
     elif fmt == "csv":
-        out.write(_isoformat(result.df).write_csv())
+        out.write(isoformat(result.df).write_csv())
     else:
         with pl.Config(
             tbl_rows=-1,
@@ -32,7 +32,8 @@ def print_result(result: Result, fmt: str, out: TextIO) -> None:
         out.write(f"{result.df.height:,} rows\n")
 
 
-def _isoformat(df: pl.DataFrame) -> pl.DataFrame:
+def isoformat(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with every timestamp as ISO-8601 UTC text (CSV and JSON show them so)."""
     exprs = [
         pl.col(name).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias(name)
         if isinstance(dtype, pl.Datetime)
