@@ -561,8 +561,9 @@ class Engine:
                 _lap(timings, "execute", t)
             except PQLError:
                 raise
-            except Exception as exc:  # a bug, not the caller's fault: keep the cause attached
-                raise _internal(exc) from exc
+            except Exception as exc:  # damaged data, named; otherwise a bug, cause attached
+                explained = self.store.diagnose(prepared.tenant, exc)
+                raise (explained or _internal(exc)) from exc
         begin = started if started is not None else t
         timings["total"] = round((time.perf_counter() - begin) * 1000, 3)
         self.metrics.rows_scanned(compiled.rows_scanned)
@@ -606,8 +607,14 @@ class Engine:
             for node in walk(prepared.plan):
                 if node in counts:
                     continue
-                compiled = compile_plan(node, self.store, self.catalog, prepared.estimates)
-                count = collect(compiled.frame.select(pl.len()), prepared.limits.deadline_ms)
+                try:
+                    compiled = compile_plan(node, self.store, self.catalog, prepared.estimates)
+                    count = collect(compiled.frame.select(pl.len()), prepared.limits.deadline_ms)
+                except PQLError:
+                    raise
+                except Exception as exc:  # as in execute: damaged data named, else a bug
+                    explained = self.store.diagnose(prepared.tenant, exc)
+                    raise (explained or _internal(exc)) from exc
                 rows = int(count.item())
                 counts[node] = rows if compiled.cap is None else min(rows, compiled.cap)
         return counts

@@ -351,7 +351,17 @@ DAMAGE = {
     "garbage": lambda path: path.write_bytes(b"garbage\n"),
     "missing": lambda path: path.unlink(),
     "truncated": lambda path: path.write_bytes(path.read_bytes()[:-9]),
+    "inside": lambda path: _damage_inside(path),
 }
+
+
+def _damage_inside(path: Path) -> None:
+    """Overwrite the data pages: same size, same Parquet markers, unreadable rows."""
+    raw = bytearray(path.read_bytes())
+    footer = int.from_bytes(raw[-8:-4], "little")
+    for i in range(4, len(raw) - footer - 8):
+        raw[i] = (raw[i] * 31 + 7) % 256
+    path.write_bytes(bytes(raw))
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 
 from pql.catalog import Catalog, DataType, Subject
-from pql.errors import InputError, InternalError
+from pql.errors import InputError, InternalError, PQLError
 
 __all__ = [
     "DAY",
@@ -148,6 +148,11 @@ class Store(Protocol):
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         """Per (day, region) partition statistics of ``tenant``'s ``subject``, by day."""
+        ...
+
+    def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
+        """After reading ``tenant``'s rows failed with ``exc``: the user-facing error that
+        explains it (e.g. a damaged file, named), or ``None`` when the data is not the cause."""
         ...
 
 

@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
+from pql.errors import PQLError
 from pql.storage.base import IngestReport, PartitionStats, Scan
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
@@ -85,6 +86,9 @@ class IndexedLake:
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         return self.lake.stats(tenant, subject)
+
+    def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
+        return self.lake.diagnose(tenant, exc)
 
     def _index(self, tenant: str) -> MemoryStore:
         version = self.lake.version(tenant)

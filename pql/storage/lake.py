@@ -45,7 +45,7 @@ import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
-from pql.errors import InputError, InternalError
+from pql.errors import InputError, InternalError, PQLError
 from pql.storage.base import (
     GLOBAL_REGION,
     IngestReport,
@@ -526,6 +526,29 @@ class Lake:
             details={"path": entry.path, "tenant": entry.tenant, "problem": problem},
         )
 
+    def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
+        """After a read of ``tenant``'s rows failed with ``exc`` (Polars, Arrow or the OS):
+        PQL-E102 naming the first of the tenant's files that cannot be read whole, or ``None``
+        when every file reads, so the failure was not the data's.
+
+        A file can keep its size and its Parquet markers and still be damaged inside; only
+        reading it finds that, so this reads the tenant's files one by one, on the failure path
+        only.
+        """
+        if not isinstance(exc, pl.exceptions.PolarsError | pa.ArrowException | OSError):
+            return None
+        entries = [e for e in self._refresh().files if e.tenant == tenant]
+        try:
+            self.check_files(entries)
+        except InputError as found:
+            return found
+        for entry in sorted(entries, key=lambda e: e.path):
+            try:
+                pl.read_parquet(self._root / entry.path)
+            except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as failure:
+                return self.read_error([entry], failure)
+        return None
+
     def read_error(self, entries: Sequence[FileEntry], exc: BaseException) -> InputError:
         """PQL-E102 for a read of ``entries`` that failed although every file looked whole."""
         for entry in entries:  # name the culprit when it can be found
@@ -535,6 +558,11 @@ class Lake:
                 return self.damage_error(entry, problem)
         if len(entries) == 1:
             return self.damage_error(entries[0], f"Parquet says: {exc}")
+        for entry in entries:  # damaged inside: only reading each file finds it
+            try:
+                pl.read_parquet(self._root / entry.path)
+            except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as failure:
+                return self.damage_error(entry, f"Parquet says: {failure}")
         shown = ", ".join(e.path for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
         return InputError(
             "PQL-E102",

@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
-from pql.errors import InternalError
+from pql.errors import InternalError, PQLError
 from pql.storage.base import (
     DAY,
     REGION,
@@ -163,6 +163,10 @@ class MemoryStore:
         """``tenant``'s extra columns in this store: subject -> column -> type."""
         mine = self._extras.get(tenant, {})
         return {subject: dict(columns) for subject, columns in mine.items()}
+
+    def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
+        """Rows in memory cannot be damaged: a failed read is never the data's fault."""
+        return None
 
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         """Per (day, region) statistics of ``tenant``'s ``subject``, computed and cached."""
