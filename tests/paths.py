@@ -75,10 +75,16 @@ def edge_times(now: datetime, windows: Iterable[timedelta]) -> list[datetime]:
     times: set[datetime] = set()
     for mark in {now, *(now - w for w in windows)}:
         times |= {mark - TICK, mark, mark + TICK}
-        midnight = datetime.combine(mark.date(), time(), tzinfo=UTC)
-        times |= {midnight - TICK, midnight, midnight + TICK, midnight + DAY - TICK}
+        for midnight in _midnights_around(mark):
+            times |= {midnight - TICK, midnight, midnight + TICK}
     times |= {now + timedelta(hours=1), now + DAY, now + timedelta(days=30)}  # the future
     return sorted(times)
+
+
+def _midnights_around(mark: datetime) -> tuple[datetime, datetime]:
+    """The start of ``mark``'s UTC day and of the next one (the partitions a window cuts)."""
+    midnight = datetime.combine(mark.date(), time(), tzinfo=UTC)
+    return midnight, midnight + DAY
 
 
 def with_edges(data: DemoData, windows: Iterable[timedelta]) -> DemoData:

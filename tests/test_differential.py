@@ -20,7 +20,7 @@ from pql.examples import CONTRACT_EXAMPLES
 from pql.plan.nodes import RollupAggregate, walk
 from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES, WINDOWS
 from tests.compare import assert_same_frame
-from tests.paths import StorePath
+from tests.paths import StorePath, edge_times
 from tests.sqlref import translate
 from tests.strategies import queries
 
@@ -55,6 +55,17 @@ def test_examples_match_duckdb(
     which: int,
 ) -> None:
     check(store_path.engine, edge_duck, text, edge_tenants[which], edge_data.now)
+
+
+def test_the_data_holds_every_edge(edge_data: DemoData) -> None:
+    """Guard the edge rows themselves: every tenant has a receipt at every edge instant."""
+    windows = {
+        timedelta(seconds=pql.parse(f"FIND receipts SINCE {w}").since.seconds) for w in WINDOWS
+    }  # type: ignore[union-attr]
+    wanted = set(edge_times(edge_data.now, windows))
+    assert edge_data.now in wanted and edge_data.now + timedelta(days=1) in wanted
+    for (tenant,), rows in edge_data.receipts.partition_by("tenant", as_dict=True).items():
+        assert wanted <= set(rows["ts"].to_list()), tenant
 
 
 @pytest.mark.parametrize("window", WINDOWS)
