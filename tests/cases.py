@@ -82,6 +82,10 @@ DIFFERENTIAL_CASES = [
     "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
     "WHERE rule IN ('budget.cap', 'pii.mask') OR receipts.latency_ms >= 1000 SINCE 30d",
     "FIND receipts WHERE ts >= '2026-11-01' AND NOT status IN ('ok') SINCE 60d",
+    # two conditions on each side of a join: both must be pushed below it, on their own side
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
+    "WHERE decisions.effect = 'deny' AND decisions.rule != 'pii.mask' "
+    "AND receipts.status != 'ok' AND receipts.latency_ms > 100 SINCE 30d",
     "FIND COUNT(*) AS n WHERE decisions.effect != 'allow' GROUP BY decisions.policy_version SINCE 180d",
     "FIND receipts WHERE attempt > 1 SINCE 30d ORDER BY attempt DESC, latency_ms",
     "FIND SUM(receipts.attempt), AVG(receipts.attempt) GROUP BY receipts.attempt SINCE 180d",
