@@ -83,7 +83,12 @@ def _report(
     path: Path, chosen: list[str] | None, command: str, seconds: float, args: argparse.Namespace
 ) -> None:
     results = _results()
-    names = chosen if chosen is not None else sorted(results)
+    if chosen is not None:
+        names = chosen
+    elif args.report_only:  # the mutants the last run(s) gave a result
+        names = sorted(n for n, code in results.items() if code is not None)
+    else:
+        names = sorted(results)
     by_package: dict[str, Counter[str]] = defaultdict(Counter)
     for name in names:
         by_package[_package(name)][_status(results.get(name))] += 1
@@ -99,6 +104,8 @@ def _report(
             f"A seeded random sample of {len(names)} of the {total} mutants (seed {args.seed}, "
             f"from {', '.join(args.only)}): the scores estimate the full run's."
             if chosen is not None
+            else f"The {len(names)} mutants with a result in the last run, of {total}."
+            if args.report_only
             else f"Every one of the {total} mutants."
         ),
         "",
