@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck demo bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck demo bench mutation``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,31 @@ def abuse(session: nox.Session) -> None:
         "-s",
         *session.posargs,
         env={"PQL_ABUSE_EXAMPLES": "100000"},
+    )
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Every mutant of the query pipeline (nightly; hours on two cores). Report:
+    benchmarks/results/mutation.md. ``nox -s mutation -- --sample 200`` runs a seeded sample."""
+    session.install("-e", ".[mutation]")
+    session.run("python", "-m", "benchmarks.mutation", *session.posargs)
+
+
+@nox.session(name="mutation-sample")
+def mutation_sample(session: nox.Session) -> None:
+    """A seeded random sample of mutants of pql/plan and pql/execute (tens of minutes)."""
+    session.install("-e", ".[mutation]")
+    session.run(
+        "python",
+        "-m",
+        "benchmarks.mutation",
+        "--sample",
+        "150",
+        "--only",
+        "pql/plan",
+        "pql/execute",
+        *session.posargs,
     )
 
 

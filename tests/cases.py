@@ -1,4 +1,4 @@
-"""Query texts shared by the golden-file tests."""
+"""Query texts shared by the golden-file and differential tests."""
 
 from pql.examples import CONTRACT_EXAMPLES
 
@@ -78,4 +78,41 @@ PLAN_CASES = [
     "FIND COUNT(*) AS n, AVG(receipts.latency_ms) WHERE status != 'ok' GROUP BY receipts.region TIMESERIES 1h SINCE 2d",
     "FIND COUNT(decisions.decisionId) AS denies JOIN receipts ON decisions.executionId = receipts.executionId "
     "WHERE decisions.effect = 'deny' GROUP BY decisions.rule TIMESERIES 1d SINCE 30d ORDER BY bucket DESC",
+]
+
+DIFFERENTIAL_CASES = [
+    # every query here runs on every store path against DuckDB (tests/test_differential.py)
+    "FIND receipts",
+    "FIND decisions SINCE 2w ORDER BY rule DESC LIMIT 50",
+    "FIND COUNT(*) AS n, MIN(receipts.latency_ms), MAX(receipts.ts) GROUP BY status, region SINCE 90d",
+    "FIND SUM(receipts.latency_ms) AS s WHERE latency_ms IS NULL SINCE 180d",
+    "FIND AVG(receipts.cost_usd) WHERE receipts.status = 'no-such-status' SINCE 30d",
+    "FIND COUNT(receipts.latency_ms), COUNT(*) AS rows_ GROUP BY receipts.workflow SINCE 180d ORDER BY rows_ DESC",
+    "FIND decisions WHERE executionId IS NULL SINCE 180d",
+    "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
+    "WHERE rule IN ('budget.cap', 'pii.mask') OR receipts.latency_ms >= 1000 SINCE 30d",
+    "FIND receipts WHERE ts >= '2026-11-01' AND NOT status IN ('ok') SINCE 60d",
+    # two conditions on each side of a join: both must be pushed below it, on their own side
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
+    "WHERE decisions.effect = 'deny' AND decisions.rule != 'pii.mask' "
+    "AND receipts.status != 'ok' AND receipts.latency_ms > 100 SINCE 30d",
+    "FIND COUNT(*) AS n WHERE decisions.effect != 'allow' GROUP BY decisions.policy_version SINCE 180d",
+    "FIND receipts WHERE attempt > 1 SINCE 30d ORDER BY attempt DESC, latency_ms",
+    "FIND SUM(receipts.attempt), AVG(receipts.attempt) GROUP BY receipts.attempt SINCE 180d",
+    "FIND receipts SINCE 180d",
+]
+
+WINDOWS = ["6h", "1d", "7d", "2w", "30d", "60d", "90d", "180d"]
+"""Windows whose both edges the differential tests query on every store path."""
+
+WINDOW_CASES = [
+    *(
+        f"FIND COUNT(*) AS n, MIN(receipts.ts) AS first, MAX(receipts.ts) AS last SINCE {w}"
+        for w in WINDOWS
+    ),
+    *(
+        "FIND MIN(decisions.ts) AS first, MAX(receipts.ts) AS last, COUNT(*) AS n JOIN receipts "
+        f"ON decisions.executionId = receipts.executionId SINCE {w}"
+        for w in WINDOWS
+    ),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,13 @@ import time_machine
 from hypothesis import HealthCheck, settings
 
 import pql
+from pql import ast
 from pql.demo import DemoData, generate
+from pql.examples import CONTRACT_EXAMPLES
+from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES
 from tests.clock import TEST_NOW
+from tests.paths import PATHS, StorePath, open_path, windows_of, with_edges
+from tests.strategies import SINCES
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -25,6 +30,15 @@ settings.register_profile(
 )
 settings.register_profile(
     "dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    # mutation testing (nox -s mutation): the same few examples for every mutant, no database
+    "mutation",
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
@@ -44,7 +58,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that reads the clock (through the demo data or ``test_now``) ``clock``."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if {"demo", "test_now", "engine", "duck"} & set(names):
+        if {"demo", "test_now", "engine", "duck", "edge_data", "store_path"} & set(names):
             item.add_marker(pytest.mark.clock)
 
 
@@ -85,6 +99,10 @@ def tenants(demo: DemoData) -> list[str]:
 
 @pytest.fixture(scope="session")
 def duck(demo: DemoData) -> Iterator[Any]:
+    yield from _duck(demo)
+
+
+def _duck(demo: DemoData) -> Iterator[Any]:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     receipts = demo.receipts.to_arrow()
@@ -100,3 +118,41 @@ def duck(demo: DemoData) -> Iterator[Any]:
 @pytest.fixture
 def lake_dir(tmp_path: Path) -> Path:
     return tmp_path / "lake"
+
+
+# -- every store path, at the window's edges (tests/paths.py) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def edge_data() -> DemoData:
+    """Small generated data plus, per tenant, rows at every edge of every window the tests use."""
+    windows = windows_of([*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES, *WINDOW_CASES])
+    windows |= {timedelta(seconds=ast.Duration(*since).seconds) for since in SINCES}
+    return with_edges(generate(1_500, seed=11, now=TEST_NOW), windows)
+
+
+@pytest.fixture(scope="session")
+def edge_duck(edge_data: DemoData) -> Iterator[Any]:
+    yield from _duck(edge_data)
+
+
+@pytest.fixture(scope="session")
+def edge_tenants(edge_data: DemoData) -> list[str]:
+    counts = edge_data.receipts["tenant"].value_counts(sort=True)
+    return [str(t) for t in counts["tenant"].to_list()]
+
+
+@pytest.fixture(scope="session")
+def edge_lake(edge_data: DemoData, tmp_path_factory: pytest.TempPathFactory) -> StorePath:
+    """The ``service`` path: it ingests ``edge_data`` into the lake the other lake paths read."""
+    return open_path("service", edge_data, tmp_path_factory.mktemp("paths") / "lake")
+
+
+@pytest.fixture(scope="session", params=PATHS)
+def store_path(
+    request: pytest.FixtureRequest, edge_data: DemoData, edge_lake: StorePath
+) -> StorePath:
+    """An engine over ``edge_data`` for each way a user reaches data (``tests.paths.PATHS``)."""
+    if request.param == edge_lake.name:
+        return edge_lake
+    return open_path(request.param, edge_data, edge_lake.root)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import strategies as st
 
 from pql import ast
+from tests.clock import TEST_NOW
 
-NOW = datetime(2026, 11, 27, 11, 0, 0)
+NOW = TEST_NOW.replace(tzinfo=None)
+"""Timestamp literals are whole hours before the suite's clock, so some fall on window edges."""
+
+SINCES = [(6, "h"), (1, "d"), (7, "d"), (30, "d"), (180, "d"), (2, "w")]
+"""The windows of generated queries (the edge rows of ``tests.paths`` cover each)."""
 
 COLUMNS: dict[str, dict[str, str]] = {
     "receipts": {
@@ -105,9 +110,7 @@ def queries(draw: Any) -> ast.Query:
             left, right = right, left
         join = ast.Join(other, left, right)
     where = draw(predicates(subjects, joined)) if draw(st.booleans()) else None
-    since = ast.Duration(
-        *draw(st.sampled_from([(6, "h"), (1, "d"), (7, "d"), (30, "d"), (180, "d"), (2, "w")]))
-    )
+    since = ast.Duration(*draw(st.sampled_from(SINCES)))
     limit = draw(st.one_of(st.none(), st.integers(0, 40), st.just(10_000)))
     if draw(st.booleans()):
         order = tuple(

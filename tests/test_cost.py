@@ -170,6 +170,7 @@ def test_refusal_and_explain_agree(tight: pql.Engine, demo: DemoData) -> None:
     err = caught.value
     assert err.code == "PQL-S005" and err.exit_code == 3
     assert err.details["estimated_cost"] == explained.estimated_cost
+    assert err.details["budget"] == 100
     assert f"estimated cost {format_cost(explained.estimated_cost)} " in err.message
     assert "budget of 100 " in err.message
     assert err.setting == "Limits.cost_budget"

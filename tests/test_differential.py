@@ -1,8 +1,12 @@
-"""pql's answers equal DuckDB's for the equivalent SQL on the same data."""
+"""pql's answers equal DuckDB's for the equivalent SQL on the same data, on every store path.
+
+The data (``edge_data``) has rows exactly at every edge of every window queried here, so a bound
+off by one microsecond on any path (``store_path``, see ``tests/paths.py``) changes an answer.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import polars as pl
@@ -11,27 +15,14 @@ from hypothesis import given
 
 import pql
 from pql import ast
+from pql.demo import DemoData
 from pql.examples import CONTRACT_EXAMPLES
+from pql.plan.nodes import RollupAggregate, walk
+from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES, WINDOWS
 from tests.compare import assert_same_frame
+from tests.paths import StorePath, edge_times
 from tests.sqlref import translate
 from tests.strategies import queries
-
-MORE = [
-    "FIND receipts",
-    "FIND decisions SINCE 2w ORDER BY rule DESC LIMIT 50",
-    "FIND COUNT(*) AS n, MIN(receipts.latency_ms), MAX(receipts.ts) GROUP BY status, region SINCE 90d",
-    "FIND SUM(receipts.latency_ms) AS s WHERE latency_ms IS NULL SINCE 180d",
-    "FIND AVG(receipts.cost_usd) WHERE receipts.status = 'no-such-status' SINCE 30d",
-    "FIND COUNT(receipts.latency_ms), COUNT(*) AS rows_ GROUP BY receipts.workflow SINCE 180d ORDER BY rows_ DESC",
-    "FIND decisions WHERE executionId IS NULL SINCE 180d",
-    "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
-    "WHERE rule IN ('budget.cap', 'pii.mask') OR receipts.latency_ms >= 1000 SINCE 30d",
-    "FIND receipts WHERE ts >= '2026-11-01' AND NOT status IN ('ok') SINCE 60d",
-    "FIND COUNT(*) AS n WHERE decisions.effect != 'allow' GROUP BY decisions.policy_version SINCE 180d",
-    "FIND receipts WHERE attempt > 1 SINCE 30d ORDER BY attempt DESC, latency_ms",
-    "FIND SUM(receipts.attempt), AVG(receipts.attempt) GROUP BY receipts.attempt SINCE 180d",
-    "FIND receipts SINCE 180d",  # more than the row cap for the largest tenant: truncated
-]
 
 
 def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pql.Result:
@@ -53,12 +44,65 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
     return result
 
 
-@pytest.mark.parametrize("text", [*CONTRACT_EXAMPLES, *MORE])
+@pytest.mark.parametrize("text", [*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES, *WINDOW_CASES])
 @pytest.mark.parametrize("which", [0, 3])
 def test_examples_match_duckdb(
-    engine: pql.Engine, duck: Any, demo: Any, tenants: list[str], text: str, which: int
+    store_path: StorePath,
+    edge_duck: Any,
+    edge_data: DemoData,
+    edge_tenants: list[str],
+    text: str,
+    which: int,
 ) -> None:
-    check(engine, duck, text, tenants[which], demo.now)
+    check(store_path.engine, edge_duck, text, edge_tenants[which], edge_data.now)
+
+
+def test_the_data_holds_every_edge(edge_data: DemoData) -> None:
+    """Guard the edge rows themselves: every tenant has a receipt at every edge instant."""
+    windows = {
+        timedelta(seconds=pql.parse(f"FIND receipts SINCE {w}").since.seconds) for w in WINDOWS
+    }  # type: ignore[union-attr]
+    wanted = set(edge_times(edge_data.now, windows))
+    assert edge_data.now in wanted and edge_data.now + timedelta(days=1) in wanted
+    for (tenant,), rows in edge_data.receipts.partition_by("tenant", as_dict=True).items():
+        assert wanted <= set(rows["ts"].to_list()), tenant
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_a_window_holds_both_its_edges(
+    store_path: StorePath, edge_data: DemoData, edge_tenants: list[str], window: str
+) -> None:
+    """``SINCE d`` keeps ``now - d <= ts <= now``: the rows exactly at both bounds, none beyond."""
+    since = timedelta(seconds=pql.parse(f"FIND receipts SINCE {window}").since.seconds)  # type: ignore[union-attr]
+    now, tick = edge_data.now, timedelta(microseconds=1)
+    for tenant in (edge_tenants[0], edge_tenants[-1]):
+        for subject in ("receipts", "decisions"):
+            text = f"FIND MIN({subject}.ts) AS first, MAX({subject}.ts) AS last SINCE {window}"
+            got = store_path.engine.query(text, tenant=tenant, now=now).df.row(0)
+            assert got == (now - since, now), f"{text} ({tenant}) on {store_path.name}"
+            # one microsecond narrower on each side loses exactly the edge rows
+            inner = store_path.engine.query(text, tenant=tenant, now=now - tick).df.row(0)
+            assert inner[1] == now - tick, f"{text} ({tenant}, now - 1µs) on {store_path.name}"
+
+
+def test_forced_rollup_paths_read_rollups(
+    store_path: StorePath, edge_data: DemoData, edge_tenants: list[str]
+) -> None:
+    """Guard against a vacuous path: ``+rollup`` paths answer window aggregates from rollups;
+    the defaults, on data this small, never do."""
+    used = [
+        any(
+            isinstance(node, RollupAggregate)
+            for node in walk(
+                store_path.engine.prepare(text, tenant=edge_tenants[0], now=edge_data.now).plan
+            )
+        )
+        for text in WINDOW_CASES[: len(WINDOWS)]
+    ]
+    if store_path.rollups_forced:
+        assert all(used[2:]), used  # windows of 7 days and more always hold a whole UTC day
+    else:
+        assert not any(used), used
 
 
 def test_row_cap_truncates_like_sql(
@@ -82,8 +126,12 @@ def test_contract_examples_return_rows(engine: pql.Engine, demo: Any, tenants: l
 
 @given(query=queries())
 def test_generated_queries_match_duckdb(
-    engine: pql.Engine, duck: Any, demo: Any, tenants: list[str], query: ast.Query
+    store_path: StorePath,
+    edge_duck: Any,
+    edge_data: DemoData,
+    edge_tenants: list[str],
+    query: ast.Query,
 ) -> None:
     text = ast.to_text(query)
-    for tenant in (tenants[0], tenants[-1]):
-        check(engine, duck, text, tenant, demo.now.astimezone(UTC))
+    for tenant in (edge_tenants[0], edge_tenants[-1]):
+        check(store_path.engine, edge_duck, text, tenant, edge_data.now.astimezone(UTC))

@@ -1,5 +1,5 @@
 """Property tests: the parser only ever raises pql's own errors, printing and re-parsing is the
-identity, and no query ever sees another tenant's rows."""
+identity, and no query ever sees another tenant's rows, on any store path (``tests/paths.py``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 import pql
 from pql import ast
+from pql.demo import DemoData
 from pql.parser import KEYWORDS
 from tests.compare import assert_same_frame
+from tests.paths import StorePath
 from tests.strategies import queries
 
 TOKENS = [
@@ -69,14 +71,18 @@ def test_keyword_case_and_whitespace_do_not_matter(query: ast.Query, data: Any) 
 
 @given(queries(), st.sampled_from([0, 1, 2, 5]))
 def test_no_query_sees_another_tenant(
-    engine: pql.Engine, demo: Any, tenants: list[str], query: ast.Query, which: int
+    store_path: StorePath,
+    edge_data: DemoData,
+    edge_tenants: list[str],
+    query: ast.Query,
+    which: int,
 ) -> None:
     """The answer for a tenant is the same whether or not other tenants' data exist."""
-    tenant = tenants[which]
+    tenant = edge_tenants[which]
     text = ast.to_text(query)
-    alone = _engine_for(demo, tenant)
-    shared = engine.query(text, tenant=tenant, now=demo.now)
-    own = alone.query(text, tenant=tenant, now=demo.now)
+    alone = _engine_for(edge_data, tenant)
+    shared = store_path.engine.query(text, tenant=tenant, now=edge_data.now)
+    own = alone.query(text, tenant=tenant, now=edge_data.now)
     # Equal within the contract's float tolerance (parallel sums may differ in the last bit).
     assert_same_frame(shared.df, own.df, text)
     for name in shared.df.columns:
@@ -87,7 +93,7 @@ def test_no_query_sees_another_tenant(
 _ALONE: dict[str, pql.Engine] = {}
 
 
-def _engine_for(demo: Any, tenant: str) -> pql.Engine:
+def _engine_for(demo: DemoData, tenant: str) -> pql.Engine:
     if tenant not in _ALONE:
         eng = pql.Engine.in_memory()
         eng.ingest("receipts", demo.receipts.filter(pl.col("tenant") == tenant))
@@ -98,12 +104,12 @@ def _engine_for(demo: Any, tenant: str) -> pql.Engine:
 
 @given(st.sampled_from(["acme", "globex", "nobody"]), st.sampled_from(["=", "!=", "IN"]))
 def test_naming_tenant_in_where_only_narrows(
-    engine: pql.Engine, demo: Any, tenants: list[str], other: str, op: str
+    store_path: StorePath, edge_data: DemoData, edge_tenants: list[str], other: str, op: str
 ) -> None:
-    tenant = tenants[1]
+    tenant = edge_tenants[1]
     cond = f"tenant IN ('{other}')" if op == "IN" else f"tenant {op} '{other}'"
-    result = engine.query(
-        f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant, now=demo.now
+    result = store_path.engine.query(
+        f"FIND receipts WHERE {cond} SINCE 180d LIMIT 10000", tenant=tenant, now=edge_data.now
     )
     assert set(result.df["tenant"].to_list()) <= {tenant}
 

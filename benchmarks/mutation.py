@@ -1,0 +1,161 @@
+"""Mutation testing of the query pipeline with mutmut, in full or on a seeded random sample.
+
+    python -m benchmarks.mutation                      # every mutant (hours: nightly)
+    python -m benchmarks.mutation --sample 200 --seed 1 --only pql/plan pql/execute
+
+mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) mutates ``pql/plan``,
+``pql/execute``, ``pql/storage`` and ``pql/analyze.py``; each mutant runs only the tests that
+reach the function it changes. With ``--sample`` a first cheap run generates the mutants and maps
+tests to functions, then the sample, drawn with ``--seed`` from the packages under ``--only``,
+is run. The score per package and every surviving mutant's diff go to ``--report``
+(``benchmarks/results/mutation.md``). See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+PACKAGES = ("pql/plan", "pql/execute", "pql/storage", "pql/analyze.py")
+MUTANTS = Path("mutants")
+
+# mutmut's exit codes (mutmut.stats.status_by_exit_code), kept here so the report needs no import
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", None: "not run"}
+TIMEOUTS = {36, 24, -24, 152, 255}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=0, help="run this many mutants (0: all)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", nargs="*", default=list(PACKAGES), help="packages to sample")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--report", type=Path, default=Path("benchmarks/results/mutation.md"))
+    parser.add_argument("--report-only", action="store_true", help="report the last run")
+    args = parser.parse_args(argv)
+    env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mutation")}
+    started = time.monotonic()
+    chosen: list[str] | None = None
+    if not args.report_only:
+        mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+        if args.sample:
+            if not _names():  # generate the mutants and the test map with one cheap mutant
+                subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
+            pool = sorted(n for n in _names() if _package(n) in args.only)
+            chosen = sorted(random.Random(args.seed).sample(pool, min(args.sample, len(pool))))
+        subprocess.run([*mutmut, *(chosen or [])], env=env, check=False)
+    command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
+    _report(args.report, chosen, command, time.monotonic() - started, args)
+    print(args.report.read_text(encoding="utf-8"))
+    return 0
+
+
+def _results() -> dict[str, int | None]:
+    """Mutant name -> mutmut exit code, from the ``.meta`` files beside the mutated sources."""
+    found: dict[str, int | None] = {}
+    for meta in sorted(MUTANTS.glob("pql/**/*.py.meta")):
+        found.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return found
+
+
+def _names() -> list[str]:
+    return list(_results())
+
+
+def _package(name: str) -> str:
+    """``pql.plan.cost.x_f__mutmut_3`` -> ``pql/plan``; ``pql.analyze...`` -> ``pql/analyze.py``."""
+    parts = name.split(".")
+    return "pql/analyze.py" if parts[1] == "analyze" else f"pql/{parts[1]}"
+
+
+def _status(code: int | None) -> str:
+    return "timeout" if code in TIMEOUTS else STATUS.get(code, f"suspicious (exit {code})")
+
+
+def _report(
+    path: Path, chosen: list[str] | None, command: str, seconds: float, args: argparse.Namespace
+) -> None:
+    results = _results()
+    if chosen is not None:
+        names = chosen
+    elif args.report_only:  # the mutants the last run(s) gave a result
+        names = sorted(n for n, code in results.items() if code is not None)
+    else:
+        names = sorted(results)
+    by_package: dict[str, Counter[str]] = defaultdict(Counter)
+    for name in names:
+        by_package[_package(name)][_status(results.get(name))] += 1
+    total = sum(len(_names_in(p, results)) for p in PACKAGES)
+    lines = [
+        "# Mutation score",
+        "",
+        f"Command: `{command}` (mutmut {_mutmut_version()}, Hypothesis profile "
+        f"`{os.environ.get('HYPOTHESIS_PROFILE', 'mutation')}`), {seconds / 60:.0f} min "
+        f"with {args.max_children} workers.",
+        "",
+        (
+            f"A seeded random sample of {len(names)} of the {total} mutants (seed {args.seed}, "
+            f"from {', '.join(args.only)}): the scores estimate the full run's."
+            if chosen is not None
+            else f"The {len(names)} mutants with a result in the last run, of {total}."
+            if args.report_only
+            else f"Every one of the {total} mutants."
+        ),
+        "",
+        "| package | mutants run | killed | survived | timeout | no tests | score |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for package in PACKAGES:
+        c = by_package.get(package)
+        if not c:
+            continue
+        killed, survived = c["killed"] + c["timeout"], c["survived"]
+        judged = killed + survived
+        score = f"{100 * killed / judged:.1f}%" if judged else "-"
+        lines.append(
+            f"| `{package}` | {sum(c.values())} | {c['killed']} | {survived} | {c['timeout']} "
+            f"| {c['no tests']} | {score} |"
+        )
+    lines += [
+        "",
+        "Score: killed (a timeout counts as killed) / (killed + survived); a mutant no selected "
+        'test reaches ("no tests") is listed apart. Survivors are listed below with their diff; '
+        "docs/testing.md says which are equivalent and which tests were added.",
+        "",
+        "## Survivors",
+        "",
+    ]
+    for name in names:
+        if _status(results.get(name)) in ("survived", "no tests"):
+            lines += [f"### `{name}` ({_status(results.get(name))})", "", "```diff"]
+            lines += [_diff(name), "```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def _names_in(package: str, results: dict[str, int | None]) -> list[str]:
+    return [n for n in results if _package(n) == package]
+
+
+def _diff(name: str) -> str:
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], capture_output=True, text=True, check=False
+    )
+    return "\n".join(line for line in shown.stdout.splitlines()[1:] if line.strip()).strip()
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
