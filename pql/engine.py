@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from functools import partial
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,8 @@ from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
-from pql.storage.rollups import RollupStore
 from pql.storage.lake import bucket_name
+from pql.storage.rollups import RollupStore
 from pql.storage.validate import REGION_PATTERN, validate_all
 
 __all__ = ["Engine", "Prepared"]
@@ -223,9 +223,9 @@ class Engine:
             running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
         )
         self._tenant_slots: dict[str, Admission] = {}
-        lake = _lake_of(self.store)
-        if lake is not None and self.adapters.implements("pql_check_remove"):
-            lake.removal_guards.append(removal_guard(self.adapters, lake.root))
+        own_lake = _lake_of(self.store)
+        if own_lake is not None and self.adapters.implements("pql_check_remove"):
+            own_lake.removal_guards.append(removal_guard(self.adapters, own_lake.root))
 
     @classmethod
     def in_memory(

@@ -118,7 +118,8 @@ def audit(root: Path, *, since: datetime | None = None) -> AuditReport:
         objects += 1
         tenant, region, _subject = parsed
         found.extend(_object(root, path, tenant, region, written, policies.get(tenant)))
-    found.sort(key=lambda v: (v.at, v.tenant, v.region, v.kind, v.object))
+    unique = {(v.kind, v.object): v for v in reversed(found)}  # one per kind and object
+    found = sorted(unique.values(), key=lambda v: (v.at, v.tenant, v.region, v.kind, v.object))
     return AuditReport(tuple(found), objects, len(journal), scans, time.perf_counter() - started)
 
 
@@ -219,8 +220,11 @@ def _object(
         add("region-not-allowed", f"tenant {tenant} has no residency policy")
     elif region not in policy.regions:
         add("region-not-allowed", f"now {tenant} may live only in {', '.join(policy.regions)}")
-    tenants = pc.unique(pq.read_table(root / path, columns=["tenant"]).column("tenant"))
-    others = sorted(str(t) for t in tenants.to_pylist() if t != tenant)
+    try:
+        tenants = pc.unique(pq.read_table(root / path, columns=["tenant"]).column("tenant"))
+        others = sorted(str(t) for t in tenants.to_pylist() if t != tenant)
+    except (OSError, ValueError, KeyError):  # unreadable: the digest check tells the change
+        others = []
     if others:
         add("foreign-rows", f"rows of {', '.join(others)} in {tenant}'s bucket")
     lock = read_lock(root, path)

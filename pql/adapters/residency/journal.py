@@ -7,11 +7,11 @@ regions its tenant was allowed at the time (so the auditor can tell "not allowed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-import json
 
 from pql.adapters.residency.enforce import append_line
 from pql.adapters.residency.lock import lock_object

@@ -144,15 +144,13 @@ def check_remove(
     if lock.mode == "compliance":
         raise SafetyError(
             "PQL-S062",
-            f"cannot {action} {where}: compliance retention until "
-            f"{lock.retain_until.isoformat()}",
+            f"cannot {action} {where}: compliance retention until {lock.retain_until.isoformat()}",
             hints=("nobody can remove a compliance-locked object before its retention date",),
         )
     if bypass_by is None:
         raise SafetyError(
             "PQL-S063",
-            f"cannot {action} {where}: governance retention until "
-            f"{lock.retain_until.isoformat()}",
+            f"cannot {action} {where}: governance retention until {lock.retain_until.isoformat()}",
             hints=("pql residency delete --bypass-governance --who NAME removes it, audited",),
         )
     append_line(

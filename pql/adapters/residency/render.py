@@ -43,8 +43,7 @@ def as_html(report: AuditReport) -> str:
             alpha = 0.15 + 0.85 * n / top if n else 0
             cells.append(f'<td style="background:rgba(200,30,30,{alpha:.2f})">{n or ""}</td>')
         grid.append(
-            f"<tr><th>{html.escape(tenant)}</th><th>{html.escape(region)}</th>"
-            f"{''.join(cells)}</tr>"
+            f"<tr><th>{html.escape(tenant)}</th><th>{html.escape(region)}</th>{''.join(cells)}</tr>"
         )
     counts = "".join(
         f'<div class="k{" bad" if n else ""}"><b>{n}</b><span>{k}</span></div>'
@@ -59,11 +58,7 @@ def as_html(report: AuditReport) -> str:
         + "</tr>"
         for v in report.violations
     )
-    status = (
-        "no violations"
-        if not report.violations
-        else f"{len(report.violations)} violations"
-    )
+    status = "no violations" if not report.violations else f"{len(report.violations)} violations"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Residency audit: {status}</title>
 <style>
@@ -86,5 +81,3 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ddd;padding:4px 8px;t
 <th>object</th><th>evidence</th></tr>{listing}</table>
 </body></html>
 """
-
-
