@@ -105,7 +105,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # One command is one ingest: every file is checked, alone and against the others, and
     # then all are stored in one commit; a bad file means nothing is stored.
     combined = validate_all(subject, tables, engine.catalog)
-    report = engine.ingest(args.table, combined)
+    report = engine.ingest(
+        args.table, combined, mode=args.mode, source=_digest(args.files), who=args.who or _user()
+    )
     line = (
         f"{', '.join(args.files)}: {report.written:,} of {report.rows_in:,} rows stored, "
         f"{report.duplicates:,} duplicates skipped, {report.partitions} partitions"
@@ -114,6 +116,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         line += f" (e.g. {', '.join(report.duplicate_keys[:3])})"
     print(line)
     return 0
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return "unknown"
+
+
+def _digest(files: list[str]) -> str:
+    """``sha256:HEX`` of the input files, in the order given: what an ingest read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in files:
+        with open(name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -182,6 +205,13 @@ def _core_parser(
     _common(p, tenant=False)
     subjects = ["receipts", "decisions", *(s.name for s in adapters.subjects)]
     p.add_argument("--table", required=True, choices=subjects)
+    p.add_argument(
+        "--mode",
+        choices=["live", "backfill", "replay"],
+        default="live",
+        help="new data (live), old data loaded late (backfill) or data loaded again (replay)",
+    )
+    p.add_argument("--who", metavar="NAME", help="who runs the ingest (default: the user)")
     p.add_argument("files", nargs="+", metavar="FILE.parquet")
     p.set_defaults(handler=cmd_ingest)
 

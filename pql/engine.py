@@ -9,11 +9,14 @@ A query goes through these stages, one module each::
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +56,9 @@ from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage.lake import bucket_name
 from pql.storage.rollups import RollupStore
-from pql.storage.validate import validate_all
+from pql.storage.validate import REGION_PATTERN, validate_all
 
 __all__ = ["Engine", "Prepared"]
 
@@ -171,8 +175,11 @@ class Engine:
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
         clock: Callable[[], datetime] | None = None,
         adapters: adapters_mod.AdaptersSpec = None,
+        region: str | None = None,
     ) -> None:
         self.adapters = adapters_mod.resolve(adapters)
+        self.region = _region(region)
+        """The region this engine runs in (``region=``, else ``PQL_REGION``), or ``None``."""
         self.safelist = Safelist.of(safelist)
         self._trusted_clock = clock if clock is not None else _wall_clock
         if cache is True:
@@ -216,6 +223,9 @@ class Engine:
             running=self.limits.max_concurrent, queued=self.limits.max_queued, where="this engine"
         )
         self._tenant_slots: dict[str, Admission] = {}
+        own_lake = _lake_of(self.store)
+        if own_lake is not None and self.adapters.implements("pql_check_remove"):
+            own_lake.removal_guards.append(removal_guard(self.adapters, own_lake.root))
 
     @classmethod
     def in_memory(
@@ -231,6 +241,7 @@ class Engine:
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
         clock: Callable[[], datetime] | None = None,
         adapters: adapters_mod.AdaptersSpec = None,
+        region: str | None = None,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
@@ -248,6 +259,7 @@ class Engine:
             rollup_min_rows=rollup_min_rows,
             clock=clock,
             adapters=loaded,
+            region=region,
         )
 
     # limits -----------------------------------------------------------------------------
@@ -277,7 +289,13 @@ class Engine:
 
     # data -------------------------------------------------------------------------------
     def ingest(
-        self, subject: str, data: pa.Table | pl.DataFrame | list[pa.Table | pl.DataFrame]
+        self,
+        subject: str,
+        data: pa.Table | pl.DataFrame | list[pa.Table | pl.DataFrame],
+        *,
+        mode: str = "live",
+        source: str | None = None,
+        who: str | None = None,
     ) -> IngestReport:
         """Validate and append records of ``subject``; duplicates are skipped and reported.
 
@@ -285,7 +303,10 @@ class Engine:
         :class:`~pql.errors.InputError`; nothing is written. A list of tables is one ingest:
         all of them are stored, in one commit, or none (a bad one, or extra columns of
         different types in two of them, rejects them all; messages name ``input N``).
+        ``mode`` (``live``, ``backfill`` or ``replay``), ``source`` (a digest of the input) and
+        ``who`` describe the ingest to the adapters (their ``context``).
         """
+        context = ingest_context(mode, source, who)
         target = self.catalog.get(subject)
         if target is None:
             raise InputError(
@@ -300,12 +321,23 @@ class Engine:
             # Adapters see the validated rows before anything is written and may reject them all.
             data = validate(target, data, self.catalog)
             table = data.to_arrow()
-            self.adapters.call("pql_check_ingest", engine=self, subject=target.name, table=table)
+            self.adapters.call(
+                "pql_check_ingest",
+                engine=self,
+                subject=target.name,
+                table=table,
+                context=context,
+            )
         report = self.store.ingest(target, data)  # the store checks what it was given
         if self.adapters.implements("pql_on_ingest"):
             arrow = data if isinstance(data, pa.Table) else data.to_arrow()
             self.adapters.call(
-                "pql_on_ingest", engine=self, subject=target.name, table=arrow, report=report
+                "pql_on_ingest",
+                engine=self,
+                subject=target.name,
+                table=arrow,
+                report=report,
+                context=context,
             )
         if isinstance(self.store, Lake):  # keep the summaries beside the data up to date
             for tenant in report.tenants:
@@ -476,6 +508,7 @@ class Engine:
             self.limits_for(tenant) if isinstance(tenant, str) else self.limits
         )
         prepared = self.prepare(text, tenant=tenant, now=now, params=params, deadline=deadline)
+        self._check_read(prepared)  # before the cache: a cached answer is a read too
         if record:
             self.query_log.record(prepared.tenant, prepared.analyzed.query, params)
         if cache is None:
@@ -494,6 +527,28 @@ class Engine:
         result.stats["cache"] = {"hit": False, "age_ms": None}
         cache.put(key, result)  # keeps a copy: the caller may change its answer
         return result
+
+    def _check_read(self, prepared: Prepared) -> None:
+        """Let adapters see the regions of each subject the query reads (``pql_check_read``)."""
+        if not self.adapters.implements("pql_check_read"):
+            return
+        first, last = prepared.start.date(), prepared.now.date()
+        for subject in sorted({n.subject for n in walk(prepared.plan) if hasattr(n, "subject")}):
+            regions = sorted(
+                {
+                    p.region
+                    for p in self.store.stats(prepared.tenant, subject)
+                    if first <= p.day <= last
+                }
+            )
+            self.adapters.call(
+                "pql_check_read",
+                engine=self,
+                tenant=prepared.tenant,
+                subject=subject,
+                regions=regions,
+                bucket=partial(bucket_name, prepared.tenant, subject=subject),
+            )
 
     def warm(self, *, top_n: int = 10, tenants: list[str] | None = None) -> warm_mod.WarmReport:
         """Fill the result cache with the ``top_n`` most demanded queries of each tenant.
@@ -642,6 +697,56 @@ def _register_subjects(catalog: Catalog, adapters: adapters_mod.Adapters) -> Non
     for subject in adapters.subjects:
         if catalog.get(subject.name) != subject:
             catalog.register(subject)
+
+
+INGEST_MODES = ("live", "backfill", "replay")
+"""The modes of an ingest: new data, old data loaded late, or data loaded again."""
+
+
+def ingest_context(mode: str, source: str | None, who: str | None) -> dict[str, str]:
+    """The ``context`` adapters see for an ingest; an unknown mode is PQL-E401."""
+    if mode not in INGEST_MODES:
+        raise InputError(
+            "PQL-E401",
+            f"ingest mode {mode!r} is not one of {', '.join(INGEST_MODES)}",
+            hints=("live: new data; backfill: old data loaded late; replay: data loaded again",),
+        )
+    context = {"mode": mode}
+    if source:
+        context["source"] = source
+    if who:
+        context["who"] = who
+    return context
+
+
+def removal_guard(adapters: adapters_mod.Adapters, root: Path) -> Callable[[str, str], None]:
+    """A :attr:`Lake.removal_guards` entry that asks the adapters (``pql_check_remove``)."""
+
+    def guard(action: str, path: str) -> None:
+        adapters.call("pql_check_remove", root=root, path=path, action=action)
+
+    return guard
+
+
+def _region(region: str | None) -> str | None:
+    """The engine's region: as given, else ``PQL_REGION``; PQL-E400 when malformed."""
+    if region is None:
+        region = os.environ.get("PQL_REGION") or None
+    if region is None:
+        return None
+    if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
+        raise InputError(
+            "PQL-E400",
+            f"{region!r} is not a valid region for the engine",
+            hints=("a region looks like us-east-1 (set region= or PQL_REGION)",),
+        )
+    return region
+
+
+def _lake_of(store: Store) -> Lake | None:
+    if isinstance(store, IndexedLake):
+        return store.lake
+    return store if isinstance(store, Lake) else None
 
 
 def _root_of(store: Store) -> Path | None:

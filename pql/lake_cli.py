@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pql.errors import InputError
+
+if TYPE_CHECKING:
+    from pql.storage.lake import Lake
 
 __all__ = ["register"]
 
@@ -78,7 +81,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     from pql.catalog import Catalog
     from pql.storage.lake import Lake
 
-    lake = Lake(_existing(args.data), Catalog())
+    lake = _guarded(Lake(_existing(args.data), Catalog()), args)
     for name in args.files:
         entry = lake.quarantine(name)
         print(
@@ -92,8 +95,18 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     from pql.catalog import Catalog
     from pql.storage.lake import Lake
 
-    lake = Lake(_existing(args.data), Catalog())
+    lake = _guarded(Lake(_existing(args.data), Catalog()), args)
     root = lake.root
     for path in lake.gc_orphans(delete=args.delete):
         print(f"{'deleted' if args.delete else 'orphan'} {path.relative_to(root).as_posix()}")
     return 0
+
+
+def _guarded(lake: Lake, args: argparse.Namespace) -> Lake:
+    """``lake`` with the adapters' removal guards (``pql_check_remove``)."""
+    from pql.engine import removal_guard
+
+    adapters = getattr(args, "adapters", None)
+    if adapters is not None and adapters.implements("pql_check_remove"):
+        lake.removal_guards.append(removal_guard(adapters, lake.root))
+    return lake

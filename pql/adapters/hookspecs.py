@@ -22,7 +22,8 @@ Two kinds of hook:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -94,16 +95,41 @@ def pql_tenant_limits(engine: Any, tenant: str) -> TenantLimits | None:
 
 
 @hookspec
-def pql_check_ingest(engine: Any, subject: str, table: pa.Table) -> None:
+def pql_check_ingest(
+    engine: Any, subject: str, table: pa.Table, context: Mapping[str, str]
+) -> None:
     """Look at a validated table before anything of it is written; raise to reject it whole.
 
     Raise a :class:`~pql.errors.PQLError` (e.g. a quota refusal) to reject the whole table.
+    ``context`` is what the caller of :meth:`pql.Engine.ingest` said about the ingest: always
+    ``mode`` (``live``, ``backfill`` or ``replay``), and ``source`` (a digest of the input) and
+    ``who`` when known.
     """
 
 
 @hookspec
-def pql_on_ingest(engine: Any, subject: str, table: pa.Table, report: IngestReport) -> None:
-    """React to rows that were just stored (``report`` says how many were new)."""
+def pql_on_ingest(
+    engine: Any, subject: str, table: pa.Table, report: IngestReport, context: Mapping[str, str]
+) -> None:
+    """React to rows that were just stored (``report`` says how many were new and the files
+    written; ``context`` as for :func:`pql_check_ingest`)."""
+
+
+@hookspec
+def pql_check_read(
+    engine: Any, tenant: str, subject: str, regions: Sequence[str], bucket: Callable[[str], str]
+) -> None:
+    """Look at what a query is about to read, before it runs or is answered from the cache.
+
+    ``regions`` are the storage regions of ``tenant``'s ``subject`` the query's window meets;
+    ``bucket(region)`` names the bucket. Raise a :class:`~pql.errors.PQLError` to refuse.
+    """
+
+
+@hookspec
+def pql_check_remove(root: Path, path: str, action: str) -> None:
+    """Called before the lake at ``root`` deletes (``action="delete"``) or moves
+    (``"quarantine"``) the file ``path`` (relative to ``root``); raise to refuse."""
 
 
 @hookspec

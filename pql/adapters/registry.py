@@ -155,12 +155,13 @@ class Adapters:
 
         Returns the answers that are not ``None``. A :class:`~pql.errors.PQLError` raised by an
         adapter is its decision and propagates; any other exception becomes ``PQL-X201`` naming
-        the adapter and the hook.
+        the adapter and the hook. Like pluggy, an implementation gets only the arguments it
+        names, so a hook can gain arguments without breaking the adapters written before.
         """
         answers: list[Any] = []
-        for name, function in self._impls(hook):
+        for name, function, argnames in self._impls_with_args(hook):
             try:
-                answer = function(**kwargs)
+                answer = function(**{k: v for k, v in kwargs.items() if k in argnames})
             except PQLError:
                 raise
             except Exception as exc:
@@ -177,6 +178,15 @@ class Adapters:
         """Let every loaded adapter add its command groups (checked when it was loaded)."""
         for _name, function in self._impls("pql_cli_commands"):
             function(subparsers=subparsers)
+
+    def _impls_with_args(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+        caller = getattr(self._manager.hook, hook)
+        by_plugin = {impl.plugin_name: impl for impl in caller.get_hookimpls()}
+        return [
+            (name, by_plugin[name].function, tuple(by_plugin[name].argnames))
+            for name in self._loaded
+            if name in by_plugin
+        ]
 
     def _impls(self, hook: str) -> list[tuple[str, Callable[..., Any]]]:
         caller = getattr(self._manager.hook, hook)

@@ -68,7 +68,8 @@ class IngestReport:
 
     ``tenants`` are the tenants that received rows; ``partitions`` the day partitions written
     (files for a lake, day slices for the memory store); ``duplicate_keys`` the first few keys
-    that were skipped, in input order.
+    that were skipped, in input order. ``files`` are the data files written, relative to the
+    store's root (empty for a store without files).
     """
 
     subject: str
@@ -78,6 +79,7 @@ class IngestReport:
     tenants: tuple[str, ...]
     partitions: int
     duplicate_keys: tuple[str, ...]
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

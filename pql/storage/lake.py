@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -320,6 +320,9 @@ class Lake:
         self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
         self._stats_of = self._manifest
         self._verified: dict[str, _Signature] = {}
+        self.removal_guards: list[Callable[[str, str], None]] = []
+        """Called as ``guard(action, path)`` before the lake removes (``"delete"``) or moves
+        (``"quarantine"``) a data file (``path`` relative to the root); raising refuses it."""
         self._check_root()
         self._refresh()
 
@@ -374,6 +377,7 @@ class Lake:
             tenants=tuple(sorted({e.tenant for e in entries})),
             partitions=len(entries),
             duplicate_keys=duplicate_keys,
+            files=tuple(e.path for e in entries),
         )
 
     def scan(
@@ -457,6 +461,8 @@ class Lake:
             orphans = sorted(p for p in candidates if p.is_file() and p not in listed)
             if delete:
                 for path in orphans:
+                    self._guard("delete", path)
+                for path in orphans:
                     path.unlink()
         return orphans
 
@@ -479,6 +485,7 @@ class Lake:
                     f"{str(path)!r} is not a data file of the lake {str(self._root)!r}",
                     hints=("give the file as the error named it, e.g. mc-.../day=.../part-...",),
                 )
+            self._guard("quarantine", self._root / entry.path)
             committed = manifest.without(entry)
             _atomic_write(self.manifest_path, _dump(committed))
             self._manifest = committed
@@ -575,6 +582,10 @@ class Lake:
         )
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _guard(self, action: str, path: Path) -> None:
+        for guard in self.removal_guards:
+            guard(action, path.relative_to(self._root).as_posix())
 
     def _relative(self, path: Path) -> str:
         """``path`` relative to the root (as the manifest names files)."""
