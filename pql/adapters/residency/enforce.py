@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pql.adapters.residency.policy import evaluate, in_force, policy_for
+from pql.adapters.residency.policy import evaluate, governs, in_force, policy_for
 from pql.errors import SafetyError
 from pql.storage.base import GLOBAL_REGION
 from pql.storage.lake import bucket_name
@@ -75,6 +75,8 @@ def check_write(engine: Any, subject: str, table: pa.Table, context: Mapping[str
     for tenant, region in zip(
         unique.column("tenant").to_pylist(), unique.column("region").to_pylist(), strict=True
     ):
+        if not governs(engine.data_dir, tenant):
+            continue
         bucket = bucket_name(tenant, region, subject)
         result = decide(engine, "write", tenant, region, bucket, {"mode": context.get("mode", "")})
         if not result["allow"]:
@@ -107,7 +109,7 @@ def check_read(
     bucket: Callable[[str], str],
 ) -> None:
     """Refuse (PQL-S061) a query that would read a bucket the policy does not let it read."""
-    if engine.region is None or not in_force(engine.data_dir):
+    if engine.region is None or not governs(engine.data_dir, tenant):
         return
     for region in regions:
         if region == engine.region:

@@ -96,6 +96,17 @@ def in_force(data_dir: Path | None) -> bool:
     return (data_dir / FILE).is_file() or (data_dir / "_pql" / "tenants.sqlite").is_file()
 
 
+def governs(data_dir: Path | None, tenant: str) -> bool:
+    """Whether residency decides for ``tenant``: always under a policy file (a tenant it does
+    not list is denied), and under a tenant registry alone only for the tenants registered
+    there (an unregistered one, such as a preflight's synthetic shadow tenant, is not managed)."""
+    if data_dir is None:
+        return False
+    if (data_dir / FILE).is_file():
+        return True
+    return _registered_regions(data_dir, tenant) is not None
+
+
 def policy_for(data_dir: Path, tenant: str) -> Policy | None:
     """``tenant``'s policy: regions from the tenancy registry when it knows the tenant, the rest
     (and the regions otherwise) from the policy file; ``None`` when neither knows the tenant."""
