@@ -8,8 +8,16 @@ Layout::
       _pql/lock                          held (flock) by the process that is ingesting
       _pql/tmp/                          data files being written
       _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
-      mc-{tenant}-{region}-{subject}/    one bucket per tenant, region and subject
+      mc-{tenant}-{region}-{subject}/    one bucket per tenant, storage region and subject
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
+
+A bucket's region is the *storage* region (where the bytes are kept), recorded per file as
+:attr:`FileEntry.storage`; :attr:`FileEntry.region` is the ``region`` column of the rows (where
+they were executed: history, never rewritten). They are the same until a tenant's files are moved
+(:meth:`Lake.copy_to`, then :meth:`Lake.swap` in one manifest commit); from then on the tenant's
+storage region (``Manifest.homes``) decides the bucket of its new files too. Files a swap replaced
+are ``retired``: listed in the manifest, kept on disk, never read, deleted only by
+:meth:`Lake.purge_retired`.
 
 Files are written once and never changed or deleted. An ingest writes its data files to
 ``_pql/tmp``, fsyncs and renames them into their buckets, and only then replaces the manifest
@@ -27,6 +35,7 @@ per version of the file); a missing or damaged file is PQL-E102, naming the file
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -35,7 +44,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -154,6 +163,14 @@ class FileEntry:
     bytes: int
     ts_min: int
     ts_max: int
+    storage: str = ""
+    """The storage region: the region of the bucket the file is in. ``region`` is the region of
+    the rows (history, never rewritten); the two differ once a tenant's files moved to another
+    region (:meth:`Lake.copy_to`, :meth:`Lake.swap`). Empty means the same as ``region``."""
+
+    def __post_init__(self) -> None:
+        if not self.storage:
+            object.__setattr__(self, "storage", self.region)
 
     def to_json(self) -> dict[str, Any]:
         """The entry as the manifest stores it."""
@@ -167,6 +184,7 @@ class FileEntry:
             "bytes": self.bytes,
             "ts_min": self.ts_min,
             "ts_max": self.ts_max,
+            "storage": self.storage,
         }
 
     @classmethod
@@ -182,16 +200,24 @@ class FileEntry:
             bytes=int(raw["bytes"]),
             ts_min=int(raw["ts_min"]),
             ts_max=int(raw["ts_max"]),
+            storage=str(raw.get("storage") or raw["region"]),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """The committed state of a lake: files, per-tenant versions and each tenant's extra columns."""
+    """The committed state of a lake: files, per-tenant versions and each tenant's extra columns.
+
+    ``retired`` files are kept on disk but never read (a tenant's old copy after its files moved
+    to another storage region); ``homes`` is each moved tenant's storage region, where its new
+    files are written whatever the region of their rows.
+    """
 
     files: tuple[FileEntry, ...] = ()
     versions: Mapping[str, int] = field(default_factory=dict)
     extras: TenantExtras = field(default_factory=dict)
+    retired: tuple[FileEntry, ...] = ()
+    homes: Mapping[str, str] = field(default_factory=dict)
     _index: dict[tuple[str, str], tuple[FileEntry, ...]] = field(
         init=False, repr=False, compare=False
     )
@@ -228,14 +254,45 @@ class Manifest:
                 mine = merged.setdefault(tenant, {}).setdefault(subject, {})
                 for name, type_ in columns.items():
                     mine.setdefault(name, type_)
-        return Manifest((*self.files, *entries), versions, merged)
+        return replace(self, files=(*self.files, *entries), versions=versions, extras=merged)
 
     def without(self, entry: FileEntry) -> Manifest:
         """A new manifest without ``entry``; its tenant's version is bumped."""
         versions = dict(self.versions)
         versions[entry.tenant] = versions.get(entry.tenant, 0) + 1
         files = tuple(e for e in self.files if e.path != entry.path)
-        return Manifest(files, versions, self.extras)
+        return replace(self, files=files, versions=versions)
+
+    def swap(
+        self, tenant: str, retire: Sequence[str], activate: Sequence[FileEntry], home: str | None
+    ) -> Manifest:
+        """``tenant``'s files at ``retire`` retired, ``activate`` read instead, one version up.
+
+        Paths already retired and entries already active are left as they are, so the same
+        swap twice is the same manifest (with one more version). ``home`` (when given) becomes
+        the tenant's storage region.
+        """
+        gone = set(retire)
+        incoming = {e.path for e in activate}
+        moved_out = [e for e in self.files if e.path in gone and e.path not in incoming]
+        active = [e for e in self.files if e.path not in gone or e.path in incoming]
+        present = {e.path for e in active}
+        active += [e for e in activate if e.path not in present]
+        retired = [e for e in self.retired if e.path not in incoming] + moved_out
+        versions = dict(self.versions)
+        versions[tenant] = versions.get(tenant, 0) + 1
+        homes = dict(self.homes)
+        if home is not None:
+            homes[tenant] = home
+        return replace(
+            self, files=tuple(active), versions=versions, retired=tuple(retired), homes=homes
+        )
+
+    def purge(self, tenant: str) -> tuple[Manifest, tuple[FileEntry, ...]]:
+        """A new manifest without ``tenant``'s retired files, and those files."""
+        purged = tuple(e for e in self.retired if e.tenant == tenant)
+        kept = tuple(e for e in self.retired if e.tenant != tenant)
+        return replace(self, retired=kept), purged
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as stored in ``manifest.json``."""
@@ -250,6 +307,8 @@ class Manifest:
                 for tenant, subjects in sorted(self.extras.items())
             },
             "files": [entry.to_json() for entry in self.files],
+            "retired": [entry.to_json() for entry in self.retired],
+            "homes": dict(sorted(self.homes.items())),
         }
 
     @classmethod
@@ -268,7 +327,9 @@ class Manifest:
             }
             for tenant, subjects in raw["extras"].items()
         }
-        return cls(files, versions, extras)
+        retired = tuple(FileEntry.from_json(e) for e in raw.get("retired", ()))
+        homes = {str(t): str(r) for t, r in raw.get("homes", {}).items()}
+        return cls(files, versions, extras, retired, homes)
 
 
 def _legacy_extras(
@@ -457,7 +518,7 @@ class Lake:
             )
             if candidates and not self.manifest_path.is_file():
                 raise self._no_manifest()
-            listed = {self._root / e.path for e in manifest.files}
+            listed = {self._root / e.path for e in (*manifest.files, *manifest.retired)}
             orphans = sorted(p for p in candidates if p.is_file() and p not in listed)
             if delete:
                 for path in orphans:
@@ -497,6 +558,99 @@ class Lake:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
         return entry
+
+    def digest(self, entry: FileEntry) -> str:
+        """The SHA-256 of ``entry``'s bytes (hex)."""
+        with open(self._root / entry.path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    def relocated(self, entry: FileEntry, storage: str) -> FileEntry:
+        """The entry ``entry``'s copy in storage region ``storage`` has (:meth:`copy_to`)."""
+        bucket = bucket_name(entry.tenant, storage, entry.subject)
+        relative = f"{bucket}/day={entry.day.isoformat()}/{Path(entry.path).name}"
+        return replace(entry, path=relative, storage=storage)
+
+    def copy_to(self, entry: FileEntry, storage: str) -> FileEntry:
+        """Copy one committed file into the bucket of storage region ``storage``; not committed.
+
+        The copy keeps the file's name, day and statistics (its rows, and so their ``region``,
+        are the same bytes); only :attr:`FileEntry.storage` and the path differ. A copy already
+        there with the same bytes is kept, anything else at that path is replaced. Until
+        :meth:`swap` commits it, the copy is an orphan that no query reads.
+        """
+        copied = self.relocated(entry, storage)
+        relative = copied.path
+        if relative == entry.path:
+            return copied
+        final = self._root / relative
+        same_size = final.is_file() and final.stat().st_size == entry.bytes
+        if same_size and self.digest(copied) == self.digest(entry):
+            return copied
+        temp = self._meta(TMP_DIR, f"{final.name}.{uuid.uuid4().hex}.tmp")
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._root / entry.path, "rb") as source, open(temp, "wb") as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+            target.flush()
+            if self._durable:
+                os.fsync(target.fileno())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        if self._durable:
+            for directory in _with_parents({final.parent}, self._root):
+                _fsync_dir(directory)
+        return copied
+
+    def swap(
+        self,
+        tenant: str,
+        retire: Sequence[str],
+        activate: Sequence[FileEntry],
+        home: str | None = None,
+    ) -> Manifest:
+        """Replace a set of ``tenant``'s files by another in one manifest commit.
+
+        The files at ``retire`` are retired (kept on disk, listed, never read), the files of
+        ``activate`` (copies made by :meth:`copy_to`, or retired files brought back) are read
+        instead, and ``home`` becomes the tenant's storage region. Readers see either the old
+        set or the new one, never a mix. Every file to activate must be whole (PQL-E102) and
+        every path to retire a file of the tenant (PQL-E216). Repeating a swap changes nothing
+        but the version.
+        """
+        with self._lock, self._exclusive():
+            manifest = self._refresh()
+            known = {e.path for e in (*manifest.files, *manifest.retired) if e.tenant == tenant}
+            strangers = [p for p in retire if p not in known]
+            strangers += [e.path for e in activate if e.tenant != tenant]
+            if strangers:
+                raise InputError(
+                    "PQL-E216",
+                    f"{strangers[0]!r} is not a data file of tenant {tenant!r} in the lake "
+                    f"{str(self._root)!r}",
+                    hints=("swap only a tenant's own files, as the manifest lists them",),
+                )
+            self.check_files(activate)
+            committed = manifest.swap(tenant, retire, activate, home)
+            _atomic_write(self.manifest_path, _dump(committed))
+            self._manifest = committed
+            self._signature = _signature(os.stat(self.manifest_path))
+            for key in [k for k in self._keys if k[0] == tenant]:
+                del self._keys[key]
+        return committed
+
+    def purge_retired(self, tenant: str) -> tuple[FileEntry, ...]:
+        """Delete ``tenant``'s retired files: first from the manifest, then from disk."""
+        with self._lock, self._exclusive():
+            manifest = self._refresh()
+            committed, purged = manifest.purge(tenant)
+            if not purged:
+                return ()
+            _atomic_write(self.manifest_path, _dump(committed))
+            self._manifest = committed
+            self._signature = _signature(os.stat(self.manifest_path))
+            for entry in purged:
+                (self._root / entry.path).unlink(missing_ok=True)
+        return purged
 
     def check_files(self, entries: Sequence[FileEntry]) -> None:
         """Raise PQL-E102 for the first of ``entries`` that is missing or damaged.
@@ -683,7 +837,7 @@ class Lake:
         if not self.manifest_path.exists():  # a manifest exists before any bucket does
             _atomic_write(self.manifest_path, _dump(manifest))
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
-            entries = list(pool.map(partial(self._write_file, subject), parts))
+            entries = list(pool.map(partial(self._write_file, subject, manifest.homes), parts))
             dirs = _with_parents({(self._root / e.path).parent for e in entries}, self._root)
             if self._durable:
                 list(pool.map(_fsync_dir, dirs))
@@ -698,10 +852,15 @@ class Lake:
         self._remember_keys(subject, new, entries)
         return entries
 
-    def _write_file(self, subject: Subject, part: Partition) -> FileEntry:
-        """Write one day partition: to a temp file, fsync, rename into its bucket."""
+    def _write_file(self, subject: Subject, homes: Mapping[str, str], part: Partition) -> FileEntry:
+        """Write one day partition: to a temp file, fsync, rename into its bucket.
+
+        The bucket is in the tenant's storage region when it has one (``homes``), else in the
+        region of the rows.
+        """
         name = f"part-{uuid.uuid4().hex}.parquet"
-        bucket = bucket_name(part.tenant, part.region, subject.name)
+        storage = homes.get(part.tenant, part.region)
+        bucket = bucket_name(part.tenant, storage, subject.name)
         relative = f"{bucket}/day={part.day.isoformat()}/{name}"
         temp = self._meta(TMP_DIR, f"{name}.tmp")
         with open(temp, "wb") as handle:
@@ -723,6 +882,7 @@ class Lake:
             bytes=size,
             ts_min=part.ts_min,
             ts_max=part.ts_max,
+            storage=storage,
         )
 
     def _remember_keys(self, subject: Subject, new: pl.DataFrame, entries: list[FileEntry]) -> None:

@@ -9,7 +9,8 @@ module             hook / entry          what it does
 ``quotas``         ``pql_tenant_limits`` a tenant's budget tightens the engine's limits
 ``quotas``         ``pql_check_ingest``  a file over a tenant's quota is rejected whole
 ``preflight``      ``run_preflight``     the readiness checks, each with a stable code
-``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight``
+``migrate``        ``migrate``           move a tenant between regions: journaled, verified
+``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight|migrate``
 =================  ====================  ==============================================
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from pql.adapters import hookimpl
-from pql.adapters.model import PreflightCheck
+from pql.adapters.model import MetricSpec, PreflightCheck
 from pql.adapters.tenancy import cli, preflight, quotas
 from pql.adapters.tenancy.registry import Registry, Tenant, TenantSpec
 from pql.limits import TenantLimits
@@ -43,6 +44,19 @@ def pql_check_ingest(engine: Any, subject: str, table: pa.Table) -> None:
 @hookimpl
 def pql_on_ingest(engine: Any, subject: str, table: pa.Table, report: IngestReport) -> None:
     quotas.record_usage(engine, table)
+
+
+@hookimpl
+def pql_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(
+            "mc_tenant_migration_ms",
+            "histogram",
+            "duration of a tenant migration or rollback, ms",
+            labels=("kind",),
+            buckets=(100, 500, 1_000, 5_000, 15_000, 60_000, 300_000, 900_000),
+        )
+    ]
 
 
 @hookimpl

@@ -56,6 +56,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=cmd_preflight)
 
+    p = sub.add_parser("migrate", help="move a tenant's files to another region (journaled)")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--to", metavar="REGION", help="the target storage region")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--rollback", action="store_true", help="switch back to the retained copy")
+    p.add_argument("--operator", metavar="WHO", help="who runs it (default user@host)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser("purge-retired", help="delete the old copies migrations retired")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.set_defaults(handler=cmd_purge_retired)
+
 
 def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
@@ -129,3 +144,62 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         print(f"{sum(r.ok for r in results)} of {len(results)} checks passed")
     sys.stdout.flush()
     return 0 if passed else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.migrate import Plan, migrate, rollback
+    from pql.cli import engine_for
+
+    if args.rollback == bool(args.to):
+        raise InputError(
+            "PQL-E220",
+            "give exactly one of --to REGION and --rollback",
+            hints=("pql tenants migrate ID --to eu-west-1 [--dry-run]",),
+        )
+    engine = engine_for(args)
+    if args.rollback:
+        if args.dry_run:
+            raise InputError("PQL-E220", "--rollback has no dry run")
+        outcome: Any = rollback(engine, args.tenant, now=_now(None), operator=args.operator)
+    else:
+        outcome = migrate(
+            engine,
+            args.tenant,
+            args.to,
+            now=_now(None),
+            dry_run=args.dry_run,
+            operator=args.operator,
+        )
+    doc = outcome.to_dict()
+    if args.format == "json":
+        print(json.dumps(doc))
+        return 0
+    if isinstance(outcome, Plan):
+        print(f"plan: tenant {doc['tenant']} {doc['source']} -> {doc['target']} (dry run)")
+        for part in doc["partitions"]:
+            print(f"  {part['path']}  {part['rows']:,} rows  {part['bytes']:,} B  {part['sha256']}")
+        print(f"target buckets: {', '.join(doc['target_buckets']) or '-'}")
+        for check in doc["policy"]:
+            print(
+                f"policy: {'PASS' if check['ok'] else 'FAIL'}  {check['check']} ({check['detail']})"
+            )
+        print(
+            f"{len(doc['partitions'])} files, {doc['rows']:,} rows, {doc['bytes']:,} bytes; "
+            f"expected {doc['expected_s']:.2f} s at {doc['throughput_bytes_s']:,} B/s"
+        )
+        return 0
+    print(
+        f"{doc['kind']} of {doc['tenant']}: {doc['source']} -> {doc['target']} done in "
+        f"{doc['timings_ms']['total']:,.0f} ms{' (resumed)' if doc['resumed'] else ''}"
+    )
+    print(f"rows unchanged: {doc['unchanged']}; evidence: {', '.join(doc['evidence'])}")
+    return 0
+
+
+def cmd_purge_retired(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.migrate import purge_retired
+    from pql.cli import engine_for
+
+    purged = purge_retired(engine_for(args), args.tenant)
+    print(f"purged {len(purged)} retired files of {args.tenant}")
+    return 0

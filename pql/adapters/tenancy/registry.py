@@ -276,6 +276,14 @@ class Registry:
                 [(t, day.isoformat(), n) for t, n in counts.items()],
             )
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to the registry (for the migration journal's reads)."""
+        return self._db()
+
+    def transaction(self) -> Any:
+        """A context manager: one ``BEGIN IMMEDIATE`` transaction, committed on success."""
+        return self._transaction()
+
     # -- internals -------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
@@ -311,6 +319,24 @@ CREATE TABLE IF NOT EXISTS tenants (
     state TEXT NOT NULL CHECK (state IN ('active', 'migrating', 'suspended')),
     created TEXT NOT NULL,
     updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS migrations (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('migrate', 'rollback')),
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'rolled_back', 'failed')),
+    plan TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT
+);
+CREATE TABLE IF NOT EXISTS migration_files (
+    migration INTEGER NOT NULL REFERENCES migrations (id),
+    source TEXT NOT NULL,
+    copy TEXT NOT NULL,
+    PRIMARY KEY (migration, source)
 );
 CREATE TABLE IF NOT EXISTS usage (
     tenant TEXT NOT NULL,
