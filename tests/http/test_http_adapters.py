@@ -20,7 +20,9 @@ def with_adapter(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A server with the test adapter installed (its dist-info on the path)."""
     log = tmp_path_factory.mktemp("adapter") / "serve.log"
     path = os.pathsep.join([str(PLUGIN), os.environ.get("PYTHONPATH", "")])
-    for served in serve(lake.path, log, env={"PYTHONPATH": path}):
+    # Only the test adapter: the real incidents adapter serves the same paths.
+    env = {"PYTHONPATH": path, "PQL_ADAPTERS": "test_incidents"}
+    for served in serve(lake.path, log, env=env):
         served.tokens = lake.tokens
         yield served
 
