@@ -48,9 +48,7 @@ def test_replay_is_byte_identical_and_finds_the_injected_storm(synth: Synthetic)
     opened = [e for e in events if e["type"] == "mc.incident.open"]
     assert opened, "the injected incidents of the last day open incidents"
     storm = next(i for i in synth.injected if i.kind == "deny_storm")
-    assert any(
-        s["series"] == f"deny|{storm.target}" for e in opened for s in e["signals"]
-    )
+    assert any(s["series"] == f"deny|{storm.target}" for e in opened for s in e["signals"])
 
 
 def test_every_event_validates_and_says_what_it_measured(synth: Synthetic) -> None:
@@ -132,3 +130,30 @@ def test_verify_log_detects_an_edited_line(synth: Synthetic, tmp_path: Path) -> 
     bad = verify()
     assert bad.returncode == 2
     assert "PQL-E454" in bad.stderr and "line 1" in bad.stderr
+
+
+def test_find_incidents_and_the_note_figures_reproduce(synth: Synthetic, tmp_path: Path) -> None:
+    engine = pql.Engine(tmp_path, adapters=["incidents"])
+    for subject, frame in (("receipts", synth.receipts), ("decisions", synth.decisions)):
+        engine.ingest(subject, frame)
+    service = for_engine(engine)
+    events = service.replay("t00", synth.end - timedelta(days=1), synth.end)
+    service.record(events)
+    opened = [e for e in events if e["type"] == "mc.incident.open"]
+    assert opened
+    severities = {e["severity"] for e in opened}
+    sev = sorted(severities)[0]
+    now = synth.end.isoformat()
+    found = engine.query(f'FIND incidents WHERE severity = "{sev}" SINCE 7d', tenant="t00", now=now)
+    assert found.df.height >= 1 and set(found.df["severity"]) == {sev}
+    assert engine.query("FIND incidents SINCE 7d", tenant="t01", now=now).df.height == 0
+    from pql.adapters.incidents.note import figure_queries, latest
+
+    assert service.folder is not None
+    for event in opened:
+        assert "DRAFT" in latest(service.folder, event["id"]).read_text()
+        for value, query in figure_queries(event):
+            got = engine.query(query, tenant="t00", now=event["ts"]).df["value"][0]
+            assert got == pytest.approx(value)
+    summary = service.ack("t00", opened[0]["id"], "oncall", synth.end)
+    assert summary.acked_by == "oncall" and summary.mtta_s is not None

@@ -46,7 +46,8 @@ def _scan(
     frame = scan.frame.filter((pl.col("ts") >= as_utc(start)) & (pl.col("ts") < as_utc(end)))
     if not scan.single_tenant:
         frame = frame.filter(pl.col("tenant") == tenant)
-    return frame.collect()
+    collected: pl.DataFrame = frame.collect()
+    return collected
 
 
 def _micros(frame: pl.DataFrame) -> pl.Expr:

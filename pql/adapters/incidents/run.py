@@ -52,7 +52,7 @@ class TenantRun:
         if past.height:
             buckets = past.with_columns((pl.col("ts") // width).alias("bucket"))
             for (bucket,), rows in buckets.group_by(["bucket"], maintain_order=True):
-                finalize_bucket(int(bucket), rows, self.history, settings)  # type: ignore[arg-type]
+                finalize_bucket(int(bucket), rows, self.history, settings)
 
     def _first_bucket(self, back: datetime) -> int | None:
         width = self.settings.bucket_s * US
@@ -74,10 +74,7 @@ class TenantRun:
             self.history.first_bucket = int(rows["ts"][0]) // width
         lookup = workflows_of(self.engine, self.tenant, _at(start - width), _at(until_us + 1))
         keyed = rows.with_columns((pl.col("ts") // width).alias("bucket"))
-        by_bucket = {
-            int(b): g
-            for (b,), g in keyed.group_by(["bucket"], maintain_order=True)  # type: ignore[call-overload]
-        }
+        by_bucket = {int(b): g for (b,), g in keyed.group_by(["bucket"], maintain_order=True)}
         last = until_us // width
         bucket = self.next_bucket
         while bucket <= last:

@@ -35,7 +35,16 @@ def for_engine(engine: Any) -> Incidents:
         found = _services.get(engine)
         if found is None:
             found = _services[engine] = Incidents(engine)
+            if found.folder is not None:
+                found.on_open.append(_draft)
         return found
+
+
+def _draft(service: Incidents, event: dict[str, Any]) -> None:
+    from pql.adapters.incidents.note import draft_note, save_version
+
+    assert service.folder is not None
+    save_version(service.folder, event["id"], draft_note(event))
 
 
 @dataclass
