@@ -62,5 +62,5 @@ def read_samples(path: Path) -> pl.DataFrame:
         out["name"].append(name)
         out["value"].append(value)
         out["labels"].append(text)
-        out["workflow"].append(labels.get("workflow"))
+        out["workflow_label"].append(labels.get("workflow"))
     return pl.DataFrame(out, schema=METRIC_SAMPLES.polars_schema())

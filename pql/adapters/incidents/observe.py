@@ -110,7 +110,7 @@ def observations(engine: object, tenant: str, start: datetime, end: datetime) ->
                 pl.lit("metric").alias("kind"),
                 pl.col("value").cast(pl.Float64),
                 pl.lit(None, pl.String).alias("execution"),
-                pl.col("workflow"),
+                pl.col("workflow_label").alias("workflow"),
                 pl.lit(None, pl.String).alias("rule"),
                 pl.lit(None, pl.String).alias("policy_version"),
             )

@@ -67,7 +67,7 @@ METRIC_SAMPLES = Subject(
         _req("name", S),
         _req("value", F),
         _req("labels", S, doc="canonical JSON object"),
-        _req("workflow", S, nullable=True, doc="the workflow label, if any"),
+        _req("workflow_label", S, nullable=True, doc="the workflow label, if any"),
     ),
 )
 

@@ -161,7 +161,7 @@ def generate(
                     "name": "queue_depth",
                     "value": mval,
                     "labels": labels,
-                    "workflow": pl.Series([None] * mts.size, dtype=pl.String),
+                    "workflow_label": pl.Series([None] * mts.size, dtype=pl.String),
                 }
             )
         )
