@@ -154,6 +154,10 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
 @pytest.fixture(scope="session")
 def server(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    for served in serve(lake.path, log, "--keys", str(lake.keys), "--max-body-bytes", "65536"):
+    # The core's server: no adapter serves routes (test_http_adapters.py covers adapter routes).
+    core = {"PQL_ADAPTERS": "tenancy"}
+    for served in serve(
+        lake.path, log, "--keys", str(lake.keys), "--max-body-bytes", "65536", env=core
+    ):
         served.tokens = lake.tokens
         yield served

@@ -20,7 +20,9 @@ def with_adapter(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A server with the test adapter installed (its dist-info on the path)."""
     log = tmp_path_factory.mktemp("adapter") / "serve.log"
     path = os.pathsep.join([str(PLUGIN), os.environ.get("PYTHONPATH", "")])
-    for served in serve(lake.path, log, env={"PYTHONPATH": path}):
+    # Only the test adapter: the real incidents adapter serves the same paths.
+    env = {"PYTHONPATH": path, "PQL_ADAPTERS": "test_incidents"}
+    for served in serve(lake.path, log, env=env):
         served.tokens = lake.tokens
         yield served
 
@@ -70,6 +72,6 @@ def test_adapter_routes_appear_in_the_served_openapi(with_adapter: Served) -> No
 
 def test_without_the_adapter_its_routes_do_not_exist(server: Served) -> None:
     with server.client(server.tokens["a-admin"]) as client:
-        response = client.get("/api/incidents")
+        response = client.get("/api/boom")  # served only by the test adapter
     assert (response.status_code, response.json()["error"]["code"]) == (404, "PQL-E305")
-    assert "/api/incidents" not in json.dumps(httpx.get(f"{server.url}/openapi.json").json())
+    assert "/api/boom" not in json.dumps(httpx.get(f"{server.url}/openapi.json").json())

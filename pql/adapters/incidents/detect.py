@@ -1,0 +1,203 @@
+"""Detection: each bucket of each series against a robust baseline of the recent past.
+
+The baseline of a bucket is the same hour of day on each of the previous ``baseline_days`` days
+plus the ``recent_hours`` just before it (median and MAD of those bucket values; a count series
+counts a bucket without records as 0). A bucket is anomalous at the first record, in time order,
+at which it crosses the threshold: so a storm is seen while it is still arriving, and replay and
+streaming, fed the same records, find the same record. Buckets too small to mean anything
+(``min_count``, ``min_samples``) are never anomalous, and nothing is detected for a tenant before
+``min_history_days`` of its data exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from pql.adapters.incidents.observe import COUNTED
+from pql.adapters.incidents.settings import Settings
+from pql.adapters.incidents.signals import Signal
+
+__all__ = ["History", "detect_bucket", "finalize_bucket"]
+
+US = 1_000_000
+SAMPLE = 5
+"""Sample execution ids a signal carries."""
+
+
+@dataclass
+class History:
+    """Per series, the values of completed buckets (index -> value), and the tenant's first one."""
+
+    first_bucket: int | None = None
+    values: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def add(self, key: str, bucket: int, value: float) -> None:
+        self.values.setdefault(key, {})[bucket] = value
+
+    def prune(self, before: int) -> None:
+        for series in self.values.values():
+            for index in [i for i in series if i < before]:
+                del series[index]
+
+
+def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
+    per_hour = 3600 // settings.bucket_s
+    per_day = 24 * per_hour
+    hour_start = bucket - bucket % per_hour
+    out = [
+        hour_start - d * per_day + j
+        for d in range(1, settings.baseline_days + 1)
+        for j in range(per_hour)
+    ]
+    out += [bucket - j for j in range(1, settings.recent_hours * per_hour + 1)]
+    return sorted(i for i in set(out) if i >= first)
+
+
+def _baseline(
+    key: str, kind: str, bucket: int, history: History, settings: Settings
+) -> tuple[float, float, int] | None:
+    """Median, MAD and sample count of the series' baseline, or ``None`` without enough."""
+    first = history.first_bucket if history.first_bucket is not None else bucket
+    indices = _baseline_indices(bucket, settings, first)
+    series = history.values.get(key, {})
+    if kind in COUNTED:
+        values = [series.get(i, 0.0) for i in indices]
+        if len(values) < 12:
+            return None
+    else:
+        values = [series[i] for i in indices if i in series]
+        if len(values) < 6:
+            return None
+    arr = np.asarray(values, dtype=np.float64)
+    median = float(np.median(arr))
+    mad = float(np.median(np.abs(arr - median)))
+    return median, mad, len(values)
+
+
+def _count_threshold(median: float, mad: float, settings: Settings) -> float:
+    spread = max(1.4826 * mad, math.sqrt(max(median, 1.0)))
+    return max(median + settings.k * spread, settings.count_ratio * max(median, 1.0))
+
+
+def _level_threshold(median: float, mad: float, settings: Settings) -> float:
+    spread = max(1.4826 * mad, settings.level_floor * median)
+    return max(median + settings.k * spread, settings.level_ratio * median)
+
+
+def detect_bucket(
+    tenant: str,
+    bucket: int,
+    rows: pl.DataFrame,
+    history: History,
+    settings: Settings,
+    workflow_of: Callable[[str], str | None],
+) -> list[Signal]:
+    """The signals of one bucket, from its rows so far (sorted by ts), in (detected, key) order."""
+    first = history.first_bucket
+    per_day = 86400 // settings.bucket_s
+    if first is None or bucket < first + settings.min_history_days * per_day or not rows.height:
+        return []
+    start, end = bucket * settings.bucket_s * US, (bucket + 1) * settings.bucket_s * US
+    found: list[Signal] = []
+    for (key,), group in rows.group_by(["key"], maintain_order=True):
+        kind = str(group["kind"][0])
+        base = _baseline(str(key), kind, bucket, history, settings)
+        if base is None:
+            continue
+        median, mad, _ = base
+        ts = group["ts"].to_numpy()
+        if kind in COUNTED:
+            threshold = _count_threshold(median, mad, settings)
+            need = max(settings.min_count, math.floor(threshold) + 1)
+            if group.height < need:
+                continue
+            at = int(ts[need - 1])
+            upto = group.filter(pl.col("ts") <= at)
+            value = float(upto.height)
+        else:
+            threshold = _level_threshold(median, mad, settings)
+            least = settings.min_samples if kind == "latency" else settings.min_metric_samples
+            means = np.cumsum(group["value"].to_numpy()) / np.arange(1, group.height + 1)
+            hits = np.nonzero((np.arange(1, group.height + 1) >= least) & (means > threshold))[0]
+            if not hits.size:
+                continue
+            at = int(ts[int(hits[0])])
+            upto = group.filter(pl.col("ts") <= at)
+            value = float(upto["value"].mean())  # type: ignore[arg-type]
+            if value <= threshold:  # records tied on ts pulled the mean back down
+                continue
+        found.append(
+            _signal(
+                tenant, str(key), kind, start, end, at, value, base, threshold, upto, workflow_of
+            )
+        )
+    return sorted(found, key=lambda s: (s.detected, s.key))
+
+
+def _signal(
+    tenant: str,
+    key: str,
+    kind: str,
+    start: int,
+    end: int,
+    at: int,
+    value: float,
+    base: tuple[float, float, int],
+    threshold: float,
+    upto: pl.DataFrame,
+    workflow_of: Callable[[str], str | None],
+) -> Signal:
+    executions = sorted({e for e in upto["execution"].to_list() if e is not None})
+    ordered = [e for e in upto["execution"].to_list() if e is not None]
+    workflows = {w for w in upto["workflow"].to_list() if w is not None}
+    if kind == "deny":
+        workflows |= {w for w in (workflow_of(e) for e in executions) if w is not None}
+    name = key.split("|", 1)[1]
+    return Signal(
+        tenant=tenant,
+        key=key,
+        kind=kind,
+        name=name,
+        bucket_start=start,
+        bucket_end=end,
+        detected=at,
+        value=value,
+        median=base[0],
+        mad=base[1],
+        threshold=threshold,
+        baseline_samples=base[2],
+        executions=len(executions),
+        sample_executions=tuple(dict.fromkeys(ordered))[:SAMPLE],
+        workflows=tuple(sorted(workflows)),
+        rules=tuple(sorted({r for r in upto["rule"].to_list() if r is not None})),
+        policy_versions=tuple(
+            sorted({v for v in upto["policy_version"].to_list() if v is not None})
+        ),
+        execution_ids=frozenset(executions),
+    )
+
+
+def finalize_bucket(
+    bucket: int, rows: pl.DataFrame, history: History, settings: Settings
+) -> dict[str, float]:
+    """Record the completed bucket's value of every series in it; returns them (key -> value)."""
+    out: dict[str, float] = {}
+    if not rows.height:
+        return out
+    for (key,), group in rows.group_by(["key"], maintain_order=True):
+        kind = str(group["kind"][0])
+        if kind in COUNTED:
+            value = float(group.height)
+        else:
+            least = settings.min_samples if kind == "latency" else settings.min_metric_samples
+            if group.height < least:
+                continue
+            value = float(group["value"].mean())  # type: ignore[arg-type]
+        history.add(str(key), bucket, value)
+        out[str(key)] = value
+    return out
