@@ -152,6 +152,11 @@ class Store(Protocol):
         """Per (day, region) partition statistics of ``tenant``'s ``subject``, by day."""
         ...
 
+    def storage_region(self, tenant: str, region: str) -> str:
+        """The region whose bucket stores ``tenant``'s new rows of ``region`` (a tenant moved to
+        another storage region keeps the rows' region as history, in its new home's buckets)."""
+        ...
+
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         """After reading ``tenant``'s rows failed with ``exc``: the user-facing error that
         explains it (e.g. a damaged file, named), or ``None`` when the data is not the cause."""

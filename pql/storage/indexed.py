@@ -87,6 +87,9 @@ class IndexedLake:
     def stats(self, tenant: str, subject: str) -> list[PartitionStats]:
         return self.lake.stats(tenant, subject)
 
+    def storage_region(self, tenant: str, region: str) -> str:
+        return self.lake.storage_region(tenant, region)
+
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         return self.lake.diagnose(tenant, exc)
 

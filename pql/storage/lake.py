@@ -687,6 +687,11 @@ class Lake:
             details={"path": entry.path, "tenant": entry.tenant, "problem": problem},
         )
 
+    def storage_region(self, tenant: str, region: str) -> str:
+        """The region of the bucket ``tenant``'s new rows of ``region`` go to: its storage
+        region when it was moved (``Manifest.homes``), else the rows' own."""
+        return self._refresh().homes.get(tenant, region)
+
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         """After a read of ``tenant``'s rows failed with ``exc`` (Polars, Arrow or the OS):
         PQL-E102 naming the first of the tenant's files that cannot be read whole, or ``None``

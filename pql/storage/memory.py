@@ -164,6 +164,10 @@ class MemoryStore:
         mine = self._extras.get(tenant, {})
         return {subject: dict(columns) for subject, columns in mine.items()}
 
+    def storage_region(self, tenant: str, region: str) -> str:
+        """Rows in memory have no buckets: the rows' region."""
+        return region
+
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         """Rows in memory cannot be damaged: a failed read is never the data's fault."""
         return None

@@ -71,18 +71,19 @@ def check_write(engine: Any, subject: str, table: pa.Table, context: Mapping[str
     )
     pairs = pa.table({"tenant": table.column("tenant"), "region": regions})
     unique = pairs.group_by(["tenant", "region"]).aggregate([]).sort_by([("tenant", "ascending")])
-    refusals: list[tuple[str, str, str, dict[str, Any]]] = []
+    refusals: list[tuple[str, str, str, str, dict[str, Any]]] = []
     for tenant, region in zip(
         unique.column("tenant").to_pylist(), unique.column("region").to_pylist(), strict=True
     ):
         if not governs(engine.data_dir, tenant):
             continue
-        bucket = bucket_name(tenant, region, subject)
-        result = decide(engine, "write", tenant, region, bucket, {"mode": context.get("mode", "")})
+        stored = engine.store.storage_region(tenant, region)  # where the rows will be kept
+        bucket = bucket_name(tenant, stored, subject)
+        result = decide(engine, "write", tenant, stored, bucket, {"mode": context.get("mode", "")})
         if not result["allow"]:
-            refusals.append((tenant, region, bucket, result))
+            refusals.append((tenant, region, stored, bucket, result))
     if refusals:
-        tenant, region, bucket, result = refusals[0]
+        tenant, region, stored, bucket, result = refusals[0]
         reason = result["deny"][0]
         rows = pc.sum(
             pc.and_(
@@ -92,7 +93,7 @@ def check_write(engine: Any, subject: str, table: pa.Table, context: Mapping[str
         raise SafetyError(
             "PQL-S060",
             f"residency refuses to write {rows:,} rows of tenant {tenant!r} to bucket {bucket} "
-            f"in region {region} (rule {reason['rule']}): {reason['message']}",
+            f"in region {stored} (rule {reason['rule']}): {reason['message']}",
             hints=(
                 "nothing was written",
                 f"{context.get('mode', 'live')} ingest: store the tenant's rows in one of its "
