@@ -38,6 +38,10 @@ __all__ = ["IndexedLake", "Preload", "TenantState"]
 _ALL_START = datetime(1970, 1, 1, tzinfo=UTC)
 _ALL_END = datetime(9999, 12, 31, tzinfo=UTC)
 
+_LEAST_BYTES_PER_ROW = 16
+"""What a row takes in an index at the least: its ``ts`` and the ts index (8 bytes each); a
+tenant over the budget by this count alone is not read at all."""
+
 Preload = Literal["all"] | Sequence[str] | None
 """What ``Engine(preload=...)`` takes: ``"all"`` tenants, a list of them, or ``None``."""
 
@@ -248,9 +252,9 @@ class IndexedLake:
         try:
             if self.on_load is not None:
                 self.on_load(tenant)
-            on_disk = sum(p.bytes for s in self._catalog for p in self.lake.stats(tenant, s.name))
-            if on_disk > self.memory_budget:  # compressed files are smaller than their rows
-                why = f"its files alone take {on_disk} bytes, over the budget"
+            rows = sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
+            if rows * _LEAST_BYTES_PER_ROW > self.memory_budget:
+                why = f"its {rows} rows need more than {rows * _LEAST_BYTES_PER_ROW} bytes"
             else:
                 store = self._read(tenant)
         except Exception as exc:  # served from partitions, whose reads report the problem
