@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +46,7 @@ import polars as pl
 
 import pql
 from pql.demo import DemoData, generate
-from pql.storage import MemoryStore
+from pql.storage import IndexedLake, MemoryStore
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -112,6 +114,7 @@ class Sample:
     latency_ms: float
     service_ms: float
     outcome: str  # ok | cache_hit | refused | invalid | error
+    path: str | None = None  # what answered: index | partitions | memory (None: no answer)
 
 
 def workload(
@@ -144,8 +147,10 @@ def drive(
     def one(req: Request) -> None:
         begun = time.perf_counter()
         outcome = "ok"
+        path = None
         try:
             result = engine.query(req.text, tenant=req.tenant, cache=cache)
+            path = result.stats.get("path")
             if result.stats["cache"]["hit"]:
                 outcome = "cache_hit"
         except (pql.SafetyError, pql.AuthError):
@@ -162,6 +167,7 @@ def drive(
             (done - start - req.at) * 1000,
             (done - begun) * 1000,
             outcome,
+            path,
         )
         with lock:
             samples.append(sample)
@@ -214,7 +220,30 @@ def summarize(samples: list[Sample], *, wall_s: float, config: dict[str, Any]) -
         "service_ms": _pct([s.service_ms for s in samples]),
         "hit_rate": round(outcomes["cache_hit"] / answered, 4) if answered else 0.0,
         "outcomes": outcomes,
+        "paths": {str(p): sum(s.path == p for s in samples) for p in {s.path for s in samples}},
         "shapes": shapes,
+    }
+
+
+def cold_start(samples: list[Sample], *, first_s: float = 10.0) -> dict[str, Any]:
+    """For a run that starts cold: when each tenant got its first answer (seconds from the run's
+    start, and that request's latency), and the latency and paths over the first ``first_s``."""
+    first: dict[str, dict[str, float]] = {}
+    for s in sorted(samples, key=lambda s: s.at + s.latency_ms / 1000):
+        if s.tenant not in first and s.outcome in ("ok", "cache_hit"):
+            done = s.at + s.latency_ms / 1000
+            first[s.tenant] = {
+                "answered_at_s": round(done, 3),
+                "latency_ms": round(s.latency_ms, 3),
+            }
+    early = [s for s in samples if s.at < first_s]
+    paths: dict[str, int] = {}
+    for s in early:
+        paths[str(s.path)] = paths.get(str(s.path), 0) + 1
+    return {
+        "first_answer_per_tenant": first,
+        f"latency_ms_first_{first_s:g}s": _pct([s.latency_ms for s in early]),
+        f"paths_first_{first_s:g}s": paths,
     }
 
 
@@ -407,21 +436,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-repeat", type=int, default=5)
     ap.add_argument("--compare-per-shape", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--store",
+        choices=["lake", "memory"],
+        default="lake",
+        help="lake: the default Engine(DIR) over a lake directory; memory: Engine.in_memory()",
+    )
+    ap.add_argument("--data", type=Path, help="the lake directory (default: a temporary one)")
+    ap.add_argument("--memory-budget", help="Engine(memory_budget=...), e.g. 4GiB")
+    ap.add_argument(
+        "--start",
+        choices=["cold", "warm", "both"],
+        default="both",
+        help="cold: a run on the engine as opened (cache off); warm: after preloading",
+    )
     args = ap.parse_args(argv)
 
     t = time.perf_counter()
     data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
     # Dashboards accept a 10 s stale window in exchange for shared cache entries (an opt-in).
-    engine = pql.Engine.in_memory(cache_granularity=timedelta(seconds=10))
-    engine.ingest("receipts", data.receipts)
-    engine.ingest("decisions", data.decisions)
+    granularity = timedelta(seconds=10)
+    scratch = None
+    if args.store == "memory":
+        engine = pql.Engine.in_memory(cache_granularity=granularity)
+        engine.ingest("receipts", data.receipts)
+        engine.ingest("decisions", data.decisions)
+    else:
+        if args.data is None:
+            scratch = tempfile.TemporaryDirectory(prefix="pql-harness-")
+            args.data = Path(scratch.name) / "lake"
+        writer = pql.Engine(args.data, index=False)
+        writer.ingest("receipts", data.receipts)
+        writer.ingest("decisions", data.decisions)
+        # The engine a service gets from the README: Engine(DIR), opened cold.
+        engine = pql.Engine(
+            args.data, cache_granularity=granularity, memory_budget=args.memory_budget
+        )
     setup_s = time.perf_counter() - t
-    store = engine.store
-    resident = store.memory_bytes() if isinstance(store, MemoryStore) else None
     tenants = data.receipts["tenant"].value_counts(sort=True)["tenant"].to_list()
     print(
         f"data: {data.receipts.height:,} receipts, {data.decisions.height:,} decisions, "
-        f"{len(tenants)} tenants, set up in {setup_s:.1f}s"
+        f"{len(tenants)} tenants, {args.store} store, set up in {setup_s:.1f}s"
     )
     requests = workload(
         tenants,
@@ -433,25 +488,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    modes = ["on", "off"] if args.cache == "both" else [args.cache]
-    if args.warmup:
-        # Cold start (grammar load, per-tenant statistics, Polars' first runs) is not steady
-        # state: run every dashboard shape once per tenant, uncached, before measuring.
-        t = time.perf_counter()
-        for tenant in tenants:
-            for text in DASHBOARDS.values():
-                engine.query(text, tenant=tenant, cache=False, record=False)
-        print(f"warm-up: {time.perf_counter() - t:.1f}s")
-    for mode in modes:
+    runs: list[tuple[str, str]] = []  # (start, cache mode)
+    if args.start in ("cold", "both"):
+        runs.append(("cold", "off"))  # nothing loaded, nothing cached: the engine as opened
+    if args.start in ("warm", "both"):
+        runs += [
+            ("warm", mode) for mode in (["on", "off"] if args.cache == "both" else [args.cache])
+        ]
+    for start, mode in runs:
+        if start == "warm":
+            t = time.perf_counter()
+            engine.preload("all")
+            engine.wait_ready()
+            if args.warmup:
+                # Polars' first runs and per-tenant statistics are not steady state: run every
+                # dashboard shape once per tenant, uncached, before measuring.
+                for tenant in tenants:
+                    for text in DASHBOARDS.values():
+                        engine.query(text, tenant=tenant, cache=False, record=False)
+            print(f"warm-up: {time.perf_counter() - t:.1f}s")
         if engine.cache is not None:
             engine.cache.clear()
         t = time.perf_counter()
         samples = drive(engine, requests, workers=args.workers, cache=mode == "on")
         wall = time.perf_counter() - t
+        store = engine.store
         config = {
             "receipts": data.receipts.height,
             "decisions": data.decisions.height,
             "tenants": len(tenants),
+            "store": args.store,
+            "engine": "Engine(DIR)" if args.store == "lake" else "Engine.in_memory()",
+            "start": start,
             "qps": args.qps,
             "duration_s": args.duration,
             "workers": args.workers,
@@ -459,29 +527,43 @@ def main(argv: list[str] | None = None) -> int:
             "adhoc_share": args.adhoc_share,
             "zipf": args.zipf,
             "seed": args.seed,
-            "warmup": args.warmup,
+            "warmup": args.warmup and start == "warm",
             "granularity_s": engine.cache_granularity.total_seconds(),
             "setup_s": round(setup_s, 1),
+            "cpus": os.cpu_count(),
             # The engine's own resident data (rows, ts index, rollups); the process RSS also
             # holds the generated source frames, kept for the DuckDB/Polars comparison.
-            "engine_resident_bytes": resident,
+            "engine_resident_bytes": (
+                store.memory_bytes() if isinstance(store, MemoryStore | IndexedLake) else None
+            ),
+            "memory_budget_bytes": (
+                store.memory_budget if isinstance(store, IndexedLake) else None
+            ),
             "process_max_rss_bytes": _max_rss_bytes(),
         }
         summary = summarize(samples, wall_s=wall, config=config)
-        base = args.out / f"harness-{args.receipts // 1000}k-cache-{mode}-{stamp}"
+        if start == "cold":
+            summary["cold_start"] = cold_start(samples)
+        name = f"harness-{args.receipts // 1000}k-{args.store}-{start}-cache-{mode}-{stamp}"
+        base = args.out / name
         summary["png"] = str(base.with_suffix(".png").name)
         plot(
             samples,
             base.with_suffix(".png"),
-            f"{args.receipts:,} receipts, {args.qps:g} QPS, cache {mode}",
+            f"{args.receipts:,} receipts, {args.qps:g} QPS, {start} start, cache {mode}",
         )
         base.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
         lat = summary["latency_ms"]
         print(
-            f"cache {mode}: {summary['requests']} requests, {summary['achieved_qps']} QPS achieved, "
-            f"p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms, "
-            f"hit rate {summary['hit_rate']}, outcomes {summary['outcomes']} -> {base}.json"
+            f"{start} start, cache {mode}: {summary['requests']} requests, "
+            f"{summary['achieved_qps']} QPS achieved, p50 {lat['p50']} p95 {lat['p95']} "
+            f"p99 {lat['p99']} max {lat['max']} ms, hit rate {summary['hit_rate']}, "
+            f"outcomes {summary['outcomes']}, paths {summary['paths']} -> {base}.json"
         )
+        if start == "cold":
+            cold = summary["cold_start"]
+            print(f"  first 10 s: {cold['latency_ms_first_10s']}, paths {cold['paths_first_10s']}")
+            print(f"  first answer per tenant: {cold['first_answer_per_tenant']}")
     if args.compare:
         result = compare(
             engine, data, requests, repeat=args.compare_repeat, per_shape=args.compare_per_shape
@@ -496,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{shape:20} {row['pql_ms']:>9} {row['duckdb_ms']:>10} {row['polars_ms']!s:>10} {row['ratio_pql_duckdb']!s:>10}"
             )
         print(f"-> {path}")
+    if scratch is not None:
+        scratch.cleanup()
     return 0
 
 

@@ -48,7 +48,7 @@ def engine_for(args: argparse.Namespace) -> Any:
             f"the data directory {str(data)!r} does not exist",
             hints=("create it with `pql demo --data DIR` or `pql ingest --data DIR ...`",),
         )
-    return Engine(data, adapters=args.adapters)
+    return Engine(data, index=False, adapters=args.adapters)  # one-shot: only the window
 
 
 _engine = engine_for
@@ -90,7 +90,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pql.engine import Engine
     from pql.storage.validate import validate_all
 
-    engine = Engine(Path(args.data), adapters=args.adapters)
+    engine = Engine(Path(args.data), index=False, adapters=args.adapters)
     subject = engine.catalog.get(args.table)
     if subject is None:  # pragma: no cover - argparse restricts the choices
         raise InputError("PQL-E010", f"unknown subject {args.table!r}")

@@ -56,6 +56,8 @@ from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage.budget import MemoryBudget
+from pql.storage.indexed import Preload
 from pql.storage.lake import bucket_name
 from pql.storage.rollups import RollupStore
 from pql.storage.validate import REGION_PATTERN, validate_all
@@ -129,9 +131,16 @@ class Engine:
     0
 
     ``Engine(path)`` keeps data in a local lake directory; :meth:`in_memory` keeps it in memory.
-    With ``index=True`` a lake engine serves scans from per-tenant in-memory indexes, loaded on a
-    tenant's first query and dropped by ingest (for long-lived services; a one-shot command reads
-    only the partitions in the window instead).
+    A lake engine serves queries from per-tenant in-memory indexes (``index=True``, the default;
+    :class:`~pql.storage.IndexedLake`): a tenant's first query starts loading its index in the
+    background and is answered from the partitions in its window until it is ready; indexes are
+    kept under ``memory_budget`` (bytes or e.g. ``"4GiB"``; default a quarter of the physical
+    memory), the least recently used dropped first, and a tenant that does not fit is served from
+    its partitions. ``preload`` (``"all"`` or a list of tenants) loads indexes in the background
+    from the start; :meth:`ready` and :meth:`wait_ready` say when they are in memory.
+    ``result.stats["path"]`` says what answered (``"index"``, ``"partitions"`` or ``"memory"``).
+    ``index=False`` reads only the partitions in each window (one-shot commands).
+    See ``docs/pql/MEMORY.md``.
     With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
     partial aggregates at ingest, and aggregate queries they answer exactly read them for the
     whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the raw
@@ -170,7 +179,9 @@ class Engine:
         cache: result_cache.ResultCache | bool | None = True,
         cache_granularity: timedelta = result_cache.DEFAULT_GRANULARITY,
         metrics: Metrics | None = None,
-        index: bool = False,
+        index: bool = True,
+        memory_budget: MemoryBudget = None,
+        preload: Preload = None,
         rollups: bool = True,
         rollup_min_rows: int = ROLLUP_MIN_ROWS,
         clock: Callable[[], datetime] | None = None,
@@ -200,7 +211,11 @@ class Engine:
             self.store = store
         elif path is not None:
             lake = Lake(Path(path), self.catalog)
-            self.store = IndexedLake(lake, self.catalog, rollups=rollups) if index else lake
+            self.store = (
+                IndexedLake(lake, self.catalog, rollups=rollups, memory_budget=memory_budget)
+                if index
+                else lake
+            )
         else:
             raise InputError(
                 "PQL-E061",
@@ -226,6 +241,7 @@ class Engine:
         own_lake = _lake_of(self.store)
         if own_lake is not None and self.adapters.implements("pql_check_remove"):
             own_lake.removal_guards.append(removal_guard(self.adapters, own_lake.root))
+        self.preload(preload)
 
     @classmethod
     def in_memory(
@@ -261,6 +277,29 @@ class Engine:
             adapters=loaded,
             region=region,
         )
+
+    # indexes ----------------------------------------------------------------------------
+    def preload(self, tenants: Preload = "all") -> None:
+        """Load the indexes of ``tenants`` (``"all"`` or a list) in the background; queries are
+        answered meanwhile (from partitions until a tenant's index is ready). Nothing to do for
+        an engine without indexes."""
+        if tenants is None or not isinstance(self.store, IndexedLake):
+            return
+        if isinstance(tenants, str) and tenants != "all":
+            raise InputError(
+                "PQL-E161",
+                f"preload {tenants!r} is neither 'all' nor a list of tenants",
+                hints=("use preload='all' or preload=['acme', 'globex']",),
+            )
+        self.store.preload("all" if tenants == "all" else [check_tenant_name(t) for t in tenants])
+
+    def ready(self) -> bool:
+        """Whether every preloaded tenant's index is in memory (or known not to fit)."""
+        return not isinstance(self.store, IndexedLake) or self.store.ready()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` seconds) until :meth:`ready`; the answer is :meth:`ready`."""
+        return not isinstance(self.store, IndexedLake) or self.store.wait_ready(timeout)
 
     # limits -----------------------------------------------------------------------------
     def set_tenant_limits(self, tenant: str, limits: TenantLimits | Limits) -> None:
@@ -339,7 +378,7 @@ class Engine:
                 report=report,
                 context=context,
             )
-        if isinstance(self.store, Lake):  # keep the summaries beside the data up to date
+        if isinstance(self.store, Lake | IndexedLake):  # keep the lake's summaries up to date
             for tenant in report.tenants:
                 try:
                     self.statistics.summary(tenant, target.name)
@@ -626,6 +665,7 @@ class Engine:
             "rows": frame.height,
             "rows_scanned": compiled.rows_scanned,
             "partitions_read": compiled.partitions_read,
+            "path": compiled.path or _path_of(self.store),
             "tenant": prepared.tenant,
             "window": {"start": _iso(prepared.start), "end": _iso(prepared.now)},
             "timings_ms": timings,
@@ -747,6 +787,13 @@ def _lake_of(store: Store) -> Lake | None:
     if isinstance(store, IndexedLake):
         return store.lake
     return store if isinstance(store, Lake) else None
+
+
+def _path_of(store: Store) -> str:
+    """What answers a plan that reads nothing (the store's usual source)."""
+    if isinstance(store, MemoryStore):
+        return "memory"
+    return "partitions" if isinstance(store, Lake) else "index"
 
 
 def _root_of(store: Store) -> Path | None:

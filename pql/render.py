@@ -10,12 +10,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import polars as pl
 
 if TYPE_CHECKING:
     from pql.errors import PQLError
-    from pql.plan.explain import Explanation
-    from pql.result import Result
+
+
+class Answered(Protocol):
+    """What :func:`result_html` reads of a :class:`~pql.result.Result` (this module sits below
+    it: errors render here, and an error never imports the result or the planner)."""
+
+    @property
+    def df(self) -> pl.DataFrame: ...
+
+    @property
+    def truncated(self) -> bool: ...
+
+    @property
+    def stats(self) -> dict[str, Any]: ...
+
+
+class Explained(Protocol):
+    """What :func:`explanation_html` reads of an explanation (``pql.plan.explain`` has the
+    class; the errors below the planner render here too, so this module never imports it)."""
+
+    @property
+    def footer(self) -> tuple[str, ...]: ...
+
+    def node_details(self) -> list[dict[str, Any]]: ...
+
+    def cost_line(self) -> str: ...
+
 
 __all__ = ["MAX_HTML_ROWS", "error_html", "explanation_html", "result_html"]
 
@@ -52,7 +79,7 @@ def _cell(value: Any) -> str:
     return f"<td>{escape(str(value))}</td>"
 
 
-def result_html(result: Result) -> str:
+def result_html(result: Answered) -> str:
     """A result as an HTML table: column names with their types, the rows (at most
     :data:`MAX_HTML_ROWS`), a banner when the row cap cut the answer, and the stats below."""
     df = result.df
@@ -111,7 +138,7 @@ def _stats_parts(stats: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-def explanation_html(explanation: Explanation) -> str:
+def explanation_html(explanation: Explained) -> str:
     """The plan tree, root first, indented, with each node's estimates (and actual rows)."""
     details = explanation.node_details()
     actual = any("actual_rows" in d for d in details)

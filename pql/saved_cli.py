@@ -179,7 +179,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_saved_sign(args: argparse.Namespace) -> int:
-    engine = Engine(_data_dir(args.data), adapters=getattr(args, "adapters", None))
+    engine = Engine(_data_dir(args.data), index=False, adapters=getattr(args, "adapters", None))
     saved = sign_query(
         args.query,
         key=SigningKey.from_file(args.key, kid=args.kid),
@@ -237,7 +237,7 @@ def cmd_saved_verify(args: argparse.Namespace) -> int:
 def cmd_saved_run(args: argparse.Namespace) -> int:
     params = _pairs(args.param, "--param")
     tenant = check_tenant_name(args.tenant)
-    engine = Engine(_data_dir(args.data), adapters=getattr(args, "adapters", None))
+    engine = Engine(_data_dir(args.data), index=False, adapters=getattr(args, "adapters", None))
     result = engine.run_saved(
         args.name, tenant=tenant, keyring=KeyRing.from_dir(args.keys), params=params, now=args.now
     )

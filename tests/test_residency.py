@@ -243,7 +243,7 @@ def test_every_object_is_locked_tagged_and_journalled(lake: Path) -> None:
 
 
 def test_locked_objects_cannot_be_removed_by_the_lake_or_anyone(lake: Path) -> None:
-    engine = pql.Engine(lake, region="us-east-1")
+    engine = pql.Engine(lake, region="us-east-1", index=False)  # the lake itself
     acme = next(lake.glob("mc-acme-*/day=*/*.parquet")).relative_to(lake).as_posix()
     with pytest.raises(pql.SafetyError) as caught:
         engine.store.quarantine(acme)

@@ -45,6 +45,7 @@ class ScanInfo:
     subject: str
     partitions: int
     rows: int
+    source: str = "partitions"
 
 
 @dataclass(slots=True)
@@ -62,6 +63,16 @@ class Compiled:
     @property
     def partitions_read(self) -> int:
         return sum(s.partitions for s in self.scans)
+
+    @property
+    def path(self) -> str | None:
+        """What answered: ``"partitions"`` if any read came from a lake's files, else
+        ``"index"`` or ``"memory"`` (``None``: the plan read nothing)."""
+        sources = {s.source for s in self.scans}
+        for source in ("partitions", "index", "memory"):
+            if source in sources:
+                return source
+        return next(iter(sorted(sources)), None)
 
 
 def compile_plan(
@@ -138,7 +149,7 @@ class _Compiler:
         wanted = [c.name for c in node.columns]
         request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
         got = self.store.scan(node.tenant, subject, node.start, node.end, request)
-        self.scans.append(ScanInfo(node.subject, got.partitions, got.rows))
+        self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source))
         frame = got.frame
         if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (lake)
             frame = frame.filter(pl.col("tenant") == node.tenant)
@@ -151,7 +162,7 @@ class _Compiler:
         if not isinstance(self.store, RollupStore):
             raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
         got = self.store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
-        self.scans.append(ScanInfo(node.subject, got.days, got.rows))
+        self.scans.append(ScanInfo(node.subject, got.days, got.rows, got.source))
         where = None if node.predicate is None else predicate(node.predicate)
         edges = [self.compile(edge) for edge in node.edges]
         frame = aggregate_rollup(node, got.frame, where, edges)

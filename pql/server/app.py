@@ -70,19 +70,16 @@ class Server:
         self.saved = saved if saved is not None else engine.saved_store
         self.keys = keys
         self.tenant_share = tenant_share
-        self.ready = threading.Event()
         self._shared: set[str] = set()
         self._lock = threading.Lock()
 
     def preload(self) -> None:
-        """Load every tenant's index into memory (an indexed lake), then say ready."""
-        store: Any = self.engine.store
-        try:
-            if hasattr(store, "load") and hasattr(store, "tenants"):
-                for tenant in store.tenants():
-                    store.load(tenant)
-        finally:
-            self.ready.set()
+        """Start loading every tenant's index in the background (an engine with indexes)."""
+        self.engine.preload("all")
+
+    def ready(self) -> bool:
+        """Whether the engine's preloaded indexes are in memory (``GET /readyz``)."""
+        return self.engine.ready()
 
     def share(self, tenant: str) -> None:
         """Give ``tenant`` its own admission share on its first query (``--tenant-max-*``)."""
@@ -249,7 +246,7 @@ def _routes(server: Server) -> list[BaseRoute]:
         auth=False,
     )
     async def readyz(request: Request) -> Response:
-        ready = server.ready.is_set()
+        ready = server.ready()
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     readyz.openapi["responses"]["503"] = json_ok("not ready yet", {"type": "object"})  # type: ignore[attr-defined]
@@ -334,7 +331,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = workers
-        threading.Thread(target=server.preload, name="pql-preload", daemon=True).start()
+        server.preload()
         yield
 
     app = Starlette(

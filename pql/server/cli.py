@@ -137,7 +137,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     limits = DEFAULT_LIMITS.tighten(replace(DEFAULT_LIMITS, **lowered))
-    engine = Engine(data, index=True, limits=limits, adapters=getattr(args, "adapters", None))
+    engine = Engine(  # the server preloads every tenant at start
+        data, limits=limits, adapters=getattr(args, "adapters", None)
+    )
     share = None
     if args.tenant_max_concurrent is not None or args.tenant_max_queued is not None:
         share = TenantLimits(

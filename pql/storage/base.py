@@ -92,6 +92,8 @@ class Scan:
     ``rows`` counts the rows read before that filter, ``partitions`` the day partitions touched.
     ``single_tenant`` says the store guarantees every row is the scanned tenant's (the memory
     store keeps one frame per tenant); otherwise the executor also filters on ``tenant``.
+    ``source`` says what answered: ``"partitions"`` (a lake's files), ``"index"`` (an indexed
+    lake's memory) or ``"memory"`` (the memory store).
     """
 
     frame: pl.LazyFrame
@@ -99,6 +101,7 @@ class Scan:
     rows: int
     exact: bool
     single_tenant: bool = False
+    source: str = "partitions"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,47 +1,98 @@
-"""A lake with an in-memory index: each tenant's rows, sorted by ``ts``, loaded on first use.
+"""A lake with in-memory indexes: each tenant's rows, sorted by ``ts``, loaded in the background.
 
-For long-lived engines (services, notebooks, the load harness): the first query of a tenant reads
-that tenant's buckets once; later windows are binary searches and zero-copy slices of memory.
-Ingest writes through to the lake and drops the touched tenants' indexes, which the next query
-reloads, so an index is never older than the data version it serves.
+For long-lived engines (services, notebooks, the load harness), the default of ``Engine(DIR)``.
+A tenant's first query starts loading its index in a thread of its own and is answered from the
+lake's partitions in its window meanwhile, as is every query of that tenant until the index is
+ready; loading never holds up another tenant's queries. Once loaded, windows are binary searches
+and zero-copy slices of memory, and aggregate queries read the index's per-day rollups.
+
+The indexes live under a memory budget (:mod:`pql.storage.budget`): when a load brings the total
+over it, the least recently used other tenants are dropped; a tenant whose index alone would not
+fit is served from its partitions. Ingest writes through to the lake and drops the touched
+tenants' indexes, which the next query reloads, so an index never serves an older data version.
+See ``docs/pql/MEMORY.md``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
-from pql.errors import PQLError
+from pql.errors import InternalError, PQLError
 from pql.storage.base import IngestReport, PartitionStats, Scan
+from pql.storage.budget import MemoryBudget, parse_budget
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
-from pql.storage.rollups import RollupRead, RollupSpec, rollup_specs
+from pql.storage.rollups import RollupRead, RollupSpec, partials, rollup_specs
 
-__all__ = ["IndexedLake"]
+__all__ = ["IndexedLake", "Preload", "TenantState"]
 
 _ALL_START = datetime(1970, 1, 1, tzinfo=UTC)
 _ALL_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+_LEAST_BYTES_PER_ROW = 16
+"""What a row takes in an index at the least: its ``ts`` and the ts index (8 bytes each); a
+tenant over the budget by this count alone is not read at all."""
+
+Preload = Literal["all"] | Sequence[str] | None
+"""What ``Engine(preload=...)`` takes: ``"all"`` tenants, a list of them, or ``None``."""
+
+TenantState = Literal["index", "loading", "partitions"]
+"""Where a tenant's queries are answered from now."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    version: int
+    store: MemoryStore
+    nbytes: int
 
 
 class IndexedLake:
     """A :class:`~pql.storage.lake.Lake` whose scans are served from per-tenant memory indexes.
 
+    ``memory_budget`` bounds the bytes the indexes keep (:func:`~pql.storage.budget.parse_budget`).
     With ``rollups`` (the default) each index also keeps per-day rollups
-    (:mod:`pql.storage.rollups`), built when the index is loaded.
+    (:mod:`pql.storage.rollups`), built when the index is loaded. ``background=False`` loads an
+    index inside the query that needs it (tests, scripts that want the index at once).
+    ``on_load`` is called with the tenant at the start of every load, in the loading thread.
     """
 
-    def __init__(self, lake: Lake, catalog: Catalog, *, rollups: bool = True) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        catalog: Catalog,
+        *,
+        rollups: bool = True,
+        memory_budget: MemoryBudget = None,
+        background: bool = True,
+        on_load: Callable[[str], None] | None = None,
+    ) -> None:
         self.lake = lake
+        self.memory_budget = parse_budget(memory_budget)
+        """The most bytes the indexes keep together."""
+        self.background = background
+        self.on_load = on_load
         self._catalog = catalog
         self._rollups = rollups
-        self._indexes: dict[str, tuple[int, MemoryStore]] = {}
+        # Bookkeeping only: this lock is never held while an index loads, so a tenant that
+        # loads never stops another's queries.
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._indexes: OrderedDict[str, _Index] = OrderedDict()  # least recently used first
+        self._loading: set[str] = set()
+        self._refused: dict[str, tuple[int, str]] = {}  # tenant -> (version, why)
+        self._wanted: set[str] = set()  # the tenants preloaded, for ready()
 
+    # the Store protocol ---------------------------------------------------------------------
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
         report = self.lake.ingest(subject, data)
         with self._lock:
@@ -57,23 +108,10 @@ class IndexedLake:
         end: datetime,
         columns: Sequence[str] | None = None,
     ) -> Scan:
-        return self._index(tenant).scan(tenant, subject, start, end, columns)
-
-    def rollup_specs(self) -> dict[str, RollupSpec]:
-        """What the indexes roll up, by subject (nothing with ``rollups=False``)."""
-        return rollup_specs(self._catalog) if self._rollups else {}
-
-    def rollup(self, tenant: str, subject: str, first: date, last: date) -> RollupRead:
-        """``tenant``'s rollup rows of ``subject`` for the whole days ``first`` to ``last``."""
-        return self._index(tenant).rollup(tenant, subject, first, last)
-
-    def load(self, tenant: str) -> None:
-        """Build ``tenant``'s index now (for warming at start-up)."""
-        self._index(tenant)
-
-    def loaded(self) -> tuple[str, ...]:
-        """The tenants whose index is in memory."""
-        return tuple(self._indexes)
+        index = self._ready(tenant)
+        if index is None:
+            return self.lake.scan(tenant, subject, start, end, columns)
+        return replace(index.scan(tenant, subject, start, end, columns), source="index")
 
     def version(self, tenant: str) -> int:
         return self.lake.version(tenant)
@@ -93,20 +131,171 @@ class IndexedLake:
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         return self.lake.diagnose(tenant, exc)
 
-    def _index(self, tenant: str) -> MemoryStore:
+    # rollups --------------------------------------------------------------------------------
+    def rollup_specs(self) -> dict[str, RollupSpec]:
+        """What the indexes roll up, by subject (nothing with ``rollups=False``)."""
+        return rollup_specs(self._catalog) if self._rollups else {}
+
+    def rollup(self, tenant: str, subject: str, first: date, last: date) -> RollupRead:
+        """``tenant``'s rollup rows of ``subject`` for the whole days ``first`` to ``last``: from
+        the index, or computed from those days' partitions while it is not in memory."""
+        index = self._ready(tenant)
+        if index is not None:
+            return replace(index.rollup(tenant, subject, first, last), source="index")
+        spec = self.rollup_specs().get(subject)
+        if spec is None:
+            raise InternalError("PQL-X130", f"a rollup of {subject} was read but none is kept")
+        start = datetime.combine(first, time(), UTC)
+        end = datetime.combine(last + timedelta(days=1), time(), UTC) - timedelta(microseconds=1)
+        wanted = list(dict.fromkeys(["tenant", "ts", *spec.key_names, *sorted(spec.measure_names)]))
+        got = self.lake.scan(tenant, self._catalog[subject], start, end, wanted)
+        rows = got.frame.filter(
+            (pl.col("tenant") == tenant)
+            & pl.col("ts").is_between(pl.lit(start), pl.lit(end), closed="both")
+        )
+        return RollupRead(partials(spec, rows), got.rows, got.partitions, source="partitions")
+
+    # loading --------------------------------------------------------------------------------
+    def load(self, tenant: str) -> None:
+        """Build ``tenant``'s index now, in this thread (if it is not in memory already)."""
         version = self.lake.version(tenant)
-        cached = self._indexes.get(tenant)
-        if cached is not None and cached[0] == version:
-            return cached[1]
+        if self._claim(tenant, version, retry=True):
+            self._load(tenant, version)
+
+    def preload(self, tenants: Preload = "all") -> None:
+        """Load the indexes of ``tenants`` (``"all"``: every tenant of the lake) one after
+        another in a background thread; :meth:`ready` says when they are settled."""
+        if tenants is None:
+            return
+        names = self.lake.tenants() if tenants == "all" else tuple(tenants)
         with self._lock:
-            cached = self._indexes.get(tenant)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            store = MemoryStore(self._catalog, rollups=self._rollups)
-            for subject in self._catalog:
-                got = self.lake.scan(tenant, subject, _ALL_START, _ALL_END)
-                frame = got.frame.collect()
-                if frame.height:
-                    store.ingest(subject, frame)
-            self._indexes[tenant] = (version, store)
-            return store
+            self._wanted.update(names)
+            # Claimed before the thread starts, so that ready() is false from this call on.
+            claimed = [t for t in names if self._claim_locked(t, self.lake.version(t))]
+        thread = threading.Thread(
+            target=self._load_all, args=(claimed,), name="pql-preload", daemon=True
+        )
+        thread.start()
+
+    def ready(self) -> bool:
+        """Whether every preloaded tenant is settled: in memory, or served from its partitions
+        because its index does not fit (or failed to load)."""
+        with self._lock:
+            return not (self._wanted & self._loading)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until :meth:`ready` (at most ``timeout`` seconds); the answer is :meth:`ready`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not (self._wanted & self._loading), timeout)
+
+    def state(self, tenant: str) -> TenantState:
+        """Where ``tenant``'s next query is answered from (without starting a load)."""
+        version = self.lake.version(tenant)
+        with self._lock:
+            found = self._indexes.get(tenant)
+            if found is not None and found.version == version:
+                return "index"
+            return "loading" if tenant in self._loading else "partitions"
+
+    def refused(self) -> dict[str, str]:
+        """The tenants served from their partitions because their index was not kept, and why."""
+        with self._lock:
+            return {tenant: why for tenant, (_, why) in self._refused.items()}
+
+    def loaded(self) -> tuple[str, ...]:
+        """The tenants whose index is in memory, least recently used first."""
+        with self._lock:
+            return tuple(self._indexes)
+
+    def memory_bytes(self) -> int:
+        """Bytes the indexes in memory take (rows, ts index and rollups; Polars' estimate)."""
+        with self._lock:
+            return sum(i.nbytes for i in self._indexes.values())
+
+    def _ready(self, tenant: str) -> MemoryStore | None:
+        """``tenant``'s index if it is in memory at the lake's version; otherwise ``None``, and a
+        load is started (in the background, unless ``background=False``)."""
+        version = self.lake.version(tenant)
+        with self._lock:
+            found = self._indexes.get(tenant)
+            if found is not None and found.version == version:
+                self._indexes.move_to_end(tenant)
+                return found.store
+            claimed = self._claim_locked(tenant, version)
+        if not claimed:
+            return None
+        if not self.background:
+            return self._load(tenant, version)
+        name = f"pql-index-{tenant}"
+        threading.Thread(target=self._load, args=(tenant, version), name=name, daemon=True).start()
+        return None
+
+    def _claim(self, tenant: str, version: int, *, retry: bool = False) -> bool:
+        with self._lock:
+            if retry:
+                self._refused.pop(tenant, None)
+            return self._claim_locked(tenant, version)
+
+    def _claim_locked(self, tenant: str, version: int) -> bool:
+        """Mark ``tenant`` as loading unless it is loaded, loading, or refused at ``version``."""
+        found = self._indexes.get(tenant)
+        if found is not None and found.version == version:
+            return False
+        refused = self._refused.get(tenant)
+        if tenant in self._loading or (refused is not None and refused[0] == version):
+            return False
+        self._loading.add(tenant)
+        return True
+
+    def _load_all(self, tenants: Iterable[str]) -> None:
+        for tenant in tenants:
+            self._load(tenant, self.lake.version(tenant))
+
+    def _load(self, tenant: str, version: int) -> MemoryStore | None:
+        """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed)."""
+        store: MemoryStore | None = None
+        why = ""
+        try:
+            if self.on_load is not None:
+                self.on_load(tenant)
+            rows = sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
+            if rows * _LEAST_BYTES_PER_ROW > self.memory_budget:
+                why = f"its {rows} rows need more than {rows * _LEAST_BYTES_PER_ROW} bytes"
+            else:
+                store = self._read(tenant)
+        except Exception as exc:  # served from partitions, whose reads report the problem
+            why = f"loading failed ({type(exc).__name__}: {exc})"
+        with self._changed:
+            self._loading.discard(tenant)
+            if store is not None:
+                nbytes = store.memory_bytes()
+                if nbytes <= self.memory_budget:
+                    self._keep(tenant, _Index(version, store, nbytes))
+                else:
+                    why, store = f"its index needs {nbytes} bytes, over the budget", None
+            if store is None:
+                self._refused[tenant] = (version, why)
+            else:
+                self._refused.pop(tenant, None)
+            self._changed.notify_all()
+        return store
+
+    def _read(self, tenant: str) -> MemoryStore:
+        store = MemoryStore(self._catalog, rollups=self._rollups)
+        for subject in self._catalog:
+            got = self.lake.scan(tenant, subject, _ALL_START, _ALL_END)
+            frame = got.frame.collect()
+            if frame.height:
+                store.ingest(subject, frame)
+        return store
+
+    def _keep(self, tenant: str, index: _Index) -> None:
+        """Keep ``index`` and drop the least recently used others until all fit (lock held)."""
+        self._indexes[tenant] = index
+        self._indexes.move_to_end(tenant)
+        total = sum(i.nbytes for i in self._indexes.values())
+        for other in list(self._indexes):
+            if total <= self.memory_budget:
+                break
+            if other != tenant:
+                total -= self._indexes.pop(other).nbytes

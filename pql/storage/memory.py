@@ -140,11 +140,11 @@ class MemoryStore:
         names = project(current, columns)
         table = self._tables.get((tenant, current.name))
         if table is None:
-            return Scan(empty_frame(current).select(names).lazy(), 0, 0, True)
+            return Scan(empty_frame(current).select(names).lazy(), 0, 0, True, source="memory")
         lo, hi = table.window(start, end)
         # A zero-copy slice; the projection stays lazy so it runs inside the query's collect.
         rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
-        return Scan(rows, table.days_in(lo, hi), hi - lo, True, single_tenant=True)
+        return Scan(rows, table.days_in(lo, hi), hi - lo, True, single_tenant=True, source="memory")
 
     def version(self, tenant: str) -> int:
         """How many ingests have stored rows for ``tenant``."""

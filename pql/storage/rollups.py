@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +77,8 @@ tenant`` use the rollup too.
 """
 
 _EPOCH_DAY = date(1970, 1, 1)
+
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def partial_name(kind: str, column: str) -> str:
@@ -170,6 +172,9 @@ class RollupRead:
     frame: pl.LazyFrame
     rows: int
     days: int
+    source: str = "memory"
+    """What answered: ``"memory"`` or ``"index"`` (rollups kept in memory) or ``"partitions"``
+    (computed from the lake's files of those days)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +288,9 @@ def schema_of(spec: RollupSpec) -> pl.Schema:
     return pl.Schema(out)
 
 
-def partials(spec: RollupSpec, rows: pl.DataFrame) -> pl.DataFrame:
-    """Per day and key, the partial aggregates of ``rows`` (one tenant's rows of the subject)."""
+def partials(spec: RollupSpec, rows: _Frame) -> _Frame:
+    """Per day and key, the partial aggregates of ``rows`` (one tenant's rows of the subject),
+    eager or lazy as ``rows`` is."""
     exprs = [pl.len().cast(pl.Int64).alias(ROWS)]
     for m in spec.measures:
         exprs += [_first_partial(kind, m).alias(partial_name(kind, m.name)) for kind in kinds_of(m)]

@@ -1,0 +1,243 @@
+"""The default engine over a lake: in-memory indexes loaded in the background, under a budget.
+
+Every path (a tenant's index, its partitions while the index loads or when it does not fit, the
+rollups read from either) answers like DuckDB and like the memory store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pql
+from pql.catalog import Catalog
+from pql.demo import DemoData
+from pql.errors import InputError
+from pql.examples import CONTRACT_EXAMPLES
+from pql.storage import IndexedLake, Lake
+from pql.storage.budget import parse_budget
+from tests.cases import DIFFERENTIAL_CASES
+from tests.compare import assert_same_frame
+from tests.test_differential import check
+
+COUNT = "FIND COUNT(*) AS n, SUM(receipts.latency_ms) AS s GROUP BY receipts.status SINCE 30d"
+
+
+@pytest.fixture(scope="module")
+def lake(demo: DemoData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("indexes") / "lake"
+    writer = pql.Engine(root, index=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    return root
+
+
+def _engine(root: Path, **options: Any) -> pql.Engine:
+    """An engine over ``root`` whose indexed lake takes ``options``; rollups whenever exact."""
+    catalog = Catalog()
+    store = IndexedLake(Lake(root, catalog), catalog, **options)
+    return pql.Engine(store=store, catalog=catalog, cache=False, rollup_min_rows=0)
+
+
+def _indexed(engine: pql.Engine) -> IndexedLake:
+    assert isinstance(engine.store, IndexedLake)
+    return engine.store
+
+
+def _gate() -> tuple[threading.Event, threading.Event, Callable[[str], None]]:
+    """A loader hook that holds every load until ``release`` is set; ``started`` says one began."""
+    started, release = threading.Event(), threading.Event()
+
+    def hook(tenant: str) -> None:
+        started.set()
+        assert release.wait(30), "the test never released the load"
+
+    return started, release, hook
+
+
+@pytest.fixture(scope="module")
+def from_index(lake: Path) -> pql.Engine:
+    return _engine(lake, background=False)
+
+
+@pytest.fixture(scope="module")
+def from_partitions(lake: Path) -> pql.Engine:
+    return _engine(lake, memory_budget=0)  # nothing fits: partitions (and rollups from them)
+
+
+@pytest.mark.parametrize("text", [*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES])
+def test_every_path_answers_like_duckdb(
+    from_index: pql.Engine,
+    from_partitions: pql.Engine,
+    duck: Any,
+    demo: DemoData,
+    tenants: list[str],
+    text: str,
+) -> None:
+    for tenant in (tenants[0], tenants[3]):
+        got = check(from_index, duck, text, tenant, demo.now)
+        assert got.stats["path"] == "index"
+        fallback = check(from_partitions, duck, text, tenant, demo.now)
+        assert fallback.stats["path"] == "partitions"
+        assert_same_frame(fallback.df, got.df, f"for {text!r} ({tenant})")
+
+
+def test_default_engine_over_a_lake_keeps_indexes_and_says_which_path_answered(
+    lake: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
+) -> None:
+    served = pql.Engine(lake, cache=False)
+    assert isinstance(served.store, IndexedLake)
+    first = served.query(COUNT, tenant=tenants[0], now=demo.now)
+    assert first.stats["path"] == "partitions"  # its index started loading in the background
+    served.preload([tenants[0]])
+    assert served.wait_ready(timeout=30)
+    later = served.query(COUNT, tenant=tenants[0], now=demo.now)
+    assert later.stats["path"] == "index"
+    memory = engine.query(COUNT, tenant=tenants[0], now=demo.now)
+    assert memory.stats["path"] == "memory"
+    for result in (first, later):
+        assert_same_frame(result.df.sort("status"), memory.df.sort("status"))
+
+
+def test_a_loading_tenant_is_answered_from_partitions_and_others_are_not_held_up(
+    lake: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
+) -> None:
+    loading, other = tenants[0], tenants[1]
+    served = _engine(lake)
+    store = _indexed(served)
+    store.load(other)  # already in memory before the slow load starts
+    started, release, hook = _gate()
+    store.on_load = hook
+    try:
+        cold = served.query(COUNT, tenant=loading, now=demo.now)
+        assert started.wait(10) and store.state(loading) == "loading"
+        warm = served.query(COUNT, tenant=other, now=demo.now)
+        # Both were answered while the load was still held: it blocked neither.
+        assert not release.is_set() and store.state(loading) == "loading"
+        assert (cold.stats["path"], warm.stats["path"]) == ("partitions", "index")
+        again = served.query(COUNT, tenant=loading, now=demo.now)
+        assert again.stats["path"] == "partitions"
+    finally:
+        release.set()
+    for _ in range(300):
+        if store.state(loading) == "index":
+            break
+        threading.Event().wait(0.1)
+    ready = served.query(COUNT, tenant=loading, now=demo.now)
+    assert ready.stats["path"] == "index"
+    expected = engine.query(COUNT, tenant=loading, now=demo.now).df.sort("status")
+    for result in (cold, again, ready):
+        assert_same_frame(result.df.sort("status"), expected)
+    assert_same_frame(
+        warm.df.sort("status"), engine.query(COUNT, tenant=other, now=demo.now).df.sort("status")
+    )
+
+
+def test_preload_in_the_background_and_wait_until_ready(lake: Path, tenants: list[str]) -> None:
+    served = _engine(lake)
+    started, release, hook = _gate()
+    _indexed(served).on_load = hook
+    try:
+        served.preload("all")
+        assert started.wait(10)
+        assert not served.ready()
+        assert served.wait_ready(timeout=0.05) is False
+    finally:
+        release.set()
+    assert served.wait_ready(timeout=60)
+    assert served.ready()
+    assert set(_indexed(served).loaded()) == set(tenants)
+
+
+def test_preload_at_open(lake: Path, tenants: list[str]) -> None:
+    served = pql.Engine(lake, preload=[tenants[2]])
+    assert served.wait_ready(timeout=60)
+    assert _indexed(served).loaded() == (tenants[2],)
+
+
+def test_least_recently_used_tenants_are_dropped_to_stay_within_the_budget(
+    lake: Path, demo: DemoData, tenants: list[str]
+) -> None:
+    sizes = {}
+    for tenant in tenants[:3]:
+        alone = _engine(lake, background=False)
+        _indexed(alone).load(tenant)
+        sizes[tenant] = _indexed(alone).memory_bytes()
+    a, b, c = tenants[:3]  # the largest first: c fits only if another goes
+    served = _engine(lake, background=False, memory_budget=sizes[a] + sizes[b])
+    store = _indexed(served)
+    for tenant in (a, b):
+        assert served.query(COUNT, tenant=tenant, now=demo.now).stats["path"] == "index"
+    assert store.loaded() == (a, b)
+    served.query(COUNT, tenant=a, now=demo.now)  # a is now the most recently used
+    assert store.loaded() == (b, a)
+    assert served.query(COUNT, tenant=c, now=demo.now).stats["path"] == "index"
+    assert c in store.loaded() and b not in store.loaded()  # b went first
+    assert store.memory_bytes() <= store.memory_budget
+
+
+def test_a_tenant_that_does_not_fit_is_served_from_its_partitions(
+    lake: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
+) -> None:
+    served = _engine(lake, background=False, memory_budget="1KiB")
+    got = served.query(COUNT, tenant=tenants[0], now=demo.now)
+    assert got.stats["path"] == "partitions"
+    assert _indexed(served).loaded() == ()
+    assert "bytes" in _indexed(served).refused()[tenants[0]]
+    expected = engine.query(COUNT, tenant=tenants[0], now=demo.now).df.sort("status")
+    assert_same_frame(got.df.sort("status"), expected)
+
+
+def test_ingest_drops_the_index_and_the_next_load_sees_the_new_rows(
+    tmp_path: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
+) -> None:
+    root = tmp_path / "lake"
+    first, rest = demo.receipts.head(3000), demo.receipts.tail(demo.receipts.height - 3000)
+    pql.Engine(root, index=False).ingest("receipts", first)
+    served = _engine(root, background=False)
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 180d"
+    before = served.query(text, tenant=tenants[0], now=demo.now)
+    served.ingest("receipts", rest)
+    after = served.query(text, tenant=tenants[0], now=demo.now)
+    assert after.stats["path"] == "index"
+    whole = engine.query(text, tenant=tenants[0], now=demo.now).df.item()
+    assert before.df.item() < after.df.item() == whole
+
+
+def test_one_shot_commands_read_only_the_window(lake: Path) -> None:
+    from pql.cli import build_parser, engine_for
+
+    argv = ["query", "--data", str(lake), "--tenant", "acme", "FIND receipts"]
+    args = build_parser().parse_args(argv)
+    assert isinstance(engine_for(args).store, Lake)
+
+
+def test_index_false_forces_the_plain_lake(lake: Path) -> None:
+    assert isinstance(pql.Engine(lake, index=False).store, Lake)
+    assert pql.Engine(lake, index=False).ready()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4GiB", 4 * 1024**3), ("2GB", 2 * 10**9), ("512 MiB", 512 * 1024**2), (1000, 1000)],
+)
+def test_memory_budget_sizes(text: str | int, expected: int) -> None:
+    assert parse_budget(text) == expected
+    assert parse_budget(None) > 0
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1GiB", "4 parsecs", -5, 1.5, True])
+def test_a_budget_that_is_not_a_size_is_refused(lake: Path, bad: Any) -> None:
+    with pytest.raises(InputError) as caught:
+        pql.Engine(lake, memory_budget=bad)
+    assert caught.value.code == "PQL-E160"
+
+
+def test_preload_takes_all_or_a_list(lake: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        pql.Engine(lake, preload="acme")
+    assert caught.value.code == "PQL-E161"
