@@ -50,16 +50,18 @@ def collect(frame: DataFrame, spark: SparkSession, deadline: Deadline | None) ->
         finally:
             context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
 
+    limit = None if deadline is None else deadline.ms
     left = None if deadline is None else deadline.remaining_ms()
-    if left is not None and deadline is not None and deadline.ms is not None and left <= 0:
-        raise expired(deadline.ms)
+    if limit is None or left is None:
+        return _WAITERS.submit(work).result()
+    if left <= 0:
+        raise expired(limit)
     answer: Future[pa.Table] = _WAITERS.submit(work)
     try:
-        return answer.result(timeout=None if left is None else left / 1000)
+        return answer.result(timeout=left / 1000)
     except FutureTimeout:
         context.cancelJobGroup(group)
-        assert deadline is not None and deadline.ms is not None
-        raise expired(deadline.ms) from None
+        raise expired(limit) from None
 
 
 def _typed(table: pa.Table, schema: Schema) -> pl.DataFrame:
