@@ -19,8 +19,20 @@ from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.compile import ScanInfo
-from pql.plan.expr import BUCKET, AggSpec, AllOf, AnyOf, Buckets, Cmp, Col, Const, In, Negate
-from pql.plan.expr import Null, Pred
+from pql.plan.expr import (
+    BUCKET,
+    AggSpec,
+    AllOf,
+    AnyOf,
+    Buckets,
+    Cmp,
+    Col,
+    Const,
+    In,
+    Negate,
+    Null,
+    Pred,
+)
 from pql.plan.nodes import (
     Aggregate,
     Filter,
