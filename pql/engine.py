@@ -30,9 +30,10 @@ from pql.analyze import Analyzed, analyze, parse_timestamp
 from pql.catalog import Catalog
 from pql.deadline import Deadline
 from pql.errors import InputError, InternalError, PQLError
-from pql.execute import compile_plan, run
+from pql.execute import Compiled, compile_plan, run
 from pql.execute.admission import Admission
 from pql.execute.run import collect
+from pql.execute.spark import SparkCompiled, SparkExecutor
 from pql.limits import DEFAULT_LIMITS, Limits, TenantLimits
 from pql.metrics import Metrics, default_metrics, outcome_of
 from pql.plan import explain as explain_mod
@@ -68,6 +69,9 @@ __all__ = ["Engine", "Prepared"]
 # safety phase compares the duration as written (an exact integer) against the limit.
 _LONGEST_WINDOW = timedelta(days=365 * 100)
 
+EXECUTORS = ("polars", "spark")
+"""What can run a plan: Polars in this process, or Apache Spark (``docs/scale-out.md``)."""
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -86,6 +90,8 @@ class Prepared:
     """Refusals the cost rule recorded instead of raising (measure mode)."""
     safety_rules: tuple[Rule, ...] = SAFETY_RULES
     """The rules the plan passed: the core's, then the adapters'."""
+    executor: str = "polars"
+    """What runs the plan: ``polars`` (in this process) or ``spark``."""
 
     @property
     def start(self) -> datetime:
@@ -108,6 +114,7 @@ class Prepared:
             f"-- tenant: {self.tenant}; window: {_iso(self.start)} .. {_iso(self.now)}",
             f"-- safety rules: {rules}",
             f"-- optimizer rules: {opt}",
+            f"-- executor: {self.executor}",
         )
         return explain_mod.Explanation(
             self.plan,
@@ -162,6 +169,10 @@ class Engine:
     ``clock`` replaces the engine's trusted clock (default: the wall clock, UTC), on which the
     signatures and keys of saved queries are judged; it can be set only here (e.g. by tests),
     never per query. A query's ``now`` sets only its window.
+    ``executor`` says what runs the plans: ``"polars"`` (the default, in this process) or
+    ``"spark"``, which compiles the same safe plans to Apache Spark over the lake's files and runs
+    them on the ``spark`` session given (a lake engine only; see ``docs/scale-out.md``). The
+    query text never chooses it. Spark reads no rollups, so its plans never use them.
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -187,7 +198,15 @@ class Engine:
         clock: Callable[[], datetime] | None = None,
         adapters: adapters_mod.AdaptersSpec = None,
         region: str | None = None,
+        executor: str = "polars",
+        spark: Any = None,
     ) -> None:
+        if executor not in EXECUTORS:
+            raise InputError(
+                "PQL-E503",
+                f"unknown executor {executor!r}",
+                hints=(f"use one of: {', '.join(EXECUTORS)}",),
+            )
         self.adapters = adapters_mod.resolve(adapters)
         self.region = _region(region)
         """The region this engine runs in (``region=``, else ``PQL_REGION``), or ``None``."""
@@ -211,9 +230,9 @@ class Engine:
             self.store = store
         elif path is not None:
             lake = Lake(Path(path), self.catalog)
-            self.store = (
+            self.store = (  # Spark reads the lake's files itself: no index to keep
                 IndexedLake(lake, self.catalog, rollups=rollups, memory_budget=memory_budget)
-                if index
+                if index and executor != "spark"
                 else lake
             )
         else:
@@ -222,6 +241,11 @@ class Engine:
                 "Engine needs a data directory",
                 hints=("use pql.Engine('DIR') or pql.Engine.in_memory()",),
             )
+        self.executor = executor
+        """What runs the plans: ``polars`` or ``spark``."""
+        self._spark = (
+            SparkExecutor.of(spark, self.store, self.catalog) if executor == "spark" else None
+        )
         self.rollups = rollups
         """Whether aggregate queries may read the store's rollups (when it keeps any)."""
         self.rollup_min_rows = rollup_min_rows
@@ -475,6 +499,7 @@ class Engine:
             report.estimates,
             tuple(report.would_refuse),
             self.safety_rules,
+            self.executor,
         )
 
     def _deadline(self, limits: Limits) -> Deadline:
@@ -482,8 +507,8 @@ class Engine:
 
     def _optimizer_context(self, stats: StatsProvider) -> OptimizeContext:
         """What the store offers the optimizer: its rollups, unless ``rollups=False``."""
-        if not self.rollups or self._rollup_store is None:
-            return NO_CONTEXT
+        if not self.rollups or self._rollup_store is None or self._spark is not None:
+            return NO_CONTEXT  # Spark reads only the lake's files: it has no rollups
         return OptimizeContext(
             rollups=self._rollup_store.rollup_specs(),
             stats=stats,
@@ -648,10 +673,19 @@ class Engine:
         with self._admitted(prepared.tenant):
             try:
                 deadline.check("admission")
-                compiled = compile_plan(prepared.plan, self.store, self.catalog, prepared.estimates)
-                t = _lap(timings, "compile", t)
-                deadline.check("compile")  # a store may have loaded an index here
-                frame, truncated = run(compiled, deadline)
+                compiled: Compiled | SparkCompiled
+                if self._spark is not None:
+                    compiled = self._spark.compile(prepared.plan)
+                    t = _lap(timings, "compile", t)
+                    deadline.check("compile")
+                    frame, truncated = self._spark.run(compiled, prepared.plan, deadline)
+                else:
+                    compiled = compile_plan(
+                        prepared.plan, self.store, self.catalog, prepared.estimates
+                    )
+                    t = _lap(timings, "compile", t)
+                    deadline.check("compile")  # a store may have loaded an index here
+                    frame, truncated = run(compiled, deadline)
                 _lap(timings, "execute", t)
             except PQLError:
                 raise
@@ -665,12 +699,13 @@ class Engine:
             "rows": frame.height,
             "rows_scanned": compiled.rows_scanned,
             "partitions_read": compiled.partitions_read,
-            "path": compiled.path or _path_of(self.store),
+            "path": getattr(compiled, "path", None) or _path_of(self.store),
             "tenant": prepared.tenant,
             "window": {"start": _iso(prepared.start), "end": _iso(prepared.now)},
             "timings_ms": timings,
             "estimate": _estimate_stats(prepared),
             "would_refuse": list(prepared.would_refuse),
+            "executor": self.executor,
         }
         return Result(frame, truncated, stats)
 
@@ -701,6 +736,10 @@ class Engine:
         with self._admitted(prepared.tenant):
             for node in walk(prepared.plan):
                 if node in counts:
+                    continue
+                if self._spark is not None:
+                    deadline = Deadline(prepared.limits.deadline_ms, clock=self.deadline_clock)
+                    counts[node] = self._spark.count(node, deadline)
                     continue
                 try:
                     compiled = compile_plan(node, self.store, self.catalog, prepared.estimates)

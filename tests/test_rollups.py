@@ -303,7 +303,7 @@ def test_explain_says_where_the_rows_come_from(rolled: pql.Engine, demo: DemoDat
     # On the default clock (12:00) that reads "29 full days ... 2 edge days"; at midnight 30 and 1.
     assert days + (edges == 2) == 30
     assert f"(rollup: {days} full days {first} .. {last} from rollup, {edges} edge day" in line
-    assert "use-rollups" in lines[-1]
+    assert "use-rollups" in lines[-2]
     doc = explained.to_dict()
     assert "RollupAggregate" in str(doc["plan"])
     analyzed = rolled.explain(text, tenant="acme", now=demo.now, analyze=True)
