@@ -135,7 +135,7 @@ def open_path(name: str, data: DemoData, lake: Path) -> StorePath:
     if name == "service":
         engine = _ingest(pql.Engine(lake), data)
     elif name == "cli":
-        engine = cli_engine(argparse.Namespace(data=str(lake)))
+        engine = cli_engine(argparse.Namespace(data=str(lake), adapters=None))
     elif name == "indexed":
         engine = pql.Engine(lake, index=True)
     elif name == "indexed+rollup":
