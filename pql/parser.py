@@ -340,6 +340,18 @@ def _amount(raw: str) -> int:
     return 10**9 + 1 if len(digits) > 10 else int(digits)  # int() refuses huge strings
 
 
+def _duration(tok: Token, code: str, empty: str, example: str) -> ast.Duration:
+    """The duration a token spells; ``code`` with ``empty`` for zero, PQL-E006 when out of range."""
+    raw = str(tok)
+    span = _token_span(tok)
+    amount = _amount(raw)
+    if amount <= 0:
+        raise ParseError(code, empty, span=span, hints=(example,))
+    if amount > 10**9:
+        raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
+    return ast.Duration(amount, raw[-1], span=span)
+
+
 # The JSON escapes (what ``ast.to_text`` prints) plus \' and \0.
 _ESCAPES: Final = {
     "\\": "\\", '"': '"', "'": "'", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b",
@@ -494,36 +506,22 @@ class _ToAst(Transformer[Token, Any]):
         return ("group_by", tuple(children), self._span(meta))
 
     def since(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
-        tok = children[0]
-        raw = str(tok)
-        span = _token_span(tok)
-        amount = _amount(raw)
-        if amount <= 0:
-            raise ParseError(
-                "PQL-E007",
-                "SINCE needs a duration longer than zero",
-                span=span,
-                hints=("for example SINCE 1h or SINCE 7d",),
-            )
-        if amount > 10**9:
-            raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
-        return ("since", ast.Duration(amount, raw[-1], span=span), self._span(meta))
+        duration = _duration(
+            children[0],
+            "PQL-E007",
+            "SINCE needs a duration longer than zero",
+            "for example SINCE 1h or SINCE 7d",
+        )
+        return ("since", duration, self._span(meta))
 
     def timeseries(self, meta: Any, children: list[Token]) -> tuple[str, Any, Span | None]:
-        tok = children[0]
-        raw = str(tok)
-        span = _token_span(tok)
-        amount = _amount(raw)
-        if amount <= 0:
-            raise ParseError(
-                "PQL-E150",
-                "TIMESERIES needs a bucket width longer than zero",
-                span=span,
-                hints=("for example TIMESERIES 1h or TIMESERIES 1d",),
-            )
-        if amount > 10**9:
-            raise ParseError("PQL-E006", f"the duration {raw[:40]} is out of range", span=span)
-        return ("timeseries", ast.Duration(amount, raw[-1], span=span), self._span(meta))
+        duration = _duration(
+            children[0],
+            "PQL-E150",
+            "TIMESERIES needs a bucket width longer than zero",
+            "for example TIMESERIES 1h or TIMESERIES 1d",
+        )
+        return ("timeseries", duration, self._span(meta))
 
     def order_item(self, meta: Any, children: list[Any]) -> ast.OrderItem:
         desc = len(children) == 2 and str(children[1]).upper() == "DESC"
