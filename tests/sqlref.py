@@ -67,23 +67,8 @@ def translate(an: Analyzed, *, tenant: str, now: datetime, window: timedelta, ma
     """SQL that answers ``an`` per the contract (without the row cap: the test applies it)."""
     if an.timeseries is not None:
         return _time_series(an, tenant=tenant, now=now, window=window, max_rows=max_rows)
-    start = now - window
     subjects = [s.name for s in an.subjects]
     base = subjects[0]
-    sql_from = f"{base} {ALIAS[base]}"
-    if an.join is not None:
-        other = subjects[1]
-        sql_from += (
-            f" JOIN {other} {ALIAS[other]} ON "
-            f"{ALIAS[base]}.{q('executionId')} = {ALIAS[other]}.{q('executionId')}"
-        )
-    where = []
-    for s in subjects:
-        a = ALIAS[s]
-        where.append(f"{a}.tenant = {lit(tenant)}")
-        where.append(f"{a}.ts BETWEEN {lit(start)} AND {lit(now)}")
-    if an.where is not None:
-        where.append(pred(an.where))
     order: list[str] = []
     if an.aggregates:
         keys = [col(k) for k in an.group_by]
@@ -110,7 +95,7 @@ def translate(an: Analyzed, *, tenant: str, now: datetime, window: timedelta, ma
         if "decisions" in subjects:
             order.append(f"d.{q('decisionId')} ASC NULLS LAST")
         group = ""
-    sql = f"SELECT {', '.join(select)} FROM {sql_from} WHERE {' AND '.join(where)}{group}"
+    sql = f"SELECT {', '.join(select)} {_from_where(an, tenant, now - window, now)}{group}"
     if order:
         sql += f" ORDER BY {', '.join(order)}"
     limit = an.query.limit
