@@ -107,11 +107,8 @@ class _Compiler:
                 return self.scan(node)
             case Filter(input=inner, predicate=pred):
                 return self.compile(inner).filter(predicate(pred))
-            case Join(left=left, right=right, left_key=lk, right_key=rk):
-                if lk is None or rk is None:
-                    raise InternalError(
-                        "PQL-X004", "a join without a condition reached the compiler"
-                    )
+            case Join(left=left, right=right):
+                lk, rk = node.keys()
                 return self.compile(left).join(
                     self.compile(right),
                     left_on=lk.qualified,

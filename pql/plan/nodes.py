@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time
 from typing import TypeAlias
 
 from pql.catalog import DataType
-from pql.errors import Span
+from pql.errors import InternalError, Span
 from pql.plan.expr import BUCKET, AggSpec, Buckets, Col, Pred, columns_of
 
 __all__ = [
@@ -97,6 +97,13 @@ class Join:
 
     def inputs(self) -> tuple[Node, ...]:
         return (self.left, self.right)
+
+    def keys(self) -> tuple[Col, Col]:
+        """The two join keys; ``PQL-X004`` for a join without a condition, which the safety
+        phase refuses, so no executor ever runs one."""
+        if self.left_key is None or self.right_key is None:
+            raise InternalError("PQL-X004", "a join without a condition reached an executor")
+        return self.left_key, self.right_key
 
 
 def _aggregate_schema(

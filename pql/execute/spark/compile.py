@@ -101,11 +101,8 @@ class _Compiler:
                 return self.scan(node)
             case Filter(input=inner, predicate=pred):
                 return self.compile(inner).where(predicate(pred))
-            case Join(left=left, right=right, left_key=lk, right_key=rk):
-                if lk is None or rk is None:
-                    raise InternalError(
-                        "PQL-X500", "a join without a condition reached the Spark compiler"
-                    )
+            case Join(left=left, right=right):
+                lk, rk = node.keys()
                 return self.compile(left).join(
                     self.compile(right), c(lk.qualified) == c(rk.qualified), "inner"
                 )
