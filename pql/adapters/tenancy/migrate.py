@@ -324,9 +324,7 @@ def migrate(
     timings: dict[str, float] = {}
     who = operator or _operator()
     if resuming:
-        journal = _open_journal(registry, tenant)
-        assert journal is not None
-        journal_id, _, _, doc = journal
+        journal_id, doc = _resume(registry, tenant)
     else:
         plan = _plan(lake, found, target)
         timings["plan"] = _ms(clock)
@@ -335,17 +333,7 @@ def migrate(
             "retire": [f.source.path for f in plan.files],
             "digest_before": content_digest(lake, tenant),
         }
-        with registry.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO migrations (tenant, kind, source, target, state, plan, operator, "
-                "started) VALUES (?, 'migrate', ?, ?, 'running', ?, ?, ?)",
-                (tenant, found.home_region, target, json.dumps(doc), who, _iso(now)),
-            )
-            journal_id = int(cursor.lastrowid or 0)
-            db.execute(
-                "UPDATE tenants SET state = 'migrating', updated = ? WHERE id = ?",
-                (_iso(now), tenant),
-            )
+        journal_id = _begin(registry, tenant, "migrate", found.home_region, target, doc, who, now)
         _kill_at("begun")
     copies = _copy_all(lake, registry, journal_id, tenant, doc, timings)
     step = time.perf_counter()
@@ -379,9 +367,7 @@ def rollback(engine: Any, tenant: str, *, now: datetime, operator: str | None = 
     timings: dict[str, float] = {}
     who = operator or _operator()
     if resuming:
-        journal = _open_journal(registry, tenant)
-        assert journal is not None
-        journal_id, _, _, doc = journal
+        journal_id, doc = _resume(registry, tenant)
     else:
         row = (
             registry.connection()
@@ -420,17 +406,7 @@ def rollback(engine: Any, tenant: str, *, now: datetime, operator: str | None = 
             "activate": [retired[p].to_json() for p in migrated["retire"]],
             "digest_before": content_digest(lake, tenant),
         }
-        with registry.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO migrations (tenant, kind, source, target, state, plan, operator, "
-                "started) VALUES (?, 'rollback', ?, ?, 'running', ?, ?, ?)",
-                (tenant, row[2], row[1], json.dumps(doc), who, _iso(now)),
-            )
-            journal_id = int(cursor.lastrowid or 0)
-            db.execute(
-                "UPDATE tenants SET state = 'migrating', updated = ? WHERE id = ?",
-                (_iso(now), tenant),
-            )
+        journal_id = _begin(registry, tenant, "rollback", row[2], row[1], doc, who, now)
     activate = [FileEntry.from_json(e) for e in doc["activate"]]
     step = time.perf_counter()
     lake.swap(tenant, doc["retire"], activate, home=doc["plan"]["target"])
@@ -451,6 +427,39 @@ def rollback(engine: Any, tenant: str, *, now: datetime, operator: str | None = 
         resuming,
         restore=(doc["retire"], activate, doc["plan"]["source"]),
     )
+
+
+def _begin(
+    registry: Registry,
+    tenant: str,
+    kind: str,
+    source: str,
+    target: str,
+    doc: dict[str, Any],
+    who: str,
+    now: datetime,
+) -> int:
+    """Journal a new ``kind`` run and mark the tenant migrating, in one transaction; its id."""
+    with registry.transaction() as db:
+        cursor = db.execute(
+            "INSERT INTO migrations (tenant, kind, source, target, state, plan, operator, "
+            "started) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            (tenant, kind, source, target, json.dumps(doc), who, _iso(now)),
+        )
+        journal_id = int(cursor.lastrowid or 0)
+        db.execute(
+            "UPDATE tenants SET state = 'migrating', updated = ? WHERE id = ?",
+            (_iso(now), tenant),
+        )
+    return journal_id
+
+
+def _resume(registry: Registry, tenant: str) -> tuple[int, dict[str, Any]]:
+    """The id and document of ``tenant``'s open journal entry (the caller checked there is one)."""
+    journal = _open_journal(registry, tenant)
+    assert journal is not None
+    journal_id, _, _, doc = journal
+    return journal_id, doc
 
 
 def purge_retired(engine: Any, tenant: str) -> tuple[FileEntry, ...]:
