@@ -239,3 +239,29 @@ def test_a_tenant_holding_data_is_not_deleted(data: Path) -> None:
     with pytest.raises(pql.InputError) as held:
         delete_tenant(engine, "newco", now=TEST_NOW)
     assert held.value.code == "PQL-E236" and Registry(data).get("newco") is not None
+
+
+def test_another_adapters_section_is_signed_and_cannot_replace_the_core_files(
+    data: Path, tmp_path: Path
+) -> None:
+    import types
+
+    from pql.adapters import hookimpl
+    from pql.adapters.registry import load_adapters
+
+    extra = types.ModuleType("extra_adapter")
+
+    @hookimpl
+    def pql_disclosure(engine: object, tenant: str) -> dict[str, object]:
+        return {"deprecations": {"tenant": tenant, "notes": ["v1 retires"]}, "profile": {"x": 1}}
+
+    extra.pql_disclosure = pql_disclosure  # type: ignore[attr-defined]
+    adapters = load_adapters(
+        ["tenancy", "extra", "residency"], plugins={"extra": extra}, entry_points=True
+    )
+    engine = pql.Engine(data, adapters=adapters)
+    report = disclose(engine, "newco", tmp_path / "p", now=TEST_NOW)
+    assert "deprecations.json" in report.files
+    assert json.loads((tmp_path / "p" / "deprecations.json").read_text())["tenant"] == "newco"
+    assert json.loads((tmp_path / "p" / "profile.json").read_text())["id"] == "newco"
+    verify_pack(tmp_path / "p", public_key=operator_pub(data))

@@ -13,6 +13,7 @@ from typing import Any
 
 from pql.adapters.residency.lock import LOCKS, read_lock
 from pql.adapters.residency.policy import policy_for
+from pql.storage.lake import parse_bucket
 
 __all__ = ["section"]
 
@@ -23,11 +24,17 @@ def section(engine: Any, tenant: str) -> dict[str, Any] | None:
     if data_dir is None:
         return None
     policy = policy_for(data_dir, tenant)
+    root = data_dir / LOCKS
+    buckets = [
+        b
+        for b in (sorted(root.glob(f"mc-{tenant}-*")) if root.is_dir() else [])
+        if (parsed := parse_bucket(b.name)) is not None and parsed[0] == tenant
+    ]
     locks = [
         lock
-        for path in sorted((data_dir / LOCKS).rglob("*.json"))
-        if (lock := read_lock(data_dir, str(path.relative_to(data_dir / LOCKS))[: -len(".json")]))
-        is not None
+        for bucket in buckets
+        for path in sorted(bucket.rglob("*.json"))
+        if (lock := read_lock(data_dir, str(path.relative_to(root))[: -len(".json")])) is not None
         and lock.tags.get("tenant") == tenant
     ]
     modes = Counter(lock.mode for lock in locks)

@@ -149,13 +149,16 @@ def disclose(
             f"{str(folder)!r} exists and is not an empty folder",
             hints=("give --out a new folder; a pack is never written over another",),
         )
+    extra = _adapter_sections(engine, found.id)
     sections: dict[str, Any] = {
         "profile.json": found.to_dict(),
-        "residency.json": _residency(engine, found.id, found.home_region, found.allowed_regions),
+        "residency.json": _residency(
+            engine, found.id, found.home_region, found.allowed_regions, extra.get("residency")
+        ),
         "keys.json": _keys(engine, found.trusted_keys, keys_dir, now),
         "limits.json": _limits(engine, found),
     }
-    for name, doc in _adapter_sections(engine, tenant).items():
+    for name, doc in extra.items():
         if name == "residency":
             continue
         sections[f"{name}.json"] = doc
@@ -208,7 +211,9 @@ def _adapter_sections(engine: Any, tenant: str) -> dict[str, Any]:
     return sections
 
 
-def _residency(engine: Any, tenant: str, home: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _residency(
+    engine: Any, tenant: str, home: str, allowed: tuple[str, ...], extra: Any
+) -> dict[str, Any]:
     buckets: list[dict[str, Any]] = []
     store = getattr(engine.store, "lake", engine.store)
     manifest = getattr(store, "manifest", None)
@@ -231,7 +236,6 @@ def _residency(engine: Any, tenant: str, home: str, allowed: tuple[str, ...]) ->
         "allowed_regions": list(allowed),
         "buckets": buckets,
     }
-    extra = _adapter_sections(engine, tenant).get("residency")
     if isinstance(extra, Mapping):
         doc.update({k: v for k, v in extra.items() if k not in doc})
         doc["residency_adapter"] = True
