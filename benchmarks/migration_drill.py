@@ -158,6 +158,7 @@ def main() -> int:
         lock = threading.Lock()
         records: list[tuple[float, float, bool, bool]] = []  # arrival, latency ms, ok, same
         errors: list[str] = []
+        differences: list[dict[str, Any]] = []
         interval = 1.0 / args.qps
         pool = ThreadPoolExecutor(max_workers=args.workers)
         stop = threading.Event()
@@ -173,6 +174,10 @@ def main() -> int:
             took = (time.perf_counter() - arrival) * 1000
             with lock:
                 records.append((arrival, took, ok, same))
+                if ok and not same:
+                    differences.append(
+                        {"tenant": tenant, "query": query, "arrival_s": round(arrival, 3)}
+                    )
 
         issued: list[float] = []
 
@@ -226,6 +231,10 @@ def main() -> int:
             "digest_after": report.digest_after,
             "digests_equal": digest_before == report.digest_after,
             "errors": errors[:10],
+            "differences": [
+                {**d, "arrival_s": round(d["arrival_s"] - began, 3)} for d in differences[:10]
+            ],
+            "migration_window_s": [0.0, round(migration_s, 3)],
             "ran_at": datetime.now(UTC).isoformat(),
         }
     out = Path(args.out)
