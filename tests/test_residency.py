@@ -394,3 +394,25 @@ def test_the_audit_of_a_larger_lake(tmp_path: Path) -> None:
     took = time.perf_counter() - started
     print(f"\naudit of 300,000 receipts in {report.objects} objects: {took:.2f} s")
     assert report.violations == () and report.objects == 100
+
+
+def test_under_a_registry_alone_the_audit_leaves_unregistered_tenants_regions_alone(
+    tmp_path: Path,
+) -> None:
+    from pql.adapters.tenancy import Registry, TenantSpec
+    from pql.adapters.tenancy.preflight import synthetic, synthetic_tenant
+
+    root = tmp_path / "data"
+    pql.Engine(root)
+    Registry(root).create(TenantSpec("acme", "us-east-1"), now=TEST_NOW)
+    engine = pql.Engine(root)
+    assert synthetic(engine, "acme", TEST_NOW).ok  # writes under the shadow tenant
+    engine.ingest("receipts", receipts("acme", "us-east-1", 2))
+    report = audit(root)
+    stored = len(list(root.glob("mc-*/day=*/*.parquet")))
+    assert report.violations == () and report.objects == stored >= 3
+    shadow = synthetic_tenant("acme")
+    path = next(p for p in root.glob(f"mc-{shadow}-*/day=*/*.parquet"))
+    rel = str(path.relative_to(root))
+    rewrite_sidecar(root, rel, tags={"tenant": shadow, "region": "eu-west-1"})
+    assert [(v.kind, v.tenant) for v in audit(root).violations] == [("tags-wrong", shadow)]

@@ -15,6 +15,7 @@ import pytest
 import pql
 from pql import cli
 from pql.adapters.tenancy import Registry, TenantSpec
+from pql.adapters.tenancy.disclose import create_operator_key
 from pql.adapters.tenancy.preflight import run_preflight, synthetic_tenant
 from pql.demo import generate
 from pql.signing import SigningKey
@@ -120,6 +121,7 @@ def test_preflight_passes_for_a_ready_tenant_and_names_what_is_missing(data: Pat
     registry = Registry(data)
     registry.create(TenantSpec("acme", "us-east-1", trusted_keys=("ops-1",)), now=TEST_NOW)
     registry.create(TenantSpec("globex", "us-east-1", trusted_keys=("ops-2",)), now=TEST_NOW)
+    create_operator_key(data)
     engine = pql.Engine(data)
     results = run_preflight(engine, "acme", TEST_NOW)
     assert [r.code for r in results] == [
@@ -130,6 +132,7 @@ def test_preflight_passes_for_a_ready_tenant_and_names_what_is_missing(data: Pat
         "TEN-KEYS",
         "TEN-SLO",
         "TEN-SYNTHETIC",
+        "TEN-DISCLOSURE",
     ]
     assert all(r.ok for r in results), results
     count = "FIND COUNT(*) AS n WHERE receipts.workflow = 'preflight' SINCE 1d"
@@ -154,13 +157,21 @@ def test_the_command_line_creates_and_preflights(
     now = ["--now", TEST_NOW.isoformat()]
     assert cli.main(["tenants", "preflight", "acme", "--data", str(data), *now]) == 1
     table = capsys.readouterr().out
-    assert "FAIL  TEN-KEYS" in table and "PASS  TEN-SLO" in table and "6 of 7 checks" in table
+    assert (
+        "FAIL  TEN-KEYS" in table
+        and "FAIL  TEN-DISCLOSURE" in table
+        and "PASS  TEN-SLO" in table
+        and "6 of 8 checks" in table
+    )
     assert (
         cli.main(["tenants", "preflight", "acme", "--data", str(data), "--format", "json", *now])
         == 1
     )
     doc = json.loads(capsys.readouterr().out)
-    assert doc["ok"] is False and {c["code"] for c in doc["checks"] if not c["ok"]} == {"TEN-KEYS"}
+    assert doc["ok"] is False and {c["code"] for c in doc["checks"] if not c["ok"]} == {
+        "TEN-KEYS",
+        "TEN-DISCLOSURE",
+    }
     assert cli.main(["tenants", "preflight", "nobody", "--data", str(data)]) == 2
     assert "PQL-E202" in capsys.readouterr().err
 
@@ -185,6 +196,11 @@ def test_the_command_line_exits_zero_when_every_check_passes(data: Path, tmp_pat
         check=True,
         capture_output=True,
     )
+    subprocess.run(
+        [*pql_cli, "tenants", "operator-key", "create", "--data", str(data)],
+        check=True,
+        capture_output=True,
+    )
     done = subprocess.run(
         [
             *pql_cli,
@@ -203,4 +219,4 @@ def test_the_command_line_exits_zero_when_every_check_passes(data: Path, tmp_pat
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().endswith("7 of 7 checks passed")
+    assert done.stdout.strip().endswith("8 of 8 checks passed")

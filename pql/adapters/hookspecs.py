@@ -12,9 +12,10 @@ Two kinds of hook:
   them raises or conflicts with what is already registered, the adapter is reported broken and
   none of its contributions is used: an adapter is registered whole or not at all.
 * **Calls** (``pql_tenant_limits``, ``pql_check_ingest``, ``pql_on_ingest``,
-  ``pql_http_routes``) run while the engine works. A :class:`~pql.errors.PQLError` they raise is
-  a decision (a refusal) and reaches the caller; any other exception is reported as an internal
-  error naming the adapter (``PQL-X201``), never as a traceback.
+  ``pql_http_routes``, ``pql_disclosure``) run while the engine works. A
+  :class:`~pql.errors.PQLError` they raise is a decision (a refusal) and reaches the caller;
+  any other exception is reported as an internal error naming the adapter (``PQL-X201``),
+  never as a traceback.
 
 ``tests/test_adapters.py`` fails if a hook here is missing from ``docs/pql/ADAPTERS.md``.
 """
@@ -135,6 +136,17 @@ def pql_check_remove(root: Path, path: str, action: str) -> None:
 @hookspec
 def pql_preflight_checks() -> Sequence[PreflightCheck]:
     """Checks that ``pql tenants preflight`` runs for a tenant, each with a stable code."""
+
+
+@hookspec
+def pql_disclosure(engine: Any, tenant: str) -> Mapping[str, Any] | None:
+    """Sections for ``tenant``'s disclosure pack: ``{name: JSON-ready document}``, or ``None``.
+
+    Each section is written as ``NAME.json`` into the pack and covered by its signed manifest;
+    a section named ``residency`` is merged into the pack's ``residency.json`` (regions,
+    buckets) instead. Names are lower-case ``[a-z][a-z0-9_-]*``; the pack's own names
+    (``profile``, ``keys``, ``limits``) and a name another adapter answered first are skipped.
+    """
 
 
 @hookspec

@@ -2,18 +2,19 @@
 
 Its stages (see ``docs/pql/RESIDENCY.md``):
 
-=============  =====================  =====================================================
-module         hook / entry           what it does
-=============  =====================  =====================================================
-``policy``     ``evaluate``           the policy file and the pure, OPA-shaped evaluator
-``enforce``    ``pql_check_ingest``   a write to a region the tenant may not live in: refused
-``enforce``    ``pql_check_read``     a read of another region's bucket: refused unless allowed
-``lock``       ``pql_check_remove``   retention, legal hold and tags of every stored object
-``journal``    ``pql_on_ingest``      locks what an ingest wrote and journals mode, source, who
-``audit``      ``audit``              every violation in the journal and the stored objects
-``render``     ``as_html``            the audit as a table, JSON or the dashboard page
-``cli``        ``pql_cli_commands``   ``pql residency audit|delete``
-=============  =====================  =====================================================
+==============  =====================  =====================================================
+module          hook / entry           what it does
+==============  =====================  =====================================================
+``policy``      ``evaluate``           the policy file and the pure, OPA-shaped evaluator
+``enforce``     ``pql_check_ingest``   a write to a region the tenant may not live in: refused
+``enforce``     ``pql_check_read``     a read of another region's bucket: refused unless allowed
+``lock``        ``pql_check_remove``   retention, legal hold and tags of every stored object
+``journal``     ``pql_on_ingest``      locks what an ingest wrote and journals mode, source, who
+``audit``       ``audit``              every violation in the journal and the stored objects
+``disclosure``  ``pql_disclosure``     policy and lock settings for a tenant's disclosure pack
+``render``      ``as_html``            the audit as a table, JSON or the dashboard page
+``cli``         ``pql_cli_commands``   ``pql residency audit|delete``
+==============  =====================  =====================================================
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow as pa
 
 from pql.adapters import hookimpl
 from pql.adapters.model import MetricSpec
-from pql.adapters.residency import cli, enforce, journal, lock
+from pql.adapters.residency import cli, disclosure, enforce, journal, lock
 from pql.adapters.residency.audit import AuditReport, Violation, audit
 from pql.adapters.residency.policy import Policy, evaluate
 from pql.storage import IngestReport
@@ -59,6 +60,11 @@ def pql_check_read(
 @hookimpl
 def pql_check_remove(root: Path, path: str, action: str) -> None:
     lock.check_remove(root, path, action)
+
+
+@hookimpl
+def pql_disclosure(engine: Any, tenant: str) -> dict[str, Any] | None:
+    return disclosure.section(engine, tenant)
 
 
 @hookimpl

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from pql.adapters.residency.journal import entries
 from pql.adapters.residency.lock import file_digest, read_lock
-from pql.adapters.residency.policy import Policy, policy_for
+from pql.adapters.residency.policy import Policy, governs, policy_for
 from pql.storage.lake import parse_bucket
 
 __all__ = ["KINDS", "AuditReport", "Violation", "audit"]
@@ -117,7 +117,12 @@ def audit(root: Path, *, since: datetime | None = None) -> AuditReport:
             continue
         objects += 1
         tenant, region, _subject = parsed
-        found.extend(_object(root, path, tenant, region, written, policies.get(tenant)))
+        policy = policies.get(tenant)
+        # A tenant residency does not decide for (under a registry alone, an unregistered one
+        # such as preflight's synthetic shadow tenant) is audited as enforcement treats it:
+        # its objects' locks and tags are checked, its regions are not.
+        governed = policy is not None or governs(root, tenant)
+        found.extend(_object(root, path, tenant, region, written, policy, governed))
     unique = {(v.kind, v.object): v for v in reversed(found)}  # one per kind and object
     found = sorted(unique.values(), key=lambda v: (v.at, v.tenant, v.region, v.kind, v.object))
     return AuditReport(tuple(found), objects, len(journal), scans, time.perf_counter() - started)
@@ -209,7 +214,13 @@ def _journalled(root: Path, path: str, obj: dict[str, Any]) -> list[Violation]:
 
 
 def _object(
-    root: Path, path: str, tenant: str, region: str, at: str, policy: Policy | None
+    root: Path,
+    path: str,
+    tenant: str,
+    region: str,
+    at: str,
+    policy: Policy | None,
+    governed: bool = True,
 ) -> list[Violation]:
     found = []
 
@@ -217,7 +228,8 @@ def _object(
         found.append(Violation(kind, tenant, region, path, at, evidence))
 
     if policy is None:
-        add("region-not-allowed", f"tenant {tenant} has no residency policy")
+        if governed:
+            add("region-not-allowed", f"tenant {tenant} has no residency policy")
     elif region not in policy.regions:
         add("region-not-allowed", f"now {tenant} may live only in {', '.join(policy.regions)}")
     try:

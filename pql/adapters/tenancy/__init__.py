@@ -10,7 +10,9 @@ module             hook / entry          what it does
 ``quotas``         ``pql_check_ingest``  a file over a tenant's quota is rejected whole
 ``preflight``      ``run_preflight``     the readiness checks, each with a stable code
 ``migrate``        ``migrate``           move a tenant between regions: journaled, verified
-``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight|migrate``
+``disclose``       ``disclose``          the signed disclosure pack, and its verification
+``offboard``       ``delete_tenant``     revert a create, stop trusting a key
+``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight|migrate|...``
 =================  ====================  ==============================================
 """
 

@@ -1,4 +1,4 @@
-"""``pql tenants``: create, show, list and preflight tenants of a data directory."""
+"""``pql tenants``: create, show, list, preflight, migrate, disclose and remove tenants."""
 
 from __future__ import annotations
 
@@ -70,6 +70,50 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _data(p)
     p.add_argument("tenant", metavar="ID")
     p.set_defaults(handler=cmd_purge_retired)
+
+    p = sub.add_parser("disclose", help="write a tenant's signed disclosure pack")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--keys", metavar="DIR", help="the trusted public keys (default DATA/_pql/keys)")
+    p.add_argument(
+        "--signing-key",
+        metavar="FILE",
+        help="the operator's private key (default: the data directory's operator key)",
+    )
+    p.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(handler=cmd_disclose)
+
+    p = sub.add_parser("verify-pack", help="check a disclosure pack's digests and signature")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--key", metavar="PUB", help="the operator's public key (PEM) to pin")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(handler=cmd_verify_pack)
+
+    p = sub.add_parser("operator-key", help="the key that signs disclosure packs")
+    ops = p.add_subparsers(dest="operator_command", required=True, parser_class=type(group))
+    p = ops.add_parser("create", help="make the data directory's operator key (once)")
+    _data(p)
+    p.add_argument("--kid", metavar="ID", help="the key id (default operator-DATE-RANDOM)")
+    p.set_defaults(handler=cmd_operator_key_create)
+    p = ops.add_parser("show", help="the operator key's id, fingerprint and public key file")
+    _data(p)
+    p.set_defaults(handler=cmd_operator_key_show)
+
+    p = sub.add_parser("revoke-key", help="stop a tenant trusting a signing key")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("kid", metavar="KID")
+    p.add_argument("--keys", metavar="DIR", help="also mark the key revoked in this key folder")
+    p.add_argument("--reason", metavar="TEXT")
+    p.set_defaults(handler=cmd_revoke_key)
+
+    p = sub.add_parser("delete", help="remove a tenant with no data (reverts create)")
+    _data(p)
+    p.add_argument("tenant", metavar="ID")
+    p.add_argument("--operator", metavar="WHO", help="who runs it (default user@host)")
+    p.set_defaults(handler=cmd_delete)
 
 
 def _data(p: argparse.ArgumentParser) -> None:
@@ -202,4 +246,91 @@ def cmd_purge_retired(args: argparse.Namespace) -> int:
 
     purged = purge_retired(engine_for(args), args.tenant)
     print(f"purged {len(purged)} retired files of {args.tenant}")
+    return 0
+
+
+def cmd_disclose(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.disclose import disclose, load_operator_key
+    from pql.cli import engine_for
+
+    if not Path(args.data).is_dir():
+        raise InputError("PQL-E071", f"the data directory {args.data!r} does not exist")
+    Registry(args.data).require(args.tenant)
+    key = load_operator_key(args.data, args.signing_key)
+    report = disclose(
+        engine_for(args),
+        args.tenant,
+        args.out,
+        now=_now(args.now),
+        keys_dir=args.keys,
+        signing_key=key,
+    )
+    if args.format == "json":
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(f"disclosure pack of {report.tenant} written to {report.folder}")
+    for name, digest in report.files.items():
+        print(f"  {name}  sha256 {digest}")
+    print(f"signed by {report.operator_kid} ({report.operator_fingerprint})")
+    return 0
+
+
+def cmd_verify_pack(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.disclose import verify_pack
+
+    report = verify_pack(args.folder, public_key=args.key)
+    if args.format == "json":
+        print(json.dumps({"ok": True, "pinned": bool(args.key), **report.to_dict()}))
+        return 0
+    print(f"pack of {report.tenant}: {len(report.files)} files match the signed manifest")
+    print(f"signed by {report.operator_kid} ({report.operator_fingerprint})")
+    if not args.key:
+        print("note: the key was not pinned; give --key PUB to check who signed it")
+    return 0
+
+
+def cmd_operator_key_create(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.disclose import create_operator_key
+
+    private, public = create_operator_key(args.data, kid=args.kid)
+    print(f"operator key {private.stem}")
+    print(f"private: {private}  (mode 0600: signs disclosure packs; never share it)")
+    print(f"public:  {public}  (give it to whoever verifies packs: verify-pack --key)")
+    return 0
+
+
+def cmd_operator_key_show(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.disclose import (
+        OPERATOR_DIR,
+        fingerprint,
+        load_operator_key,
+    )
+
+    key = load_operator_key(args.data)
+    print(f"operator key {key.kid}")
+    print(f"fingerprint: {fingerprint(key.private_key.public_key())}")
+    print(f"public: {Path(args.data) / OPERATOR_DIR / (key.kid + '.pub')}")
+    return 0
+
+
+def cmd_revoke_key(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.offboard import revoke_key
+
+    tenant, sidecar = revoke_key(
+        args.data, args.tenant, args.kid, now=_now(None), keys_dir=args.keys, reason=args.reason
+    )
+    print(f"tenant {tenant.id} no longer trusts key {args.kid}")
+    if sidecar is not None:
+        print(f"key {args.kid} marked revoked ({sidecar})")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from pql.adapters.tenancy.offboard import delete_tenant
+    from pql.cli import engine_for
+
+    removed, evidence = delete_tenant(
+        engine_for(args), args.tenant, now=_now(None), operator=args.operator
+    )
+    print(f"tenant {removed.id} removed; its last record: {evidence}")
     return 0

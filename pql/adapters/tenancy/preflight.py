@@ -8,6 +8,7 @@ engine's adapters contribute, in order.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -197,6 +198,34 @@ def synthetic(engine: Any, tenant: str, now: datetime) -> CheckOutcome:
     return CheckOutcome(True, f"receipt and decision written and read back as {shadow}")
 
 
+def disclosure(engine: Any, tenant: str, now: datetime) -> CheckOutcome:
+    from pql.adapters.tenancy.disclose import disclose, load_operator_key, verify_pack
+
+    found = _tenant(engine, tenant)
+    if found is None:
+        return CheckOutcome(False, "no tenant", "create the tenant first")
+    hint = "pql tenants operator-key create --data DIR"
+    try:
+        key = load_operator_key(engine.data_dir)
+    except PQLError as exc:
+        return CheckOutcome(False, exc.message, hint)
+    with tempfile.TemporaryDirectory(prefix="pql-pack-") as scratch:
+        out = Path(scratch) / "pack"
+        public = Path(scratch) / "operator.pub"
+        public.write_bytes(key.public_pem())
+        try:
+            written = disclose(
+                engine, tenant, out, now=now, keys_dir=KEYS_DIR.get(), signing_key=key
+            )
+            verify_pack(out, public_key=public)
+        except PQLError as exc:
+            return CheckOutcome(False, f"the sample pack failed: {exc}", "see the error's hint")
+    return CheckOutcome(
+        True,
+        f"{len(written.files)} files written, signed by {key.kid} and verified",
+    )
+
+
 CHECKS = (
     PreflightCheck("TEN-REGISTERED", "tenant registered and active", registered, 10),
     PreflightCheck("TEN-RESIDENCY", "home region among the allowed regions", residency, 20),
@@ -205,6 +234,9 @@ CHECKS = (
     PreflightCheck("TEN-KEYS", "a trusted signing key valid for 30 more days", keys, 50),
     PreflightCheck("TEN-SLO", "a probe query within the latency budget", slo_probe, 60),
     PreflightCheck("TEN-SYNTHETIC", "a synthetic workflow written and read back", synthetic, 70),
+    PreflightCheck(
+        "TEN-DISCLOSURE", "a disclosure pack sample signed and verified", disclosure, 80
+    ),
 )
 
 

@@ -267,6 +267,36 @@ class Registry:
             )
         return changed
 
+    def untrust(self, tenant: str, kid: str, *, now: datetime) -> Tenant:
+        """Drop ``kid`` from the tenant's trusted keys (PQL-E237 when it is not trusted)."""
+        with self._transaction() as db:
+            current = self.require(tenant)
+            if kid not in current.trusted_keys:
+                raise InputError(
+                    "PQL-E237",
+                    f"tenant {tenant!r} does not trust key {kid!r} "
+                    f"(trusted: {', '.join(current.trusted_keys) or 'none'})",
+                    hints=("`pql tenants show ID` lists the trusted keys",),
+                )
+            changed = replace(
+                current,
+                trusted_keys=tuple(k for k in current.trusted_keys if k != kid),
+                updated=now,
+            )
+            db.execute(
+                "UPDATE tenants SET trusted_keys = ?, updated = ? WHERE id = ?",
+                (json.dumps(list(changed.trusted_keys)), _iso(now), tenant),
+            )
+        return changed
+
+    def delete(self, tenant: str) -> Tenant:
+        """Remove the tenant's record and usage; its migration journal stays (the audit trail)."""
+        with self._transaction() as db:
+            current = self.require(tenant)
+            db.execute("DELETE FROM tenants WHERE id = ?", (tenant,))
+            db.execute("DELETE FROM usage WHERE tenant = ?", (tenant,))
+        return current
+
     def add_usage(self, counts: Mapping[str, int], day: date) -> None:
         """Count ``counts`` rows ingested on ``day`` for each tenant."""
         with self._transaction() as db:
