@@ -49,10 +49,21 @@ from pql.server.spec import json_ok, operation
 from pql.server.tokens import TokenStore
 from pql.signing import KeyRing
 
-__all__ = ["DEFAULT_MAX_BODY", "Server", "create_app", "openapi_without_adapters"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DOCUMENTED_ADAPTERS",
+    "Server",
+    "create_app",
+    "openapi_committed",
+    "openapi_without_adapters",
+]
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body read, in bytes (``pql serve --max-body-bytes``)."""
+
+DOCUMENTED_ADAPTERS: Final = ("tenancy",)
+"""The package's own adapters whose routes ``docs/api/openapi.json`` describes with the built-in
+ones (loaded by name through their entry points: the core imports no adapter)."""
 
 
 class Server:
@@ -345,6 +356,16 @@ def create_app(
 
 
 def openapi_without_adapters() -> dict[str, Any]:
-    """The OpenAPI document of the built-in routes (``docs/api/openapi.json``)."""
-    server = Server(Engine.in_memory())
+    """The OpenAPI document of the built-in routes alone."""
+    server = Server(Engine.in_memory(adapters=()))
     return spec.document(_routes(server), __version__)
+
+
+def openapi_committed() -> dict[str, Any]:
+    """The OpenAPI document of ``docs/api/openapi.json``: the built-in routes and those of the
+    adapters in :data:`DOCUMENTED_ADAPTERS` (what ``pql serve`` answers with only those
+    loaded)."""
+    engine = Engine.in_memory(adapters=DOCUMENTED_ADAPTERS)
+    routes = _routes(Server(engine))
+    routes += adapter_routes(engine, routes)
+    return spec.document(routes, __version__)

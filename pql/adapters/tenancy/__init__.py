@@ -11,6 +11,7 @@ module             hook / entry          what it does
 ``preflight``      ``run_preflight``     the readiness checks, each with a stable code
 ``migrate``        ``migrate``           move a tenant between regions: journaled, verified
 ``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight|migrate``
+``http``           ``pql_http_routes``   ``POST /api/tenants``, ``POST /api/tenants/{id}:migrate``
 =================  ====================  ==============================================
 """
 
@@ -67,3 +68,10 @@ def pql_preflight_checks() -> list[PreflightCheck]:
 @hookimpl
 def pql_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     cli.register(subparsers)
+
+
+@hookimpl
+def pql_http_routes(engine: Any) -> list[Any]:
+    from pql.adapters.tenancy import http
+
+    return http.routes(engine)
