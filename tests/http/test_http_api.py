@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -275,8 +276,13 @@ def test_metrics_count_queries_and_requests(server: Served) -> None:
 def test_access_log_is_json_lines_with_the_request_id(server: Served) -> None:
     response = _query(server, server.tokens["a"], {"query": "FIND x", "now": NOW})
     request_id = response.headers["x-request-id"]
-    lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
-    mine = [line for line in lines if line["request_id"] == request_id]
+    deadline = time.monotonic() + 10  # a listener thread writes the lines: wait for ours
+    while True:
+        lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+        mine = [line for line in lines if line["request_id"] == request_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(mine) == 1
     assert mine[0]["status"] == 400
     assert mine[0]["error"] == response.json()["error"]["code"]
