@@ -66,6 +66,11 @@ def cmd_rebuild_manifest(args: argparse.Namespace) -> int:
         f"manifest rebuilt: {report.files:,} files, {report.rows:,} rows, "
         f"{len(report.tenants)} tenants"
     )
+    if report.retired:
+        print(f"{report.retired:,} copies of moved files restored as retired")
+    for tenant, home in sorted(report.homes.items()):
+        how = " (inferred: _pql/homes.json was missing)" if report.homes_inferred else ""
+        print(f"tenant {tenant} is stored in {home}{how}")
     for path, reason in report.skipped:
         print(f"left out {path}: {reason}", file=sys.stderr)
     if report.duplicates:

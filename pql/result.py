@@ -56,17 +56,37 @@ class Result:
 
         Floats that JSON cannot hold (NaN, infinities) are ``None``, in the rows and the stats.
         """
-        rows = [[_json_value(v) for v in row] for row in self.df.rows()]
         return {
             "columns": self.columns,
-            "rows": rows,
+            "rows": [list(row) for row in self._json_rows()],
             "truncated": self.truncated,
             "stats": _finite(self.stats),
         }
 
     def to_json(self) -> str:
         """:meth:`to_dict` as strict JSON text (see :func:`dumps`)."""
-        return dumps(self.to_dict())
+        doc = {
+            "columns": self.columns,
+            "rows": self._json_rows(),  # already JSON values: no second pass (tuples are arrays)
+            "truncated": self.truncated,
+            "stats": _finite(self.stats),
+        }
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False)
+
+    def _json_rows(self) -> list[tuple[Any, ...]] | list[list[Any]]:
+        """The rows with JSON values; only the columns that can hold a timestamp or a float
+        (NaN, infinities) are looked at value by value."""
+        rows = self.df.rows()
+        mapped = [i for i, t in enumerate(self.df.dtypes) if not isinstance(t, _PLAIN)]
+        if not mapped:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for i in mapped:
+                values[i] = _json_value(values[i])
+            out.append(values)
+        return out
 
     def __repr__(self) -> str:
         flag = ", truncated" if self.truncated else ""
@@ -122,9 +142,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
+_PLAIN = (pl.String, pl.Boolean, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16,
+          pl.UInt32, pl.UInt64, pl.Null)  # fmt: skip
+"""Column types whose values are JSON as they come (no timestamps, no floats)."""
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, float) and not math.isfinite(value):  # NaN, infinities: null
         return None
+    if isinstance(value, dict | list | tuple):  # nested (list, struct) columns
+        return _finite(value)
     return value

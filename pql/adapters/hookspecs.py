@@ -80,8 +80,8 @@ def pql_http_routes(engine: Any) -> Sequence[Any]:
     """HTTP routes to mount on the HTTP server that serves ``engine``.
 
     Returns Starlette route objects (``starlette.routing.Route`` or ``Mount``); the core never
-    imports Starlette itself, only the HTTP server does. Paths should start with
-    ``/adapters/NAME/``.
+    imports Starlette itself, only the HTTP server does. Paths under ``/api/`` sit behind the
+    server's token check; a path the server already answers is refused (``PQL-X302``).
     """
 
 

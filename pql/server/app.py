@@ -49,10 +49,21 @@ from pql.server.spec import json_ok, operation
 from pql.server.tokens import TokenStore
 from pql.signing import KeyRing
 
-__all__ = ["DEFAULT_MAX_BODY", "Server", "create_app", "openapi_without_adapters"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DOCUMENTED_ADAPTERS",
+    "Server",
+    "create_app",
+    "openapi_committed",
+    "openapi_without_adapters",
+]
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body read, in bytes (``pql serve --max-body-bytes``)."""
+
+DOCUMENTED_ADAPTERS: Final = ("tenancy",)
+"""The package's own adapters whose routes ``docs/api/openapi.json`` describes with the built-in
+ones (loaded by name through their entry points: the core imports no adapter)."""
 
 
 class Server:
@@ -144,6 +155,8 @@ async def _body(
 
 
 def _answer(result: Result, fmt: str) -> Response:
+    """The response of an answer; called on the worker thread that ran the query, so that
+    encoding it (JSON or CSV) never holds up the event loop."""
     if fmt == "csv":
         return Response(
             isoformat(result.df).write_csv(),
@@ -151,6 +164,11 @@ def _answer(result: Result, fmt: str) -> Response:
             headers={"X-PQL-Truncated": "true" if result.truncated else "false"},
         )
     return Response(result.to_json(), media_type="application/json")
+
+
+def _query_answer(engine: Engine, fmt: str, text: str, **kwargs: Any) -> Response:
+    """Run a query and encode its answer, in one trip to a worker thread."""
+    return _answer(engine.query(text, **kwargs), fmt)
 
 
 _RESULT_OK: Final = {
@@ -179,15 +197,16 @@ def _routes(server: Server) -> list[BaseRoute]:
         who = principal(request, "query")
         body = await _body(request, ("query", "now", "params", "format", "cache"), ("query",))
         server.share(who.tenant)
-        result = await run_in_threadpool(
-            engine.query,
+        return await run_in_threadpool(
+            _query_answer,
+            engine,
+            body.get("format", "json"),
             body["query"],
             tenant=who.tenant,
             now=body.get("now"),
             params=body.get("params"),
             cache=body.get("cache", True),
         )
-        return _answer(result, body.get("format", "json"))
 
     @operation(
         "The plan a query would run, its estimates and the rules applied",
@@ -231,10 +250,15 @@ def _routes(server: Server) -> list[BaseRoute]:
         body = await _body(request, ("now", "params", "format"), ())
         server.share(who.tenant)
         name = request.path_params["name"]
-        result = await run_in_threadpool(
-            _run_saved, server, name, who.tenant, body.get("params"), body.get("now")
+        return await run_in_threadpool(
+            _run_saved,
+            server,
+            name,
+            who.tenant,
+            body.get("params"),
+            body.get("now"),
+            body.get("format", "json"),
         )
-        return _answer(result, body.get("format", "json"))
 
     @operation("The process is up", ok=json_ok("up", {"type": "object"}), auth=False)
     async def healthz(request: Request) -> Response:
@@ -284,13 +308,19 @@ def _routes(server: Server) -> list[BaseRoute]:
 
 
 def _run_saved(
-    server: Server, name: str, tenant: str, params: dict[str, Any] | None, now: str | None
-) -> Result:
+    server: Server,
+    name: str,
+    tenant: str,
+    params: dict[str, Any] | None,
+    now: str | None,
+    fmt: str,
+) -> Response:
     """A saved run, as the engine does it: the signature judged on the engine's own clock, the
-    caller's ``now`` moving only the window."""
-    return server.engine.run_saved(
+    caller's ``now`` moving only the window; the answer encoded on the same worker thread."""
+    result = server.engine.run_saved(
         name, tenant=tenant, keyring=server.keyring(), params=params, now=now, store=server.saved
     )
+    return _answer(result, fmt)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -345,6 +375,16 @@ def create_app(
 
 
 def openapi_without_adapters() -> dict[str, Any]:
-    """The OpenAPI document of the built-in routes (``docs/api/openapi.json``)."""
-    server = Server(Engine.in_memory())
+    """The OpenAPI document of the built-in routes alone."""
+    server = Server(Engine.in_memory(adapters=()))
     return spec.document(_routes(server), __version__)
+
+
+def openapi_committed() -> dict[str, Any]:
+    """The OpenAPI document of ``docs/api/openapi.json``: the built-in routes and those of the
+    adapters in :data:`DOCUMENTED_ADAPTERS` (what ``pql serve`` answers with only those
+    loaded)."""
+    engine = Engine.in_memory(adapters=DOCUMENTED_ADAPTERS)
+    routes = _routes(Server(engine))
+    routes += adapter_routes(engine, routes)
+    return spec.document(routes, __version__)

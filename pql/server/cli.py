@@ -167,13 +167,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _access_log(target: str) -> None:
-    """Access lines as bare JSON (one object a line) to stderr or a file."""
+    """Access lines as bare JSON (one object a line) to stderr or a file.
+
+    The event loop only puts each line on a queue; a listener thread writes it, so a slow disk
+    or terminal never holds up the requests. The listener drains the queue at exit.
+    """
+    import atexit
+    import queue
+    from logging.handlers import QueueHandler, QueueListener
+
     handler: logging.Handler = (
         logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
     )
     handler.setFormatter(logging.Formatter("%(message)s"))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = QueueListener(lines, handler)
+    listener.start()
+    atexit.register(listener.stop)
     log = logging.getLogger("pql.server.access")
-    log.addHandler(handler)
+    log.addHandler(QueueHandler(lines))
     log.setLevel(logging.INFO)
     log.propagate = False
     errors = logging.getLogger("pql.server")

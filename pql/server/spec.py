@@ -3,7 +3,8 @@
 Each route's endpoint carries its OpenAPI operation as an ``openapi`` attribute (:func:`operation`);
 :func:`document` walks the app's routes (Starlette's :class:`BaseSchemaGenerator` finds them,
 adapter routes included) and assembles the OpenAPI 3.1 document. ``python -m pql.server.spec``
-prints the document of the app without adapters, which is ``docs/api/openapi.json``.
+prints the document of the app with the adapters of :data:`pql.server.app.DOCUMENTED_ADAPTERS`
+(loaded through their entry points), which is ``docs/api/openapi.json``.
 """
 
 from __future__ import annotations
@@ -113,8 +114,10 @@ _REASONS: Final = {
     400: "invalid query or input (PQL-E…), or a saved query's parameters (PQL-A007/8/14)",
     401: "no bearer token, or one that is not valid (PQL-A100, PQL-A101)",
     403: "the token lacks the scope (PQL-A102), or a signature check failed (PQL-A…)",
-    404: "no such route (PQL-E305) or saved query (PQL-A011)",
+    404: "no such route (PQL-E305), saved query (PQL-A011) or tenant (PQL-E202)",
     405: "the route does not take this method (PQL-E306)",
+    409: "a conflict with the resource's state, e.g. a tenant that exists with another profile "
+    "(PQL-E203) or is migrating (PQL-E211)",
     413: "the body is larger than the server accepts (PQL-E304)",
     422: "refused by a safety rule (PQL-S…)",
     429: "the tenant's admission queue is full (PQL-S007); see Retry-After",
@@ -137,12 +140,15 @@ def operation(
     summary: str,
     *,
     ok: dict[str, Any],
-    body: str | None = None,
+    body: str | dict[str, Any] | None = None,
     errors: tuple[int, ...] = (),
     auth: bool = True,
     path_params: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
-    """Attach an OpenAPI operation to an endpoint: its 200 answer, body and error statuses."""
+    """Attach an OpenAPI operation to an endpoint: its 200 answer, body and error statuses.
+
+    ``body`` is a component's name (of :data:`SCHEMAS`) or an inline schema (an adapter's).
+    """
 
     def attach(func: F) -> F:
         statuses = sorted({*errors, 405, 500, *((401, 413) if auth else ())})
@@ -157,11 +163,10 @@ def operation(
                 for name in path_params
             ]
         if body is not None:
+            schema = {"$ref": f"#/components/schemas/{body}"} if isinstance(body, str) else body
             op["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}
-                },
+                "content": {"application/json": {"schema": schema}},
             }
         op["security"] = [{"bearer": []}] if auth else []
         func.openapi = op  # type: ignore[attr-defined]
@@ -214,6 +219,6 @@ def dumps(doc: dict[str, Any]) -> str:
 if __name__ == "__main__":  # pragma: no cover - regenerates docs/api/openapi.json
     import sys
 
-    from pql.server.app import openapi_without_adapters
+    from pql.server.app import openapi_committed
 
-    sys.stdout.write(dumps(openapi_without_adapters()))
+    sys.stdout.write(dumps(openapi_committed()))

@@ -5,6 +5,7 @@ Layout::
     root/
       _pql/manifest.json                 every committed file with its statistics,
                                          per-tenant versions and each tenant's extra columns
+      _pql/homes.json                    each moved tenant's storage region (after a swap)
       _pql/lock                          held (flock) by the process that is ingesting
       _pql/tmp/                          data files being written
       _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
@@ -84,6 +85,9 @@ MANIFEST_FORMAT = 2
 still read: each tenant then gets the extra columns its own files hold."""
 META_DIR = "_pql"
 MANIFEST_NAME = "manifest.json"
+HOMES_NAME = "homes.json"
+"""``_pql/homes.json``: a copy of ``Manifest.homes``, written after every swap, so that a lost
+manifest's tenants' storage regions can be rebuilt (:func:`pql.storage.repair.rebuild_manifest`)."""
 LOCK_NAME = "lock"
 TMP_DIR = "tmp"
 QUARANTINE_DIR = "quarantine"
@@ -634,6 +638,7 @@ class Lake:
             _atomic_write(self.manifest_path, _dump(committed))
             self._manifest = committed
             self._signature = _signature(os.stat(self.manifest_path))
+            write_homes(self._root, committed.homes)
             for key in [k for k in self._keys if k[0] == tenant]:
                 del self._keys[key]
         return committed
@@ -953,6 +958,25 @@ def _parse_manifest(path: Path, payload: bytes) -> Manifest:
                 f"`pql lake rebuild-manifest --data {path.parent.parent}`",
             ),
         ) from exc
+
+
+def write_homes(root: Path, homes: Mapping[str, str]) -> None:
+    """Record each moved tenant's storage region in ``_pql/homes.json`` (see :data:`HOMES_NAME`)."""
+    payload = {"format": 1, "homes": dict(sorted(homes.items()))}
+    _atomic_write(root / META_DIR / HOMES_NAME, json.dumps(payload).encode())
+
+
+def read_homes(root: Path) -> dict[str, str] | None:
+    """The storage regions ``_pql/homes.json`` records, or ``None`` when it is missing or
+    unreadable."""
+    try:
+        raw = json.loads((root / META_DIR / HOMES_NAME).read_bytes())
+        homes = raw["homes"] if raw.get("format") == 1 else None
+        if not isinstance(homes, dict):
+            return None
+        return {str(t): str(r) for t, r in homes.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def dump(manifest: Manifest) -> bytes:

@@ -10,12 +10,22 @@ and day. What it cannot trust it leaves out and reports. A damaged manifest is k
 A lost manifest cannot say which files were committed, so files left by an ingest that crashed
 before its commit (orphans) are published too; the report counts the record keys that then
 appear more than once.
+
+Storage regions are recovered from the layout. A file whose rows are all of one region other
+than its bucket's is a copy moved to another storage region (:meth:`Lake.copy_to`): its entry
+keeps the rows' ``region`` and takes the bucket's as ``storage``. Each moved tenant's storage
+region (``homes``) is read from ``_pql/homes.json``, which every swap writes; without that file
+it is inferred (the one storage region holding the tenant's moved copies, if there is one).
+When the same file is in several buckets of a tenant, the copy in the tenant's storage region
+is read (else the original, in its rows' own region) and the others are ``retired``, as a
+migration or a rollback left them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,7 +48,9 @@ from pql.storage.lake import (
     dump,
     exclusive,
     parse_bucket,
+    read_homes,
 )
+from pql.storage.validate import REGION_PATTERN
 
 __all__ = ["RebuildReport", "rebuild_manifest"]
 
@@ -60,6 +72,12 @@ class RebuildReport:
     replaced: str | None = None
     extras: dict[str, dict[str, dict[str, DataType]]] = field(default_factory=dict)
     """The extra columns restored, per tenant: tenant -> subject -> column -> type."""
+    homes: dict[str, str] = field(default_factory=dict)
+    """Each moved tenant's storage region, as restored."""
+    retired: int = 0
+    """Copies of files read elsewhere, restored as retired (kept, never read)."""
+    homes_inferred: bool = False
+    """Whether ``homes`` was inferred from the layout (``_pql/homes.json`` was missing)."""
 
 
 def rebuild_manifest(
@@ -81,7 +99,7 @@ def rebuild_manifest(
         entries: list[FileEntry] = []
         skipped: list[tuple[str, str]] = []
         extras: dict[str, dict[str, dict[str, DataType]]] = {}  # tenant -> subject -> columns
-        keys: dict[tuple[str, str], list[pl.Series]] = {}
+        keys: dict[str, tuple[str, str, pl.Series]] = {}  # path -> tenant, subject, keys
         for file in sorted(root.glob("mc-*/day=*/*.parquet")):
             relative = file.relative_to(root).as_posix()
             try:
@@ -93,22 +111,74 @@ def rebuild_manifest(
             for name, type_ in _extras(subject, frame).items():
                 mine = extras.setdefault(entry.tenant, {}).setdefault(subject.name, {})
                 mine.setdefault(name, type_)
-            keys.setdefault((entry.tenant, subject.name), []).append(
-                frame.get_column(subject.key).cast(pl.String)
+            keys[entry.path] = (
+                entry.tenant,
+                subject.name,
+                frame.get_column(subject.key).cast(pl.String),
             )
+        recorded = read_homes(root)
+        homes = recorded if recorded is not None else _infer_homes(entries)
+        active, retired = _choose_copies(entries, homes)
         versions: dict[str, int] = {}
-        for entry in entries:
+        for entry in active:
             versions[entry.tenant] = versions.get(entry.tenant, 0) + 1
-        atomic_write(path, dump(Manifest(tuple(entries), versions, extras)))
+        homes = {
+            t: r for t, r in homes.items() if t in versions or any(e.tenant == t for e in retired)
+        }
+        manifest = Manifest(tuple(active), versions, extras, tuple(retired), homes)
+        atomic_write(path, dump(manifest))
+    groups: dict[tuple[str, str], list[pl.Series]] = {}
+    for entry in active:
+        tenant, subject_name, series = keys[entry.path]
+        groups.setdefault((tenant, subject_name), []).append(series)
     return RebuildReport(
-        files=len(entries),
-        rows=sum(e.rows for e in entries),
+        files=len(active),
+        rows=sum(e.rows for e in active),
         tenants=tuple(sorted(versions)),
         skipped=tuple(skipped),
-        duplicates=_duplicates(keys.values()),
+        duplicates=_duplicates(groups.values()),
         replaced=replaced,
         extras=extras,
+        homes=dict(homes),
+        retired=len(retired),
+        homes_inferred=recorded is None and bool(homes),
     )
+
+
+def _infer_homes(entries: Iterable[FileEntry]) -> dict[str, str]:
+    """Without ``_pql/homes.json``: a tenant whose moved copies are all in one storage region
+    lives there (after a rollback that guess is wrong; the record file says it right)."""
+    moved: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.storage != entry.region:
+            moved.setdefault(entry.tenant, set()).add(entry.storage)
+    return {tenant: next(iter(found)) for tenant, found in moved.items() if len(found) == 1}
+
+
+def _choose_copies(
+    entries: Iterable[FileEntry], homes: dict[str, str]
+) -> tuple[list[FileEntry], list[FileEntry]]:
+    """The entries to read and the copies to retire: of the copies of one file (a tenant's
+    subject, day and file name in several buckets) the one in the tenant's storage region is
+    read, else the original (in its rows' own region), else the first by path."""
+    copies: dict[tuple[str, str, str, str], list[FileEntry]] = {}
+    for entry in entries:
+        name = entry.path.rsplit("/", 1)[-1]
+        copies.setdefault((entry.tenant, entry.subject, entry.day.isoformat(), name), []).append(
+            entry
+        )
+    active: list[FileEntry] = []
+    retired: list[FileEntry] = []
+    for group in copies.values():
+        home = homes.get(group[0].tenant)
+
+        def rank(e: FileEntry, home: str | None = home) -> tuple[int, str]:
+            return (0 if e.storage == home else 1 if e.storage == e.region else 2, e.path)
+
+        ordered = sorted(group, key=rank)
+        active.append(ordered[0])
+        retired.extend(ordered[1:])
+    return active, retired
 
 
 class _Skip(Exception):
@@ -157,28 +227,31 @@ def _read(root: Path, file: Path, catalog: Catalog) -> tuple[FileEntry, pl.DataF
         frame = pl.read_parquet(file, hive_partitioning=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _Skip(f"it cannot be read: {exc}") from None
-    _check_rows(frame, subject, tenant, region, day)
+    rows_region = _check_rows(frame, subject, tenant, region, day)
     ts = frame.get_column("ts")
     low, high = ts.min(), ts.max()
     return (
         FileEntry(
             path=file.relative_to(root).as_posix(),
             tenant=tenant,
-            region=region,
+            region=rows_region,
             subject=subject.name,
             day=day,
             rows=frame.height,
             bytes=file.stat().st_size,
             ts_min=micros(low),  # type: ignore[arg-type]
             ts_max=micros(high),  # type: ignore[arg-type]
+            storage=region,
         ),
         frame,
         subject,
     )
 
 
-def _check_rows(frame: pl.DataFrame, subject: Subject, tenant: str, region: str, day: date) -> None:
-    """Raise :class:`_Skip` unless every row belongs to the file's bucket and day."""
+def _check_rows(frame: pl.DataFrame, subject: Subject, tenant: str, region: str, day: date) -> str:
+    """The region of the file's rows; raise :class:`_Skip` unless every row belongs to the
+    file's bucket (its tenant) and day, and all rows are of one region: the bucket's, or
+    another one when the file is a copy moved to the bucket's storage region."""
     needed = ["tenant", "ts", subject.key, *(["region"] if has_region(subject) else [])]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -191,13 +264,19 @@ def _check_rows(frame: pl.DataFrame, subject: Subject, tenant: str, region: str,
     wrong = frame.select(
         tenant=(pl.col("tenant") != tenant).any(),
         day=(ts.dt.date() != day).any() | pl.col("ts").is_null().any(),
-        region=(pl.col("region") != region).any()
+        region=(pl.col("region").n_unique() > 1) | pl.col("region").is_null().any()
         if has_region(subject)
-        else pl.lit(region != GLOBAL_REGION),
+        else pl.lit(False),
     ).row(0, named=True)
     found = [name for name, bad in wrong.items() if bad]
     if found:
         raise _Skip(f"some rows have another {' and '.join(found)} than its bucket")
+    if not has_region(subject):
+        return GLOBAL_REGION
+    rows_region = str(frame.get_column("region")[0])
+    if rows_region != region and not re.fullmatch(REGION_PATTERN, rows_region):
+        raise _Skip(f"its rows' region {rows_region!r} is not a region")
+    return rows_region
 
 
 def _extras(subject: Subject, frame: pl.DataFrame) -> dict[str, DataType]:

@@ -154,7 +154,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
 @pytest.fixture(scope="session")
 def server(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    # The core's server: no adapter serves routes (test_http_adapters.py covers adapter routes).
+    # The core's server with the tenancy adapter only, whose routes docs/api/openapi.json
+    # describes (test_http_adapters.py covers other adapters' routes, test_http_tenants.py these).
     core = {"PQL_ADAPTERS": "tenancy"}
     for served in serve(
         lake.path, log, "--keys", str(lake.keys), "--max-body-bytes", "65536", env=core

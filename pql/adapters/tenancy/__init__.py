@@ -13,6 +13,7 @@ module             hook / entry          what it does
 ``disclose``       ``disclose``          the signed disclosure pack, and its verification
 ``offboard``       ``delete_tenant``     revert a create, stop trusting a key
 ``cli``            ``pql_cli_commands``  ``pql tenants create|show|list|preflight|migrate|...``
+``http``           ``pql_http_routes``   ``POST /api/tenants``, ``POST /api/tenants/{id}:migrate``
 =================  ====================  ==============================================
 """
 
@@ -69,3 +70,10 @@ def pql_preflight_checks() -> list[PreflightCheck]:
 @hookimpl
 def pql_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     cli.register(subparsers)
+
+
+@hookimpl
+def pql_http_routes(engine: Any) -> list[Any]:
+    from pql.adapters.tenancy import http
+
+    return http.routes(engine)

@@ -8,6 +8,7 @@ updated. Ingest usage (rows per tenant and UTC day) is kept beside it for the qu
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from pql.plan.safety import check_tenant_name
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_QUOTAS",
+    "MAX_NUMBER",
+    "MAX_WINDOW_DAYS",
     "Budget",
     "Quotas",
     "Registry",
@@ -34,6 +37,10 @@ __all__ = [
 ]
 
 FILE = Path("_pql") / "tenants.sqlite"
+MAX_NUMBER = 2**53 - 1
+"""The largest budget or quota: the largest integer a JSON client reads back exactly."""
+MAX_WINDOW_DAYS = 36_500
+"""The widest window a budget allows (100 years): any wider is no limit, and overflows dates."""
 REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 State = Literal["active", "migrating", "suspended"]
 STATES = ("active", "migrating", "suspended")
@@ -158,8 +165,17 @@ def resolve(spec: TenantSpec) -> tuple[Tenant, tuple[str, ...]]:
             if given is None:
                 defaulted.append(f.name)
                 continue
-            if isinstance(given, bool) or not isinstance(given, (int, float)) or given <= 0:
-                raise InputError("PQL-E207", f"{f.name} must be a positive number, not {given!r}")
+            top = MAX_WINDOW_DAYS if f.name == "max_window_days" else MAX_NUMBER
+            if (
+                isinstance(given, bool)
+                or not isinstance(given, (int, float))
+                or not math.isfinite(given)
+                or not 0 < given <= top
+            ):
+                raise InputError(
+                    "PQL-E207",
+                    f"{f.name} must be a positive number up to {top:,}, not {given!r}",
+                )
             values[f.name] = type(getattr(default, f.name))(given)
     budget = replace(DEFAULT_BUDGET, **{k: v for k, v in values.items() if hasattr(Budget, k)})
     quotas = replace(DEFAULT_QUOTAS, **{k: v for k, v in values.items() if hasattr(Quotas, k)})
