@@ -184,6 +184,7 @@ class S3Lake:
         self._etag: str | None = None
         self._keys: dict[tuple[str, str], _Keys] = {}
         self._buckets: set[str] = set()
+        self._locked: set[str] = set()
         self._frames: LRUCache[str, pl.DataFrame] = LRUCache(
             READ_CACHE_BYTES, getsizeof=lambda f: max(1, int(f.estimated_size()))
         )
@@ -378,13 +379,18 @@ class S3Lake:
         )
 
     def bucket_locked(self, bucket: str) -> bool:
-        """Whether ``bucket`` has object lock enabled."""
+        """Whether ``bucket`` has object lock enabled (once on, S3 never turns it off)."""
+        if bucket in self._locked:
+            return True
         try:
             config = self.client.get_object_lock_configuration(Bucket=bucket)
         except self._boto.ClientError:
             return False
         lock = config.get("ObjectLockConfiguration", {})
-        return bool(lock.get("ObjectLockEnabled") == "Enabled")
+        if lock.get("ObjectLockEnabled") != "Enabled":
+            return False
+        self._locked.add(bucket)
+        return True
 
     def extend_retention(
         self, path: str, mode: str, until: datetime, legal_hold: bool = False
@@ -397,12 +403,17 @@ class S3Lake:
         bucket, key = _split(path)
         stronger = lock.mode == "COMPLIANCE" or mode.upper() == "COMPLIANCE"
         wanted = "COMPLIANCE" if stronger else "GOVERNANCE"
+        until = _whole_seconds(until)
         if lock.retain_until is None or until > lock.retain_until or wanted != lock.mode:
             later = max(until, lock.retain_until or until)
+            # turning governance into compliance strengthens the lock, but S3 asks for the
+            # bypass header to change a governance retention at all
+            bypass = {"BypassGovernanceRetention": True} if lock.mode == "GOVERNANCE" else {}
             self.client.put_object_retention(
                 Bucket=bucket,
                 Key=key,
                 Retention={"Mode": wanted, "RetainUntilDate": later},
+                **bypass,
             )
         if legal_hold and not lock.legal_hold:
             self.client.put_object_legal_hold(Bucket=bucket, Key=key, LegalHold={"Status": "ON"})
@@ -531,7 +542,7 @@ class S3Lake:
         sink = io.BytesIO()
         part.rows.write_parquet(sink, statistics=True)
         payload = sink.getvalue()
-        if self._exists(bucket, key):  # a server lets a new version in over a locked one
+        if self.exists(f"{bucket}/{key}"):  # a server lets a new version in over a locked one
             raise SafetyError(
                 "PQL-S062", f"object {bucket}/{key} exists: a locked object is never written over"
             )
@@ -560,7 +571,9 @@ class S3Lake:
             storage=storage,
         )
 
-    def _exists(self, bucket: str, key: str) -> bool:
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` (``bucket/key``) has a current version."""
+        bucket, key = _split(path)
         try:
             self.client.head_object(Bucket=bucket, Key=key)
         except self._boto.ClientError as exc:

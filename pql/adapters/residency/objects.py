@@ -113,7 +113,7 @@ class S3Objects:
         return self.lake.objects()
 
     def exists(self, path: str) -> bool:
-        return self.lake.lock_of(path) is not None
+        return self.lake.exists(path)
 
     def _content(self, path: str) -> tuple[str, list[str]]:
         """The digest and the tenants of an object's current bytes (fetched once)."""
