@@ -105,10 +105,12 @@ def audit(source: Path | Objects, *, since: datetime | None = None) -> AuditRepo
             found.extend(_crossing(entry))
         for obj in entry.get("objects", []):
             recorded[str(obj.get("path"))] = {**obj, "at": entry.get("at", "")}
+    listed = list(stored.stored())
+    stored.prefetch([*recorded, *listed])
     for path, obj in recorded.items():
         found.extend(_journalled(stored, path, obj))
     objects = 0
-    for path in stored.stored():
+    for path in listed:
         parsed = parse_bucket(path.split("/", 1)[0])
         if parsed is None:
             continue

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,9 @@ from pql.storage.s3 import S3Lock
 
 __all__ = ["LocalObjects", "Objects", "S3Objects", "objects_of"]
 
+PREFETCH = 16
+"""How many objects an S3 audit reads at once."""
+
 
 class Objects(Protocol):
     """The stored objects of one lake, as the residency adapter sees them."""
@@ -41,6 +45,7 @@ class Objects(Protocol):
     """The evidence of an object without a lock."""
 
     def stored(self) -> Iterator[str]: ...
+    def prefetch(self, paths: Iterable[str]) -> None: ...
     def exists(self, path: str) -> bool: ...
     def digest(self, path: str) -> str: ...
     def tenants_in(self, path: str) -> list[str]: ...
@@ -75,6 +80,9 @@ class LocalObjects:
         for path in sorted(self.root.glob("mc-*/day=*/*.parquet")):
             yield path.relative_to(self.root).as_posix()
 
+    def prefetch(self, paths: Iterable[str]) -> None:
+        """Nothing to do: local files are read when asked."""
+
     def exists(self, path: str) -> bool:
         return (self.root / path).is_file()
 
@@ -108,12 +116,30 @@ class S3Objects:
         self.lake = lake
         self.root = lake.root
         self._read: dict[str, tuple[str, list[str]]] = {}
+        self._locks: dict[str, S3Lock | None] = {}
 
     def stored(self) -> Iterator[str]:
         return self.lake.objects()
 
+    def prefetch(self, paths: Iterable[str]) -> None:
+        """Read the locks and contents of ``paths`` concurrently (each is several requests
+        that wait on the network); later questions about them are answered from memory."""
+
+        def fetch(path: str) -> None:
+            self._locks[path] = found = self.lake.lock_of(path)
+            if found is not None:
+                self._content(path)
+
+        with ThreadPoolExecutor(max_workers=PREFETCH) as pool:
+            list(pool.map(fetch, dict.fromkeys(paths)))
+
+    def _lock_of(self, path: str) -> S3Lock | None:
+        if path not in self._locks:
+            self._locks[path] = self.lake.lock_of(path)
+        return self._locks[path]
+
     def exists(self, path: str) -> bool:
-        return self.lake.exists(path)
+        return self._lock_of(path) is not None
 
     def _content(self, path: str) -> tuple[str, list[str]]:
         """The digest and the tenants of an object's current bytes (fetched once)."""
@@ -134,7 +160,7 @@ class S3Objects:
         return self._content(path)[1]
 
     def lock(self, path: str) -> Lock | None:
-        found = self.lake.lock_of(path)
+        found = self._lock_of(path)
         if found is None or found.mode is None or not found.bucket_locked:
             return None
         return _as_lock(found)
