@@ -60,8 +60,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from pql.cli import engine_for
 
     _existing(args.data)
-    stored = objects_of(engine_for(args)) if is_s3(args.data) else LocalObjects(Path(args.data))
-    assert stored is not None
+    stored = (objects_of(engine_for(args)) if is_s3(args.data) else None) or LocalObjects(
+        Path(args.data)
+    )
     stored.delete(
         args.object,
         now=_time(args.now, "--now") if args.now else None,
