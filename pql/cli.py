@@ -40,7 +40,10 @@ class _Parser(argparse.ArgumentParser):
 def engine_for(args: argparse.Namespace) -> Any:
     """The engine on ``--data`` with the command line's adapters (for adapters' commands too)."""
     from pql.engine import Engine
+    from pql.storage.s3 import is_s3
 
+    if is_s3(args.data):  # endpoint, credentials and state directory from the environment
+        return Engine(args.data, index=False, adapters=args.adapters)
     data = Path(args.data)
     if not data.exists():
         raise InputError(
@@ -88,9 +91,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from pql.engine import Engine
+    from pql.storage.s3 import is_s3
     from pql.storage.validate import validate_all
 
-    engine = Engine(Path(args.data), index=False, adapters=args.adapters)
+    location = args.data if is_s3(args.data) else Path(args.data)
+    engine = Engine(location, index=False, adapters=args.adapters)
     subject = engine.catalog.get(args.table)
     if subject is None:  # pragma: no cover - argparse restricts the choices
         raise InputError("PQL-E010", f"unknown subject {args.table!r}")
@@ -174,7 +179,9 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, tenant: bool = True) -> None:
-    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="the data directory, or s3://BUCKET/PREFIX"
+    )
     if tenant:
         p.add_argument("--tenant", required=True, metavar="T", help="the tenant to query for")
         p.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")

@@ -56,11 +56,12 @@ from pql.result import Result
 from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
-from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, S3Lake, Store, validate
 from pql.storage.budget import MemoryBudget
 from pql.storage.indexed import Preload
 from pql.storage.lake import bucket_name
 from pql.storage.rollups import RollupStore
+from pql.storage.s3 import is_s3
 from pql.storage.validate import REGION_PATTERN, validate_all
 
 __all__ = ["Engine", "Prepared"]
@@ -138,6 +139,10 @@ class Engine:
     0
 
     ``Engine(path)`` keeps data in a local lake directory; :meth:`in_memory` keeps it in memory.
+    ``Engine("s3://BUCKET/PREFIX")`` keeps it in S3-compatible object storage with object lock
+    (:class:`~pql.storage.S3Lake`, the ``s3`` extra): endpoint and credentials from the usual
+    AWS environment variables, or ``s3={"endpoint_url": ..., "access_key": ...,
+    "secret_key": ..., "state_dir": ..., "lock_mode": ..., "retention_days": ...}``.
     A lake engine serves queries from per-tenant in-memory indexes (``index=True``, the default;
     :class:`~pql.storage.IndexedLake`): a tenant's first query starts loading its index in the
     background and is answered from the partitions in its window until it is ready; indexes are
@@ -200,6 +205,7 @@ class Engine:
         region: str | None = None,
         executor: str = "polars",
         spark: Any = None,
+        s3: Mapping[str, Any] | None = None,
     ) -> None:
         if executor not in EXECUTORS:
             raise InputError(
@@ -229,7 +235,11 @@ class Engine:
         if store is not None:
             self.store = store
         elif path is not None:
-            lake = Lake(Path(path), self.catalog)
+            lake: Lake | S3Lake = (
+                S3Lake(str(path), self.catalog, clock=self._trusted_clock, **dict(s3 or {}))
+                if is_s3(path)
+                else Lake(Path(path), self.catalog)
+            )
             self.store = (  # Spark reads the lake's files itself: no index to keep
                 IndexedLake(lake, self.catalog, rollups=rollups, memory_budget=memory_budget)
                 if index and executor != "spark"
@@ -253,7 +263,9 @@ class Engine:
         self._rollup_store = self.store if isinstance(self.store, RollupStore) else None
         self.saved_store = SavedStore.beside(self.store)
         """The signed saved queries of this engine's data (``DATA/_pql/saved.sqlite``)."""
-        self.data_dir: Path | None = Path(path) if path is not None else _root_of(self.store)
+        self.data_dir: Path | None = (
+            Path(path) if path is not None and not is_s3(path) else _root_of(self.store)
+        )
         """The data directory (``None`` for an engine without one); adapters keep state here."""
         self.statistics = StoreStats(self.store, self.catalog)
         self.deadline_clock: Callable[[], float] = time.monotonic
@@ -402,7 +414,9 @@ class Engine:
                 report=report,
                 context=context,
             )
-        if isinstance(self.store, Lake | IndexedLake):  # keep the lake's summaries up to date
+        if isinstance(
+            self.store, Lake | IndexedLake | S3Lake
+        ):  # keep the lake's summaries up to date
             for tenant in report.tenants:
                 try:
                     self.statistics.summary(tenant, target.name)
@@ -823,22 +837,21 @@ def _region(region: str | None) -> str | None:
 
 
 def _lake_of(store: Store) -> Lake | None:
-    if isinstance(store, IndexedLake):
-        return store.lake
-    return store if isinstance(store, Lake) else None
+    lake = store.lake if isinstance(store, IndexedLake) else store
+    return lake if isinstance(lake, Lake) else None
 
 
 def _path_of(store: Store) -> str:
     """What answers a plan that reads nothing (the store's usual source)."""
     if isinstance(store, MemoryStore):
         return "memory"
-    return "partitions" if isinstance(store, Lake) else "index"
+    return "partitions" if isinstance(store, Lake | S3Lake) else "index"
 
 
 def _root_of(store: Store) -> Path | None:
     if isinstance(store, IndexedLake):
         return store.lake.root
-    return store.root if isinstance(store, Lake) else None
+    return store.root if isinstance(store, Lake | S3Lake) else None
 
 
 def _estimate_stats(prepared: Prepared) -> dict[str, float] | None:

@@ -642,11 +642,9 @@ def _lake_of(store: Store) -> Any:
     from pql.storage.indexed import IndexedLake
     from pql.storage.lake import Lake
 
-    if isinstance(store, Lake):
-        return store
     if isinstance(store, IndexedLake):
-        return store.lake  # its sidecars: summarising never loads the index
-    return None
+        store = store.lake  # its sidecars: summarising never loads the index
+    return store if isinstance(store, Lake) else None  # an S3 lake keeps no sidecars
 
 
 class _Bounded:

@@ -156,3 +156,26 @@ def store_path(
     if request.param == edge_lake.name:
         return edge_lake
     return open_path(request.param, edge_data, edge_lake.root)
+
+
+# -- a real S3 endpoint (tests/s3server.py) ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, started once for the session and stopped after it."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    from tests.s3server import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(s3_server: str, tmp_path: Path) -> dict[str, Any]:
+    """An empty S3 server and the options of an engine on it (``pql.Engine(LOCATION, s3=...)``)."""
+    from tests.s3server import CREDENTIALS, reset
+
+    reset(s3_server)
+    return {"endpoint_url": s3_server, **CREDENTIALS, "state_dir": tmp_path / "s3-state"}

@@ -19,7 +19,7 @@ from pql.errors import InputError
 from pql.saved.document import Authorized, SavedQuery
 from pql.saved.errors import NoSuchSavedQueryError
 from pql.signing import KeyRing, format_time
-from pql.storage import IndexedLake, Lake, Store
+from pql.storage import IndexedLake, Lake, S3Lake, Store
 
 __all__ = ["SavedStore"]
 
@@ -74,7 +74,7 @@ class SavedStore:
         """
         if isinstance(store, IndexedLake):
             store = store.lake
-        if isinstance(store, Lake):
+        if isinstance(store, Lake | S3Lake):
             return cls.in_data_dir(store.root)
         if store not in _BESIDE:
             _BESIDE[store] = cls.in_memory()

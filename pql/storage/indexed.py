@@ -32,6 +32,7 @@ from pql.storage.budget import MemoryBudget, parse_budget
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
 from pql.storage.rollups import RollupRead, RollupSpec, partials, rollup_specs
+from pql.storage.s3 import S3Lake
 
 __all__ = ["IndexedLake", "Preload", "TenantState"]
 
@@ -68,7 +69,7 @@ class IndexedLake:
 
     def __init__(
         self,
-        lake: Lake,
+        lake: Lake | S3Lake,
         catalog: Catalog,
         *,
         rollups: bool = True,

@@ -20,17 +20,14 @@ object-missing        a journal entry names an object that is gone
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 from pql.adapters.residency.journal import entries
-from pql.adapters.residency.lock import file_digest, read_lock
+from pql.adapters.residency.lock import Lock
+from pql.adapters.residency.objects import LocalObjects, Objects
 from pql.adapters.residency.policy import Policy, governs, policy_for
 from pql.storage.lake import parse_bucket
 
@@ -88,11 +85,15 @@ class AuditReport:
         }
 
 
-def audit(root: Path, *, since: datetime | None = None) -> AuditReport:
-    """Audit the lake at ``root`` (objects and journal entries written at or after ``since``)."""
+def audit(source: Path | Objects, *, since: datetime | None = None) -> AuditReport:
+    """Audit the lake at ``source`` (a local data directory, or the objects of a store, e.g.
+    :class:`~pql.adapters.residency.objects.S3Objects`): its objects and journal entries written
+    at or after ``since``."""
     import time
 
     started = time.perf_counter()
+    stored = LocalObjects(source) if isinstance(source, Path) else source
+    root = stored.root
     policies = _Policies(root)
     found: list[Violation] = []
     journal = [e for e in entries(root) if _after(e.get("at"), since)]
@@ -104,14 +105,16 @@ def audit(root: Path, *, since: datetime | None = None) -> AuditReport:
             found.extend(_crossing(entry))
         for obj in entry.get("objects", []):
             recorded[str(obj.get("path"))] = {**obj, "at": entry.get("at", "")}
+    listed = list(stored.stored())
+    stored.prefetch([*recorded, *listed])
     for path, obj in recorded.items():
-        found.extend(_journalled(root, path, obj))
+        found.extend(_journalled(stored, path, obj))
     objects = 0
-    for path in _stored(root):
+    for path in listed:
         parsed = parse_bucket(path.split("/", 1)[0])
         if parsed is None:
             continue
-        lock = read_lock(root, path)
+        lock = stored.lock(path)
         written = lock.written.isoformat() if lock else recorded.get(path, {}).get("at", "")
         if not _after(written, since):
             continue
@@ -122,7 +125,7 @@ def audit(root: Path, *, since: datetime | None = None) -> AuditReport:
         # such as preflight's synthetic shadow tenant) is audited as enforcement treats it:
         # its objects' locks and tags are checked, its regions are not.
         governed = policy is not None or governs(root, tenant)
-        found.extend(_object(root, path, tenant, region, written, policy, governed))
+        found.extend(_object(stored, path, lock, tenant, region, written, policy, governed))
     unique = {(v.kind, v.object): v for v in reversed(found)}  # one per kind and object
     found = sorted(unique.values(), key=lambda v: (v.at, v.tenant, v.region, v.kind, v.object))
     return AuditReport(tuple(found), objects, len(journal), scans, time.perf_counter() - started)
@@ -139,11 +142,6 @@ class _Policies:
         if tenant not in self.known:
             self.known[tenant] = policy_for(self.root, tenant)
         return self.known[tenant]
-
-
-def _stored(root: Path) -> Iterator[str]:
-    for path in sorted(root.glob("mc-*/day=*/*.parquet")):
-        yield path.relative_to(root).as_posix()
 
 
 def _after(at: object, since: datetime | None) -> bool:
@@ -177,16 +175,16 @@ def _crossing(entry: dict[str, Any]) -> list[Violation]:
     ]
 
 
-def _journalled(root: Path, path: str, obj: dict[str, Any]) -> list[Violation]:
+def _journalled(stored: Objects, path: str, obj: dict[str, Any]) -> list[Violation]:
     tenant, region, at = str(obj.get("tenant")), str(obj.get("region")), str(obj.get("at"))
-    if not (root / path).is_file():
+    if not stored.exists(path):
         return [
             Violation(
                 "object-missing", tenant, region, path, at, "the journal names it; it is gone"
             )
         ]
     found = []
-    digest = file_digest(root / path)
+    digest = stored.digest(path)
     if digest != obj.get("sha256"):
         found.append(
             Violation(
@@ -214,8 +212,9 @@ def _journalled(root: Path, path: str, obj: dict[str, Any]) -> list[Violation]:
 
 
 def _object(
-    root: Path,
+    stored: Objects,
     path: str,
+    lock: Lock | None,
     tenant: str,
     region: str,
     at: str,
@@ -233,15 +232,13 @@ def _object(
     elif region not in policy.regions:
         add("region-not-allowed", f"now {tenant} may live only in {', '.join(policy.regions)}")
     try:
-        tenants = pc.unique(pq.read_table(root / path, columns=["tenant"]).column("tenant"))
-        others = sorted(str(t) for t in tenants.to_pylist() if t != tenant)
+        others = sorted(t for t in stored.tenants_in(path) if t != tenant)
     except (OSError, ValueError, KeyError):  # unreadable: the digest check tells the change
         others = []
     if others:
         add("foreign-rows", f"rows of {', '.join(others)} in {tenant}'s bucket")
-    lock = read_lock(root, path)
     if lock is None:
-        add("lock-missing", "no lock sidecar (no retention, no tags)")
+        add("lock-missing", stored.unlocked)
         return found
     if policy is not None:
         wanted = timedelta(days=policy.retention.days)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pql.errors import InputError
+from pql.storage.s3 import is_s3
 
 __all__ = ["register"]
 
@@ -17,14 +18,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub = p.add_subparsers(dest="residency_command", required=True)
 
     a = sub.add_parser("audit", help="report every residency violation; exit 1 when any")
-    a.add_argument("--data", required=True, metavar="DIR")
+    a.add_argument("--data", required=True, metavar="DIR", help="a directory or s3://BUCKET/PREFIX")
     a.add_argument("--since", metavar="ISO-8601", help="only what was written since then")
     a.add_argument("--format", choices=["table", "json", "html"], default="table")
     a.set_defaults(handler=cmd_audit)
 
     d = sub.add_parser("delete", help="delete a stored object its lock allows to delete")
-    d.add_argument("--data", required=True, metavar="DIR")
-    d.add_argument("object", metavar="PATH", help="the object, relative to DIR")
+    d.add_argument("--data", required=True, metavar="DIR", help="a directory or s3://BUCKET/PREFIX")
+    d.add_argument("object", metavar="PATH", help="the object, relative to DIR (or bucket/key)")
     d.add_argument("--bypass-governance", action="store_true")
     d.add_argument("--who", metavar="NAME", help="who asks for the bypass (required with it)")
     d.add_argument("--now", metavar="ISO-8601", help="fix the clock (default: now)")
@@ -33,12 +34,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from pql.adapters.residency.audit import audit
+    from pql.adapters.residency.objects import LocalObjects, objects_of
     from pql.adapters.residency.render import as_html, as_json, as_table
     from pql.cli import engine_for
 
-    root = _existing(args.data)
-    report = audit(root, since=_time(args.since, "--since") if args.since else None)
+    _existing(args.data)
     engine = engine_for(args)
+    stored = objects_of(engine) or LocalObjects(Path(args.data))
+    report = audit(stored, since=_time(args.since, "--since") if args.since else None)
     record_metrics(engine, report)
     render = {"table": as_table, "json": as_json, "html": as_html}[args.format]
     sys.stdout.write(render(report) + "\n")
@@ -53,11 +56,14 @@ def record_metrics(engine: Any, report: Any) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from pql.adapters.residency.lock import delete_object
+    from pql.adapters.residency.objects import LocalObjects, objects_of
+    from pql.cli import engine_for
 
-    root = _existing(args.data)
-    delete_object(
-        root,
+    _existing(args.data)
+    stored = (objects_of(engine_for(args)) if is_s3(args.data) else None) or LocalObjects(
+        Path(args.data)
+    )
+    stored.delete(
         args.object,
         now=_time(args.now, "--now") if args.now else None,
         bypass_governance=args.bypass_governance,
@@ -67,7 +73,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing(data: str) -> Path:
+def _existing(data: str) -> Path | None:
+    if is_s3(data):  # endpoint, credentials and state directory from the environment
+        return None
     root = Path(data)
     if not root.is_dir():
         raise InputError("PQL-E405", f"no data directory at {data!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pql.adapters.residency.enforce import append_line
-from pql.adapters.residency.lock import lock_object
+from pql.adapters.residency.objects import objects_of
 from pql.adapters.residency.policy import in_force, policy_for
 from pql.storage import IngestReport
 from pql.storage.lake import parse_bucket
@@ -29,7 +29,8 @@ def record_ingest(
 ) -> None:
     """Lock every object the ingest wrote and journal the ingest."""
     root: Path | None = engine.data_dir
-    if root is None or not report.files or not in_force(root):
+    stored = objects_of(engine)
+    if root is None or stored is None or not report.files or not in_force(root):
         return
     now: datetime = engine.trusted_now()
     objects = []
@@ -37,7 +38,7 @@ def record_ingest(
         parsed = parse_bucket(path.split("/", 1)[0])
         tenant, region = (parsed[0], parsed[1]) if parsed else ("", "")
         policy = policy_for(root, tenant)
-        lock = lock_object(root, path, tenant, region, policy, now)
+        lock = stored.lock_new(path, tenant, region, policy, now)
         objects.append(
             {
                 "path": path,
