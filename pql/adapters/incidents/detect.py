@@ -35,14 +35,19 @@ class History:
 
     first_bucket: int | None = None
     values: dict[str, dict[int, float]] = field(default_factory=dict)
+    spread: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Per level series, the standard deviation of the records of each completed bucket."""
 
-    def add(self, key: str, bucket: int, value: float) -> None:
+    def add(self, key: str, bucket: int, value: float, spread: float | None = None) -> None:
         self.values.setdefault(key, {})[bucket] = value
+        if spread is not None:
+            self.spread.setdefault(key, {})[bucket] = spread
 
     def prune(self, before: int) -> None:
-        for series in self.values.values():
-            for index in [i for i in series if i < before]:
-                del series[index]
+        for table in (self.values, self.spread):
+            for series in table.values():
+                for index in [i for i in series if i < before]:
+                    del series[index]
 
 
 def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
@@ -60,8 +65,9 @@ def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
 
 def _baseline(
     key: str, kind: str, bucket: int, history: History, settings: Settings
-) -> tuple[float, float, int] | None:
-    """Median, MAD and sample count of the series' baseline, or ``None`` without enough."""
+) -> tuple[float, float, int, float] | None:
+    """Median, MAD and sample count of the series' baseline, and (a level series) the median
+    spread of one record within a bucket; ``None`` without enough."""
     first = history.first_bucket if history.first_bucket is not None else bucket
     indices = _baseline_indices(bucket, settings, first)
     series = history.values.get(key, {})
@@ -69,14 +75,17 @@ def _baseline(
         values = [series.get(i, 0.0) for i in indices]
         if len(values) < 12:
             return None
+        record = 0.0
     else:
         values = [series[i] for i in indices if i in series]
         if len(values) < 6:
             return None
+        spreads = history.spread.get(key, {})
+        record = float(np.median([spreads.get(i, 0.0) for i in indices if i in series]))
     arr = np.asarray(values, dtype=np.float64)
     median = float(np.median(arr))
     mad = float(np.median(np.abs(arr - median)))
-    return median, mad, len(values)
+    return median, mad, len(values), record
 
 
 def _count_threshold(median: float, mad: float, settings: Settings) -> float:
@@ -84,9 +93,13 @@ def _count_threshold(median: float, mad: float, settings: Settings) -> float:
     return max(median + settings.k * spread, settings.count_ratio * max(median, 1.0))
 
 
-def _level_threshold(median: float, mad: float, settings: Settings) -> float:
-    spread = max(1.4826 * mad, settings.level_floor * median)
-    return max(median + settings.k * spread, settings.level_ratio * median)
+def _level_threshold(
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+) -> np.ndarray:
+    """The threshold of the running mean of ``n`` records: the spread of such a mean is at least
+    that of one record over sqrt(n), so few records need a larger excess."""
+    spread = np.maximum(max(1.4826 * mad, settings.level_floor * median), record / np.sqrt(n))
+    return np.maximum(median + settings.k * spread, settings.level_ratio * median)
 
 
 def detect_bucket(
@@ -109,7 +122,7 @@ def detect_bucket(
         base = _baseline(str(key), kind, bucket, history, settings)
         if base is None:
             continue
-        median, mad, _ = base
+        median, mad, _, record = base
         ts = group["ts"].to_numpy()
         if kind in COUNTED:
             threshold = _count_threshold(median, mad, settings)
@@ -120,13 +133,15 @@ def detect_bucket(
             upto = group.filter(pl.col("ts") <= at)
             value = float(upto.height)
         else:
-            threshold = _level_threshold(median, mad, settings)
             least = settings.min_samples if kind == "latency" else settings.min_metric_samples
-            means = np.cumsum(group["value"].to_numpy()) / np.arange(1, group.height + 1)
-            hits = np.nonzero((np.arange(1, group.height + 1) >= least) & (means > threshold))[0]
+            n = np.arange(1, group.height + 1)
+            means = np.cumsum(group["value"].to_numpy()) / n
+            limits = _level_threshold(median, mad, record, n, settings)
+            hits = np.nonzero((n >= least) & (means > limits))[0]
             if not hits.size:
                 continue
             at = int(ts[int(hits[0])])
+            threshold = float(limits[int(hits[0])])
             upto = group.filter(pl.col("ts") <= at)
             value = float(upto["value"].mean())  # type: ignore[arg-type]
             if value <= threshold:  # records tied on ts pulled the mean back down
@@ -147,7 +162,7 @@ def _signal(
     end: int,
     at: int,
     value: float,
-    base: tuple[float, float, int],
+    base: tuple[float, float, int, float],
     threshold: float,
     upto: pl.DataFrame,
     workflow_of: Callable[[str], str | None],
@@ -198,6 +213,10 @@ def finalize_bucket(
             if group.height < least:
                 continue
             value = float(group["value"].mean())  # type: ignore[arg-type]
+            spread = float(group["value"].std(ddof=1) or 0.0)  # type: ignore[arg-type]
+            history.add(str(key), bucket, value, spread)
+            out[str(key)] = value
+            continue
         history.add(str(key), bucket, value)
         out[str(key)] = value
     return out
