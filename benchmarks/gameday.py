@@ -47,7 +47,7 @@ NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUERIES = (
     'FIND COUNT(decisions.decisionId) AS denies WHERE effect = "deny" SINCE 1h',
-    "FIND COUNT(*) AS n, AVG(latency_ms) AS ms WHERE receipts.status = \"error\" SINCE 1d",
+    'FIND COUNT(*) AS n, AVG(latency_ms) AS ms WHERE receipts.status = "error" SINCE 1d',
     "FIND incidents SINCE 1d",
 )
 
@@ -161,10 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         worker.join()
     result: dict[str, Any] = {
         "stamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-        "demo": {"receipts": args.receipts, "days": args.days, "tenants": args.tenants,
-                 "seed": args.seed, "now": NOW.isoformat()},  # fmt: skip
-        "storm": {"tenant": tenant, "rule": rule, "start": s_start.isoformat(),
-                  "end": s_end.isoformat()},  # fmt: skip
+        "demo": {
+            "receipts": args.receipts,
+            "days": args.days,
+            "tenants": args.tenants,
+            "seed": args.seed,
+            "now": NOW.isoformat(),
+        },
+        "storm": {
+            "tenant": tenant,
+            "rule": rule,
+            "start": s_start.isoformat(),
+            "end": s_end.isoformat(),
+        },
         "step_s": args.step_s,
         "ingests": len(ingests),
         "ingest_s": {"median": float(np.median(ingests)), "max": max(ingests)},

@@ -154,9 +154,9 @@ def run_batch(size: int, seed: int, settings: Settings, tenants: int) -> dict[st
         if label == "injected":
             out["injected"] = scored["injected"]
         out.setdefault("false", []).extend(scored["false"])
-        out["normal_tenant_weeks"] = out.get("normal_tenant_weeks", 0.0) + scored[
-            "normal_tenant_weeks"
-        ]
+        out["normal_tenant_weeks"] = (
+            out.get("normal_tenant_weeks", 0.0) + scored["normal_tenant_weeks"]
+        )
     return out
 
 
@@ -250,7 +250,11 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         for kind, row in table.items():
             recall = f"{row['recall']:.1%}" if row["recall"] is not None else "-"
-            med = f"{row['median_open_buckets']:.2f}" if row["median_open_buckets"] is not None else "-"
+            med = (
+                f"{row['median_open_buckets']:.2f}"
+                if row["median_open_buckets"] is not None
+                else "-"
+            )
             mx = f"{row['max_open_buckets']:.2f}" if row["max_open_buckets"] is not None else "-"
             lines.append(
                 f"| {kind} | {row['injected']} | {row['found']} | {recall} | {row['sev1_found']} "
@@ -271,7 +275,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"{sum(r['found'] for r in rows)}/{len(rows)} opened while fed one minute at a time; "
             f"wall time of the ingest that returned the event: median {walls[len(walls) // 2]:.3f} s, "
-            f"max {walls[-1]:.3f} s." if walls else "nothing opened",
+            f"max {walls[-1]:.3f} s."
+            if walls
+            else "nothing opened",
             "",
             "| tenant | kind | severity | found | open delay (s, event time) | wall (s) |",
             "|---|---|---|---|---|---|",
@@ -299,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.set:
         from pql.adapters.incidents.settings import with_values
 
-        settings = with_values(DEFAULT, {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.set)})
+        settings = with_values(
+            DEFAULT, {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.set)}
+        )
     tty = sys.stderr.isatty()
     runs = []
     for seed in args.seeds:

@@ -99,7 +99,8 @@ def _level_threshold(
     """The threshold of the running mean of ``n`` records: the spread of such a mean is at least
     that of one record over sqrt(n), so few records need a larger excess."""
     spread = np.maximum(max(1.4826 * mad, settings.level_floor * median), record / np.sqrt(n))
-    return np.maximum(median + settings.k * spread, settings.level_ratio * median)
+    limits: np.ndarray = np.maximum(median + settings.k * spread, settings.level_ratio * median)
+    return limits
 
 
 def detect_bucket(

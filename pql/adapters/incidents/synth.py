@@ -150,7 +150,9 @@ def generate(
             wf = np.concatenate([wf, x_wf])
             lat = np.concatenate([lat, x_lat])
             status = np.concatenate([status, x_status])
-            rule = np.concatenate([rule, np.where(storm, x_rule, rng.integers(0, len(RULES), x_ts.size))])
+            rule = np.concatenate(
+                [rule, np.where(storm, x_rule, rng.integers(0, len(RULES), x_ts.size))]
+            )
             deny = np.concatenate([deny, storm | (rng.random(x_ts.size) < 0.03)])
             version = np.concatenate([version, storm.astype(np.int64)])
             order = np.argsort(ts, kind="stable")
