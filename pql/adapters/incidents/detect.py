@@ -103,6 +103,21 @@ def _level_threshold(
     return limits
 
 
+def _log_threshold(
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+) -> np.ndarray:
+    """The same rule on the log scale (latency): ``median`` and the spreads are of log values,
+    ``level_floor`` and ``level_ratio`` become the factors ``1 + level_floor`` and ``level_ratio``."""
+    spread = np.maximum(max(1.4826 * mad, math.log1p(settings.level_floor)), record / np.sqrt(n))
+    limits: np.ndarray = median + np.maximum(settings.k * spread, math.log(settings.level_ratio))
+    return limits
+
+
+def _logs(values: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.log(np.maximum(values, 1e-3))
+    return out
+
+
 def detect_bucket(
     tenant: str,
     bucket: int,
@@ -134,19 +149,26 @@ def detect_bucket(
             upto = group.filter(pl.col("ts") <= at)
             value = float(upto.height)
         else:
-            least = settings.min_samples if kind == "latency" else settings.min_metric_samples
+            logged = kind == "latency"
+            least = settings.min_samples if logged else settings.min_metric_samples
             n = np.arange(1, group.height + 1)
-            means = np.cumsum(group["value"].to_numpy()) / n
-            limits = _level_threshold(median, mad, record, n, settings)
+            raw = group["value"].to_numpy()
+            scaled = _logs(raw) if logged else raw
+            means = np.cumsum(scaled) / n
+            limit = _log_threshold if logged else _level_threshold
+            limits = limit(median, mad, record, n, settings)
             hits = np.nonzero((n >= least) & (means > limits))[0]
             if not hits.size:
                 continue
             at = int(ts[int(hits[0])])
             threshold = float(limits[int(hits[0])])
             upto = group.filter(pl.col("ts") <= at)
-            value = float(upto["value"].mean())  # type: ignore[arg-type]
-            if value <= threshold:  # records tied on ts pulled the mean back down
+            if float(means[upto.height - 1]) <= threshold:  # records tied on ts pulled it down
                 continue
+            value = float(upto["value"].mean())  # type: ignore[arg-type]
+            if logged:  # reported on the scale of the data: geometric median and threshold
+                base = (math.exp(median), mad, base[2], record)
+                threshold = math.exp(threshold)
         found.append(
             _signal(
                 tenant, str(key), kind, start, end, at, value, base, threshold, upto, workflow_of
@@ -213,10 +235,11 @@ def finalize_bucket(
             least = settings.min_samples if kind == "latency" else settings.min_metric_samples
             if group.height < least:
                 continue
-            value = float(group["value"].mean())  # type: ignore[arg-type]
-            spread = float(group["value"].std(ddof=1) or 0.0)  # type: ignore[arg-type]
-            history.add(str(key), bucket, value, spread)
-            out[str(key)] = value
+            raw = group["value"].to_numpy()
+            scaled = _logs(raw) if kind == "latency" else raw
+            spread = float(np.std(scaled, ddof=1)) if scaled.size > 1 else 0.0
+            history.add(str(key), bucket, float(np.mean(scaled)), spread)
+            out[str(key)] = float(np.mean(raw))
             continue
         history.add(str(key), bucket, value)
         out[str(key)] = value
