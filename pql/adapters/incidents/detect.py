@@ -106,8 +106,9 @@ def _level_threshold(
 def _log_threshold(
     median: float, mad: float, record: float, n: np.ndarray, settings: Settings
 ) -> np.ndarray:
-    """The same rule on the log scale (latency): ``median`` and the spreads are of log values,
-    ``level_floor`` and ``level_ratio`` become the factors ``1 + level_floor`` and ``level_ratio``."""
+    """The same rule on the log scale (latency): ``median`` and the spreads are of log values;
+    ``level_floor`` and ``level_ratio`` become the factors ``1 + level_floor`` and
+    ``level_ratio``."""
     spread = np.maximum(max(1.4826 * mad, math.log1p(settings.level_floor)), record / np.sqrt(n))
     limits: np.ndarray = median + np.maximum(settings.k * spread, math.log(settings.level_ratio))
     return limits
