@@ -35,14 +35,19 @@ class History:
 
     first_bucket: int | None = None
     values: dict[str, dict[int, float]] = field(default_factory=dict)
+    spread: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Per level series, the standard deviation of the records of each completed bucket."""
 
-    def add(self, key: str, bucket: int, value: float) -> None:
+    def add(self, key: str, bucket: int, value: float, spread: float | None = None) -> None:
         self.values.setdefault(key, {})[bucket] = value
+        if spread is not None:
+            self.spread.setdefault(key, {})[bucket] = spread
 
     def prune(self, before: int) -> None:
-        for series in self.values.values():
-            for index in [i for i in series if i < before]:
-                del series[index]
+        for table in (self.values, self.spread):
+            for series in table.values():
+                for index in [i for i in series if i < before]:
+                    del series[index]
 
 
 def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
@@ -60,8 +65,9 @@ def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
 
 def _baseline(
     key: str, kind: str, bucket: int, history: History, settings: Settings
-) -> tuple[float, float, int] | None:
-    """Median, MAD and sample count of the series' baseline, or ``None`` without enough."""
+) -> tuple[float, float, int, float] | None:
+    """Median, MAD and sample count of the series' baseline, and (a level series) the median
+    spread of one record within a bucket; ``None`` without enough."""
     first = history.first_bucket if history.first_bucket is not None else bucket
     indices = _baseline_indices(bucket, settings, first)
     series = history.values.get(key, {})
@@ -69,14 +75,17 @@ def _baseline(
         values = [series.get(i, 0.0) for i in indices]
         if len(values) < 12:
             return None
+        record = 0.0
     else:
         values = [series[i] for i in indices if i in series]
         if len(values) < 6:
             return None
+        spreads = history.spread.get(key, {})
+        record = float(np.median([spreads.get(i, 0.0) for i in indices if i in series]))
     arr = np.asarray(values, dtype=np.float64)
     median = float(np.median(arr))
     mad = float(np.median(np.abs(arr - median)))
-    return median, mad, len(values)
+    return median, mad, len(values), record
 
 
 def _count_threshold(median: float, mad: float, settings: Settings) -> float:
@@ -84,9 +93,30 @@ def _count_threshold(median: float, mad: float, settings: Settings) -> float:
     return max(median + settings.k * spread, settings.count_ratio * max(median, 1.0))
 
 
-def _level_threshold(median: float, mad: float, settings: Settings) -> float:
-    spread = max(1.4826 * mad, settings.level_floor * median)
-    return max(median + settings.k * spread, settings.level_ratio * median)
+def _level_threshold(
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+) -> np.ndarray:
+    """The threshold of the running mean of ``n`` records: the spread of such a mean is at least
+    that of one record over sqrt(n), so few records need a larger excess."""
+    spread = np.maximum(max(1.4826 * mad, settings.level_floor * median), record / np.sqrt(n))
+    limits: np.ndarray = np.maximum(median + settings.k * spread, settings.level_ratio * median)
+    return limits
+
+
+def _log_threshold(
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+) -> np.ndarray:
+    """The same rule on the log scale (latency): ``median`` and the spreads are of log values;
+    ``level_floor`` and ``level_ratio`` become the factors ``1 + level_floor`` and
+    ``level_ratio``."""
+    spread = np.maximum(max(1.4826 * mad, math.log1p(settings.level_floor)), record / np.sqrt(n))
+    limits: np.ndarray = median + np.maximum(settings.k * spread, math.log(settings.level_ratio))
+    return limits
+
+
+def _logs(values: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.log(np.maximum(values, 1e-3))
+    return out
 
 
 def detect_bucket(
@@ -109,7 +139,7 @@ def detect_bucket(
         base = _baseline(str(key), kind, bucket, history, settings)
         if base is None:
             continue
-        median, mad, _ = base
+        median, mad, _, record = base
         ts = group["ts"].to_numpy()
         if kind in COUNTED:
             threshold = _count_threshold(median, mad, settings)
@@ -120,17 +150,26 @@ def detect_bucket(
             upto = group.filter(pl.col("ts") <= at)
             value = float(upto.height)
         else:
-            threshold = _level_threshold(median, mad, settings)
-            least = settings.min_samples if kind == "latency" else settings.min_metric_samples
-            means = np.cumsum(group["value"].to_numpy()) / np.arange(1, group.height + 1)
-            hits = np.nonzero((np.arange(1, group.height + 1) >= least) & (means > threshold))[0]
+            logged = kind == "latency"
+            least = settings.min_samples if logged else settings.min_metric_samples
+            n = np.arange(1, group.height + 1)
+            raw = group["value"].to_numpy()
+            scaled = _logs(raw) if logged else raw
+            means = np.cumsum(scaled) / n
+            limit = _log_threshold if logged else _level_threshold
+            limits = limit(median, mad, record, n, settings)
+            hits = np.nonzero((n >= least) & (means > limits))[0]
             if not hits.size:
                 continue
             at = int(ts[int(hits[0])])
+            threshold = float(limits[int(hits[0])])
             upto = group.filter(pl.col("ts") <= at)
-            value = float(upto["value"].mean())  # type: ignore[arg-type]
-            if value <= threshold:  # records tied on ts pulled the mean back down
+            if float(means[upto.height - 1]) <= threshold:  # records tied on ts pulled it down
                 continue
+            value = float(upto["value"].mean())  # type: ignore[arg-type]
+            if logged:  # reported on the scale of the data: geometric median and threshold
+                base = (math.exp(median), mad, base[2], record)
+                threshold = math.exp(threshold)
         found.append(
             _signal(
                 tenant, str(key), kind, start, end, at, value, base, threshold, upto, workflow_of
@@ -147,7 +186,7 @@ def _signal(
     end: int,
     at: int,
     value: float,
-    base: tuple[float, float, int],
+    base: tuple[float, float, int, float],
     threshold: float,
     upto: pl.DataFrame,
     workflow_of: Callable[[str], str | None],
@@ -197,7 +236,12 @@ def finalize_bucket(
             least = settings.min_samples if kind == "latency" else settings.min_metric_samples
             if group.height < least:
                 continue
-            value = float(group["value"].mean())  # type: ignore[arg-type]
+            raw = group["value"].to_numpy()
+            scaled = _logs(raw) if kind == "latency" else raw
+            spread = float(np.std(scaled, ddof=1)) if scaled.size > 1 else 0.0
+            history.add(str(key), bucket, float(np.mean(scaled)), spread)
+            out[str(key)] = float(np.mean(raw))
+            continue
         history.add(str(key), bucket, value)
         out[str(key)] = value
     return out

@@ -33,7 +33,10 @@ def read_samples(path: Path) -> pl.DataFrame:
     if path.suffix == ".csv":
         with open(path, newline="") as handle:
             for number, row in enumerate(csv.DictReader(handle), start=2):
-                labels = json.loads(row.get("labels") or "{}")
+                try:
+                    labels = json.loads(row.get("labels") or "{}")
+                except ValueError:
+                    raise _bad(path, number, "labels is not a JSON object") from None
                 records.append((number, {**row, "labels": labels}))
     else:
         for number, line in enumerate(path.read_text().splitlines(), start=1):

@@ -27,7 +27,7 @@ class Settings:
     """Days of a tenant's data needed before anything is detected for it."""
     min_count: int = 6
     """A count bucket (denies, errors, rollbacks) below this is too small to mean anything."""
-    min_samples: int = 20
+    min_samples: int = 4
     """A latency bucket needs this many executions (a metric bucket: ``min_metric_samples``)."""
     min_metric_samples: int = 3
     """Samples a metric bucket needs."""

@@ -51,6 +51,19 @@ def _rate(ts_us: np.ndarray, tz_shift: int) -> np.ndarray:
     return 0.25 + 0.75 * np.sin(np.pi * hour / 24) ** 2
 
 
+MEAN_RATE = 0.625
+"""The mean of :func:`_rate` over a day (its peak is 1)."""
+
+INTENSITY = {"sev1": 3.0, "sev2": 1.5}
+"""Injected anomalous records per bucket of a count incident (deny storm, error or rollback
+burst), as a multiple of the target workflow's *mean* executions per 5 minutes: failing retries
+arrive at that rate whatever the organic traffic at the hour (a retry storm does not sleep at
+night)."""
+
+FACTOR = {"sev1": 6.0, "sev2": 3.0}
+"""How much a latency regression slows the target workflow, and a metric anomaly raises it."""
+
+
 def generate(
     *,
     tenants: int = 3,
@@ -60,8 +73,21 @@ def generate(
     incidents_per_tenant: int = 5,
     seed: int = 11,
 ) -> Synthetic:
-    """``days`` of traffic (about ``per_hour`` executions an hour at peak) for each tenant,
-    with ``incidents_per_tenant`` injected incidents (every kind in turn) in the last two days."""
+    """``days`` of traffic (``per_hour`` executions an hour at each tenant's daily peak, a quarter
+    of that at its trough) for each tenant, with ``incidents_per_tenant`` injected incidents
+    (every kind in turn, sev1 and sev2 in turn) spread over the last two days.
+
+    Injection (the labels are what was injected, ``onset`` is its first anomalous record):
+
+    - deny storm: a guard denies failing retries of a workflow on one rule, under a new policy
+      version: extra executions (status ``error``) with a ``deny`` decision, at
+      ``INTENSITY[sev]`` times the workflow's mean rate;
+    - error burst, rollback burst: extra executions of the workflow ending in ``error`` /
+      ``rollback`` at that rate;
+    - latency regression: every execution of the workflow in the window is ``FACTOR[sev]``
+      times slower;
+    - metric anomaly: ``queue_depth`` is ``FACTOR[sev]`` times its level.
+    """
     rng = np.random.default_rng(seed)
     start = end - timedelta(days=days)
     s_us = int(start.timestamp()) * US
@@ -70,10 +96,10 @@ def generate(
     for t in range(tenants):
         tenant = f"t{t:02d}"
         shift = int(rng.integers(0, 24))
-        n = int(per_hour * 24 * days * 0.62)
-        ts = np.sort(rng.integers(s_us, e_us, n * 2))
-        keep = rng.random(ts.size) < _rate(ts, shift) / 2
-        ts = ts[keep]
+        # thinning: uniform draws kept with probability rate(ts) give per_hour at the peak
+        draws = int(per_hour * 24 * days)
+        ts = np.sort(rng.integers(s_us, e_us, draws))
+        ts = ts[rng.random(ts.size) < _rate(ts, shift)]
         m = ts.size
         wf = rng.integers(0, len(WORKFLOWS), m)
         lat = rng.lognormal(np.log(200) + 0.3 * wf, 0.4)
@@ -84,44 +110,55 @@ def generate(
         mts = np.arange(s_us, e_us, 30 * US)
         mval = 100 * _rate(mts, shift) * rng.normal(1, 0.05, mts.size)
         window = e_us - s_us
+        per_bucket = per_hour * MEAN_RATE / len(WORKFLOWS) / 12  # a workflow's mean, 5 minutes
+        extra: list[tuple[np.ndarray, int, int, int]] = []  # (ts, workflow, status, deny rule)
         for i in range(incidents_per_tenant):
             kind = KINDS[(t + i) % len(KINDS)]
+            sev = "sev1" if i % 2 == 0 else "sev2"
             onset = s_us + int(window * (1 - (2 / days) * (i + 1) / (incidents_per_tenant + 1)))
-            onset -= onset % US
+            onset += int(rng.integers(0, 3600)) * US  # not on a bucket edge
             length = int(rng.integers(15, 45)) * 60 * US
-            strong = i % 2 == 0
             target_i = int(rng.integers(0, len(WORKFLOWS)))
             hit = (ts >= onset) & (ts < onset + length)
-            if kind == "deny_storm":
-                target = RULES[target_i]
-                pick = hit & (rng.random(m) < (0.6 if strong else 0.25))
-                rule[pick], deny[pick], version[pick] = target_i, True, 1
+            if kind in ("deny_storm", "errors", "rollbacks"):
+                count = int(rng.poisson(INTENSITY[sev] * per_bucket * length / (300 * US)))
+                at = np.sort(rng.integers(onset, onset + length, max(count, 1)))
+                code = {"deny_storm": 1, "errors": 1, "rollbacks": 2}[kind]
+                rule_i = int(rng.integers(0, len(RULES))) if kind == "deny_storm" else -1
+                extra.append((at, target_i, code, rule_i))
+                target = RULES[rule_i] if kind == "deny_storm" else WORKFLOWS[target_i]
+                first = int(at[0])
             elif kind == "latency":
                 target = WORKFLOWS[target_i]
-                lat[hit & (wf == target_i)] *= 6 if strong else 3
-            elif kind == "rollbacks":
-                target = WORKFLOWS[target_i]
-                status[hit & (wf == target_i) & (rng.random(m) < (0.6 if strong else 0.3))] = 2
-            elif kind == "errors":
-                target = WORKFLOWS[target_i]
-                status[hit & (wf == target_i) & (rng.random(m) < (0.7 if strong else 0.35))] = 1
+                slow = hit & (wf == target_i)
+                lat[slow] *= FACTOR[sev]
+                first = int(ts[slow][0]) if slow.any() else onset
             else:
                 target = "queue_depth"
                 mhit = (mts >= onset) & (mts < onset + length)
-                mval[mhit] *= 6 if strong else 3
-            first = _first(
-                ts if kind != "metric" else mts, onset, onset + length, kind, hit, wf, target_i
+                mval[mhit] *= FACTOR[sev]
+                first = int(mts[mhit][0])
+            injected.append(Injected(tenant, kind, target, _dt(first), _dt(onset + length), sev))
+        if extra:
+            x_ts = np.concatenate([e[0] for e in extra])
+            x_wf = np.concatenate([np.full(e[0].size, e[1]) for e in extra])
+            x_status = np.concatenate([np.full(e[0].size, e[2]) for e in extra])
+            x_rule = np.concatenate([np.full(e[0].size, e[3]) for e in extra])
+            x_lat = rng.lognormal(np.log(200) + 0.3 * x_wf, 0.4)
+            storm = x_rule >= 0
+            ts = np.concatenate([ts, x_ts])
+            wf = np.concatenate([wf, x_wf])
+            lat = np.concatenate([lat, x_lat])
+            status = np.concatenate([status, x_status])
+            rule = np.concatenate(
+                [rule, np.where(storm, x_rule, rng.integers(0, len(RULES), x_ts.size))]
             )
-            injected.append(
-                Injected(
-                    tenant,
-                    kind,
-                    target,
-                    _dt(first),
-                    _dt(onset + length),
-                    "sev1" if strong else "sev2",
-                )
-            )
+            deny = np.concatenate([deny, storm | (rng.random(x_ts.size) < 0.03)])
+            version = np.concatenate([version, storm.astype(np.int64)])
+            order = np.argsort(ts, kind="stable")
+            ts, wf, lat, status = ts[order], wf[order], lat[order], status[order]
+            rule, deny, version = rule[order], deny[order], version[order]
+            m = ts.size
         ids = [f"ex-{tenant}-{k:07d}" for k in range(m)]
         receipts.append(
             pl.DataFrame(
@@ -173,13 +210,6 @@ def generate(
         start=start,
         end=end,
     )
-
-
-def _first(
-    ts: np.ndarray, a: int, b: int, kind: str, hit: np.ndarray, wf: np.ndarray, target: int
-) -> int:
-    inside = ts[(ts >= a) & (ts < b)]
-    return int(inside[0]) if inside.size else a
 
 
 def _dt(micros: int) -> datetime:
