@@ -2,12 +2,14 @@
 
     python -m benchmarks.mutation                      # every mutant (hours: nightly)
     python -m benchmarks.mutation --sample 200 --seed 1 --only pql/plan pql/execute
+    python -m benchmarks.mutation --only pql/plan pql/execute      # every mutant of two packages
 
 mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) mutates ``pql/plan``,
 ``pql/execute``, ``pql/storage`` and ``pql/analyze.py``; each mutant runs only the tests that
-reach the function it changes. With ``--sample`` a first cheap run generates the mutants and maps
-tests to functions, then the sample, drawn with ``--seed`` from the packages under ``--only``,
-is run. The score per package and every surviving mutant's diff go to ``--report``
+reach the function it changes. A first cheap run generates the mutants and maps tests to
+functions; then every mutant of the packages under ``--only`` runs, or with ``--sample`` a sample
+drawn with ``--seed`` and stratified by source file: each file gets its share of the sample in
+proportion to its mutants (at least one), so a small file is not left out by chance. The score per package and every surviving mutant's diff go to ``--report``
 (``benchmarks/results/mutation.md``). See docs/testing.md.
 """
 
@@ -45,11 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[str] | None = None
     if not args.report_only:
         mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+        if not _names():  # generate the mutants and the test map with one cheap mutant
+            subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
+        pool = sorted(n for n in _names() if _package(n) in args.only)
         if args.sample:
-            if not _names():  # generate the mutants and the test map with one cheap mutant
-                subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
-            pool = sorted(n for n in _names() if _package(n) in args.only)
-            chosen = sorted(random.Random(args.seed).sample(pool, min(args.sample, len(pool))))
+            chosen = _stratified(pool, args.sample, random.Random(args.seed))
+        elif set(args.only) != set(PACKAGES):
+            chosen = pool
         subprocess.run([*mutmut, *(chosen or [])], env=env, check=False)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
@@ -73,6 +77,30 @@ def _package(name: str) -> str:
     """``pql.plan.cost.x_f__mutmut_3`` -> ``pql/plan``; ``pql.analyze...`` -> ``pql/analyze.py``."""
     parts = name.split(".")
     return "pql/analyze.py" if parts[1] == "analyze" else f"pql/{parts[1]}"
+
+
+def _module(name: str) -> str:
+    """``pql.plan.cost.xǁ_Estimatorǁjoin_rows__mutmut_4`` -> ``pql.plan.cost``."""
+    return name.split(".x", 1)[0]
+
+
+def _stratified(pool: list[str], size: int, rng: random.Random) -> list[str]:
+    """``size`` mutants of ``pool``: each source file's share in proportion to its mutants (at
+    least one each while the sample allows), the remainders to the largest fractions."""
+    if size >= len(pool):
+        return sorted(pool)
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for name in pool:
+        by_file[_module(name)].append(name)
+    exact = {f: size * len(names) / len(pool) for f, names in by_file.items()}
+    share = {f: min(len(by_file[f]), max(1, int(x))) for f, x in exact.items()}
+    for f in sorted(exact, key=lambda f: exact[f] - int(exact[f]), reverse=True):
+        if sum(share.values()) >= size:
+            break
+        if share[f] < len(by_file[f]):
+            share[f] += 1
+    chosen = [n for f in sorted(by_file) for n in rng.sample(sorted(by_file[f]), share[f])]
+    return sorted(chosen)
 
 
 def _status(code: int | None) -> str:
@@ -102,7 +130,10 @@ def _report(
         "",
         (
             f"A seeded random sample of {len(names)} of the {total} mutants (seed {args.seed}, "
-            f"from {', '.join(args.only)}): the scores estimate the full run's."
+            f"from {', '.join(args.only)}, stratified by source file): the scores estimate the "
+            "full run's."
+            if chosen is not None and args.sample
+            else f"Every one of the {len(names)} mutants of {', '.join(args.only)}."
             if chosen is not None
             else f"The {len(names)} mutants with a result in the last run, of {total}."
             if args.report_only
