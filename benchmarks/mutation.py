@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=0, help="run this many mutants (0: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=list(PACKAGES), help="packages to sample")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="leave out these folders (e.g. pql/execute/spark)"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/mutation.md"))
     parser.add_argument("--report-only", action="store_true", help="report the last run")
@@ -45,15 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mutation")}
     started = time.monotonic()
     chosen: list[str] | None = None
+    mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+    if not args.report_only and not _names():
+        # generate the mutants and the test map with one cheap mutant
+        subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
+    pool = sorted(
+        n
+        for n in _names()
+        if _package(n) in args.only
+        and not any(_module(n).replace(".", "/").startswith(k.rstrip("/")) for k in args.skip)
+    )
+    if args.sample:  # the same sample again with --report-only
+        chosen = _stratified(pool, args.sample, random.Random(args.seed))
+    elif set(args.only) != set(PACKAGES) or args.skip:
+        chosen = pool
     if not args.report_only:
-        mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
-        if not _names():  # generate the mutants and the test map with one cheap mutant
-            subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
-        pool = sorted(n for n in _names() if _package(n) in args.only)
-        if args.sample:
-            chosen = _stratified(pool, args.sample, random.Random(args.seed))
-        elif set(args.only) != set(PACKAGES):
-            chosen = pool
         subprocess.run([*mutmut, *(chosen or [])], env=env, check=False)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
@@ -99,7 +108,11 @@ def _stratified(pool: list[str], size: int, rng: random.Random) -> list[str]:
             break
         if share[f] < len(by_file[f]):
             share[f] += 1
-    chosen = [n for f in sorted(by_file) for n in rng.sample(sorted(by_file[f]), share[f])]
+    chosen = []
+    for f in sorted(by_file):  # a shuffled prefix: a larger sample holds the smaller one
+        names = sorted(by_file[f])
+        rng.shuffle(names)
+        chosen += names[: share[f]]
     return sorted(chosen)
 
 
@@ -130,10 +143,10 @@ def _report(
         "",
         (
             f"A seeded random sample of {len(names)} of the {total} mutants (seed {args.seed}, "
-            f"from {', '.join(args.only)}, stratified by source file): the scores estimate the "
-            "full run's."
+            f"from {', '.join(args.only)}{_skipped(args)}, stratified by source file): the scores "
+            "estimate the full run's."
             if chosen is not None and args.sample
-            else f"Every one of the {len(names)} mutants of {', '.join(args.only)}."
+            else f"Every one of the {len(names)} mutants of {', '.join(args.only)}{_skipped(args)}."
             if chosen is not None
             else f"The {len(names)} mutants with a result in the last run, of {total}."
             if args.report_only
@@ -169,6 +182,10 @@ def _report(
             lines += [_diff(name), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def _skipped(args: argparse.Namespace) -> str:
+    return f" without {', '.join(args.skip)}" if args.skip else ""
 
 
 def _names_in(package: str, results: dict[str, int | None]) -> list[str]:
