@@ -140,6 +140,9 @@ ESTIMATE_CASES = [
     "FIND decisions WHERE policy_version = 'v3' SINCE 180d",
     "FIND COUNT(*) AS n GROUP BY decisions.policy_version SINCE 60d",
     "FIND COUNT(*) AS n WHERE decisions.rule = 'pii.mask' GROUP BY decisions.rule, decisions.effect SINCE 30d",
+    # a pinned value that never occurs makes no group
+    "FIND COUNT(*) AS n WHERE receipts.workflow IN ('etl', 'no-such-workflow') "
+    "GROUP BY receipts.workflow SINCE 30d",
     "FIND COUNT(*) AS n WHERE receipts.region IN ('eu-west-1', 'us-east-1') GROUP BY receipts.region, receipts.status SINCE 30d",
     "FIND COUNT(*) AS n GROUP BY receipts.workflow, receipts.status, receipts.region SINCE 180d",
     "FIND COUNT(*) AS n, SUM(receipts.cost_usd) GROUP BY receipts.region TIMESERIES 1d SINCE 30d",
