@@ -100,6 +100,9 @@ DIFFERENTIAL_CASES = [
     "FIND receipts WHERE attempt > 1 SINCE 30d ORDER BY attempt DESC, latency_ms",
     "FIND SUM(receipts.attempt), AVG(receipts.attempt) GROUP BY receipts.attempt SINCE 180d",
     "FIND receipts SINCE 180d",
+    # TIMESERIES: day buckets (the rollup paths answer these from rollups) and sub-day buckets
+    "FIND COUNT(*) AS n, SUM(receipts.latency_ms) AS s GROUP BY receipts.region TIMESERIES 1d SINCE 30d",
+    "FIND COUNT(decisions.decisionId) AS n TIMESERIES 6h SINCE 7d",
 ]
 
 WINDOWS = ["6h", "1d", "7d", "2w", "30d", "60d", "90d", "180d"]
