@@ -2,12 +2,14 @@
 
     python -m benchmarks.mutation                      # every mutant (hours: nightly)
     python -m benchmarks.mutation --sample 200 --seed 1 --only pql/plan pql/execute
+    python -m benchmarks.mutation --only pql/plan pql/execute      # every mutant of two packages
 
 mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) mutates ``pql/plan``,
 ``pql/execute``, ``pql/storage`` and ``pql/analyze.py``; each mutant runs only the tests that
-reach the function it changes. With ``--sample`` a first cheap run generates the mutants and maps
-tests to functions, then the sample, drawn with ``--seed`` from the packages under ``--only``,
-is run. The score per package and every surviving mutant's diff go to ``--report``
+reach the function it changes. A first cheap run generates the mutants and maps tests to
+functions; then every mutant of the packages under ``--only`` runs, or with ``--sample`` a sample
+drawn with ``--seed`` and stratified by source file: each file gets its share of the sample in
+proportion to its mutants (at least one), so a small file is not left out by chance. The score per package and every surviving mutant's diff go to ``--report``
 (``benchmarks/results/mutation.md``). See docs/testing.md.
 """
 
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=0, help="run this many mutants (0: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=list(PACKAGES), help="packages to sample")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="leave out these folders (e.g. pql/execute/spark)"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/mutation.md"))
     parser.add_argument("--report-only", action="store_true", help="report the last run")
@@ -43,13 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mutation")}
     started = time.monotonic()
     chosen: list[str] | None = None
+    mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+    if not args.report_only and not _names():
+        # generate the mutants and the test map with one cheap mutant
+        subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
+    pool = sorted(
+        n
+        for n in _names()
+        if _package(n) in args.only
+        and not any(_module(n).replace(".", "/").startswith(k.rstrip("/")) for k in args.skip)
+    )
+    if args.sample:  # the same sample again with --report-only
+        chosen = _stratified(pool, args.sample, random.Random(args.seed))
+    elif set(args.only) != set(PACKAGES) or args.skip:
+        chosen = pool
     if not args.report_only:
-        mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
-        if args.sample:
-            if not _names():  # generate the mutants and the test map with one cheap mutant
-                subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
-            pool = sorted(n for n in _names() if _package(n) in args.only)
-            chosen = sorted(random.Random(args.seed).sample(pool, min(args.sample, len(pool))))
         subprocess.run([*mutmut, *(chosen or [])], env=env, check=False)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
@@ -73,6 +86,34 @@ def _package(name: str) -> str:
     """``pql.plan.cost.x_f__mutmut_3`` -> ``pql/plan``; ``pql.analyze...`` -> ``pql/analyze.py``."""
     parts = name.split(".")
     return "pql/analyze.py" if parts[1] == "analyze" else f"pql/{parts[1]}"
+
+
+def _module(name: str) -> str:
+    """``pql.plan.cost.xǁ_Estimatorǁjoin_rows__mutmut_4`` -> ``pql.plan.cost``."""
+    return name.split(".x", 1)[0]
+
+
+def _stratified(pool: list[str], size: int, rng: random.Random) -> list[str]:
+    """``size`` mutants of ``pool``: each source file's share in proportion to its mutants (at
+    least one each while the sample allows), the remainders to the largest fractions."""
+    if size >= len(pool):
+        return sorted(pool)
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for name in pool:
+        by_file[_module(name)].append(name)
+    exact = {f: size * len(names) / len(pool) for f, names in by_file.items()}
+    share = {f: min(len(by_file[f]), max(1, int(x))) for f, x in exact.items()}
+    for f in sorted(exact, key=lambda f: exact[f] - int(exact[f]), reverse=True):
+        if sum(share.values()) >= size:
+            break
+        if share[f] < len(by_file[f]):
+            share[f] += 1
+    chosen = []
+    for f in sorted(by_file):  # a shuffled prefix: a larger sample holds the smaller one
+        names = sorted(by_file[f])
+        rng.shuffle(names)
+        chosen += names[: share[f]]
+    return sorted(chosen)
 
 
 def _status(code: int | None) -> str:
@@ -102,7 +143,10 @@ def _report(
         "",
         (
             f"A seeded random sample of {len(names)} of the {total} mutants (seed {args.seed}, "
-            f"from {', '.join(args.only)}): the scores estimate the full run's."
+            f"from {', '.join(args.only)}{_skipped(args)}, stratified by source file): the scores "
+            "estimate the full run's."
+            if chosen is not None and args.sample
+            else f"Every one of the {len(names)} mutants of {', '.join(args.only)}{_skipped(args)}."
             if chosen is not None
             else f"The {len(names)} mutants with a result in the last run, of {total}."
             if args.report_only
@@ -138,6 +182,10 @@ def _report(
             lines += [_diff(name), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+
+
+def _skipped(args: argparse.Namespace) -> str:
+    return f" without {', '.join(args.skip)}" if args.skip else ""
 
 
 def _names_in(package: str, results: dict[str, int | None]) -> list[str]:

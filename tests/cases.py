@@ -100,6 +100,9 @@ DIFFERENTIAL_CASES = [
     "FIND receipts WHERE attempt > 1 SINCE 30d ORDER BY attempt DESC, latency_ms",
     "FIND SUM(receipts.attempt), AVG(receipts.attempt) GROUP BY receipts.attempt SINCE 180d",
     "FIND receipts SINCE 180d",
+    # TIMESERIES: day buckets (the rollup paths answer these from rollups) and sub-day buckets
+    "FIND COUNT(*) AS n, SUM(receipts.latency_ms) AS s GROUP BY receipts.region TIMESERIES 1d SINCE 30d",
+    "FIND COUNT(decisions.decisionId) AS n TIMESERIES 6h SINCE 7d",
 ]
 
 WINDOWS = ["6h", "1d", "7d", "2w", "30d", "60d", "90d", "180d"]
@@ -115,4 +118,40 @@ WINDOW_CASES = [
         f"ON decisions.executionId = receipts.executionId SINCE {w}"
         for w in WINDOWS
     ),
+]
+
+ESTIMATE_CASES = [
+    # with every case above, explained over the demo data for tests/golden/estimates.txt: the
+    # estimator's branches a user reaches through explain (ranges on a histogram, nulls, NOT,
+    # OR, values pinned by a filter, short windows, joins, the rollup edges)
+    "FIND receipts WHERE latency_ms < 50 SINCE 1h",
+    "FIND receipts WHERE latency_ms <= 50 AND latency_ms >= 10 SINCE 6h",
+    "FIND receipts WHERE latency_ms > 5000 OR cost_usd < 0.01 SINCE 30d",
+    "FIND receipts WHERE NOT (latency_ms < 100) SINCE 7d",
+    "FIND receipts WHERE NOT status IN ('ok', 'error') SINCE 7d",
+    "FIND receipts WHERE latency_ms IS NOT NULL SINCE 30d",
+    "FIND receipts WHERE latency_ms IS NULL AND status = 'ok' SINCE 30d",
+    "FIND receipts WHERE attempt = 2 SINCE 90d",
+    "FIND receipts WHERE attempt IN (1, 2, 99) SINCE 90d",
+    "FIND receipts WHERE attempt != 1 AND attempt < 3 SINCE 90d",
+    "FIND receipts WHERE latency_ms > 100 AND latency_ms < 50 SINCE 30d",
+    "FIND receipts WHERE status = 'no-such-status' SINCE 30d",
+    "FIND receipts WHERE workflow IN ('etl', 'no-such-workflow') SINCE 2w",
+    "FIND receipts WHERE ts >= '2026-11-20' SINCE 30d",
+    "FIND decisions WHERE executionId IS NOT NULL SINCE 30d",
+    "FIND decisions WHERE NOT (executionId IS NULL) SINCE 30d",
+    "FIND decisions WHERE policy_version = 'v3' SINCE 180d",
+    "FIND COUNT(*) AS n GROUP BY decisions.policy_version SINCE 60d",
+    "FIND COUNT(*) AS n WHERE decisions.rule = 'pii.mask' GROUP BY decisions.rule, decisions.effect SINCE 30d",
+    # a pinned value that never occurs makes no group
+    "FIND COUNT(*) AS n WHERE receipts.workflow IN ('etl', 'no-such-workflow') "
+    "GROUP BY receipts.workflow SINCE 30d",
+    "FIND COUNT(*) AS n WHERE receipts.region IN ('eu-west-1', 'us-east-1') GROUP BY receipts.region, receipts.status SINCE 30d",
+    "FIND COUNT(*) AS n GROUP BY receipts.workflow, receipts.status, receipts.region SINCE 180d",
+    "FIND COUNT(*) AS n, SUM(receipts.cost_usd) GROUP BY receipts.region TIMESERIES 1d SINCE 30d",
+    "FIND decisions JOIN receipts ON decisions.executionId = receipts.executionId SINCE 1d",
+    "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
+    "WHERE receipts.status = 'error' AND decisions.effect != 'allow' SINCE 90d LIMIT 5",
+    "FIND COUNT(*) AS n JOIN decisions ON receipts.executionId = decisions.executionId "
+    "GROUP BY receipts.region, decisions.effect SINCE 30d",
 ]

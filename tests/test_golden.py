@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 
 import pql
 from pql import ast
-from tests.cases import ERROR_CASES, PARSE_CASES, PLAN_CASES
+from pql.demo import DemoData
+from pql.plan.explain import Explanation
+from pql.plan.nodes import Node
+from tests.cases import (
+    DIFFERENTIAL_CASES,
+    ERROR_CASES,
+    ESTIMATE_CASES,
+    PARSE_CASES,
+    PLAN_CASES,
+    WINDOW_CASES,
+)
 from tests.golden import check_golden
 
 NOW = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
@@ -24,6 +34,56 @@ def test_plans(update_golden: bool) -> None:
     engine = pql.Engine.in_memory()
     parts = [f"-- {text}\n{engine.explain(text, tenant='acme', now=NOW)}\n" for text in PLAN_CASES]
     check_golden("plans.txt", "\n".join(parts), update_golden)
+
+
+def test_estimates(demo: DemoData, tenants: list[str], update_golden: bool) -> None:
+    """Every node's estimated rows and cost, to six significant digits, for the queries of the
+    other tests over the demo data: for the largest and the smallest tenant, a tenant with no
+    data, and with rollups forced. ``explain`` shows these numbers and the budget refuses by
+    them; the estimation tests allow a factor, this file pins the exact model, so a change to it
+    is a visible diff (``--update-golden`` when intended)."""
+    plain = pql.Engine.in_memory()
+    rollup = pql.Engine.in_memory(rollup_min_rows=0)
+    for eng in (plain, rollup):
+        eng.ingest("receipts", demo.receipts)
+        eng.ingest("decisions", demo.decisions)
+    runs = [(plain, tenants[0]), (plain, tenants[-1]), (plain, "nobody"), (rollup, tenants[0])]
+    cases = dict.fromkeys([*PLAN_CASES, *DIFFERENTIAL_CASES, *WINDOW_CASES, *ESTIMATE_CASES])
+    parts = []
+    for text in cases:
+        for eng, tenant in runs:
+            label = f"{tenant}{' rollups' if eng is rollup else ''}"
+            lines = [f"-- {text} [{label}]"]
+            try:
+                explained = eng.explain(text, tenant=tenant, now=demo.now)
+            except pql.PQLError as exc:  # a tenant without data has no extra fields
+                parts.append(f"{lines[0]}\n{exc.code}\n")
+                continue
+            lines += [
+                f"{'  ' * d['depth']}{d['node']} rows={rows:.6g} cost={cost:.6g}"
+                + (f" build={d['build']}" if "build" in d else "")
+                for d, (rows, cost) in zip(
+                    explained.node_details(), _raw_numbers(explained), strict=True
+                )
+            ]
+            if explained.would_refuse:
+                lines.append(
+                    f"would refuse: {', '.join(r['code'] for r in explained.would_refuse)}"
+                )
+            parts.append("\n".join(lines) + "\n")
+    check_golden("estimates.txt", "\n".join(parts), update_golden)
+
+
+def _raw_numbers(explained: Explanation) -> list[tuple[float, float]]:
+    """(rows, cost) of every node in ``node_details`` order, unrounded."""
+    out = []
+    stack: list[Node] = [explained.plan]
+    while stack:
+        node = stack.pop()
+        est = explained.estimates.of(node)
+        out.append((est.rows, est.cost))
+        stack.extend(reversed(node.inputs()))
+    return out
 
 
 def test_error_messages(update_golden: bool) -> None:
