@@ -28,7 +28,7 @@ directory and the source frames as Parquet, keyed by receipts, tenants and seed,
 is built once. Results go to ``benchmarks/results/spark-compare-<N>k-<stamp>.{json,md}``. Run
 from the repository root::
 
-    python -m benchmarks.spark_compare                      # 1M receipts, 10 runs per shape
+    python -m benchmarks.spark_compare                      # 1M receipts, 5 runs per shape
     python -m benchmarks.spark_compare --receipts 10000000
 """
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -99,6 +100,8 @@ def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path) -> Data:
     home = cache / f"demo-{receipts}-t{tenants}-s{seed}"
     meta = home / "meta.json"
     if not meta.exists():
+        if home.exists():  # an interrupted build: start again
+            shutil.rmtree(home)
         t = time.perf_counter()
         progress(f"generating {receipts:,} receipts into {home} (once)")
         data = generate(receipts, seed=seed, tenants=tenants)
@@ -537,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receipts", type=int, default=1_000_000)
     ap.add_argument("--tenants", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--runs", type=int, default=10, help="measured runs per query")
-    ap.add_argument("--warmup", type=int, default=2, help="unmeasured runs per query first")
+    ap.add_argument("--runs", type=int, default=5, help="measured runs per query")
+    ap.add_argument("--warmup", type=int, default=1, help="unmeasured runs per query first")
     ap.add_argument("--per-shape", type=int, default=1, help="distinct queries per shape")
     ap.add_argument("--master", default="local[2]", help="Spark master (local mode here)")
     ap.add_argument("--shuffle-partitions", type=int, default=4)
