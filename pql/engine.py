@@ -187,7 +187,9 @@ class Engine:
     query text never chooses it. Spark reads no rollups, so its plans never use them.
     ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
     asked again with the same text, parameters, tenant, ``now``, limits and data version skips
-    analysis and the cost estimate (every safety rule still runs); 0 keeps none.
+    analysis and the cost estimate (every safety rule still runs); 0 keeps none. Only queries
+    with a ``now`` (given, or the wall clock floored to ``cache_granularity``) are kept: an
+    exact wall clock is never asked again.
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -480,7 +482,12 @@ class Engine:
             # query means, which names it knows or what its errors say.
             view = self.catalog.for_tenant(tenant)
             optimizer_settings = (self.rollups, self.rollup_min_rows, self._spark is None)
-            key = self._memo_key(text, params, tenant, clock, limits, optimizer_settings)
+            # An exact wall clock (no ``now``) is never asked again: nothing to keep for it.
+            key = (
+                None
+                if now is None
+                else self._memo_key(text, params, tenant, clock, limits, optimizer_settings)
+            )
             entry = self.plans.get(key, view) if key is not None else None
             since = tree.since
             window = (

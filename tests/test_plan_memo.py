@@ -167,7 +167,7 @@ def test_the_remembered_cost_rule_estimates_any_other_plan(
 def test_the_memo_is_bounded() -> None:
     memo = PlanMemo(size=0)
     assert len(memo) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         PlanMemo(size=-1)
 
 
@@ -179,3 +179,10 @@ def test_no_memo_when_its_size_is_zero(
     eng.ingest("receipts", demo.receipts)
     _ask(eng, tenants[0], test_now)
     assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is False
+
+
+def test_the_exact_wall_clock_keeps_nothing(fresh: pql.Engine, tenants: list[str]) -> None:
+    """Without a ``now`` every query has a window of its own: nothing is kept for it."""
+    for _ in range(2):
+        assert fresh.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
+    assert len(fresh.plans) == 0

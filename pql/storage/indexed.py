@@ -4,8 +4,9 @@ For long-lived engines (services, notebooks, the load harness), the default of `
 A tenant's first query queues its index for the loader thread and is answered from the lake's
 partitions in its window meanwhile, as is every query of that tenant until the index is ready;
 loading never holds up another tenant's queries. The loader loads one tenant at a time (loads side
-by side share the cores and all finish late), the tenant most asked for while waiting first. Once loaded, windows are binary searches
-and zero-copy slices of memory, and aggregate queries read the index's per-day rollups.
+by side share the cores and all finish late), the tenant most asked for while waiting first.
+Once loaded, windows are binary searches and zero-copy slices of memory, and aggregate queries
+read the index's per-day rollups.
 
 The indexes live under a memory budget (:mod:`pql.storage.budget`): when a load brings the total
 over it, the least recently used other tenants are dropped; a tenant whose index alone would not
