@@ -39,6 +39,15 @@ from pql.metrics import Metrics, default_metrics, outcome_of
 from pql.plan import explain as explain_mod
 from pql.plan.build import build
 from pql.plan.cost import Estimates
+from pql.plan.memo import (
+    DEFAULT_MEMO_SIZE,
+    MemoEntry,
+    MemoKey,
+    PlanMemo,
+    frozen_params,
+    with_recorded_cost,
+    with_remembered_cost,
+)
 from pql.plan.nodes import Node, walk
 from pql.plan.optimize import NO_CONTEXT, OptimizeContext, optimize
 from pql.plan.optimize import RULES as OPTIMIZER_RULES
@@ -93,6 +102,9 @@ class Prepared:
     """The rules the plan passed: the core's, then the adapters'."""
     executor: str = "polars"
     """What runs the plan: ``polars`` (in this process) or ``spark``."""
+    reused: bool = False
+    """Whether the analysis, plan and cost estimate were reused from the engine's plan memo
+    (:mod:`pql.plan.memo`); every safety rule ran on it all the same."""
 
     @property
     def start(self) -> datetime:
@@ -178,6 +190,11 @@ class Engine:
     ``"spark"``, which compiles the same safe plans to Apache Spark over the lake's files and runs
     them on the ``spark`` session given (a lake engine only; see ``docs/scale-out.md``). The
     query text never chooses it. Spark reads no rollups, so its plans never use them.
+    ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
+    asked again with the same text, parameters, tenant, ``now``, limits and data version skips
+    analysis and the cost estimate (every safety rule still runs); 0 keeps none. Only queries
+    with a ``now`` (given, or the wall clock floored to ``cache_granularity``) are kept: an
+    exact wall clock is never asked again.
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -206,6 +223,7 @@ class Engine:
         executor: str = "polars",
         spark: Any = None,
         s3: Mapping[str, Any] | None = None,
+        plan_memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         if executor not in EXECUTORS:
             raise InputError(
@@ -231,6 +249,8 @@ class Engine:
         self.safety_rules: tuple[Rule, ...] = (*SAFETY_RULES, *self.adapters.safety_rules)
         """The core's safety rules, then the adapters' (which may only refuse)."""
         self.limits = limits or DEFAULT_LIMITS
+        self.plans = PlanMemo(plan_memo_size)
+        """Prepared plans reused for the same inputs (:mod:`pql.plan.memo`; size 0: none)."""
         self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
             self.store = store
@@ -444,30 +464,60 @@ class Engine:
         :meth:`query`): it is checked between the stages and while statistics are summarised,
         and past it the query fails with ``PQL-S006``.
         """
+        return self._prepare(text, tenant, now, params, measure, deadline, None)
+
+    def _prepare(
+        self,
+        text: str,
+        tenant: str,
+        now: datetime | str | None,
+        params: Mapping[str, Any] | None,
+        measure: bool,
+        deadline: Deadline | None,
+        limits: Limits | None,
+    ) -> Prepared:
+        """:meth:`prepare`, with the tenant's limits if the caller has just read them."""
         timings: dict[str, float] = {}
+        reused = False
         try:
             tenant = check_tenant_name(tenant)
             clock = _clock(now)
-            limits = self.limits_for(tenant)
+            if limits is None:  # read on every query: a changed profile is seen at once
+                limits = self.limits_for(tenant)
             if deadline is None:
                 deadline = self._deadline(limits)
+            if measure:
+                limits = replace(limits, enforce_cost=False)
             t = time.perf_counter()
             tree = result_cache.parse(text)
             t = _lap(timings, "parse", t)
             deadline.check("parse")
             # Only the tenant's own extra columns: another tenant's data never changes what a
             # query means, which names it knows or what its errors say.
-            analyzed = analyze(tree, self.catalog.for_tenant(tenant), params)
-            t = _lap(timings, "analyze", t)
-            deadline.check("analyze")
+            view = self.catalog.for_tenant(tenant)
+            optimizer_settings = (self.rollups, self.rollup_min_rows, self._spark is None)
+            # An exact wall clock (no ``now``) is never asked again: nothing to keep for it.
+            key = (
+                None
+                if now is None
+                else self._memo_key(text, params, tenant, clock, limits, optimizer_settings)
+            )
+            entry = self.plans.get(key, view) if key is not None else None
             since = tree.since
             window = (
                 limits.default_window
                 if since is None
                 else timedelta(seconds=min(since.seconds, int(_LONGEST_WINDOW.total_seconds())))
             )
-            if measure:
-                limits = replace(limits, enforce_cost=False)
+            if entry is not None:  # the same inputs were analyzed and built before
+                analyzed, built = entry.analyzed, entry.built
+                reused = True
+                t = _lap(timings, "analyze", t)
+            else:
+                analyzed = analyze(tree, view, params)
+                t = _lap(timings, "analyze", t)
+                deadline.check("analyze")
+                built = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             report = CostReport()
             stats = self.statistics.bounded(deadline)
             optimizer = self._optimizer_context(stats)
@@ -482,20 +532,47 @@ class Engine:
                 optimizer=optimizer,
                 deadline=deadline,
             )
-            plan = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             t = _lap(timings, "plan", t)
             deadline.check("plan")
-            plan = apply_safety(plan, ctx, self.safety_rules)
+            # Every rule runs on every query; with a memo entry the cost rule answers from it
+            # for the very plan it estimated.
+            seen: list[Node] = []
+            rules = (
+                with_recorded_cost(self.safety_rules, seen)
+                if entry is None
+                else with_remembered_cost(self.safety_rules, entry)
+            )
+            plan = apply_safety(built, ctx, rules)
             t = _lap(timings, "safety", t)
             deadline.check("safety")
             # The cost rule (the last safety rule) estimated the optimized form of exactly this
             # plan; run that one rather than optimizing twice.
-            if report.estimates is not None and report.estimates.plan is not None:
+            if entry is not None and report.estimates is entry.estimates:
+                plan = entry.final
+            elif report.estimates is not None and report.estimates.plan is not None:
                 plan = report.estimates.plan
             else:
                 plan = optimize(plan, context=optimizer)
             _lap(timings, "optimize", t)
             deadline.check("optimize")
+            if (
+                key is not None
+                and entry is None
+                and report.estimates is not None
+                and len(seen) == 1
+            ):
+                self.plans.put(
+                    key,
+                    MemoEntry(
+                        view,
+                        analyzed,
+                        built,
+                        seen[0],
+                        report.estimates,
+                        tuple(report.would_refuse),
+                        plan,
+                    ),
+                )
         except PQLError as exc:
             if isinstance(text, str):
                 exc.with_text(text)
@@ -514,7 +591,24 @@ class Engine:
             tuple(report.would_refuse),
             self.safety_rules,
             self.executor,
+            reused,
         )
+
+    def _memo_key(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None,
+        tenant: str,
+        clock: datetime,
+        limits: Limits,
+        optimizer: tuple[bool, int, bool],
+    ) -> MemoKey | None:
+        """The plan memo's key for these inputs, or ``None`` when they cannot be one."""
+        frozen = frozen_params(params)
+        if frozen is None or not isinstance(text, str):
+            return None
+        version = self.store.version(tenant)
+        return MemoKey(text, frozen, tenant, clock, limits, version, self.safety_rules, optimizer)
 
     def _deadline(self, limits: Limits) -> Deadline:
         return Deadline(limits.deadline_ms, clock=self.deadline_clock)
@@ -582,10 +676,10 @@ class Engine:
             else:
                 now = result_cache.floor_clock(datetime.now(UTC), self.cache_granularity)
         # One deadline from here to the last row; prepare checks the tenant name.
-        deadline = self._deadline(
-            self.limits_for(tenant) if isinstance(tenant, str) else self.limits
-        )
-        prepared = self.prepare(text, tenant=tenant, now=now, params=params, deadline=deadline)
+        # The tenant's limits are read once per query (an adapter may keep them on disk).
+        limits = self.limits_for(tenant) if isinstance(tenant, str) else None
+        deadline = self._deadline(limits or self.limits)
+        prepared = self._prepare(text, tenant, now, params, False, deadline, limits)
         self._check_read(prepared)  # before the cache: a cached answer is a read too
         if record:
             self.query_log.record(prepared.tenant, prepared.analyzed.query, params)
@@ -684,7 +778,7 @@ class Engine:
         t = time.perf_counter()
         if deadline is None:
             deadline = self._deadline(prepared.limits)
-        with self._admitted(prepared.tenant):
+        with self._admitted(prepared.tenant, prepared.limits):
             try:
                 deadline.check("admission")
                 compiled: Compiled | SparkCompiled
@@ -720,6 +814,7 @@ class Engine:
             "estimate": _estimate_stats(prepared),
             "would_refuse": list(prepared.would_refuse),
             "executor": self.executor,
+            "plan_reused": prepared.reused,
         }
         return Result(frame, truncated, stats)
 
@@ -768,9 +863,11 @@ class Engine:
         return counts
 
     @contextmanager
-    def _admitted(self, tenant: str) -> Iterator[None]:
-        """A running slot of the tenant's share (if it has one), then of the engine."""
-        mine = self.limits_for(tenant)
+    def _admitted(self, tenant: str, limits: Limits | None = None) -> Iterator[None]:
+        """A running slot of the tenant's share (if it has one), then of the engine.
+
+        ``limits`` are the tenant's as the query read them (default: read now)."""
+        mine = limits if limits is not None else self.limits_for(tenant)
         wait = mine.deadline_ms / 1000
         share = self._tenant_slots.get(tenant)
         if (share is None and mine.max_concurrent < self.limits.max_concurrent) or (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +38,10 @@ def test_indexed_matches_plain_lake(tmp_path: Path) -> None:
             a = plain.query(text, tenant=tenant, now=demo.now).df
             b = indexed.query(text, tenant=tenant, now=demo.now).df
             assert a.equals(b), text
+    # One loader thread loads the two tenants one after the other, in the background.
+    deadline = time.monotonic() + 60
+    while set(indexed.store.loaded()) != {"acme", "globex"} and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert set(indexed.store.loaded()) == {"acme", "globex"}
 
 
@@ -51,3 +57,44 @@ def test_ingest_drops_the_index_of_touched_tenants(tmp_path: Path) -> None:
     window = (pl.col("ts") >= demo.now - timedelta(days=30)) & (pl.col("ts") <= demo.now)
     expected = demo.receipts.filter((pl.col("tenant") == "acme") & window).height
     assert before < after == expected
+
+
+def test_one_load_at_a_time_the_most_demanded_first(tmp_path: Path) -> None:
+    """Queued loads wait for the one loader; the tenant asked for most goes next, and queries
+    are answered (from partitions) while a load is under way."""
+    demo = _data()
+    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
+    writer.ingest("receipts", demo.receipts)
+    engine = pql.Engine(tmp_path / "lake", cache=False)
+    store = engine.store
+    assert isinstance(store, IndexedLake)
+    release = threading.Event()
+    order: list[str] = []
+    running: list[int] = [0, 0]  # now, most at once
+    guard = threading.Lock()
+
+    def on_load(tenant: str) -> None:
+        with guard:
+            order.append(tenant)
+            running[0] += 1
+            running[1] = max(running)
+        release.wait(30)
+        with guard:
+            running[0] -= 1
+
+    store.on_load = on_load
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 7d"
+    first = engine.query(text, tenant="acme", now=demo.now)
+    assert first.stats["path"] == "partitions"
+    engine.query(text, tenant="globex", now=demo.now)
+    for _ in range(3):
+        engine.query(text, tenant="initech", now=demo.now)
+    # acme's load is blocked: its queries are still answered, from partitions.
+    assert engine.query(text, tenant="acme", now=demo.now).stats["path"] == "partitions"
+    release.set()
+    deadline = time.monotonic() + 60
+    while len(store.loaded()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert order == ["acme", "initech", "globex"]
+    assert running[1] == 1
+    assert engine.query(text, tenant="acme", now=demo.now).stats["path"] == "index"

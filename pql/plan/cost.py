@@ -112,10 +112,14 @@ class Estimates:
     def __init__(self, plan: Node, by_node: dict[Node, NodeEstimate]) -> None:
         self.plan = plan
         self._by_node = by_node
+        self._root: NodeEstimate | None = None
 
     @property
     def root(self) -> NodeEstimate:
-        return self._by_node[self.plan]
+        # Looked up once: hashing a plan walks the whole tree (nodes do not cache their hash).
+        if self._root is None:
+            self._root = self._by_node[self.plan]
+        return self._root
 
     @property
     def rows(self) -> float:

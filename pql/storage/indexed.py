@@ -1,10 +1,12 @@
 """A lake with in-memory indexes: each tenant's rows, sorted by ``ts``, loaded in the background.
 
 For long-lived engines (services, notebooks, the load harness), the default of ``Engine(DIR)``.
-A tenant's first query starts loading its index in a thread of its own and is answered from the
-lake's partitions in its window meanwhile, as is every query of that tenant until the index is
-ready; loading never holds up another tenant's queries. Once loaded, windows are binary searches
-and zero-copy slices of memory, and aggregate queries read the index's per-day rollups.
+A tenant's first query queues its index for the loader thread and is answered from the lake's
+partitions in its window meanwhile, as is every query of that tenant until the index is ready;
+loading never holds up another tenant's queries. The loader loads one tenant at a time (loads side
+by side share the cores and all finish late), the tenant most asked for while waiting first.
+Once loaded, windows are binary searches and zero-copy slices of memory, and aggregate queries
+read the index's per-day rollups.
 
 The indexes live under a memory budget (:mod:`pql.storage.budget`): when a load brings the total
 over it, the least recently used other tenants are dropped; a tenant whose index alone would not
@@ -92,6 +94,12 @@ class IndexedLake:
         self._loading: set[str] = set()
         self._refused: dict[str, tuple[int, str]] = {}  # tenant -> (version, why)
         self._wanted: set[str] = set()  # the tenants preloaded, for ready()
+        # Loads wait here for the one loader thread: one load at a time finishes each tenant
+        # soonest (loads side by side share the cores and all finish late), and the tenant
+        # asked for most while waiting goes first.
+        self._queue: dict[str, int] = {}  # tenant -> version to load, in arrival order
+        self._demand: dict[str, int] = {}  # queries that found the tenant not loaded
+        self._loader: threading.Thread | None = None
 
     # the Store protocol ---------------------------------------------------------------------
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
@@ -164,19 +172,19 @@ class IndexedLake:
             self._load(tenant, version)
 
     def preload(self, tenants: Preload = "all") -> None:
-        """Load the indexes of ``tenants`` (``"all"``: every tenant of the lake) one after
-        another in a background thread; :meth:`ready` says when they are settled."""
+        """Load the indexes of ``tenants`` (``"all"``: every tenant of the lake, the largest
+        first) one after another in the background; :meth:`ready` says when they are
+        settled. A tenant that queries ask for while it waits goes ahead of the others."""
         if tenants is None:
             return
         names = self.lake.tenants() if tenants == "all" else tuple(tenants)
+        if tenants == "all":  # the largest first: it is the one most queries wait for
+            names = tuple(sorted(names, key=lambda t: -self._rows(t)))
         with self._lock:
             self._wanted.update(names)
-            # Claimed before the thread starts, so that ready() is false from this call on.
-            claimed = [t for t in names if self._claim_locked(t, self.lake.version(t))]
-        thread = threading.Thread(
-            target=self._load_all, args=(claimed,), name="pql-preload", daemon=True
-        )
-        thread.start()
+            # Claimed now, so that ready() is false from this call on.
+            claimed = [(t, v) for t in names if self._claim_locked(t, v := self.lake.version(t))]
+            self._enqueue_locked(claimed)
 
     def ready(self) -> bool:
         """Whether every preloaded tenant is settled: in memory, or served from its partitions
@@ -222,14 +230,33 @@ class IndexedLake:
             if found is not None and found.version == version:
                 self._indexes.move_to_end(tenant)
                 return found.store
+            self._demand[tenant] = self._demand.get(tenant, 0) + 1
             claimed = self._claim_locked(tenant, version)
-        if not claimed:
-            return None
-        if not self.background:
+            if claimed and self.background:
+                self._enqueue_locked([(tenant, version)])
+        if claimed and not self.background:
             return self._load(tenant, version)
-        name = f"pql-index-{tenant}"
-        threading.Thread(target=self._load, args=(tenant, version), name=name, daemon=True).start()
         return None
+
+    def _enqueue_locked(self, loads: Iterable[tuple[str, int]]) -> None:
+        """Queue claimed loads for the loader thread, starting it if it is not running."""
+        for tenant, version in loads:
+            self._queue[tenant] = version
+        if self._queue and self._loader is None:
+            self._loader = threading.Thread(target=self._run_loader, name="pql-index", daemon=True)
+            self._loader.start()
+
+    def _run_loader(self) -> None:
+        """Load the queued tenants one at a time, the most demanded first (then in order)."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._loader = None
+                    return
+                tenant = max(self._queue, key=lambda t: self._demand.get(t, 0))
+                version = self._queue.pop(tenant)
+                self._demand.pop(tenant, None)
+            self._load(tenant, version)
 
     def _claim(self, tenant: str, version: int, *, retry: bool = False) -> bool:
         with self._lock:
@@ -248,9 +275,9 @@ class IndexedLake:
         self._loading.add(tenant)
         return True
 
-    def _load_all(self, tenants: Iterable[str]) -> None:
-        for tenant in tenants:
-            self._load(tenant, self.lake.version(tenant))
+    def _rows(self, tenant: str) -> int:
+        """``tenant``'s stored rows, from the lake's partition statistics."""
+        return sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
 
     def _load(self, tenant: str, version: int) -> MemoryStore | None:
         """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed)."""
@@ -259,7 +286,7 @@ class IndexedLake:
         try:
             if self.on_load is not None:
                 self.on_load(tenant)
-            rows = sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
+            rows = self._rows(tenant)
             if rows * _LEAST_BYTES_PER_ROW > self.memory_budget:
                 why = f"its {rows} rows need more than {rows * _LEAST_BYTES_PER_ROW} bytes"
             else:
@@ -282,12 +309,14 @@ class IndexedLake:
         return store
 
     def _read(self, tenant: str) -> MemoryStore:
+        # The lake validated and deduplicated these rows when they were ingested: they are
+        # sorted and rolled up, not checked again (that was most of a load's time).
         store = MemoryStore(self._catalog, rollups=self._rollups)
         for subject in self._catalog:
             got = self.lake.scan(tenant, subject, _ALL_START, _ALL_END)
-            frame = got.frame.collect()
+            frame = got.frame.filter(pl.col("tenant") == tenant).collect()
             if frame.height:
-                store.ingest(subject, frame)
+                store.load_stored(tenant, subject, frame)
         return store
 
     def _keep(self, tenant: str, index: _Index) -> None:

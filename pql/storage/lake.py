@@ -798,6 +798,12 @@ class Lake:
         """The manifest, re-read only when the file changed; syncs extras into the catalog."""
         with self._lock:
             try:
+                # One stat when nothing changed (the usual case); the manifest is replaced
+                # atomically, so an unchanged signature means the manifest in memory is current.
+                if self._signature is not None and (
+                    _signature(os.stat(self.manifest_path)) == self._signature
+                ):
+                    return self._manifest
                 with open(self.manifest_path, "rb") as handle:
                     signature = _signature(os.fstat(handle.fileno()))
                     if signature == self._signature:

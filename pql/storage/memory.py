@@ -127,6 +127,29 @@ class MemoryStore:
             duplicate_keys=duplicate_keys,
         )
 
+    def load_stored(self, tenant: str, subject: Subject, rows: pl.DataFrame) -> None:
+        """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
+        store that validated and deduplicated them when they were ingested (an index of a
+        :class:`~pql.storage.lake.Lake`): they are only conformed, sorted and rolled up, not
+        checked again. For a store that holds none of ``tenant``'s ``subject`` yet."""
+        with self._lock:
+            declared = current_subject(self._catalog, subject)
+            extras = extra_columns(declared, rows)
+            if extras:
+                self._catalog.add_extras(tenant, declared.name, extras)
+                mine = self._extras.setdefault(tenant, {}).setdefault(declared.name, {})
+                for name, type_ in extras.items():
+                    mine.setdefault(name, type_)
+            current = current_subject(self._catalog, declared, tenant)
+            key = (tenant, declared.name)
+            self._tables[key] = _Table.build(
+                conform(rows, current).sort(sort_columns(current)).rechunk()
+            )
+            if self.rollups is not None:
+                self.rollups.add(tenant, declared, rows)
+            self._stats.pop(key, None)
+            self._versions[tenant] = self._versions.get(tenant, 0) + 1
+
     def scan(
         self,
         tenant: str,

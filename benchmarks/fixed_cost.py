@@ -1,0 +1,243 @@
+"""Fixed cost per query: where the time goes outside execution, per example, vs DuckDB.
+
+Every example of the contract (:data:`pql.examples.CONTRACT_EXAMPLES`) and every runnable
+``pql`` example of ``docs/pql/LANGUAGE.md`` is asked, single-client and with the result cache
+off, of the default ``Engine(DIR)`` (indexes loaded first) for the largest and the smallest
+tenant. For each (example, tenant) the script reports the medians of:
+
+* each stage outside execution (``parse``, ``analyze``, ``plan``, ``safety``, ``optimize``,
+  ``compile``; a reused prepared plan reports ``prepare`` instead) and their sum, ``outside``;
+* ``execute`` and the whole call (``total``, as the caller sees it);
+* DuckDB on native tables sorted by tenant and ts (SQL from ``tests/sqlref.py``), and the ratio
+  pql/DuckDB of the medians.
+
+Results go to ``benchmarks/results/fixed-cost-<N>k-<stamp>.json``. Run from the repository root::
+
+    python -m benchmarks.fixed_cost --receipts 1000000
+    python -m benchmarks.fixed_cost --data LAKE_DIR      # an existing lake (its newest day is now)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import pql
+from pql.examples import CONTRACT_EXAMPLES
+from pql.storage import IndexedLake
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGE = ROOT / "docs" / "pql" / "LANGUAGE.md"
+PARAMS = {"status": "error", "min_ms": 250, "from": "2026-03-01T00:00:00Z"}
+"""Values for the ``$parameters`` of the docs' examples (as ``tests/test_docs.py`` binds them)."""
+
+OUTSIDE = ("parse", "analyze", "plan", "safety", "optimize", "prepare", "compile")
+"""The stages outside execution, as ``result.stats["timings_ms"]`` names them."""
+
+
+def language_examples() -> list[str]:
+    """The ``pql`` blocks of LANGUAGE.md that are whole queries (start with FIND)."""
+    out: list[str] = []
+    lines = LANGUAGE.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "```pql":
+            body = []
+            i += 1
+            while i < len(lines) and lines[i].strip() != "```":
+                body.append(lines[i])
+                i += 1
+            kept = [ln for ln in body if ln.strip() and not ln.lstrip().startswith("--")]
+            text = "\n".join(body).strip()
+            if kept and kept[0].lstrip().upper().startswith("FIND"):
+                out.append(text)
+        i += 1
+    return out
+
+
+def _duck(data: dict[str, pl.DataFrame]) -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    for name, frame in data.items():
+        con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
+        con.unregister(f"{name}_src")
+    return con
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 4) if values else 0.0
+
+
+def measure(
+    engine: pql.Engine,
+    con: Any,
+    text: str,
+    tenant: str,
+    now: datetime,
+    *,
+    repeat: int,
+) -> dict[str, Any] | None:
+    """Medians of the stages of ``text`` for ``tenant`` and of DuckDB; ``None`` if it fails."""
+    from tests.sqlref import translate
+
+    try:
+        engine.query(text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False)
+    except pql.PQLError as exc:
+        return {"error": exc.code}
+    stages: dict[str, list[float]] = {}
+    totals: list[float] = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = engine.query(
+            text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False
+        )
+        totals.append((time.perf_counter() - t) * 1000)
+        timings = result.stats["timings_ms"]
+        outside = 0.0
+        for stage in OUTSIDE:
+            if stage in timings:
+                stages.setdefault(stage, []).append(timings[stage])
+                outside += timings[stage]
+        stages.setdefault("outside", []).append(outside)
+        stages.setdefault("execute", []).append(timings.get("execute", 0.0))
+    prepared = engine.prepare(text, tenant=tenant, now=now, params=PARAMS)
+    sql = translate(
+        prepared.analyzed,
+        tenant=tenant,
+        now=now,
+        window=prepared.window,
+        max_rows=prepared.limits.max_rows,
+    )
+    con.sql(sql).to_arrow_table()
+    duck: list[float] = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        con.sql(sql).to_arrow_table()
+        duck.append((time.perf_counter() - t) * 1000)
+    row: dict[str, Any] = {s: _median(v) for s, v in stages.items()}
+    row["total"] = _median(totals)
+    row["duckdb"] = _median(duck)
+    row["ratio"] = round(row["total"] / row["duckdb"], 3) if row["duckdb"] else None
+    row["path"] = result.stats.get("path")
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--receipts", type=int, default=1_000_000)
+    ap.add_argument("--tenants", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--data", type=Path, help="an existing lake (default: generate one)")
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    quiet = not sys.stdout.isatty()
+
+    scratch = None
+    t = time.perf_counter()
+    if args.data is None:
+        from pql.demo import generate
+
+        now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+        demo = generate(args.receipts, seed=args.seed, tenants=args.tenants, now=now)
+        scratch = tempfile.TemporaryDirectory(prefix="pql-fixed-cost-")
+        args.data = Path(scratch.name) / "lake"
+        writer = pql.Engine(args.data, index=False)
+        writer.ingest("receipts", demo.receipts)
+        writer.ingest("decisions", demo.decisions)
+    engine = pql.Engine(args.data, cache=False, preload="all")
+    engine.wait_ready()
+    store = engine.store
+    assert isinstance(store, IndexedLake)
+    lake = store.lake
+    frames: dict[str, pl.DataFrame] = {}
+    for subject in ("receipts", "decisions"):
+        parts = [
+            lake.scan(
+                tenant,
+                engine.catalog[subject],
+                datetime(1970, 1, 1, tzinfo=UTC),
+                datetime(9999, 1, 1, tzinfo=UTC),
+            ).frame.collect()
+            for tenant in lake.tenants()
+        ]
+        frames[subject] = pl.concat(parts, how="diagonal_relaxed")
+    receipts = frames["receipts"]
+    sizes = receipts["tenant"].value_counts(sort=True)
+    large, small = sizes["tenant"][0], sizes["tenant"][-1]
+    ts_max = receipts["ts"].max()
+    assert isinstance(ts_max, datetime)
+    now = ts_max.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    con = _duck(frames)
+    setup_s = time.perf_counter() - t
+    if not quiet:
+        print(f"{receipts.height:,} receipts; large {large}, small {small}; setup {setup_s:.1f}s")
+
+    examples = [("contract", i, q) for i, q in enumerate(CONTRACT_EXAMPLES)]
+    examples += [("language", i, q) for i, q in enumerate(language_examples())]
+    rows: list[dict[str, Any]] = []
+    for source, n, text in examples:
+        for size, tenant in (("large", large), ("small", small)):
+            row = measure(engine, con, text, tenant, now, repeat=args.repeat)
+            if row is None:
+                continue
+            row = {"example": f"{source}-{n}", "tenant": size, "query": text, **row}
+            rows.append(row)
+            if not quiet and "error" not in row:
+                print(
+                    f"{row['example']:12} {size:5} outside {row['outside']:7.3f} "
+                    f"exec {row['execute']:8.3f} total {row['total']:8.3f} "
+                    f"duckdb {row['duckdb']:8.3f} ratio {row['ratio']}"
+                )
+    ran = [r for r in rows if "error" not in r]
+    outside = [r["outside"] for r in ran]
+    ratios = [r["ratio"] for r in ran if r["ratio"] is not None]
+    summary = {
+        "receipts": receipts.height,
+        "tenants": {"large": large, "small": small},
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "repeat": args.repeat,
+        "pairs": len(ran),
+        "refused_or_failed": [
+            {"example": r["example"], "tenant": r["tenant"], "code": r["error"]}
+            for r in rows
+            if "error" in r
+        ],
+        "median_outside_ms": _median(outside),
+        "max_outside_ms": round(max(outside), 4) if outside else None,
+        "median_ratio_pql_duckdb": _median(ratios),
+        "max_ratio_pql_duckdb": max(ratios) if ratios else None,
+        "pairs_over_0_8": sum(r > 0.8 for r in ratios),
+        "stage_medians_ms": {
+            s: _median([r[s] for r in ran if s in r]) for s in (*OUTSIDE, "execute", "outside")
+        },
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"fixed-cost-{receipts.height // 1000}k-{stamp}.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    head = {k: v for k, v in summary.items() if k != "rows"}
+    print(json.dumps(head, indent=2, default=str))
+    print(f"-> {path}")
+    if scratch is not None:
+        scratch.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
