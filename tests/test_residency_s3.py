@@ -22,6 +22,7 @@ from pql.adapters.residency.enforce import DECISIONS, append_line
 from pql.adapters.residency.journal import JOURNAL
 from pql.adapters.residency.objects import S3Objects
 from pql.errors import SafetyError
+from pql.limits import Limits
 from pql.storage.lake import parse_bucket
 from pql.storage.s3 import S3Lake
 from tests.clock import TEST_NOW
@@ -31,6 +32,7 @@ pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
 LOCATION = "s3://pql-meta/residency"
+PATIENT = Limits(deadline_ms=120_000)  # no index: each query fetches objects; loaded cores
 
 
 def s3_lake(engine: pql.Engine) -> S3Lake:
@@ -48,7 +50,7 @@ def options(s3: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def engine(options: dict[str, Any]) -> pql.Engine:
-    eng = pql.Engine(LOCATION, s3=options, region="us-east-1", index=False)
+    eng = pql.Engine(LOCATION, s3=options, region="us-east-1", index=False, limits=PATIENT)
     eng.ingest("receipts", receipts("acme", "us-east-1", 20), who="ops")
     eng.ingest("receipts", receipts("globex", "eu-west-1", 3), who="ops")
     return eng
