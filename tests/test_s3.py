@@ -25,6 +25,7 @@ from pql.storage.s3 import S3Lake
 from tests.cases import DIFFERENTIAL_CASES
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
+from tests.paths import windows_of, with_edges
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -189,7 +190,9 @@ def test_the_core_imports_without_boto3() -> None:
 def test_the_s3_store_answers_as_the_local_directory(
     s3: dict[str, Any], tmp_path: Path, index: bool
 ) -> None:
-    data = small_demo()
+    texts = (*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES)
+    # Rows exactly at every window's bounds and partition edges, one microsecond either side.
+    data = with_edges(small_demo(), windows_of(texts))
     local = pql.Engine(tmp_path / "lake", adapters=(), index=index, cache=False, limits=PATIENT)
     remote = pql.Engine(LOCATION, s3=s3, adapters=(), index=index, cache=False, limits=PATIENT)
     for engine in (local, remote):
@@ -198,7 +201,7 @@ def test_the_s3_store_answers_as_the_local_directory(
         engine.wait_ready()
     assert remote.store.tenants() == local.store.tenants() == tuple(sorted(TENANTS))
     compared = 0
-    for text in (*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES):
+    for text in texts:
         for tenant in TENANTS:
             try:
                 ours = local.query(text, tenant=tenant, now=TEST_NOW)
