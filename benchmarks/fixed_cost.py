@@ -33,37 +33,12 @@ from typing import Any
 import polars as pl
 
 import pql
-from pql.examples import CONTRACT_EXAMPLES
+from benchmarks.examples import PARAMS, examples
 from pql.storage import IndexedLake
 
 RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
-LANGUAGE = ROOT / "docs" / "pql" / "LANGUAGE.md"
-PARAMS = {"status": "error", "min_ms": 250, "from": "2026-03-01T00:00:00Z"}
-"""Values for the ``$parameters`` of the docs' examples (as ``tests/test_docs.py`` binds them)."""
-
 OUTSIDE = ("parse", "analyze", "plan", "safety", "optimize", "prepare", "compile")
 """The stages outside execution, as ``result.stats["timings_ms"]`` names them."""
-
-
-def language_examples() -> list[str]:
-    """The ``pql`` blocks of LANGUAGE.md that are whole queries (start with FIND)."""
-    out: list[str] = []
-    lines = LANGUAGE.read_text(encoding="utf-8").splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].strip() == "```pql":
-            body = []
-            i += 1
-            while i < len(lines) and lines[i].strip() != "```":
-                body.append(lines[i])
-                i += 1
-            kept = [ln for ln in body if ln.strip() and not ln.lstrip().startswith("--")]
-            text = "\n".join(body).strip()
-            if kept and kept[0].lstrip().upper().startswith("FIND"):
-                out.append(text)
-        i += 1
-    return out
 
 
 def _duck(data: dict[str, pl.DataFrame]) -> Any:
@@ -186,15 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     if not quiet:
         print(f"{receipts.height:,} receipts; large {large}, small {small}; setup {setup_s:.1f}s")
 
-    examples = [("contract", i, q) for i, q in enumerate(CONTRACT_EXAMPLES)]
-    examples += [("language", i, q) for i, q in enumerate(language_examples())]
     rows: list[dict[str, Any]] = []
-    for source, n, text in examples:
+    for name, text in examples().items():
         for size, tenant in (("large", large), ("small", small)):
             row = measure(engine, con, text, tenant, now, repeat=args.repeat)
             if row is None:
                 continue
-            row = {"example": f"{source}-{n}", "tenant": size, "query": text, **row}
+            row = {"example": name, "tenant": size, "query": text, **row}
             rows.append(row)
             if not quiet and "error" not in row:
                 print(

@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 
 import pql
+from benchmarks.examples import PARAMS, examples
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, MemoryStore
 
@@ -102,6 +103,7 @@ class Request:
     tenant: str
     shape: str
     text: str
+    params: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -118,14 +120,32 @@ class Sample:
 
 
 def workload(
-    tenants: list[str], *, qps: float, duration: float, adhoc_share: float, zipf: float, seed: int
+    tenants: list[str],
+    *,
+    qps: float,
+    duration: float,
+    adhoc_share: float,
+    zipf: float,
+    seed: int,
+    mix: str = "dashboard",
 ) -> list[Request]:
-    """The request schedule: constant arrival rate, Zipf-skewed tenants, dashboards and ad hoc."""
+    """The request schedule: constant arrival rate, Zipf-skewed tenants.
+
+    ``mix="dashboard"``: the dashboard shapes, and ad-hoc queries with ``adhoc_share``;
+    ``mix="examples"``: every contract and LANGUAGE.md example (:mod:`benchmarks.examples`),
+    drawn uniformly, each with the docs' parameters.
+    """
     rng = random.Random(seed)
     weights = [1 / (rank + 1) ** zipf for rank in range(len(tenants))]
+    every = examples() if mix == "examples" else {}
+    names = sorted(every)
     out: list[Request] = []
     for i in range(int(qps * duration)):
         tenant = rng.choices(tenants, weights)[0]
+        if mix == "examples":
+            shape = rng.choice(names)
+            out.append(Request(i / qps, tenant, shape, every[shape], PARAMS))
+            continue
         if rng.random() < adhoc_share:
             shape = rng.choice(sorted(ADHOC))
             text = ADHOC[shape](rng)
@@ -134,6 +154,11 @@ def workload(
             text = DASHBOARDS[shape]
         out.append(Request(i / qps, tenant, shape, text))
     return out
+
+
+def largest_share(requests: list[Request], largest: str) -> float:
+    """The share of ``requests`` that go to tenant ``largest``."""
+    return round(sum(r.tenant == largest for r in requests) / max(len(requests), 1), 3)
 
 
 def drive(
@@ -149,7 +174,7 @@ def drive(
         outcome = "ok"
         path = None
         try:
-            result = engine.query(req.text, tenant=req.tenant, cache=cache)
+            result = engine.query(req.text, tenant=req.tenant, params=req.params, cache=cache)
             path = result.stats.get("path")
             if result.stats["cache"]["hit"]:
                 outcome = "cache_hit"
@@ -380,7 +405,7 @@ def compare(
     for shape, reqs in sorted(chosen.items()):
         pql_ms, duck_ms, polars_ms = [], [], []
         for req in reqs:
-            prepared = engine.prepare(req.text, tenant=req.tenant, now=now)
+            prepared = engine.prepare(req.text, tenant=req.tenant, now=now, params=req.params)
             sql = translate(
                 prepared.analyzed,
                 tenant=req.tenant,
@@ -390,7 +415,9 @@ def compare(
             )
             pql_ms.append(
                 _median_ms(
-                    lambda r=req: engine.query(r.text, tenant=r.tenant, now=now, cache=False),
+                    lambda r=req: engine.query(
+                        r.text, tenant=r.tenant, now=now, params=r.params, cache=False
+                    ),
                     repeat,
                 )
             )
@@ -429,7 +456,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--cache", choices=["on", "off", "both"], default="both")
     ap.add_argument("--adhoc-share", type=float, default=0.2)
-    ap.add_argument("--zipf", type=float, default=1.1)
+    ap.add_argument(
+        "--mix",
+        choices=["dashboard", "examples"],
+        default="dashboard",
+        help="dashboard: the dashboards and --adhoc-share ad hoc; examples: every contract and "
+        "LANGUAGE.md example, drawn uniformly",
+    )
+    ap.add_argument(
+        "--zipf",
+        type=float,
+        help="tenant skew (default 1.1; 1.5 for --mix examples, about half the traffic on the "
+        "largest of 8 tenants)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True)
@@ -451,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         help="cold: a run on the engine as opened (cache off); warm: after preloading",
     )
     args = ap.parse_args(argv)
+    if args.zipf is None:
+        args.zipf = 1.5 if args.mix == "examples" else 1.1
 
     t = time.perf_counter()
     data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
@@ -485,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         adhoc_share=args.adhoc_share,
         zipf=args.zipf,
         seed=args.seed,
+        mix=args.mix,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -504,8 +546,9 @@ def main(argv: list[str] | None = None) -> int:
                 # Polars' first runs and per-tenant statistics are not steady state: run every
                 # dashboard shape once per tenant, uncached, before measuring.
                 for tenant in tenants:
-                    for text in DASHBOARDS.values():
-                        engine.query(text, tenant=tenant, cache=False, record=False)
+                    warm = DASHBOARDS if args.mix == "dashboard" else examples()
+                    for text in warm.values():
+                        engine.query(text, tenant=tenant, params=PARAMS, cache=False, record=False)
             print(f"warm-up: {time.perf_counter() - t:.1f}s")
         if engine.cache is not None:
             engine.cache.clear()
@@ -524,8 +567,10 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "workers": args.workers,
             "cache": mode,
-            "adhoc_share": args.adhoc_share,
+            "mix": args.mix,
+            "adhoc_share": args.adhoc_share if args.mix == "dashboard" else None,
             "zipf": args.zipf,
+            "largest_tenant_share": largest_share(requests, tenants[0]),
             "seed": args.seed,
             "warmup": args.warmup and start == "warm",
             "granularity_s": engine.cache_granularity.total_seconds(),
@@ -544,13 +589,15 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(samples, wall_s=wall, config=config)
         if start == "cold":
             summary["cold_start"] = cold_start(samples)
-        name = f"harness-{args.receipts // 1000}k-{args.store}-{start}-cache-{mode}-{stamp}"
+        mix = "" if args.mix == "dashboard" else f"-{args.mix}"
+        name = f"harness-{args.receipts // 1000}k-{args.store}{mix}-{start}-cache-{mode}-{stamp}"
         base = args.out / name
         summary["png"] = str(base.with_suffix(".png").name)
         plot(
             samples,
             base.with_suffix(".png"),
-            f"{args.receipts:,} receipts, {args.qps:g} QPS, {start} start, cache {mode}",
+            f"{args.receipts:,} receipts, {args.qps:g} QPS, {args.mix} mix, {start} start, "
+            f"cache {mode}",
         )
         base.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
         lat = summary["latency_ms"]
@@ -568,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(
             engine, data, requests, repeat=args.compare_repeat, per_shape=args.compare_per_shape
         )
-        path = args.out / f"harness-{args.receipts // 1000}k-compare-{stamp}.json"
+        mix = "" if args.mix == "dashboard" else f"-{args.mix}"
+        path = args.out / f"harness-{args.receipts // 1000}k{mix}-compare-{stamp}.json"
         path.write_text(
             json.dumps({"receipts": data.receipts.height, "shapes": result}, indent=2) + "\n"
         )
