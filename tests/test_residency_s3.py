@@ -258,3 +258,8 @@ def test_the_auditor_finds_every_violation_planted_on_s3_and_nothing_else(
     assert cli.main(["residency", "audit", "--data", LOCATION, "--format", "json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["counts"] == report.counts()
+    # The dashboard panel over S3: one self-contained page that lists every kind found.
+    assert cli.main(["residency", "audit", "--data", LOCATION, "--format", "html"]) == 1
+    page = capsys.readouterr().out
+    assert page.startswith("<!doctype html>") and "<script src" not in page
+    assert all(kind in page for kind in planted)
