@@ -2,14 +2,17 @@
 
 Each query runs in its own Spark job group (``interruptOnCancel``); when the deadline passes the
 group is cancelled, so the cluster stops working on it, and the caller gets ``PQL-S006`` at once.
+Cancelling a group stops only the jobs it has *now*: a query still being planned on the driver
+when its deadline passes submits its job later. So the group is cancelled again until the
+query's thread has given up, and no job of an expired query runs to its end.
 """
 
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["collect", "run"]
 
 _WAITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pql-spark")
+CANCEL_EVERY_S = 0.05
+"""How often an expired query's job group is cancelled again until its thread gives up."""
 
 
 def run(
@@ -61,7 +66,15 @@ def collect(frame: DataFrame, spark: SparkSession, deadline: Deadline | None) ->
         return answer.result(timeout=left / 1000)
     except FutureTimeout:
         context.cancelJobGroup(group)
+        _WAITERS.submit(_cancel_until_done, context, group, answer)
         raise expired(limit) from None
+
+
+def _cancel_until_done(context: Any, group: str, answer: Future[pa.Table]) -> None:
+    """Cancel ``group`` every ``CANCEL_EVERY_S`` until the query's thread is done: a job it
+    submits after the first cancel (its planning outlasted the deadline) is cancelled too."""
+    while not wait([answer], timeout=CANCEL_EVERY_S).done:
+        context.cancelJobGroup(group)
 
 
 def _typed(table: pa.Table, schema: Schema) -> pl.DataFrame:
