@@ -111,3 +111,17 @@ def test_every_error_case_names_a_place_or_says_why_not() -> None:
             if exc.code not in whole_query:
                 assert exc.span is not None, f"{exc.code} for {text!r} has no span"
                 assert exc.hints, f"{exc.code} for {text!r} has no hint"
+
+
+def test_tenant_refusals(update_golden: bool) -> None:
+    """The rendered refusal (code, message, hint) of tenant names the contract does not allow."""
+    engine = pql.Engine.in_memory()
+    parts = []
+    for tenant in ["Acme", "a", "-acme", "acme_eu", "a" * 32, ""]:
+        try:
+            engine.query("FIND receipts SINCE 1d", tenant=tenant, now=NOW)
+        except pql.PQLError as exc:
+            parts.append(f"-- {tenant!r}\nexit {exc.exit_code}\n{exc.render()}\n")
+        else:
+            raise AssertionError(f"no error for tenant {tenant!r}")
+    check_golden("tenant_errors.txt", "\n".join(parts), update_golden)

@@ -541,3 +541,15 @@ def test_indexed_lake_uses_rollups_and_refreshes_them(tmp_path: Path) -> None:
         assert_same_frame(ours, raw.query(text, tenant=tenant, now=demo.now).df, "indexed")
         for engine in (indexed, raw):
             engine.ingest("receipts", demo.receipts.tail(demo.receipts.height - half))
+
+
+def test_rollups_are_read_from_exactly_rollup_min_rows(demo: DemoData) -> None:
+    """``rollup_min_rows`` is the least number of rows for which rollups are read: at exactly
+    that many (every partition inside the window, so the estimate is exact) they are."""
+    start, end = demo.now - timedelta(days=100), demo.now - timedelta(days=10)
+    frame = demo.receipts.filter((pl.col("tenant") == "acme") & pl.col("ts").is_between(start, end))
+    text = HAND_WRITTEN[0]  # COUNT(*) ... GROUP BY region SINCE 180d: no filter under it
+    for least, used in [(frame.height, True), (frame.height + 1, False)]:
+        eng = pql.Engine.in_memory(cache=False, rollup_min_rows=least)
+        eng.ingest("receipts", frame)
+        assert _uses_rollup(eng, text, "acme", demo.now) is used, least
