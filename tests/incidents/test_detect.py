@@ -56,11 +56,33 @@ def test_normal_buckets_of_few_skewed_records_stay_quiet() -> None:
     rng = np.random.default_rng(7)
     history, first = _history(rng, per_bucket=5)
     alarms = 0
+    before = _rows(first - 1, rng.lognormal(np.log(200), 0.4, 5))
     for bucket in range(first, first + 2 * 288):
         rows = _rows(bucket, rng.lognormal(np.log(200), 0.4, 5))
-        alarms += len(detect_bucket("t", bucket, rows, history, DEFAULT, lambda _: None))
+        alarms += len(detect_bucket("t", bucket, rows, history, DEFAULT, lambda _: None, before))
         finalize_bucket(bucket, rows, history, DEFAULT)
+        before = rows
     assert alarms == 0
+
+
+def test_a_slowdown_late_in_a_bucket_is_seen_at_the_next_record() -> None:
+    """Three slow records at the end of a bucket, one at the start of the next: the bucket alone
+    holds too few, the trailing window reaching back into the bucket before holds enough."""
+    rng = np.random.default_rng(11)
+    history, bucket = _history(rng, per_bucket=5)
+    before = _rows(bucket - 1, np.array([190.0, 120.0, 210.0, 800.0, 750.0, 1100.0]))
+    now = _rows(bucket, np.array([900.0]))
+    assert detect_bucket("t", bucket, now, history, DEFAULT, lambda _: None) == []
+    found = detect_bucket("t", bucket, now, history, DEFAULT, lambda _: None, before)
+    assert [s.key for s in found] == ["latency|etl"]
+    signal = found[0]
+    assert signal.detected == int(now["ts"][0])
+    assert signal.bucket_start == bucket * WIDTH <= signal.detected
+    assert signal.window_start < signal.bucket_start  # the window reaches into the bucket before
+    both = pl.concat([before, now])
+    window = both.filter(pl.col("ts") >= signal.window_start)
+    assert signal.value == float(window["value"].mean())  # type: ignore[arg-type]
+    assert signal.value > signal.threshold
 
 
 def test_too_few_records_are_not_judged() -> None:

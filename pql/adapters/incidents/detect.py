@@ -119,6 +119,11 @@ def _logs(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window(ts: np.ndarray, j: int, width: int) -> int:
+    """The index of the first record in the trailing window ``(ts[j] - width, ts[j]]``."""
+    return int(np.searchsorted(ts, ts[j] - width, side="right"))
+
+
 def detect_bucket(
     tenant: str,
     bucket: int,
@@ -126,53 +131,84 @@ def detect_bucket(
     history: History,
     settings: Settings,
     workflow_of: Callable[[str], str | None],
+    before: pl.DataFrame | None = None,
 ) -> list[Signal]:
-    """The signals of one bucket, from its rows so far (sorted by ts), in (detected, key) order."""
+    """The signals of one bucket, from its rows so far (sorted by ts), in (detected, key) order.
+
+    Each record of the bucket is judged on the trailing window of one bucket length that ends
+    at it (``before``: the rows of the previous bucket, which that window may reach into), so an
+    onset late in a bucket is not split over two buckets: a count is the number of records in
+    the window; a level is the mean of any run of the window's latest records (at least
+    ``min_samples``), against the threshold for that many records.
+    """
     first = history.first_bucket
     per_day = 86400 // settings.bucket_s
     if first is None or bucket < first + settings.min_history_days * per_day or not rows.height:
         return []
-    start, end = bucket * settings.bucket_s * US, (bucket + 1) * settings.bucket_s * US
+    width = settings.bucket_s * US
+    start, end = bucket * width, (bucket + 1) * width
+    previous: dict[str, pl.DataFrame] = {}
+    if before is not None and before.height:
+        recent = before.filter(pl.col("ts") > start - width)
+        previous = {str(k): g for (k,), g in recent.group_by(["key"], maintain_order=True)}
     found: list[Signal] = []
-    for (key,), group in rows.group_by(["key"], maintain_order=True):
-        kind = str(group["kind"][0])
+    for (key,), current in rows.group_by(["key"], maintain_order=True):
+        kind = str(current["kind"][0])
         base = _baseline(str(key), kind, bucket, history, settings)
         if base is None:
             continue
         median, mad, _, record = base
+        earlier = previous.get(str(key))
+        group = current if earlier is None else pl.concat([earlier, current])
+        offset = group.height - current.height
         ts = group["ts"].to_numpy()
+        last_of_ts = np.append(ts[1:] != ts[:-1], True)  # judged once all records tied on ts are in
         if kind in COUNTED:
             threshold = _count_threshold(median, mad, settings)
             need = max(settings.min_count, math.floor(threshold) + 1)
-            if group.height < need:
+            hit = None
+            for j in range(offset, group.height):
+                if last_of_ts[j] and j - _window(ts, j, width) + 1 >= need:
+                    hit = j
+                    break
+            if hit is None:
                 continue
-            at = int(ts[need - 1])
-            upto = group.filter(pl.col("ts") <= at)
-            value = float(upto.height)
+            lo = _window(ts, hit, width)
+            window = group[lo : hit + 1]
+            value = float(window.height)
         else:
             logged = kind == "latency"
             least = settings.min_samples if logged else settings.min_metric_samples
-            n = np.arange(1, group.height + 1)
             raw = group["value"].to_numpy()
             scaled = _logs(raw) if logged else raw
-            means = np.cumsum(scaled) / n
+            sums = np.concatenate([[0.0], np.cumsum(scaled)])
             limit = _log_threshold if logged else _level_threshold
-            limits = limit(median, mad, record, n, settings)
-            hits = np.nonzero((n >= least) & (means > limits))[0]
-            if not hits.size:
+            hit, lo = None, 0
+            for j in range(offset, group.height):
+                if not last_of_ts[j]:
+                    continue
+                # runs ending at j: starts from the window's first record to j - least + 1
+                starts = np.arange(_window(ts, j, width), j - least + 2)
+                if not starts.size:
+                    continue
+                n = j + 1 - starts
+                means = (sums[j + 1] - sums[starts]) / n
+                over = np.nonzero(means > limit(median, mad, record, n, settings))[0]
+                if over.size:  # the longest run that crosses: the most evidence
+                    hit, lo = j, int(starts[int(over[0])])
+                    break
+            if hit is None:
                 continue
-            at = int(ts[int(hits[0])])
-            threshold = float(limits[int(hits[0])])
-            upto = group.filter(pl.col("ts") <= at)
-            if float(means[upto.height - 1]) <= threshold:  # records tied on ts pulled it down
-                continue
-            value = float(upto["value"].mean())  # type: ignore[arg-type]
+            window = group[lo : hit + 1]
+            threshold = float(limit(median, mad, record, np.asarray([window.height]), settings)[0])
+            value = float(window["value"].mean())  # type: ignore[arg-type]
             if logged:  # reported on the scale of the data: geometric median and threshold
                 base = (math.exp(median), mad, base[2], record)
                 threshold = math.exp(threshold)
+        at = int(ts[hit])
         found.append(
             _signal(
-                tenant, str(key), kind, start, end, at, value, base, threshold, upto, workflow_of
+                tenant, str(key), kind, start, end, at, value, base, threshold, window, workflow_of
             )
         )
     return sorted(found, key=lambda s: (s.detected, s.key))
@@ -204,6 +240,7 @@ def _signal(
         name=name,
         bucket_start=start,
         bucket_end=end,
+        window_start=int(upto["ts"][0]),
         detected=at,
         value=value,
         median=base[0],

@@ -16,7 +16,8 @@ __all__ = ["draft_note", "figure_queries", "latest", "publish", "save_version"]
 
 def _where(signal: dict[str, Any]) -> tuple[str, str]:
     kind, name = signal["kind"], signal["series"].split("|", 1)[1]
-    window = f"ts >= '{signal['bucket']['start']}' AND ts <= '{signal['detected_at']}'"
+    since = signal.get("window_start", signal["bucket"]["start"])
+    window = f"ts >= '{since}' AND ts <= '{signal['detected_at']}'"
     if kind == "deny":
         agg = "COUNT(decisions.decisionId)"
         cond = f'rule = "{name}" AND effect = "deny"'

@@ -69,9 +69,10 @@ class TenantRun:
         width = self.settings.bucket_s * US
         until_us = max(_us(until), self.data_time)
         start = self.next_bucket * width
-        rows = observations(self.engine, self.tenant, _at(start), _at(until_us + 1))
-        if self.history.first_bucket is None and rows.height:
-            self.history.first_bucket = int(rows["ts"][0]) // width
+        # from the bucket before: the trailing window of its first records reaches into it
+        rows = observations(self.engine, self.tenant, _at(start - width), _at(until_us + 1))
+        if self.history.first_bucket is None and rows.filter(pl.col("ts") >= start).height:
+            self.history.first_bucket = int(rows.filter(pl.col("ts") >= start)["ts"][0]) // width
         lookup = workflows_of(self.engine, self.tenant, _at(start - width), _at(until_us + 1))
         keyed = rows.with_columns((pl.col("ts") // width).alias("bucket"))
         by_bucket = {int(b): g for (b,), g in keyed.group_by(["bucket"], maintain_order=True)}
@@ -81,8 +82,9 @@ class TenantRun:
             part = by_bucket.get(bucket, keyed.clear())
             complete = (bucket + 1) * width <= until_us
             target = self.correlator if complete else self.correlator.copy()
+            before = by_bucket.get(bucket - 1, keyed.clear())
             for signal in detect_bucket(
-                self.tenant, bucket, part, self.history, self.settings, lookup.get
+                self.tenant, bucket, part, self.history, self.settings, lookup.get, before
             ):
                 target.signal(signal)
             if not complete:

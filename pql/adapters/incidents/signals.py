@@ -35,6 +35,8 @@ class Signal:
     name: str
     bucket_start: int
     bucket_end: int
+    window_start: int
+    """The first record the value counts or averages (the window runs to ``detected``)."""
     detected: int
     value: float
     median: float
@@ -60,6 +62,7 @@ class Signal:
             "series": self.key,
             "measured": MEASURES[self.kind].format(name=self.name),
             "bucket": {"start": iso(self.bucket_start), "end": iso(self.bucket_end)},
+            "window_start": iso(self.window_start),
             "detected_at": iso(self.detected),
             "value": round(self.value, 6),
             "baseline": {
