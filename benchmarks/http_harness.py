@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens = {t: store.create(t, ["query"], "harness")[1] for t in tenants}
     process, url = start_server(lake, work / "access.log")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    # The output folder is where the file is; its absolute path would only name this machine.
+    config = {k: v for k, v in vars(args).items() if k != "out"}
     report: dict[str, Any] = {"config": config, "cpus": os.cpu_count()}
     try:
         if args.soak > 0:
