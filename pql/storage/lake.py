@@ -434,16 +434,7 @@ class Lake:
             }
             new, duplicate_keys, duplicates = split_duplicates(declared, frame, stored)
             entries = self._commit(manifest, declared, new) if new.height else []
-        return IngestReport(
-            subject=declared.name,
-            rows_in=frame.height,
-            written=new.height,
-            duplicates=duplicates,
-            tenants=tuple(sorted({e.tenant for e in entries})),
-            partitions=len(entries),
-            duplicate_keys=duplicate_keys,
-            files=tuple(e.path for e in entries),
-        )
+        return ingest_report(declared, frame, new, duplicates, duplicate_keys, entries)
 
     def scan(
         self,
@@ -913,6 +904,27 @@ class Lake:
 
 
 # -- files -------------------------------------------------------------------------------------
+
+
+def ingest_report(
+    subject: Subject,
+    frame: pl.DataFrame,
+    new: pl.DataFrame,
+    duplicates: int,
+    duplicate_keys: tuple[str, ...],
+    entries: Sequence[FileEntry],
+) -> IngestReport:
+    """What an ingest of ``frame`` did: ``new`` rows written as ``entries``, the rest duplicates."""
+    return IngestReport(
+        subject=subject.name,
+        rows_in=frame.height,
+        written=new.height,
+        duplicates=duplicates,
+        tenants=tuple(sorted({e.tenant for e in entries})),
+        partitions=len(entries),
+        duplicate_keys=duplicate_keys,
+        files=tuple(e.path for e in entries),
+    )
 
 
 @contextmanager

@@ -72,6 +72,7 @@ from pql.storage.lake import (
     bucket_name,
     dump,
     exclusive,
+    ingest_report,
     parse_bucket,
 )
 from pql.storage.validate import check_extras, extra_columns, validate
@@ -226,16 +227,7 @@ class S3Lake:
             }
             new, duplicate_keys, duplicates = split_duplicates(declared, frame, stored)
             entries = self._commit(manifest, declared, new) if new.height else []
-        return IngestReport(
-            subject=declared.name,
-            rows_in=frame.height,
-            written=new.height,
-            duplicates=duplicates,
-            tenants=tuple(sorted({e.tenant for e in entries})),
-            partitions=len(entries),
-            duplicate_keys=duplicate_keys,
-            files=tuple(e.path for e in entries),
-        )
+        return ingest_report(declared, frame, new, duplicates, duplicate_keys, entries)
 
     def scan(
         self,
