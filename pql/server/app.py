@@ -61,7 +61,7 @@ __all__ = [
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """The largest request body read, in bytes (``pql serve --max-body-bytes``)."""
 
-DOCUMENTED_ADAPTERS: Final = ("tenancy",)
+DOCUMENTED_ADAPTERS: Final = ("tenancy", "incidents")
 """The package's own adapters whose routes ``docs/api/openapi.json`` describes with the built-in
 ones (loaded by name through their entry points: the core imports no adapter)."""
 

@@ -154,9 +154,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
 @pytest.fixture(scope="session")
 def server(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    # The core's server with the tenancy adapter only, whose routes docs/api/openapi.json
-    # describes (test_http_adapters.py covers other adapters' routes, test_http_tenants.py these).
-    core = {"PQL_ADAPTERS": "tenancy"}
+    # The core's server with the adapters whose routes docs/api/openapi.json describes
+    # (test_http_adapters.py covers other adapters' routes, test_http_tenants.py tenancy's).
+    core = {"PQL_ADAPTERS": "tenancy,incidents"}
     for served in serve(
         lake.path, log, "--keys", str(lake.keys), "--max-body-bytes", "65536", env=core
     ):

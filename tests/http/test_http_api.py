@@ -189,7 +189,7 @@ def test_scope_is_checked_before_anything_else(server: Served) -> None:
 
 def test_unknown_route_and_wrong_method(server: Served) -> None:
     with server.client(server.tokens["a"]) as client:
-        missing = client.get("/api/incidents")  # no incidents adapter loaded
+        missing = client.get("/api/no-such-route")
         method = client.get("/api/pql")
     assert (missing.status_code, _error(missing)["code"]) == (404, "PQL-E305")
     assert (method.status_code, _error(method)["code"]) == (405, "PQL-E306")
