@@ -359,3 +359,29 @@ def test_rebuild_still_leaves_out_a_file_of_mixed_regions(data: Path) -> None:
     report = _lose_and_rebuild(data)
     reasons = dict(report.skipped)
     assert "another region" in reasons[victim.relative_to(data).as_posix()]
+
+
+def test_purge_asks_the_removal_guards_and_a_refusal_keeps_everything(data: Path) -> None:
+    """An object lock (the residency adapter's ``pql_check_remove``) keeps the old copy: the
+    purge is refused whole and no file or manifest entry goes."""
+    engine = pql.Engine(data)
+    migrate(engine, "acme", "eu-west-1", now=TEST_NOW)
+    lake = lake_of(engine)
+    retired = sorted(e.path for e in lake.manifest().retired if e.tenant == "acme")
+    assert retired
+    asked: list[tuple[str, str]] = []
+
+    def locked(action: str, path: str) -> None:
+        asked.append((action, path))
+        if path == retired[-1]:
+            raise pql.SafetyError("PQL-S062", f"{path} is locked")
+
+    lake.removal_guards.append(locked)
+    with pytest.raises(pql.SafetyError) as refused:
+        purge_retired(engine, "acme")
+    assert refused.value.code == "PQL-S062"
+    assert asked and all(action == "delete" for action, _ in asked)
+    assert all((data / p).is_file() for p in retired)
+    assert sorted(e.path for e in lake_of(pql.Engine(data)).manifest().retired) == retired
+    lake.removal_guards.remove(locked)
+    assert sorted(e.path for e in purge_retired(engine, "acme")) == retired

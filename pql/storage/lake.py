@@ -641,6 +641,8 @@ class Lake:
             committed, purged = manifest.purge(tenant)
             if not purged:
                 return ()
+            for entry in purged:  # a copy a guard (an object lock) keeps refuses the whole purge
+                self._guard("delete", self._root / entry.path)
             _atomic_write(self.manifest_path, _dump(committed))
             self._manifest = committed
             self._signature = _signature(os.stat(self.manifest_path))
