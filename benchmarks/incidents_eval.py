@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -237,7 +238,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Sizes (executions an hour at the daily peak): {result['sizes']}; "
         f"{result['tenants']} tenants; tuned on seed {result['tune_seed']}, held out: "
         f"{[s for s in result['seeds'] if s != result['tune_seed']]}. Settings: defaults of "
-        "`docs/pql/INCIDENTS.md`. Shared 2-core machine, loaded by other work.",
+        f"`docs/pql/INCIDENTS.md`. {result['machine']['cpus']} CPUs, load average "
+        f"{result['machine']['load_average']} when written (wall times depend on it; the "
+        "detection does not).",
         "",
     ]
     for name, table in result["tables"].items():
@@ -327,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         "tune_seed": args.tune_seed,
         "tenants": args.tenants,
         "settings": asdict(settings),
-        "machine": {"python": platform.python_version(), "note": "shared 2-core machine, loaded"},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "tables": tables,
         "runs": runs,
     }
