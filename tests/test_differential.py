@@ -85,6 +85,32 @@ def test_a_window_holds_both_its_edges(
             assert inner[1] == now - tick, f"{text} ({tenant}, now - 1µs) on {store_path.name}"
 
 
+@pytest.mark.parametrize(("low", "high"), [(">=", "<="), (">", "<"), (">=", "<"), (">", "<=")])
+def test_bounds_on_ts_keep_their_edges(
+    store_path: StorePath,
+    edge_duck: Any,
+    edge_data: DemoData,
+    edge_tenants: list[str],
+    low: str,
+    high: str,
+) -> None:
+    """A comparison of ``ts`` with a constant narrows the scan's window (``narrow_windows``):
+    on rows exactly at the bound, and one microsecond either side, it keeps what SQL keeps."""
+    now, tick = edge_data.now, timedelta(microseconds=1)
+    for start, end in [
+        (now - timedelta(days=7), now - timedelta(days=1)),
+        (now - timedelta(days=7) - tick, now - timedelta(days=1) + tick),
+        (now - timedelta(days=30) + tick, now),
+        (now - timedelta(days=60), now + timedelta(days=1)),  # both beyond the window
+    ]:
+        text = (
+            "FIND COUNT(*) AS n, MIN(receipts.ts) AS first, MAX(receipts.ts) AS last "
+            f"WHERE receipts.ts {low} '{start.isoformat()}' AND ts {high} '{end.isoformat()}' "
+            "SINCE 30d"
+        )
+        check(store_path.engine, edge_duck, text, edge_tenants[0], now)
+
+
 def test_forced_rollup_paths_read_rollups(
     store_path: StorePath, edge_data: DemoData, edge_tenants: list[str]
 ) -> None:

@@ -234,7 +234,8 @@ def test_generated_queries_match_raw_and_duckdb(
 
 NOT_ELIGIBLE = [
     "FIND COUNT(*) WHERE receipts.latency_ms > 100 GROUP BY receipts.region SINCE 30d",
-    "FIND COUNT(*) WHERE receipts.ts >= '2026-11-01' GROUP BY receipts.region SINCE 30d",
+    "FIND COUNT(*) WHERE receipts.ts >= '2026-11-01' OR status = 'error' GROUP BY receipts.region "
+    "SINCE 30d",  # a bound on ts inside an OR cannot narrow the window
     "FIND COUNT(*) WHERE receipts.executionId = 'ex-0' SINCE 30d",
     "FIND COUNT(*) AS n GROUP BY receipts.attempt SINCE 30d",
     "FIND SUM(receipts.attempt) SINCE 30d",
@@ -255,6 +256,28 @@ def test_queries_the_rollup_cannot_answer_read_rows(
     assert not _uses_rollup(rolled, text, tenants[0], demo.now)
     assert "rollup:" not in str(rolled.explain(text, tenant=tenants[0], now=demo.now))
     check(rolled, raw, duck, text, tenants[0], demo.now)
+
+
+def test_a_bound_on_ts_narrows_the_window_and_rollups_cover_its_whole_days(
+    rolled: pql.Engine, raw: pql.Engine, duck: Any, tenants: list[str], demo: DemoData
+) -> None:
+    """``ts >= X`` (or ``>``, ``<``, ``<=``) moves the scan's window instead of filtering its rows,
+    so the whole days between ``X`` and now are read from rollups; the answers stay exact."""
+    start = (demo.now - timedelta(days=10)).replace(hour=6, minute=30)
+    end = demo.now - timedelta(days=2)
+    for text in [
+        f"FIND COUNT(*) WHERE receipts.ts >= '{start.isoformat()}' GROUP BY receipts.region SINCE 30d",
+        f"FIND COUNT(*), SUM(receipts.cost_usd) WHERE receipts.ts > '{start.isoformat()}' AND "
+        f"receipts.ts < '{end.isoformat()}' AND status = 'ok' GROUP BY receipts.workflow SINCE 30d",
+    ]:
+        assert check(rolled, raw, duck, text, tenants[0], demo.now), text
+        scan = str(rolled.explain(text, tenant=tenants[0], now=demo.now))
+        assert "receipts.ts" not in scan.split("-- cost")[0], scan  # no longer a filter
+    # Bounds that leave no window stay a filter, which keeps no row.
+    future = (demo.now + timedelta(days=1)).isoformat()
+    text = f"FIND COUNT(*) AS n WHERE receipts.ts >= '{future}' SINCE 30d"
+    assert not check(rolled, raw, duck, text, tenants[0], demo.now)
+    assert rolled.query(text, tenant=tenants[0], now=demo.now).df["n"].to_list() == [0]
 
 
 def test_rollups_off_plain_lake_and_custom_subjects_read_rows(

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, timedelta
 
+from pql.ast import CompareOp
+from pql.catalog import DataType
 from pql.errors import InternalError
 from pql.plan.context import NO_CONTEXT, OptimizeContext
-from pql.plan.expr import AllOf, Pred, columns_of, conjuncts
+from pql.plan.expr import AllOf, Cmp, Pred, columns_of, conjuncts
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -31,6 +34,7 @@ __all__ = [
     "NO_CONTEXT",
     "RULES",
     "OptimizeContext",
+    "narrow_windows",
     "optimize",
     "prune_columns",
     "push_filters",
@@ -74,6 +78,68 @@ def push_filters(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
         ):
             return replace(plan, input=push_filters(inner))
     raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
+
+
+def narrow_windows(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
+    """A scan's ``ts`` compared with a constant narrows the scan's window instead of filtering
+    the rows it reads (``ts >= X``: the window starts at ``X``), so the scan reads less and
+    rollups can cover the whole days that remain. A scan is exact about its window, so the
+    comparison is dropped. Bounds that leave no window are left to the filter (no rows)."""
+    match plan:
+        case Filter(input=Scan() as scan, predicate=pred):
+            parts = conjuncts(pred)
+            start, end, rest = scan.start, scan.end, []
+            for part in parts:
+                bound = _ts_bound(part, scan)
+                if bound is None:
+                    rest.append(part)
+                elif bound[0] == "start":
+                    start = max(start, bound[1])
+                else:
+                    end = min(end, bound[1])
+            if start > end or len(rest) == len(parts):
+                return plan
+            return _filter(replace(scan, start=start, end=end), rest)
+        case Scan() | RollupAggregate():
+            return plan
+        case Join(left=left_node, right=right_node):
+            return replace(plan, left=narrow_windows(left_node), right=narrow_windows(right_node))
+        case (
+            Filter(input=inner)
+            | Aggregate(input=inner)
+            | Sort(input=inner)
+            | Limit(input=inner)
+            | Project(input=inner)
+        ):
+            return replace(plan, input=narrow_windows(inner))
+    raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _ts_bound(part: Pred, scan: Scan) -> tuple[str, datetime] | None:
+    """``("start", X)`` or ``("end", X)`` when ``part`` bounds ``scan``'s ``ts`` by a constant
+    (``ts = X`` bounds both: it stays a filter); otherwise ``None``."""
+    if not (
+        isinstance(part, Cmp)
+        and part.col.subject == scan.subject
+        and part.col.name == "ts"
+        and part.col.type is DataType.TIMESTAMP
+        and isinstance(part.value.value, datetime)
+    ):
+        return None
+    value = part.value.value
+    match part.op:
+        case CompareOp.GE:
+            return "start", value
+        case CompareOp.GT:
+            return "start", value + _MICROSECOND
+        case CompareOp.LE:
+            return "end", value
+        case CompareOp.LT:
+            return "end", value - _MICROSECOND
+    return None
 
 
 def prune_columns(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
@@ -121,10 +187,11 @@ def _names(node: Node) -> set[str]:
 
 Rule = Callable[[Node, OptimizeContext], Node]
 
-# Filters move first, so that pruning sees which columns each side still needs. Rollups come
+# Filters move first, so that pruning sees which columns each side still needs, and each scan's
+# own ``ts`` bounds then narrow its window (which may leave whole days to rollups). Rollups come
 # last: they replace a whole aggregate over one scan (with its filter) by a node the other rules
 # leave alone, and the raw-row scans of its edge days reuse the columns pruning kept.
-RULES: tuple[Rule, ...] = (push_filters, prune_columns, use_rollups)
+RULES: tuple[Rule, ...] = (push_filters, narrow_windows, prune_columns, use_rollups)
 
 
 def optimize(
