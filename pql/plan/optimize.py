@@ -65,19 +65,7 @@ def push_filters(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
                 right=push_filters(_filter(join.right, right)),
             )
             return _filter(new_join, rest)
-        case Scan() | RollupAggregate():
-            return plan
-        case Join(left=left_node, right=right_node):
-            return replace(plan, left=push_filters(left_node), right=push_filters(right_node))
-        case (
-            Filter(input=inner)
-            | Aggregate(input=inner)
-            | Sort(input=inner)
-            | Limit(input=inner)
-            | Project(input=inner)
-        ):
-            return replace(plan, input=push_filters(inner))
-    raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
+    return _each_input(plan, push_filters)
 
 
 def narrow_windows(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
@@ -100,10 +88,16 @@ def narrow_windows(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
             if start > end or len(rest) == len(parts):
                 return plan
             return _filter(replace(scan, start=start, end=end), rest)
+    return _each_input(plan, narrow_windows)
+
+
+def _each_input(plan: Node, rule: Callable[[Node], Node]) -> Node:
+    """``plan`` with ``rule`` applied to each of its inputs (a rollup's edges are left alone)."""
+    match plan:
         case Scan() | RollupAggregate():
             return plan
         case Join(left=left_node, right=right_node):
-            return replace(plan, left=narrow_windows(left_node), right=narrow_windows(right_node))
+            return replace(plan, left=rule(left_node), right=rule(right_node))
         case (
             Filter(input=inner)
             | Aggregate(input=inner)
@@ -111,7 +105,7 @@ def narrow_windows(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
             | Limit(input=inner)
             | Project(input=inner)
         ):
-            return replace(plan, input=narrow_windows(inner))
+            return replace(plan, input=rule(inner))
     raise InternalError("PQL-X002", f"optimizer met an unknown node {type(plan).__name__}")
 
 
