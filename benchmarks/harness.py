@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 
 import pql
+from benchmarks.data import CACHE, Clock, Data, cached_data
 from benchmarks.examples import PARAMS, examples
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, MemoryStore
@@ -162,9 +163,15 @@ def largest_share(requests: list[Request], largest: str) -> float:
 
 
 def drive(
-    engine: pql.Engine, requests: list[Request], *, workers: int, cache: bool
+    engine: pql.Engine,
+    requests: list[Request],
+    *,
+    workers: int,
+    cache: bool,
+    clock: Clock | None = None,
 ) -> list[Sample]:
-    """Send ``requests`` open-loop on a pool of ``workers`` threads; one sample per request."""
+    """Send ``requests`` open-loop on a pool of ``workers`` threads; one sample per request.
+    With a ``clock`` (cached data), each query's ``now`` is read from it."""
     samples: list[Sample] = []
     lock = threading.Lock()
     start = time.perf_counter()
@@ -174,7 +181,10 @@ def drive(
         outcome = "ok"
         path = None
         try:
-            result = engine.query(req.text, tenant=req.tenant, params=req.params, cache=cache)
+            now = _clock_now(engine, clock, cache=cache)
+            result = engine.query(
+                req.text, tenant=req.tenant, params=req.params, cache=cache, now=now
+            )
             path = result.stats.get("path")
             if result.stats["cache"]["hit"]:
                 outcome = "cache_hit"
@@ -204,6 +214,16 @@ def drive(
                 time.sleep(delay)
             pool.submit(one, req)
     return samples
+
+
+def _clock_now(engine: pql.Engine, clock: Clock | None, *, cache: bool) -> datetime | None:
+    """The ``now`` to pass for ``clock`` (``None``: the engine's own): floored to the cache
+    granularity, as the engine floors its wall clock for a query that may use the cache."""
+    if clock is None:
+        return None
+    if cache and engine.cache is not None and engine.cache_granularity > timedelta(0):
+        return pql.cache.floor_clock(clock.now(), engine.cache_granularity)
+    return clock.now()
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -377,7 +397,13 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 
 def compare(
-    engine: pql.Engine, data: DemoData, requests: list[Request], *, repeat: int, per_shape: int
+    engine: pql.Engine,
+    data: DemoData | Data,
+    requests: list[Request],
+    *,
+    repeat: int,
+    per_shape: int,
+    clock: Clock | None = None,
 ) -> dict[str, Any]:
     """Distinct workload queries single-client (cache off): pql vs DuckDB vs hand-written Polars."""
     import duckdb
@@ -393,7 +419,8 @@ def compare(
         con.register(f"{name}_src", frame.to_arrow())
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
         con.unregister(f"{name}_src")
-    now = pql.cache.floor_clock(datetime.now(UTC), engine.cache_granularity)
+    wall = clock.now() if clock is not None else datetime.now(UTC)
+    now = pql.cache.floor_clock(wall, engine.cache_granularity)
     chosen: dict[str, list[Request]] = {}
     seen: set[tuple[str, str]] = set()
     for req in requests:
@@ -482,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         help="lake: the default Engine(DIR) over a lake directory; memory: Engine.in_memory()",
     )
     ap.add_argument("--data", type=Path, help="the lake directory (default: a temporary one)")
+    ap.add_argument(
+        "--cached",
+        action="store_true",
+        help=f"build the data once into {CACHE.name}/ beside this script and reuse it (a lake "
+        "store only); queries then run on a clock that starts at the data's own instant",
+    )
     ap.add_argument("--memory-budget", help="Engine(memory_budget=...), e.g. 4GiB")
     ap.add_argument(
         "--start",
@@ -494,7 +527,16 @@ def main(argv: list[str] | None = None) -> int:
         args.zipf = 1.5 if args.mix == "examples" else 1.1
 
     t = time.perf_counter()
-    data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
+    clock: Clock | None = None
+    data: DemoData | Data
+    if args.cached:
+        if args.store != "lake" or args.data is not None:
+            ap.error("--cached reads its own lake: not with --store memory or --data")
+        data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
+        args.data = data.lake
+        clock = Clock(data.now)
+    else:
+        data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
     # Dashboards accept a 10 s stale window in exchange for shared cache entries (an opt-in).
     granularity = timedelta(seconds=10)
     scratch = None
@@ -506,9 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.data is None:
             scratch = tempfile.TemporaryDirectory(prefix="pql-harness-")
             args.data = Path(scratch.name) / "lake"
-        writer = pql.Engine(args.data, index=False)
-        writer.ingest("receipts", data.receipts)
-        writer.ingest("decisions", data.decisions)
+        if isinstance(data, DemoData):
+            writer = pql.Engine(args.data, index=False)
+            writer.ingest("receipts", data.receipts)
+            writer.ingest("decisions", data.decisions)
         # The engine a service gets from the README: Engine(DIR), opened cold.
         engine = pql.Engine(
             args.data, cache_granularity=granularity, memory_budget=args.memory_budget
@@ -548,12 +591,19 @@ def main(argv: list[str] | None = None) -> int:
                 for tenant in tenants:
                     warm = DASHBOARDS if args.mix == "dashboard" else examples()
                     for text in warm.values():
-                        engine.query(text, tenant=tenant, params=PARAMS, cache=False, record=False)
+                        engine.query(
+                            text,
+                            tenant=tenant,
+                            params=PARAMS,
+                            cache=False,
+                            record=False,
+                            now=clock.now() if clock is not None else None,
+                        )
             print(f"warm-up: {time.perf_counter() - t:.1f}s")
         if engine.cache is not None:
             engine.cache.clear()
         t = time.perf_counter()
-        samples = drive(engine, requests, workers=args.workers, cache=mode == "on")
+        samples = drive(engine, requests, workers=args.workers, cache=mode == "on", clock=clock)
         wall = time.perf_counter() - t
         store = engine.store
         config = {
@@ -575,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup and start == "warm",
             "granularity_s": engine.cache_granularity.total_seconds(),
             "setup_s": round(setup_s, 1),
+            "data": "cached" if clock is not None else "generated",
             "cpus": os.cpu_count(),
             # The engine's own resident data (rows, ts index, rollups); the process RSS also
             # holds the generated source frames, kept for the DuckDB/Polars comparison.
@@ -613,7 +664,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  first answer per tenant: {cold['first_answer_per_tenant']}")
     if args.compare:
         result = compare(
-            engine, data, requests, repeat=args.compare_repeat, per_shape=args.compare_per_shape
+            engine,
+            data,
+            requests,
+            repeat=args.compare_repeat,
+            per_shape=args.compare_per_shape,
+            clock=clock,
         )
         mix = "" if args.mix == "dashboard" else f"-{args.mix}"
         path = args.out / f"harness-{args.receipts // 1000}k{mix}-compare-{stamp}.json"

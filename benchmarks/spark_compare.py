@@ -37,14 +37,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -54,10 +52,8 @@ import numpy as np
 import polars as pl
 
 import pql
+from benchmarks.data import CACHE, Data, cached_data, progress
 from benchmarks.harness import RESULTS, Request, workload
-from pql.demo import generate
-
-CACHE = Path(__file__).parent / ".data"
 
 SHAPES = (
     "dash_status_1d",
@@ -73,56 +69,6 @@ SHAPES = (
 
 SPARK_PARTS = ("pql_ms", "before_ms", "scan_ms", "shuffle_ms", "between_ms", "after_ms")
 """The Spark breakdown, in the order a query goes through it (see the module's docstring)."""
-
-
-def progress(message: str) -> None:
-    """A progress line on a terminal; nothing when stderr is piped."""
-    if sys.stderr.isatty():
-        print(f"  {message}", file=sys.stderr, flush=True)
-
-
-# --- data -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Data:
-    """A cached lake and the same rows as frames (for DuckDB)."""
-
-    lake: Path
-    receipts: pl.DataFrame
-    decisions: pl.DataFrame
-    now: datetime
-    build_s: float | None  # None: read from the cache
-
-
-def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path) -> Data:
-    """The harness's generated data as a lake plus Parquet frames, built once into ``cache``."""
-    home = cache / f"demo-{receipts}-t{tenants}-s{seed}"
-    meta = home / "meta.json"
-    if not meta.exists():
-        if home.exists():  # an interrupted build: start again
-            shutil.rmtree(home)
-        t = time.perf_counter()
-        progress(f"generating {receipts:,} receipts into {home} (once)")
-        data = generate(receipts, seed=seed, tenants=tenants)
-        home.mkdir(parents=True, exist_ok=True)
-        data.receipts.write_parquet(home / "receipts.parquet")
-        data.decisions.write_parquet(home / "decisions.parquet")
-        progress("writing the lake")
-        writer = pql.Engine(home / "lake", index=False, cache=False)
-        writer.ingest("receipts", data.receipts)
-        writer.ingest("decisions", data.decisions)
-        built = time.perf_counter() - t
-        meta.write_text(json.dumps({"now": data.now.isoformat(), "build_s": round(built, 1)}))
-        return Data(home / "lake", data.receipts, data.decisions, data.now, built)
-    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
-    return Data(
-        home / "lake",
-        pl.read_parquet(home / "receipts.parquet"),
-        pl.read_parquet(home / "decisions.parquet"),
-        now,
-        None,
-    )
 
 
 def chosen_queries(tenants: list[str], *, seed: int, per_shape: int) -> dict[str, list[Request]]:

@@ -1,0 +1,87 @@
+"""Generated benchmark data kept on disk, so that runs at 10M rows do not regenerate it each time.
+
+:func:`cached_data` builds the demo data once into ``benchmarks/.data/demo-<N>-t<T>-s<S>/``: the
+source frames as Parquet (for DuckDB and hand-written Polars) and a lake written through
+``pql.Engine(DIR, index=False)``, as ``pql ingest`` would. Later runs read it back. The data's
+``now`` is kept with it: a run on cached data moves its clock from that instant
+(:class:`Clock`), so windows hold what they held when the data was new.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+import pql
+from pql.demo import generate
+
+CACHE = Path(__file__).parent / ".data"
+"""Where generated data is kept (ignored by git)."""
+
+
+def progress(message: str) -> None:
+    """A progress line on a terminal; nothing when stderr is piped."""
+    if sys.stderr.isatty():
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A cached lake and the same rows as frames (for DuckDB)."""
+
+    lake: Path
+    receipts: pl.DataFrame
+    decisions: pl.DataFrame
+    now: datetime
+    build_s: float | None  # None: read from the cache
+
+
+def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path = CACHE) -> Data:
+    """The generated data as a lake plus Parquet frames, built once into ``cache``."""
+    home = cache / f"demo-{receipts}-t{tenants}-s{seed}"
+    meta = home / "meta.json"
+    if not meta.exists():
+        if home.exists():  # an interrupted build: start again
+            shutil.rmtree(home)
+        t = time.perf_counter()
+        progress(f"generating {receipts:,} receipts into {home} (once)")
+        data = generate(receipts, seed=seed, tenants=tenants)
+        home.mkdir(parents=True, exist_ok=True)
+        data.receipts.write_parquet(home / "receipts.parquet")
+        data.decisions.write_parquet(home / "decisions.parquet")
+        progress("writing the lake")
+        writer = pql.Engine(home / "lake", index=False, cache=False)
+        writer.ingest("receipts", data.receipts)
+        writer.ingest("decisions", data.decisions)
+        built = time.perf_counter() - t
+        meta.write_text(json.dumps({"now": data.now.isoformat(), "build_s": round(built, 1)}))
+        return Data(home / "lake", data.receipts, data.decisions, data.now, built)
+    now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
+    return Data(
+        home / "lake",
+        pl.read_parquet(home / "receipts.parquet"),
+        pl.read_parquet(home / "decisions.parquet"),
+        now,
+        None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A wall clock moved back to start at ``start``: ``now()`` advances in real time."""
+
+    start: datetime
+    _offset: timedelta = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_offset", datetime.now(UTC) - self.start)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) - self._offset
