@@ -20,7 +20,7 @@ from pql.ast import CompareOp
 from pql.catalog import DataType
 from pql.errors import InternalError
 from pql.plan.cost import _Bounds, _Estimator
-from pql.plan.expr import Col, Null
+from pql.plan.expr import Cmp, Col, Const, Null
 from pql.plan.nodes import Scan
 from pql.plan.rollups import _rewrite
 from pql.stats import ColumnSummary, PartitionArrays, SubjectSummary, Window
@@ -150,3 +150,16 @@ def test_a_scan_refuses_an_empty_window() -> None:
         Scan("receipts", TENANT, later, earlier, ())
     with pytest.raises(ValueError, match=r"^a scan always has a tenant$"):
         Scan("receipts", "", earlier, later, ())
+
+
+def test_conditions_whose_values_do_not_compare_are_taken_as_independent() -> None:
+    """The analyzer never lets such values through; a direct call still gets an estimate."""
+    ratio = ColumnSummary(low=0.0, high=10.0)
+    estimator = _estimator({"ratio": ratio}, rows=4)
+    col = _col("ratio", DataType.FLOAT)
+    atoms = [Cmp(col, CompareOp.GT, Const(5.0, DataType.FLOAT))]
+    atoms.append(Cmp(col, CompareOp.GT, Const("a", DataType.STRING)))
+    share = estimator.one_column(col, atoms, TENANT)  # type: ignore[arg-type]
+    assert share == pytest.approx(
+        estimator.selectivity(atoms[0], TENANT) * estimator.selectivity(atoms[1], TENANT)
+    )
