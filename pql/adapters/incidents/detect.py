@@ -71,8 +71,8 @@ def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
 def _baseline(
     key: str, kind: str, bucket: int, history: History, settings: Settings
 ) -> tuple[float, float, int, float] | None:
-    """Median, MAD and sample count of the series' baseline, and (a level series) the median
-    spread of one record within a bucket; ``None`` without enough."""
+    """Median, MAD and sample count of the series' baseline, and (a level series) the pooled
+    spread of one record within a bucket (:func:`_pooled`); ``None`` without enough."""
     first = history.first_bucket if history.first_bucket is not None else bucket
     indices = _baseline_indices(bucket, settings, first)
     series = history.values.get(key, {})
