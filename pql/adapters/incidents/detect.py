@@ -37,14 +37,19 @@ class History:
     values: dict[str, dict[int, float]] = field(default_factory=dict)
     spread: dict[str, dict[int, float]] = field(default_factory=dict)
     """Per level series, the standard deviation of the records of each completed bucket."""
+    sizes: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Per level series, the number of records of each completed bucket."""
 
-    def add(self, key: str, bucket: int, value: float, spread: float | None = None) -> None:
+    def add(
+        self, key: str, bucket: int, value: float, spread: float | None = None, size: int = 0
+    ) -> None:
         self.values.setdefault(key, {})[bucket] = value
         if spread is not None:
             self.spread.setdefault(key, {})[bucket] = spread
+            self.sizes.setdefault(key, {})[bucket] = float(size)
 
     def prune(self, before: int) -> None:
-        for table in (self.values, self.spread):
+        for table in (self.values, self.spread, self.sizes):
             for series in table.values():
                 for index in [i for i in series if i < before]:
                     del series[index]
@@ -66,8 +71,8 @@ def _baseline_indices(bucket: int, settings: Settings, first: int) -> list[int]:
 def _baseline(
     key: str, kind: str, bucket: int, history: History, settings: Settings
 ) -> tuple[float, float, int, float] | None:
-    """Median, MAD and sample count of the series' baseline, and (a level series) the median
-    spread of one record within a bucket; ``None`` without enough."""
+    """Median, MAD and sample count of the series' baseline, and (a level series) the pooled
+    spread of one record within a bucket (:func:`_pooled`); ``None`` without enough."""
     first = history.first_bucket if history.first_bucket is not None else bucket
     indices = _baseline_indices(bucket, settings, first)
     series = history.values.get(key, {})
@@ -80,12 +85,32 @@ def _baseline(
         values = [series[i] for i in indices if i in series]
         if len(values) < 6:
             return None
-        spreads = history.spread.get(key, {})
-        record = float(np.median([spreads.get(i, 0.0) for i in indices if i in series]))
+        record = _pooled(key, [i for i in indices if i in series], history)
     arr = np.asarray(values, dtype=np.float64)
     median = float(np.median(arr))
     mad = float(np.median(np.abs(arr - median)))
     return median, mad, len(values), record
+
+
+def _pooled(key: str, indices: list[int], history: History) -> float:
+    """The spread of one record: the pooled standard deviation of the baseline buckets.
+
+    Pooling (the variances weighted by their degrees of freedom) is unbiased where the median
+    of per-bucket standard deviations is not: a bucket of four records has a sample standard
+    deviation below the true one more often than above, which made thresholds too loose at
+    night. A bucket whose spread is more than three times the median one (it straddles the
+    start or end of a regression) is left out, as the median used to ignore it.
+    """
+    spreads = history.spread.get(key, {})
+    sizes = history.sizes.get(key, {})
+    sd = np.asarray([spreads.get(i, 0.0) for i in indices], dtype=np.float64)
+    dof = np.asarray([max(sizes.get(i, 0.0) - 1.0, 0.0) for i in indices], dtype=np.float64)
+    if not sd.size:
+        return 0.0
+    keep = (sd <= 3.0 * float(np.median(sd))) & (dof > 0)
+    if not keep.any() or float(dof[keep].sum()) <= 0:
+        return float(np.median(sd))
+    return math.sqrt(float((dof[keep] * sd[keep] ** 2).sum() / dof[keep].sum()))
 
 
 def _count_threshold(median: float, mad: float, settings: Settings) -> float:
@@ -93,24 +118,33 @@ def _count_threshold(median: float, mad: float, settings: Settings) -> float:
     return max(median + settings.k * spread, settings.count_ratio * max(median, 1.0))
 
 
+def _tested_k(k: float, tested: int) -> float:
+    """``k`` for the largest of ``tested`` runs: the tail of the largest of m Gaussian means is
+    about m times that of one, and ``sqrt(k^2 + 2 ln m)`` deviations cut it back by that much."""
+    return math.sqrt(k * k + 2.0 * math.log(max(tested, 1)))
+
+
 def _level_threshold(
-    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings, tested: int = 1
 ) -> np.ndarray:
     """The threshold of the running mean of ``n`` records: the spread of such a mean is at least
-    that of one record over sqrt(n), so few records need a larger excess."""
+    that of one record over sqrt(n), so few records need a larger excess; ``tested`` runs judged
+    at once need :func:`_tested_k` deviations each."""
+    k = _tested_k(settings.k, tested)
     spread = np.maximum(max(1.4826 * mad, settings.level_floor * median), record / np.sqrt(n))
-    limits: np.ndarray = np.maximum(median + settings.k * spread, settings.level_ratio * median)
+    limits: np.ndarray = np.maximum(median + k * spread, settings.level_ratio * median)
     return limits
 
 
 def _log_threshold(
-    median: float, mad: float, record: float, n: np.ndarray, settings: Settings
+    median: float, mad: float, record: float, n: np.ndarray, settings: Settings, tested: int = 1
 ) -> np.ndarray:
     """The same rule on the log scale (latency): ``median`` and the spreads are of log values;
     ``level_floor`` and ``level_ratio`` become the factors ``1 + level_floor`` and
     ``level_ratio``."""
+    k = _tested_k(settings.k, tested)
     spread = np.maximum(max(1.4826 * mad, math.log1p(settings.level_floor)), record / np.sqrt(n))
-    limits: np.ndarray = median + np.maximum(settings.k * spread, math.log(settings.level_ratio))
+    limits: np.ndarray = median + np.maximum(k * spread, math.log(settings.level_ratio))
     return limits
 
 
@@ -193,14 +227,17 @@ def detect_bucket(
                     continue
                 n = j + 1 - starts
                 means = (sums[j + 1] - sums[starts]) / n
-                over = np.nonzero(means > limit(median, mad, record, n, settings))[0]
+                tested = int(starts.size)
+                over = np.nonzero(means > limit(median, mad, record, n, settings, tested))[0]
                 if over.size:  # the longest run that crosses: the most evidence
                     hit, lo = j, int(starts[int(over[0])])
                     break
             if hit is None:
                 continue
             window = group[lo : hit + 1]
-            threshold = float(limit(median, mad, record, np.asarray([window.height]), settings)[0])
+            threshold = float(
+                limit(median, mad, record, np.asarray([window.height]), settings, tested)[0]
+            )
             value = float(window["value"].mean())  # type: ignore[arg-type]
             if logged:  # reported on the scale of the data: geometric median and threshold
                 base = (math.exp(median), mad, base[2], record)
@@ -276,7 +313,7 @@ def finalize_bucket(
             raw = group["value"].to_numpy()
             scaled = _logs(raw) if kind == "latency" else raw
             spread = float(np.std(scaled, ddof=1)) if scaled.size > 1 else 0.0
-            history.add(str(key), bucket, float(np.mean(scaled)), spread)
+            history.add(str(key), bucket, float(np.mean(scaled)), spread, int(scaled.size))
             out[str(key)] = float(np.mean(raw))
             continue
         history.add(str(key), bucket, value)

@@ -32,7 +32,8 @@ class Settings:
     min_metric_samples: int = 3
     """Samples a metric bucket needs."""
     k: float = 5.0
-    """How many robust deviations (1.4826 x MAD) above the median a bucket must be."""
+    """How many robust deviations (1.4826 x MAD) above the median a bucket must be; a level run
+    judged with ``m`` runs at one record needs ``sqrt(k**2 + 2 ln m)``."""
     count_ratio: float = 2.5
     """A count must also be this many times the baseline median (median floored at 1)."""
     level_ratio: float = 1.8
