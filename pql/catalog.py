@@ -92,7 +92,9 @@ class Subject:
     """A queryable record type, such as ``receipts``.
 
     ``key`` is the column that identifies a record within a tenant (duplicates are stored once);
-    ``order`` the columns that give rows their default order.
+    ``order`` the columns that give rows their default order; ``references`` the columns that
+    hold another record's key (``decisions.executionId``). The key and the references are the
+    subject's :attr:`ids`, which memory indexes keep a lookup for.
     """
 
     name: str
@@ -100,13 +102,14 @@ class Subject:
     key: str
     order: tuple[str, ...] = ("ts",)
     doc: str = ""
+    references: tuple[str, ...] = ()
     _by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.columns}
         if len(by_name) != len(self.columns):
             raise InternalError("PQL-X010", f"subject {self.name!r} has duplicate columns")
-        for needed in ("tenant", "ts", self.key, *self.order):
+        for needed in ("tenant", "ts", self.key, *self.order, *self.references):
             if needed not in by_name:
                 raise InternalError("PQL-X011", f"subject {self.name!r} lacks column {needed!r}")
         object.__setattr__(self, "_by_name", by_name)
@@ -120,6 +123,12 @@ class Subject:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The string columns that identify records: the key, then the references."""
+        names = dict.fromkeys((self.key, *self.references))
+        return tuple(n for n in names if self._by_name[n].type is DataType.STRING)
 
     @property
     def required(self) -> tuple[Column, ...]:
@@ -161,6 +170,7 @@ DECISIONS = Subject(
     key="decisionId",
     order=("ts", "executionId", "decisionId"),
     doc="Policy decisions taken for an execution.",
+    references=("executionId",),
     columns=(
         _req("decisionId", S, doc="unique within a tenant"),
         _req("executionId", S, nullable=True, doc="the receipt it belongs to (may have none)"),

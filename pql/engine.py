@@ -162,7 +162,8 @@ class Engine:
     memory), the least recently used dropped first, and a tenant that does not fit is served from
     its partitions. ``preload`` (``"all"`` or a list of tenants) loads indexes in the background
     from the start; :meth:`ready` and :meth:`wait_ready` say when they are in memory.
-    ``result.stats["path"]`` says what answered (``"index"``, ``"partitions"`` or ``"memory"``).
+    ``result.stats["path"]`` says what answered (``"index"``, ``"partitions"`` or ``"memory"``),
+    ``result.stats["lookups"]`` the id columns whose lookups read rows instead of a window scan.
     ``index=False`` reads only the partitions in each window (one-shot commands).
     See ``docs/pql/MEMORY.md``.
     With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
@@ -808,6 +809,7 @@ class Engine:
             "rows_scanned": compiled.rows_scanned,
             "partitions_read": compiled.partitions_read,
             "path": getattr(compiled, "path", None) or _path_of(self.store),
+            "lookups": list(getattr(compiled, "lookups", ())),
             "tenant": prepared.tenant,
             "window": {"start": _iso(prepared.start), "end": _iso(prepared.now)},
             "timings_ms": timings,

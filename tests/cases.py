@@ -103,6 +103,18 @@ DIFFERENTIAL_CASES = [
     # TIMESERIES: day buckets (the rollup paths answer these from rollups) and sub-day buckets
     "FIND COUNT(*) AS n, SUM(receipts.latency_ms) AS s GROUP BY receipts.region TIMESERIES 1d SINCE 30d",
     "FIND COUNT(decisions.decisionId) AS n TIMESERIES 6h SINCE 7d",
+    # key lookups (the memory paths read these rows by the id column's lookup): values that no
+    # row holds, nulls with them, a negation (never a lookup), a key part AND-ed with another
+    # column, and a lookup on one side of a join (ids of rows: tests/test_differential.py)
+    "FIND decisions WHERE executionId IN ('ex-none', 'no-such-id') SINCE 30d",
+    "FIND receipts WHERE executionId = 'ex-none' SINCE 180d",
+    "FIND COUNT(decisions.decisionId) AS n WHERE executionId IS NULL OR executionId IN "
+    "('ex-1157f8cb944e57ef', 'ex-c058e15e599c1ca8') GROUP BY decisions.executionId SINCE 180d",
+    "FIND decisions WHERE executionId IS NULL AND effect = 'deny' SINCE 90d",
+    "FIND decisions WHERE NOT executionId IN ('ex-none') AND executionId IS NOT NULL SINCE 7d",
+    "FIND receipts WHERE executionId != 'ex-none' SINCE 6h",
+    "FIND decisions JOIN receipts ON receipts.executionId = decisions.executionId "
+    "WHERE decisions.executionId IS NULL OR decisions.decisionId = 'no-such-id' SINCE 30d",
 ]
 
 WINDOWS = ["6h", "1d", "7d", "2w", "30d", "60d", "90d", "180d"]

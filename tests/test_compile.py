@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 import pql
-from pql.catalog import DataType
+import pql.storage.memory as memory_module
+from pql.ast import CompareOp
+from pql.catalog import DECISIONS, DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
-from pql.execute.compile import compile_plan
-from pql.plan.expr import Col
+from pql.execute.compile import compile_plan, key_part
+from pql.plan.expr import AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 from pql.plan.nodes import Join, Scan
 from pql.storage import MemoryStore
+from pql.storage.memory import LOOKUP_ROWS
 
 BIG = 2**53  # the first integer whose successor a float64 cannot tell apart
 
@@ -45,3 +49,96 @@ def test_a_join_without_a_condition_never_runs(demo: DemoData) -> None:
         compile_plan(join, MemoryStore(catalog), catalog)
     assert err.value.code == "PQL-X004"
     assert Join(join.left, join.right, key, other).keys() == (key, other)
+
+
+_EXEC = Col("decisions", "executionId", DataType.STRING)
+_DEC = Col("decisions", "decisionId", DataType.STRING)
+_RULE = Col("decisions", "rule", DataType.STRING)
+_IDS = ("decisions.executionId", "decisions.decisionId")
+
+
+def _s(value: str) -> Const:
+    return Const(value, DataType.STRING)
+
+
+@pytest.mark.parametrize(
+    ("pred", "expected"),
+    [
+        (Cmp(_EXEC, CompareOp.EQ, _s("a")), ("decisions.executionId", {"a"}, False)),
+        (In(_EXEC, (_s("a"), _s("b"))), ("decisions.executionId", {"a", "b"}, False)),
+        (Null(_EXEC), ("decisions.executionId", set(), True)),
+        (
+            AnyOf((Null(_EXEC), In(_EXEC, (_s("a"),)), Cmp(_EXEC, CompareOp.EQ, _s("c")))),
+            ("decisions.executionId", {"a", "c"}, True),
+        ),
+        # an AND narrows to its key part with the fewest values
+        (
+            AllOf((In(_EXEC, (_s("a"), _s("b"))), Cmp(_RULE, CompareOp.EQ, _s("x")))),
+            ("decisions.executionId", {"a", "b"}, False),
+        ),
+        (
+            AllOf((In(_EXEC, (_s("a"), _s("b"))), Cmp(_DEC, CompareOp.EQ, _s("d")))),
+            ("decisions.decisionId", {"d"}, False),
+        ),
+        # none of these pins an id column to a few values
+        (Cmp(_EXEC, CompareOp.NE, _s("a")), None),
+        (In(_EXEC, (_s("a"),), negated=True), None),
+        (Null(_EXEC, negated=True), None),
+        (Negate(Cmp(_EXEC, CompareOp.EQ, _s("a"))), None),
+        (Cmp(_RULE, CompareOp.EQ, _s("a")), None),
+        (AnyOf((Cmp(_EXEC, CompareOp.EQ, _s("a")), Cmp(_DEC, CompareOp.EQ, _s("d")))), None),
+        (AnyOf((Cmp(_EXEC, CompareOp.EQ, _s("a")), Cmp(_RULE, CompareOp.EQ, _s("x")))), None),
+        (Cmp(_EXEC, CompareOp.LT, _s("a")), None),
+    ],
+)
+def test_key_part_finds_the_values_a_predicate_pins(
+    pred: Pred, expected: tuple[str, set[str], bool] | None
+) -> None:
+    got = key_part(pred, _IDS)
+    assert (None if got is None else (got[0], set(got[1]), got[2])) == expected
+
+
+def test_lookup_reads_only_the_rows_found(demo: DemoData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter on an id column reads its rows by lookup (stats say so) once the window is
+    large enough to make it worth it; a negated one scans the window."""
+    memory = pql.Engine.in_memory(cache=False)
+    memory.ingest("receipts", demo.receipts)
+    wanted = demo.receipts.filter(pl.col("tenant") == "acme").sort("ts")["executionId"][-1]
+    text = f"FIND receipts WHERE executionId = '{wanted}' SINCE 30d"
+    small = memory.query(text, tenant="acme", now=demo.now)
+    assert small.stats["lookups"] == []
+    monkeypatch.setattr(memory_module, "LOOKUP_MIN_WINDOW", small.stats["rows_scanned"])
+    got = memory.query(text, tenant="acme", now=demo.now)
+    assert got.df.equals(small.df)
+    assert got.stats["lookups"] == ["receipts.executionId"]
+    assert got.stats["rows_scanned"] == 1
+    assert got.df["executionId"].to_list() == [wanted]
+    scanned = memory.query(text.replace("=", "!="), tenant="acme", now=demo.now)
+    assert scanned.stats["lookups"] == []
+    assert scanned.stats["rows_scanned"] > 1
+
+
+def test_the_partitions_path_never_looks_up(demo: DemoData, tmp_path: Path) -> None:
+    engine = pql.Engine(tmp_path / "lake", index=False, cache=False)
+    engine.ingest("receipts", demo.receipts)
+    wanted = demo.receipts.filter(pl.col("tenant") == "acme").sort("ts")["executionId"][-1]
+    got = engine.query(
+        f"FIND receipts WHERE executionId = '{wanted}' SINCE 30d", tenant="acme", now=demo.now
+    )
+    assert got.stats["path"] == "partitions"
+    assert got.stats["lookups"] == []
+    assert got.df["executionId"].to_list() == [wanted]
+
+
+def test_a_lookup_of_many_rows_is_declined(demo: DemoData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nulls of most of a window are cheaper to filter from the slice than to gather."""
+    monkeypatch.setattr(memory_module, "LOOKUP_MIN_WINDOW", 0)
+    store = MemoryStore(pql.Catalog())
+    rows = demo.decisions.filter(pl.col("tenant") == "acme")
+    store.ingest(DECISIONS, rows.with_columns(executionId=pl.lit(None, pl.String)))
+    start, end = demo.now - timedelta(days=180), demo.now
+    assert rows.height > LOOKUP_ROWS
+    assert store.lookup("acme", DECISIONS, "executionId", (), True, start, end) is None
+    few = store.lookup("acme", DECISIONS, "executionId", ("x",), False, start, end)
+    assert few is not None and few.rows == 0
+    assert store.lookup("acme", DECISIONS, "rule", ("x",), False, start, end) is None

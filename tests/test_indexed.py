@@ -8,8 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 import pql
+import pql.storage.memory as memory_module
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake
 from tests.clock import TEST_NOW
@@ -99,3 +101,54 @@ def test_one_load_at_a_time_the_most_demanded_first(tmp_path: Path) -> None:
     assert order == ["acme", "globex", "initech"]
     assert running[1] == 1
     assert engine.query(text, tenant="acme", now=demo.now).stats["path"] == "index"
+
+
+def _lookup_bytes(store: IndexedLake, tenant: str) -> int:
+    index = store._indexes[tenant].store
+    return sum(lk.nbytes for t in index._tables.values() for lk in t.lookups.values())
+
+
+def test_an_index_builds_its_lookups_after_loading_and_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookups are built once an index answers; ``wait_ready`` waits for them, ``memory_bytes``
+    counts them, and a filter on an id column then reads its rows by lookup."""
+    monkeypatch.setattr(memory_module, "LOOKUP_MIN_WINDOW", 0)
+    demo = _data()
+    writer = pql.Engine(tmp_path / "lake", index=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    engine = pql.Engine(tmp_path / "lake", cache=False, preload=["acme"])
+    assert engine.wait_ready(timeout=120)
+    store = engine.store
+    assert isinstance(store, IndexedLake)
+    tables = store._indexes["acme"].store._tables
+    assert set(tables[("acme", "decisions")].lookups) == {"decisionId", "executionId"}
+    assert set(tables[("acme", "receipts")].lookups) == {"executionId"}
+    lookups = _lookup_bytes(store, "acme")
+    decisions = demo.decisions.filter(pl.col("tenant") == "acme")
+    receipts = demo.receipts.filter(pl.col("tenant") == "acme").height
+    nulls = decisions["executionId"].null_count()
+    assert lookups == 12 * receipts + 24 * decisions.height - 8 * nulls
+    assert store.memory_bytes() == store._indexes["acme"].store.memory_bytes()
+    wanted = decisions.sort("ts")["executionId"].drop_nulls()[-1]
+    got = engine.query(
+        f"FIND decisions WHERE executionId = '{wanted}' SINCE 30d", tenant="acme", now=demo.now
+    )
+    assert got.stats["path"] == "index"
+    assert got.stats["lookups"] == ["decisions.executionId"]
+    assert set(got.df["executionId"].to_list()) == {wanted}
+
+    # A budget the rows fit but not their lookups: the index is kept, without lookups.
+    rows_only = store.memory_bytes() - lookups
+    tight = pql.Engine(tmp_path / "lake", cache=False, preload=["acme"], memory_budget=rows_only)
+    assert tight.wait_ready(timeout=120)
+    assert isinstance(tight.store, IndexedLake)
+    assert tight.store.loaded() == ("acme",)
+    assert _lookup_bytes(tight.store, "acme") == 0
+    assert tight.store.memory_bytes() == rows_only
+    again = tight.query(
+        f"FIND decisions WHERE executionId = '{wanted}' SINCE 30d", tenant="acme", now=demo.now
+    )
+    assert again.stats["lookups"] == []
+    assert again.df.equals(got.df)

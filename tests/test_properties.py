@@ -14,6 +14,7 @@ import pql
 from pql import ast
 from pql.demo import DemoData
 from pql.parser import KEYWORDS
+from pql.storage.memory import _Lookup
 from tests.compare import assert_same_frame
 from tests.paths import StorePath
 from tests.strategies import queries
@@ -129,3 +130,29 @@ def test_any_literal_survives_print_and_parse(text: str, number: int, real: floa
     )
     query = ast.Query(subject="receipts", where=where)
     assert pql.parse(ast.to_text(query)) == query
+
+
+_IDS = st.sampled_from(["ex-a", "ex-b", "ex-c", "ex-d", "", "ex-é", None])
+
+
+@given(
+    st.lists(_IDS, max_size=60),
+    st.sets(_IDS.filter(lambda v: v is not None), max_size=4),
+    st.booleans(),
+    st.integers(0, 60),
+    st.integers(0, 60),
+)
+def test_a_lookup_finds_exactly_the_rows_that_hold_its_values(
+    column: list[str | None], values: set[str], nulls: bool, lo: int, hi: int
+) -> None:
+    """Against a brute-force search: every row in ``[lo, hi)`` that holds one of the values (or
+    null) is found, in ascending order, and no row outside the bounds (on these few distinct
+    values no two share a hash, so nothing else either)."""
+    lookup = _Lookup.build(pl.Series(column, dtype=pl.String))
+    hi = min(hi, len(column))
+    expected = [
+        i
+        for i in range(lo, hi)
+        if (column[i] is None and nulls) or (column[i] is not None and column[i] in values)
+    ]
+    assert lookup.find(values, nulls, lo, hi).tolist() == expected

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, Literal
@@ -35,10 +35,10 @@ from pql.plan.nodes import (
     Scan,
     Sort,
 )
-from pql.storage.base import Store
+from pql.storage.base import LookupStore, Store
 from pql.storage.rollups import RollupStore
 
-__all__ = ["Compiled", "ScanInfo", "compile_plan", "predicate"]
+__all__ = ["Compiled", "ScanInfo", "compile_plan", "key_part", "predicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class ScanInfo:
     partitions: int
     rows: int
     source: str = "partitions"
+    lookup: str | None = None
+    """The qualified id column whose lookup found the rows, if they were not scanned."""
 
 
 @dataclass(slots=True)
@@ -64,6 +66,11 @@ class Compiled:
     @property
     def partitions_read(self) -> int:
         return sum(s.partitions for s in self.scans)
+
+    @property
+    def lookups(self) -> list[str]:
+        """The id columns (qualified) whose lookups read rows instead of a window scan."""
+        return [s.lookup for s in self.scans if s.lookup is not None]
 
     @property
     def path(self) -> str | None:
@@ -106,6 +113,10 @@ class _Compiler:
         match node:
             case Scan():
                 return self.scan(node)
+            case Filter(input=Scan() as scan, predicate=pred):
+                found = self.lookup(scan, pred)
+                frame = self.scan(scan) if found is None else found
+                return frame.filter(predicate(pred))
             case Filter(input=inner, predicate=pred):
                 return self.compile(inner).filter(predicate(pred))
             case Join(left=left, right=right):
@@ -155,6 +166,32 @@ class _Compiler:
             frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
         return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
 
+    def lookup(self, node: Scan, pred: Pred) -> pl.LazyFrame | None:
+        """``node``'s rows that ``pred`` may keep, read by an id column's lookup when ``pred``
+        pins that column to a few values or null (:func:`key_part`); ``None``: scan them."""
+        if not isinstance(self.store, LookupStore):
+            return None
+        subject = self.catalog[node.subject]
+        ids = {f"{subject.name}.{name}": name for name in subject.ids}
+        part = key_part(pred, ids.keys())
+        if part is None:
+            return None
+        column, values, nulls = part
+        wanted = [c.name for c in node.columns]
+        request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
+        got = self.store.lookup(
+            node.tenant, subject, ids[column], values, nulls, node.start, node.end, request
+        )
+        if got is None:
+            return None
+        self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source, column))
+        frame = got.frame
+        if not got.single_tenant:
+            frame = frame.filter(pl.col("tenant") == node.tenant)
+        if not got.exact:
+            frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
+        return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+
     def rollup(self, node: RollupAggregate) -> pl.LazyFrame:
         """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
         if not isinstance(self.store, RollupStore):
@@ -167,6 +204,42 @@ class _Compiler:
         if node.buckets is not None:
             return fill(frame, node.buckets, node.keys, node.aggregates)
         return frame
+
+
+def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str], bool] | None:
+    """What ``pred`` needs of one of ``columns`` (qualified string columns): ``(column, values,
+    nulls)`` when every row ``pred`` keeps holds one of ``values`` there, or null if ``nulls``.
+
+    ``col = v``, ``col IN (...)``, ``col IS NULL``, an OR of those on one column, or an AND with
+    one of those among its operands (the one with the fewest values); anything else is ``None``.
+    NOT and negated forms never narrow to a few values.
+    """
+    match pred:
+        case Cmp(col=col, op=CompareOp.EQ, value=Const(value=str() as value)):
+            if col.qualified in columns:
+                return col.qualified, frozenset((value,)), False
+        case In(col=col, values=items, negated=False):
+            if col.qualified in columns and all(isinstance(v.value, str) for v in items):
+                return col.qualified, frozenset(str(v.value) for v in items), False
+        case Null(col=col, negated=False):
+            if col.qualified in columns:
+                return col.qualified, frozenset(), True
+        case AnyOf(operands=ops):
+            parts = [key_part(op, columns) for op in ops]
+            names = {p[0] for p in parts if p is not None}
+            if None in parts or len(names) != 1:
+                return None
+            found = [p for p in parts if p is not None]
+            return (
+                names.pop(),
+                frozenset().union(*(p[1] for p in found)),
+                any(p[2] for p in found),
+            )
+        case AllOf(operands=ops):
+            found = [p for op in ops if (p := key_part(op, columns)) is not None]
+            if found:
+                return min(found, key=lambda p: len(p[1]) + (1 if p[2] else 0))
+    return None
 
 
 _POLARS_BUILD: dict[str, Literal["auto", "prefer_left", "prefer_right"]] = {

@@ -9,7 +9,7 @@ the deduplication and partitioning helpers below, so they answer alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_DUPLICATE_KEYS",
     "REGION",
     "IngestReport",
+    "LookupStore",
     "Partition",
     "PartitionStats",
     "Scan",
@@ -163,6 +164,29 @@ class Store(Protocol):
     def diagnose(self, tenant: str, exc: BaseException) -> PQLError | None:
         """After reading ``tenant``'s rows failed with ``exc``: the user-facing error that
         explains it (e.g. a damaged file, named), or ``None`` when the data is not the cause."""
+        ...
+
+
+@runtime_checkable
+class LookupStore(Protocol):
+    """A store that can read rows by an id column's values (the memory store and the indexed
+    lake): the compiler reads ``col = v``, ``col IN (...)`` and ``col IS NULL`` filters on a
+    subject's :attr:`~pql.catalog.Subject.ids` this way instead of scanning the window."""
+
+    def lookup(
+        self,
+        tenant: str,
+        subject: Subject,
+        column: str,
+        values: Collection[str],
+        nulls: bool,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None = None,
+    ) -> Scan | None:
+        """At least the rows of ``tenant`` with ``start <= ts <= end`` whose ``column`` holds one
+        of ``values`` (or null, with ``nulls``), in :meth:`Store.scan`'s order, exact in time
+        and tenant; the caller applies its predicate to them. ``None``: scan instead."""
         ...
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -122,6 +122,25 @@ class IndexedLake:
             return self.lake.scan(tenant, subject, start, end, columns)
         return replace(index.scan(tenant, subject, start, end, columns), source="index")
 
+    def lookup(
+        self,
+        tenant: str,
+        subject: Subject,
+        column: str,
+        values: Collection[str],
+        nulls: bool,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None = None,
+    ) -> Scan | None:
+        """Rows by ``column``'s lookup in ``tenant``'s index (:meth:`MemoryStore.lookup`), or
+        ``None`` while the index is not in memory: then :meth:`scan` answers (and loads it)."""
+        index = self._loaded(tenant)
+        if index is None:
+            return None
+        got = index.lookup(tenant, subject, column, values, nulls, start, end, columns)
+        return None if got is None else replace(got, source="index")
+
     def version(self, tenant: str) -> int:
         return self.lake.version(tenant)
 
@@ -221,6 +240,16 @@ class IndexedLake:
         with self._lock:
             return sum(i.nbytes for i in self._indexes.values())
 
+    def _loaded(self, tenant: str) -> MemoryStore | None:
+        """``tenant``'s index if it is in memory at the lake's version (no load is started)."""
+        version = self.lake.version(tenant)
+        with self._lock:
+            found = self._indexes.get(tenant)
+            if found is not None and found.version == version:
+                self._indexes.move_to_end(tenant)
+                return found.store
+        return None
+
     def _ready(self, tenant: str) -> MemoryStore | None:
         """``tenant``'s index if it is in memory at the lake's version; otherwise ``None``, and a
         load is started (in the background, unless ``background=False``)."""
@@ -280,7 +309,8 @@ class IndexedLake:
         return sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
 
     def _load(self, tenant: str, version: int) -> MemoryStore | None:
-        """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed)."""
+        """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed);
+        then build its lookups, while queries are already answered from the index."""
         store: MemoryStore | None = None
         why = ""
         try:
@@ -294,7 +324,6 @@ class IndexedLake:
         except Exception as exc:  # served from partitions, whose reads report the problem
             why = f"loading failed ({type(exc).__name__}: {exc})"
         with self._changed:
-            self._loading.discard(tenant)
             if store is not None:
                 nbytes = store.memory_bytes()
                 if nbytes <= self.memory_budget:
@@ -302,11 +331,28 @@ class IndexedLake:
                 else:
                     why, store = f"its index needs {nbytes} bytes, over the budget", None
             if store is None:
+                self._loading.discard(tenant)
                 self._refused[tenant] = (version, why)
             else:
                 self._refused.pop(tenant, None)
             self._changed.notify_all()
+        if store is not None:
+            self._add_lookups(tenant, store)
         return store
+
+    def _add_lookups(self, tenant: str, store: MemoryStore) -> None:
+        """Build the lookups of a kept index (a tenant's load ends, for :meth:`ready`, here)."""
+        try:
+            store.add_lookups(self.memory_budget)  # declined over the budget: scans answer
+        except Exception:  # a failed build costs speed, not answers: scans answer the same
+            pass
+        finally:
+            with self._changed:
+                found = self._indexes.get(tenant)
+                if found is not None and found.store is store:
+                    self._keep(tenant, replace(found, nbytes=store.memory_bytes()))
+                self._loading.discard(tenant)
+                self._changed.notify_all()
 
     def _read(self, tenant: str) -> MemoryStore:
         # The lake validated and deduplicated these rows when they were ingested: they are
@@ -316,7 +362,7 @@ class IndexedLake:
             got = self.lake.scan(tenant, subject, _ALL_START, _ALL_END)
             frame = got.frame.filter(pl.col("tenant") == tenant).collect()
             if frame.height:
-                store.load_stored(tenant, subject, frame)
+                store.load_stored(tenant, subject, frame, lookups=False)
         return store
 
     def _keep(self, tenant: str, index: _Index) -> None:

@@ -2,15 +2,18 @@
 
 Each (tenant, subject) is one Polars frame sorted by the subject's order columns (``ts`` first
 for the built-in subjects), so a scan finds its window by binary search and slices it without
-copying: scans are exact.
+copying: scans are exact. For each of the subject's id columns (:attr:`~pql.catalog.Subject.ids`)
+the frame also keeps a lookup (:class:`_Lookup`), so :meth:`MemoryStore.lookup` reads the rows
+holding a few values (or nulls) without scanning the window.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from bisect import bisect_right
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import numpy as np
@@ -41,23 +44,114 @@ from pql.storage.validate import check_extras, extra_columns, validate
 
 __all__ = ["MemoryStore"]
 
+_HASH_SEED = 0x5051_4C00
+"""The seed of the hashes a :class:`_Lookup` sorts (any fixed value: they never leave memory)."""
+
+LOOKUP_SHARE = 0.25
+"""A lookup whose rows are more than this share of the window's (and more than
+:data:`LOOKUP_ROWS`) is declined: gathering that many rows costs more than filtering the
+window's slice."""
+
+LOOKUP_ROWS = 1024
+"""A lookup of at most this many rows is taken whatever the window's share."""
+
+LOOKUP_MIN_WINDOW = 32_768
+"""A window of fewer rows is scanned, not looked up: filtering a small slice costs no more than
+finding and gathering the rows (measured: even at about 12,000 rows, ``benchmarks/lookup.py``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """One string column's rows by value: the 64-bit hashes of its non-null values, sorted, with
+    each one's row, and the rows holding null, ascending. 12 bytes a row (4 for a null).
+
+    Equal hashes of different values only add rows: whoever reads rows by lookup applies the
+    exact predicate to them afterwards.
+    """
+
+    hashes: npt.NDArray[np.uint64]
+    rows: npt.NDArray[np.uint32]
+    nulls: npt.NDArray[np.uint32]
+
+    @classmethod
+    def build(cls, values: pl.Series) -> _Lookup:
+        missing = values.is_null().to_numpy()
+        present = np.flatnonzero(~missing).astype(np.uint32)
+        hashes = values.hash(seed=_HASH_SEED).to_numpy()[present]
+        order = pl.Series(hashes, dtype=pl.UInt64).arg_sort().to_numpy()
+        nulls = np.flatnonzero(missing).astype(np.uint32)
+        return cls(hashes[order], present[order], nulls)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hashes.nbytes + self.rows.nbytes + self.nulls.nbytes)
+
+    def find(self, values: Collection[str], nulls: bool, lo: int, hi: int) -> npt.NDArray[np.int64]:
+        """The rows in ``[lo, hi)`` that may hold one of ``values`` (or null, with ``nulls``),
+        ascending: every row that does, and rarely one whose value only shares a hash."""
+        parts: list[npt.NDArray[np.uint32]] = []
+        if values:
+            keys = _hashes(frozenset(values))
+            left = np.searchsorted(self.hashes, keys, side="left").tolist()
+            right = np.searchsorted(self.hashes, keys, side="right").tolist()
+            parts += [self.rows[a:b] for a, b in zip(left, right, strict=True) if b > a]
+        if nulls:
+            first, last = np.searchsorted(self.nulls, [lo, hi], side="left").tolist()
+            parts.append(self.nulls[first:last])
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        found = np.concatenate(parts).astype(np.int64)
+        found = found[(found >= lo) & (found < hi)]
+        found.sort()
+        return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _hashes(values: frozenset[str]) -> npt.NDArray[np.uint64]:
+    """The distinct hashes of ``values``, sorted (a dashboard asks for the same ids again)."""
+    found = np.unique(pl.Series(sorted(values), dtype=pl.String).hash(seed=_HASH_SEED))
+    found.flags.writeable = False
+    return found
+
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """The rows of one tenant's subject, sorted, with the first row of each UTC day."""
+    """The rows of one tenant's subject, sorted, with the first row of each UTC day and a
+    lookup for each id column."""
 
     frame: pl.DataFrame
     day_starts: tuple[int, ...]
     ts_us: npt.NDArray[np.int64]
     """The ``ts`` column as µs since the epoch (a view of the frame's buffer when possible)."""
+    lookups: Mapping[str, _Lookup]
 
     @classmethod
-    def build(cls, frame: pl.DataFrame) -> _Table:
+    def build(cls, frame: pl.DataFrame, ids: Sequence[str] = ()) -> _Table:
         ts = frame.get_column("ts")
         days = ts.dt.date()
         starts = days.ne_missing(days.shift(1)).arg_true()
         micros_ = ts.dt.cast_time_unit("us").to_physical().to_numpy()
-        return cls(frame, tuple(starts.to_list()), micros_.astype(np.int64, copy=False))
+        lookups = {
+            name: _Lookup.build(frame.get_column(name))
+            for name in ids
+            if frame.schema.get(name) == pl.String
+        }
+        return cls(frame, tuple(starts.to_list()), micros_.astype(np.int64, copy=False), lookups)
+
+    def with_lookups(self, ids: Sequence[str]) -> _Table:
+        """This table with a lookup of each of ``ids`` it lacks (string columns only)."""
+        added = {
+            name: _Lookup.build(self.frame.get_column(name))
+            for name in ids
+            if name not in self.lookups and self.frame.schema.get(name) == pl.String
+        }
+        return self if not added else replace(self, lookups={**self.lookups, **added})
+
+    @property
+    def nbytes(self) -> int:
+        """The rows (Polars' estimate), the ts index and the lookups."""
+        lookups = sum(lookup.nbytes for lookup in self.lookups.values())
+        return int(self.frame.estimated_size()) + self.ts_us.nbytes + lookups
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
@@ -72,6 +166,13 @@ class _Table:
         if hi <= lo:
             return 0
         return bisect_right(self.day_starts, hi - 1) - bisect_right(self.day_starts, lo) + 1
+
+    def days_of(self, rows: npt.NDArray[np.int64]) -> int:
+        """How many distinct days the (ascending) ``rows`` are on."""
+        if not len(rows):
+            return 0
+        days = np.searchsorted(np.asarray(self.day_starts), rows, side="right")
+        return int(np.count_nonzero(np.diff(days))) + 1
 
 
 class MemoryStore:
@@ -127,11 +228,14 @@ class MemoryStore:
             duplicate_keys=duplicate_keys,
         )
 
-    def load_stored(self, tenant: str, subject: Subject, rows: pl.DataFrame) -> None:
+    def load_stored(
+        self, tenant: str, subject: Subject, rows: pl.DataFrame, *, lookups: bool = True
+    ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
         :class:`~pql.storage.lake.Lake`): they are only conformed, sorted and rolled up, not
-        checked again. For a store that holds none of ``tenant``'s ``subject`` yet."""
+        checked again. For a store that holds none of ``tenant``'s ``subject`` yet.
+        ``lookups=False`` leaves the id columns' lookups to :meth:`add_lookups`."""
         with self._lock:
             declared = current_subject(self._catalog, subject)
             extras = extra_columns(declared, rows)
@@ -143,7 +247,8 @@ class MemoryStore:
             current = current_subject(self._catalog, declared, tenant)
             key = (tenant, declared.name)
             self._tables[key] = _Table.build(
-                conform(rows, current).sort(sort_columns(current)).rechunk()
+                conform(rows, current).sort(sort_columns(current)).rechunk(),
+                current.ids if lookups else (),
             )
             if self.rollups is not None:
                 self.rollups.add(tenant, declared, rows)
@@ -169,13 +274,78 @@ class MemoryStore:
         rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
         return Scan(rows, table.days_in(lo, hi), hi - lo, True, single_tenant=True, source="memory")
 
+    def lookup(
+        self,
+        tenant: str,
+        subject: Subject,
+        column: str,
+        values: Collection[str],
+        nulls: bool,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None = None,
+    ) -> Scan | None:
+        """The rows of ``tenant`` with ``start <= ts <= end`` whose id column ``column`` holds
+        one of ``values`` (or null, with ``nulls``), in the order :meth:`scan` gives them, found
+        by the column's lookup; a few more may come (the caller filters them exactly). ``None``
+        when ``column`` has no lookup, or when :meth:`scan` and a filter are cheaper: the window
+        is small (:data:`LOOKUP_MIN_WINDOW`) or the rows found are many of its rows
+        (:data:`LOOKUP_SHARE`, :data:`LOOKUP_ROWS`)."""
+        current = current_subject(self._catalog, subject, tenant)
+        names = project(current, columns)
+        table = self._tables.get((tenant, current.name))
+        if table is None:
+            return self.scan(tenant, subject, start, end, columns)
+        found = table.lookups.get(column)
+        if found is None:
+            return None
+        lo, hi = table.window(start, end)
+        if hi - lo < LOOKUP_MIN_WINDOW:
+            return None
+        rows = found.find(values, nulls, lo, hi)
+        if len(rows) > max(LOOKUP_ROWS, LOOKUP_SHARE * (hi - lo)):
+            return None
+        # Columns the stored rows lack (extras ingested later) are null, as conform() makes them.
+        have = table.frame.columns
+        stored = table.frame[rows, [n for n in names if n in have]]
+        frame = stored.lazy()
+        if stored.width < len(names):
+            schema = current.polars_schema()
+            frame = frame.with_columns(
+                pl.lit(None, schema[n]).alias(n) for n in names if n not in have
+            ).select(names)
+        return Scan(
+            frame, table.days_of(rows), len(rows), True, single_tenant=True, source="memory"
+        )
+
+    def add_lookups(self, budget: int | None = None) -> bool:
+        """Build the id columns' lookups the tables lack (after ``load_stored(lookups=False)``)
+        and keep them, unless the store's bytes with them would exceed ``budget``; whether they
+        were kept. Built outside the lock: scans go on meanwhile."""
+        with self._lock:
+            tables = dict(self._tables)
+        catalog = self._catalog
+        built = {
+            (tenant, name): table.with_lookups(current_subject(catalog, catalog[name], tenant).ids)
+            for (tenant, name), table in tables.items()
+        }
+        with self._lock:
+            extra = sum(built[k].nbytes - t.nbytes for k, t in tables.items())
+            if budget is not None and self.memory_bytes() + extra > budget:
+                return False
+            for key, table in built.items():
+                if self._tables.get(key) is tables[key]:  # not replaced meanwhile
+                    self._tables[key] = table
+        return True
+
     def version(self, tenant: str) -> int:
         """How many ingests have stored rows for ``tenant``."""
         return self._versions.get(tenant, 0)
 
     def memory_bytes(self) -> int:
-        """Bytes the stored rows, their ts index and the rollups take (Polars' estimate)."""
-        tables = sum(int(t.frame.estimated_size()) + t.ts_us.nbytes for t in self._tables.values())
+        """Bytes the stored rows, their ts index, their lookups and the rollups take (Polars'
+        estimate for rows and rollups)."""
+        tables = sum(t.nbytes for t in self._tables.values())
         return tables + (0 if self.rollups is None else self.rollups.nbytes())
 
     def tenants(self) -> tuple[str, ...]:
@@ -240,7 +410,7 @@ class MemoryStore:
             if (old := self._tables.get(key)) is not None:
                 parts.insert(0, conform(old.frame, current))
             merged = pl.concat(parts, how="vertical").sort(sort_columns(current))
-            self._tables[key] = _Table.build(merged.rechunk())
+            self._tables[key] = _Table.build(merged.rechunk(), current.ids)
             if self.rollups is not None:
                 self.rollups.add(tenant, subject, rows)
             self._stats.pop(key, None)
