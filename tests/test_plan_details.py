@@ -21,7 +21,7 @@ from pql.errors import InternalError, QueryError, SafetyError
 from pql.execute.admission import Admission
 from pql.plan.cost import _Bounds
 from pql.plan.explain import describe
-from pql.plan.expr import Col
+from pql.plan.expr import Col, Const
 from pql.plan.nodes import RollupAggregate, walk
 from pql.plan.safety import _window_text
 from pql.stats import ColumnSummary
@@ -159,3 +159,64 @@ def test_a_rollup_node_checks_its_days_and_its_columns(rolled: pql.Engine) -> No
     latency = Col("receipts", "latency_ms", DataType.FLOAT)
     with pytest.raises(ValueError, match=r"non-grain columns: \{.*latency_ms.*\}"):
         replace(node, keys=(*node.keys, latency))
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+PARAM_QUERY = "FIND receipts WHERE status = $p SINCE 7d"
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "says"),
+    [
+        (PARAM_QUERY, NOW, "has a value of type datetime"),
+        (PARAM_QUERY, [1], "has a value of type list"),
+        ("FIND receipts WHERE attempt = $p SINCE 7d", 2**70, "does not fit in 64 bits"),
+        (PARAM_QUERY, "a\ud800b", "lone surrogate"),
+    ],
+)
+def test_a_bad_parameter_is_refused_where_it_stands(text: str, value: object, says: str) -> None:
+    """PQL-E024, pointing at the parameter (line 1, the column of ``$p``)."""
+    engine = pql.Engine.in_memory()
+    engine.ingest("receipts", generate(50, seed=5, now=NOW, tenants=1).receipts)
+    with pytest.raises(QueryError) as caught:
+        engine.explain(text, tenant="acme", now=NOW, params={"p": value})
+    error = caught.value
+    assert error.code == "PQL-E024" and says in str(error), error
+    assert error.span is not None
+    assert (error.span.line, error.span.column) == (1, text.index("$p") + 1)
+
+
+def test_a_timestamp_parameter_binds_only_to_a_timestamp() -> None:
+    engine = pql.Engine.in_memory()
+    text = "FIND receipts WHERE ts >= $p OR status = 'error' SINCE 7d"
+    plan = str(engine.explain(text, tenant="acme", now=NOW, params={"p": NOW}))
+    assert "receipts.ts >= '2026-03-02T12:00:00Z'" in plan
+
+
+# -- the estimator without statistics, and values outside a column's range ----------------------
+
+
+def test_equality_without_statistics_uses_the_documented_defaults() -> None:
+    from pql.plan.cost import DEFAULT_EQ, DEFAULT_SELECTIVITY
+
+    estimator = _estimator({}, rows=10)
+    text = Const("x", DataType.STRING)
+    assert estimator.equal(Col("receipts", "workflow", DataType.STRING), text, TENANT) == DEFAULT_EQ
+    flag = Col("receipts", "flag", DataType.BOOL)
+    assert estimator.equal(flag, Const(True, DataType.BOOL), TENANT) == DEFAULT_SELECTIVITY
+
+
+def test_equality_outside_a_number_columns_range_keeps_nothing() -> None:
+    estimator = _estimator({"ratio": ColumnSummary(low=0.0, high=10.0)}, rows=4)
+    col = Col("receipts", "ratio", DataType.FLOAT)
+    assert estimator.equal(col, Const(20.0, DataType.FLOAT), TENANT) == 0.0
+    assert estimator.equal(col, Const(5.0, DataType.FLOAT), TENANT) > 0.0
+
+
+def test_the_compiler_names_a_predicate_it_does_not_know() -> None:
+    from pql.execute.compile import predicate
+
+    with pytest.raises(InternalError, match="unknown predicate object") as caught:
+        predicate(object())  # type: ignore[arg-type]
+    assert caught.value.code == "PQL-X006"
