@@ -128,14 +128,22 @@ class MemoryStore:
         )
 
     def load_stored(
-        self, tenant: str, subject: Subject, rows: pl.DataFrame, *, ordered: bool = False
+        self,
+        tenant: str,
+        subject: Subject,
+        rows: pl.DataFrame,
+        *,
+        ordered: bool = False,
+        partials: Sequence[pl.DataFrame] = (),
     ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
         :class:`~pql.storage.lake.Lake`): they are only conformed, sorted and rolled up, not
         checked again. For a store that holds none of ``tenant``'s ``subject`` yet.
         ``ordered`` says ``rows`` are already conformed and sorted (a snapshot,
-        :mod:`pql.storage.snapshots`): they are kept as they are, without a copy."""
+        :mod:`pql.storage.snapshots`): they are kept as they are, without a copy.
+        ``partials``, when given, are the rollup partials of ``rows`` (in parts), kept instead
+        of computing them again."""
         with self._lock:
             declared = current_subject(self._catalog, subject)
             extras = extra_columns(declared, rows)
@@ -148,7 +156,10 @@ class MemoryStore:
             key = (tenant, declared.name)
             kept = rows if ordered else conform(rows, current).sort(sort_columns(current)).rechunk()
             self._tables[key] = _Table.build(kept)
-            if self.rollups is not None:
+            if self.rollups is not None and partials:
+                for part in partials:
+                    self.rollups.add_partials(tenant, declared, part)
+            elif self.rollups is not None:
                 self.rollups.add(tenant, declared, rows)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1

@@ -46,6 +46,7 @@ from pql.catalog import Catalog, Subject
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name, exclusive
 from pql.storage.memory import MemoryStore
+from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
 
 __all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
 
@@ -58,12 +59,18 @@ LoadSource = Literal["snapshot", "parquet", "mixed"]
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A snapshot to write: the rows of one bucket, sorted, and where they go."""
+    """A bucket's snapshot to write: its rows, sorted (``None``: its rows file is good), and
+    their rollup partials (``None``: none kept), and where they go."""
 
     tenant: str
     key: str
-    path: Path
-    frame: pl.DataFrame
+    rows_path: Path
+    rows: pl.DataFrame | None
+    partials: pl.DataFrame | None
+
+    @property
+    def partials_path(self) -> Path:
+        return self.rows_path.with_name(self.rows_path.name.replace(".rows.", ".rollup."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +119,15 @@ class Snapshots:
         self.lake = lake
 
     def path(self, tenant: str, storage: str, subject: str, key: str) -> Path:
-        """Where the snapshot of ``tenant``'s ``subject`` in storage region ``storage`` is."""
+        """Where the rows snapshot of ``tenant``'s ``subject`` in storage region ``storage``
+        is (its rollup partials are beside it, ``{key}.rollup.arrow``)."""
         bucket = bucket_name(tenant, storage, subject)
-        return self.lake.root / bucket / SNAPSHOT_DIR / f"{key}.arrow"
+        return self.lake.root / bucket / SNAPSHOT_DIR / f"{key}.rows.arrow"
 
     def load(self, tenant: str, catalog: Catalog, *, rollups: bool) -> Loaded:
-        """``tenant``'s index: each bucket's rows from its snapshot when there is a good one,
-        else from its Parquet files (then queued to be written), all at one manifest."""
+        """``tenant``'s index: each bucket's rows (and rollup partials) from its snapshot when
+        there is a good one, else from its Parquet files (then queued to be written), all at
+        one manifest."""
         manifest = self.lake.manifest()
         key = tenant_key(manifest, catalog, tenant)
         store = MemoryStore(catalog, rollups=rollups)
@@ -129,29 +138,45 @@ class Snapshots:
             if not entries:
                 continue
             current = current_subject(catalog, subject, tenant)
+            spec = None if store.rollups is None else store.rollups.spec(subject.name)
             buckets: dict[str, list[FileEntry]] = {}
             for entry in entries:
                 buckets.setdefault(entry.storage, []).append(entry)
-            parts = []
+            parts, rolled = [], []
             for storage, files in sorted(buckets.items()):
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
+                fresh = frame is None
                 if frame is None:
                     frame = self._from_parquet(tenant, current, files)
-                    pending.append(Pending(tenant, key, path, frame))
-                else:
-                    found += 1
+                partial = None
+                if spec is not None:
+                    partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
+                    if partial is None:
+                        partial = partials(spec, frame)
+                        unwritten = frame if fresh else None
+                        pending.append(Pending(tenant, key, path, unwritten, partial))
+                    rolled.append(partial)
+                elif fresh:
+                    pending.append(Pending(tenant, key, path, frame, None))
+                found += not fresh
                 parts.append(frame)
             rows = parts[0] if len(parts) == 1 else _merged(parts, current)
             if rows.height:
-                store.load_stored(tenant, subject, rows, ordered=True)
-        source: LoadSource = "parquet" if not found else "mixed" if pending else "snapshot"
+                store.load_stored(tenant, subject, rows, ordered=True, partials=rolled)
+        source: LoadSource = (
+            "parquet"
+            if not found
+            else "mixed"
+            if any(p.rows is not None for p in pending)
+            else "snapshot"
+        )
         return Loaded(store, source, tuple(pending))
 
     def write(self, pending: Sequence[Pending]) -> int:
-        """Write ``pending`` snapshots (temp file, fsync, rename), each only if its key is still
-        its tenant's; returns how many were written. Never raises for a failed write (the
-        snapshot is a cache: the next load reads the Parquet files again)."""
+        """Write ``pending`` snapshots (temp files, fsync, rename), each only if its key is
+        still its tenant's; returns how many files were written. Never raises for a failed
+        write (a snapshot is a cache: the next load reads the Parquet files again)."""
         written = 0
         for item in pending:
             try:
@@ -161,30 +186,31 @@ class Snapshots:
         return written
 
     def _write(self, item: Pending) -> int:
-        folder = item.path.parent
+        folder = item.rows_path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / f".{item.path.name}.{uuid.uuid4().hex}.tmp"
+        files = [
+            (path, frame, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
+            for path, frame in ((item.rows_path, item.rows), (item.partials_path, item.partials))
+            if frame is not None
+        ]
         try:
-            # One record batch per file: read back, every column is one contiguous buffer.
-            table = item.frame.to_arrow().combine_chunks()
-            with open(temp, "wb") as handle:
-                with ipc.new_file(handle, table.schema) as writer:
-                    writer.write_table(table)
-                handle.flush()
-                os.fsync(handle.fileno())
+            for _, frame, temp in files:
+                _write_ipc(frame, temp)
             # Under the lake's ingest lock: a swap, purge or rebuild (which drop snapshots)
-            # either happened before, and the key tells, or waits until the rename is done.
+            # either happened before, and the key tells, or waits until the renames are done.
             with exclusive(self.lake.root):
                 current = tenant_key(self.lake.manifest(), self.lake.catalog, item.tenant)
                 if current != item.key:
                     return 0
-                os.replace(temp, item.path)
+                for path, _, temp in files:
+                    os.replace(temp, path)
                 for other in folder.glob("*.arrow"):
-                    if other != item.path:
+                    if not other.name.startswith(f"{item.key}."):
                         other.unlink(missing_ok=True)
-            return 1
+            return len(files)
         finally:
-            temp.unlink(missing_ok=True)
+            for _, _, temp in files:
+                temp.unlink(missing_ok=True)
 
     def _from_parquet(
         self, tenant: str, subject: Subject, files: Sequence[FileEntry]
@@ -201,6 +227,44 @@ def _merged(parts: Sequence[pl.DataFrame], subject: Subject) -> pl.DataFrame:
     return pl.concat(parts, how="vertical").sort(sort_columns(subject)).rechunk()
 
 
+def _write_ipc(frame: pl.DataFrame, path: Path) -> None:
+    """``frame`` as an uncompressed Arrow IPC file of one record batch (read back, every column
+    is one contiguous buffer), fsynced."""
+    table = frame.to_arrow().combine_chunks()
+    with open(path, "wb") as handle:
+        with ipc.new_file(handle, table.schema) as writer:
+            writer.write_table(table)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _mapped(path: Path) -> pl.DataFrame | None:
+    """The Arrow IPC file at ``path``, memory-mapped: the frame's buffers are the file's pages,
+    nothing is copied (the map stays open as long as a buffer refers to it)."""
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
+    frame = pl.from_arrow(table, rechunk=False)
+    return frame if isinstance(frame, pl.DataFrame) else None
+
+
+def _read_partials(
+    rows_path: Path, tenant: str, spec: RollupSpec, rows: int
+) -> pl.DataFrame | None:
+    """The rollup partials beside the rows snapshot at ``rows_path``, if whole and of its
+    ``rows`` rows (the spec's schema, the row count, every row ``tenant``'s); else ``None``."""
+    path = rows_path.with_name(rows_path.name.replace(".rows.", ".rollup."))
+    try:
+        frame = _mapped(path)
+        if frame is None or frame.schema != schema_of(spec):
+            return None
+        if frame.get_column(ROWS).sum() != rows:
+            return None
+        if "tenant" in frame.columns and not bool((frame.get_column("tenant") == tenant).all()):
+            return None
+        return frame
+    except (OSError, pl.exceptions.PolarsError, pa.ArrowException, ValueError):
+        return None
+
+
 def _read(
     path: Path, tenant: str, subject: Subject, files: Sequence[FileEntry]
 ) -> pl.DataFrame | None:
@@ -208,13 +272,9 @@ def _read(
     manifest lists for ``files``: the subject's schema, their row count and time range, sorted,
     every row ``tenant``'s. ``None`` when it is missing or fails any check."""
     try:
-        # Memory-mapped: the frame's buffers are the file's pages, nothing is copied.
-        # (The map stays open as long as a buffer of the frame refers to it.)
-        table = ipc.open_file(pa.memory_map(str(path))).read_all()
-        converted = pl.from_arrow(table, rechunk=False)
-        if not isinstance(converted, pl.DataFrame):
+        frame = _mapped(path)
+        if frame is None:
             return None
-        frame = converted
         if frame.schema != subject.polars_schema() or frame.height != sum(e.rows for e in files):
             return None
         if frame.height == 0:
