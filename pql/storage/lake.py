@@ -11,7 +11,7 @@ Layout::
       _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
       mc-{tenant}-{region}-{subject}/    one bucket per tenant, storage region and subject
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
-        _snapshot/{key}.arrow            the bucket's rows as an index keeps them (a cache:
+        _snapshot/{key}.*.arrow          the bucket's rows as an index keeps them (a cache:
                                          :mod:`pql.storage.snapshots`), never a data file
 
 A bucket's region is the *storage* region (where the bytes are kept), recorded per file as

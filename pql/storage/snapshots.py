@@ -5,7 +5,7 @@ same data directory would do that again for every tenant. So once the loader has
 it writes, in the background, each bucket's rows as the index keeps them (conformed, sorted) as
 an uncompressed Arrow IPC file in the bucket itself::
 
-    mc-{tenant}-{region}-{subject}/_snapshot/{key}.arrow
+    mc-{tenant}-{region}-{subject}/_snapshot/{key}.rows.arrow    (and {key}.rollup.arrow)
 
 The next load memory-maps it (zero copy: pyarrow's memory map, as Polars' ``read_ipc`` copies)
 instead of reading Parquet and sorting; the rollups are rebuilt from the rows (they are small
