@@ -130,8 +130,11 @@ def test_an_ingest_makes_the_tenants_snapshots_unusable(lake: Path, demo: DemoDa
     assert set(found.values()) == {"snapshot"}  # the other tenants did not change
     same_as_partitions(restarted, lake)
     assert sources(opened(lake))["acme"] == "snapshot"  # written again, for the new data
-    # Only the current snapshot of each bucket is kept.
-    assert all(len(list(p.parent.glob("*.arrow"))) == 1 for p in snapshot_files(lake))
+    # Only the current snapshot of each bucket is kept: its rows and their rollup partials.
+    for folder in {p.parent for p in snapshot_files(lake)}:
+        names = sorted(p.name for p in folder.glob("*.arrow"))
+        key = names[0].split(".")[0]
+        assert names == [f"{key}.rollup.arrow", f"{key}.rows.arrow"], names
 
 
 def test_new_extra_columns_make_the_snapshots_unusable(lake: Path, demo: DemoData) -> None:
@@ -184,6 +187,18 @@ def test_a_damaged_snapshot_is_ignored_and_written_again(lake: Path) -> None:
     assert sources(restarted)["acme"] == "mixed"
     same_as_partitions(restarted, lake)
     assert sources(opened(lake))["acme"] == "snapshot"  # rewritten whole
+
+
+def test_damaged_rollup_partials_are_computed_again_from_the_snapshot(lake: Path) -> None:
+    opened(lake)
+    rollup = next(p for p in snapshot_files(lake, "acme") if p.name.endswith(".rollup.arrow"))
+    rollup.write_bytes(rollup.read_bytes()[:-64])
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "snapshot"  # the rows were good
+    same_as_partitions(restarted, lake)
+    catalog = Catalog()
+    again = Snapshots(Lake(lake, catalog)).load("acme", catalog, rollups=True)
+    assert again.source == "snapshot" and again.pending == ()  # written again, whole
 
 
 def test_another_tenants_snapshot_under_the_right_name_is_refused(lake: Path) -> None:

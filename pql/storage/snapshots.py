@@ -98,6 +98,7 @@ def tenant_key(manifest: Manifest, catalog: Catalog, tenant: str) -> str:
             for name, type_ in current_subject(catalog, subject, tenant).polars_schema().items()
         ]
         for subject in catalog
+        if any(f["subject"] == subject.name for f in files)
     }
     payload = {
         "format": FORMAT,
