@@ -26,10 +26,12 @@ over time and its histogram). Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import tempfile
 import threading
@@ -473,6 +475,11 @@ def _max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def open_lake(data: Path, granularity: timedelta, budget: str | None) -> pql.Engine:
+    """The engine a service gets from the README on ``data``: ``Engine(DIR)``, nothing loaded."""
+    return pql.Engine(data, cache_granularity=granularity, memory_budget=budget)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the data, drive the load, write the JSON summary and PNG, run the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -518,9 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-budget", help="Engine(memory_budget=...), e.g. 4GiB")
     ap.add_argument(
         "--start",
-        choices=["cold", "warm", "both"],
+        choices=["cold", "restart", "warm", "both"],
         default="both",
-        help="cold: a run on the engine as opened (cache off); warm: after preloading",
+        help="cold: a run on the engine as opened on fresh data (cache off); restart: an "
+        "engine preloads every tenant and writes its index snapshots, is dropped, and a fresh "
+        "Engine(DIR) on the same directory is run like cold (lake store only); warm: after "
+        "preloading; both: cold, then restart (lake store), then warm",
     )
     args = ap.parse_args(argv)
     if args.zipf is None:
@@ -535,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
         args.data = data.lake
         clock = Clock(data.now)
+        # An earlier run left index snapshots in the cached lake: the cold start is a first open
+        # (deleting them is always safe, docs/pql/MEMORY.md); --start restart writes them again.
+        for folder in data.lake.rglob("_snapshot"):
+            shutil.rmtree(folder)
     else:
         data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
     # Dashboards accept a 10 s stale window in exchange for shared cache entries (an opt-in).
@@ -553,9 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.ingest("receipts", data.receipts)
             writer.ingest("decisions", data.decisions)
         # The engine a service gets from the README: Engine(DIR), opened cold.
-        engine = pql.Engine(
-            args.data, cache_granularity=granularity, memory_budget=args.memory_budget
-        )
+        engine = open_lake(args.data, granularity, args.memory_budget)
     setup_s = time.perf_counter() - t
     tenants = data.receipts["tenant"].value_counts(sort=True)["tenant"].to_list()
     print(
@@ -576,11 +588,25 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, str]] = []  # (start, cache mode)
     if args.start in ("cold", "both"):
         runs.append(("cold", "off"))  # nothing loaded, nothing cached: the engine as opened
+    if args.start == "restart" or (args.start == "both" and args.store == "lake"):
+        if args.store != "lake":
+            ap.error("--start restart needs --store lake (snapshots are kept in the lake)")
+        runs.append(("restart", "off"))  # a fresh engine on data whose snapshots are written
     if args.start in ("warm", "both"):
         runs += [
             ("warm", mode) for mode in (["on", "off"] if args.cache == "both" else [args.cache])
         ]
     for start, mode in runs:
+        if start == "restart":
+            t = time.perf_counter()
+            engine.preload("all")
+            if isinstance(engine.store, IndexedLake):
+                engine.store.wait_snapshots()
+            written = time.perf_counter() - t
+            del engine
+            gc.collect()
+            engine = open_lake(args.data, granularity, args.memory_budget)
+            print(f"restart: indexes loaded and snapshots written in {written:.1f}s; reopened")
         if start == "warm":
             t = time.perf_counter()
             engine.preload("all")
@@ -638,8 +664,13 @@ def main(argv: list[str] | None = None) -> int:
             "process_max_rss_bytes": _max_rss_bytes(),
         }
         summary = summarize(samples, wall_s=wall, config=config)
-        if start == "cold":
+        if start in ("cold", "restart"):
             summary["cold_start"] = cold_start(samples)
+            if isinstance(store, IndexedLake):
+                summary["cold_start"]["index_loads"] = {
+                    tenant: {"source": i.source, "seconds": round(i.seconds, 4), "rows": i.rows}
+                    for tenant, i in store.loads().items()
+                }
         mix = "" if args.mix == "dashboard" else f"-{args.mix}"
         name = f"harness-{args.receipts // 1000}k-{args.store}{mix}-{start}-cache-{mode}-{stamp}"
         base = args.out / name
@@ -658,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {lat['p99']} max {lat['max']} ms, hit rate {summary['hit_rate']}, "
             f"outcomes {summary['outcomes']}, paths {summary['paths']} -> {base}.json"
         )
-        if start == "cold":
+        if start in ("cold", "restart"):
             cold = summary["cold_start"]
             print(f"  first 10 s: {cold['latency_ms_first_10s']}, paths {cold['paths_first_10s']}")
             print(f"  first answer per tenant: {cold['first_answer_per_tenant']}")

@@ -165,7 +165,9 @@ class Engine:
     ``result.stats["path"]`` says what answered (``"index"``, ``"partitions"`` or ``"memory"``),
     ``result.stats["lookups"]`` the id columns whose lookups read rows instead of a window scan.
     ``index=False`` reads only the partitions in each window (one-shot commands).
-    See ``docs/pql/MEMORY.md``.
+    On a local directory each index is also saved as snapshots in its tenant's buckets, which a
+    later engine on the same directory loads in milliseconds (``snapshots=False``: none are read
+    or written; :mod:`pql.storage.snapshots`). See ``docs/pql/MEMORY.md``.
     With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
     partial aggregates at ingest, and aggregate queries they answer exactly read them for the
     whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the raw
@@ -225,6 +227,7 @@ class Engine:
         spark: Any = None,
         s3: Mapping[str, Any] | None = None,
         plan_memo_size: int = DEFAULT_MEMO_SIZE,
+        snapshots: bool = True,
     ) -> None:
         if executor not in EXECUTORS:
             raise InputError(
@@ -262,7 +265,13 @@ class Engine:
                 else Lake(Path(path), self.catalog)
             )
             self.store = (  # Spark reads the lake's files itself: no index to keep
-                IndexedLake(lake, self.catalog, rollups=rollups, memory_budget=memory_budget)
+                IndexedLake(
+                    lake,
+                    self.catalog,
+                    rollups=rollups,
+                    memory_budget=memory_budget,
+                    snapshots=snapshots,
+                )
                 if index and executor != "spark"
                 else lake
             )

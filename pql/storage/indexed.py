@@ -12,12 +12,17 @@ The indexes live under a memory budget (:mod:`pql.storage.budget`): when a load 
 over it, the least recently used other tenants are dropped; a tenant whose index alone would not
 fit is served from its partitions. Ingest writes through to the lake and drops the touched
 tenants' indexes, which the next query reloads, so an index never serves an older data version.
+
+On a local lake, each index loaded from Parquet is also written as snapshots in the tenant's
+buckets (:mod:`pql.storage.snapshots`), after the loads waiting, by the loader thread; a later
+load (after a restart, an eviction) memory-maps them instead of reading and sorting again.
 See ``docs/pql/MEMORY.md``.
 """
 
 from __future__ import annotations
 
 import threading
+import time as clock
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -35,8 +40,9 @@ from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
 from pql.storage.rollups import RollupRead, RollupSpec, partials, rollup_specs
 from pql.storage.s3 import S3Lake
+from pql.storage.snapshots import LoadSource, Pending, Snapshots
 
-__all__ = ["IndexedLake", "Preload", "TenantState"]
+__all__ = ["IndexedLake", "LoadInfo", "Preload", "TenantState"]
 
 _ALL_START = datetime(1970, 1, 1, tzinfo=UTC)
 _ALL_END = datetime(9999, 12, 31, tzinfo=UTC)
@@ -50,6 +56,16 @@ Preload = Literal["all"] | Sequence[str] | None
 
 TenantState = Literal["index", "loading", "partitions"]
 """Where a tenant's queries are answered from now."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadInfo:
+    """How a tenant's last index load went: where its rows came from, how long it took."""
+
+    source: LoadSource
+    """``"snapshot"`` (every bucket from its snapshot), ``"parquet"`` or ``"mixed"``."""
+    seconds: float
+    rows: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,8 @@ class IndexedLake:
     (:mod:`pql.storage.rollups`), built when the index is loaded. ``background=False`` loads an
     index inside the query that needs it (tests, scripts that want the index at once).
     ``on_load`` is called with the tenant at the start of every load, in the loading thread.
+    With ``snapshots`` (the default) and a local :class:`~pql.storage.lake.Lake`, indexes are
+    loaded from and saved as snapshots (:mod:`pql.storage.snapshots`); an ``S3Lake`` keeps none.
     """
 
     def __init__(
@@ -78,8 +96,12 @@ class IndexedLake:
         memory_budget: MemoryBudget = None,
         background: bool = True,
         on_load: Callable[[str], None] | None = None,
+        snapshots: bool = True,
     ) -> None:
         self.lake = lake
+        self.snapshots = Snapshots(lake) if snapshots and isinstance(lake, Lake) else None
+        """The snapshots indexes are loaded from and saved as, or ``None`` (off, or not a
+        local lake)."""
         self.memory_budget = parse_budget(memory_budget)
         """The most bytes the indexes keep together."""
         self.background = background
@@ -100,6 +122,9 @@ class IndexedLake:
         self._queue: dict[str, int] = {}  # tenant -> version to load, in arrival order
         self._demand: dict[str, int] = {}  # queries that found the tenant not loaded
         self._loader: threading.Thread | None = None
+        self._unwritten: list[tuple[Pending, ...]] = []  # snapshots to write, after the loads
+        self._writing = False
+        self._loads: dict[str, LoadInfo] = {}
 
     # the Store protocol ---------------------------------------------------------------------
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
@@ -216,6 +241,21 @@ class IndexedLake:
         with self._changed:
             return self._changed.wait_for(lambda: not (self._wanted & self._loading), timeout)
 
+    def wait_snapshots(self, timeout: float | None = None) -> bool:
+        """Wait until the preloads are settled and every snapshot due is written (at most
+        ``timeout`` seconds); whether they are."""
+
+        def idle() -> bool:
+            return not (self._wanted & self._loading or self._unwritten or self._writing)
+
+        with self._changed:
+            return self._changed.wait_for(idle, timeout)
+
+    def loads(self) -> dict[str, LoadInfo]:
+        """How each tenant's last index load went (source, seconds, rows), by tenant."""
+        with self._lock:
+            return dict(self._loads)
+
     def state(self, tenant: str) -> TenantState:
         """Where ``tenant``'s next query is answered from (without starting a load)."""
         version = self.lake.version(tenant)
@@ -271,21 +311,40 @@ class IndexedLake:
         """Queue claimed loads for the loader thread, starting it if it is not running."""
         for tenant, version in loads:
             self._queue[tenant] = version
-        if self._queue and self._loader is None:
+        if (self._queue or self._unwritten) and self._loader is None:
             self._loader = threading.Thread(target=self._run_loader, name="pql-index", daemon=True)
             self._loader.start()
 
     def _run_loader(self) -> None:
-        """Load the queued tenants one at a time, the most demanded first (then in order)."""
+        """Load the queued tenants one at a time, the most demanded first (then in order);
+        write the snapshots due only when no load waits (queries wait for loads, not them)."""
         while True:
-            with self._lock:
-                if not self._queue:
+            with self._changed:
+                if self._queue:
+                    tenant = max(self._queue, key=lambda t: self._demand.get(t, 0))
+                    version = self._queue.pop(tenant)
+                    self._demand.pop(tenant, None)
+                    unwritten: tuple[Pending, ...] = ()
+                elif self._unwritten:
+                    unwritten = self._unwritten.pop(0)
+                    self._writing = True
+                else:
                     self._loader = None
+                    self._changed.notify_all()
                     return
-                tenant = max(self._queue, key=lambda t: self._demand.get(t, 0))
-                version = self._queue.pop(tenant)
-                self._demand.pop(tenant, None)
-            self._load(tenant, version)
+            if not unwritten:
+                self._load(tenant, version)
+                continue
+            try:
+                self._write(unwritten)
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
+
+    def _write(self, pending: tuple[Pending, ...]) -> None:
+        if self.snapshots is not None:
+            self.snapshots.write(pending)
 
     def _claim(self, tenant: str, version: int, *, retry: bool = False) -> bool:
         with self._lock:
@@ -313,12 +372,18 @@ class IndexedLake:
         then build its lookups, while queries are already answered from the index."""
         store: MemoryStore | None = None
         why = ""
+        pending: tuple[Pending, ...] = ()
+        started = clock.perf_counter()
+        source: LoadSource = "parquet"
         try:
             if self.on_load is not None:
                 self.on_load(tenant)
             rows = self._rows(tenant)
             if rows * _LEAST_BYTES_PER_ROW > self.memory_budget:
                 why = f"its {rows} rows need more than {rows * _LEAST_BYTES_PER_ROW} bytes"
+            elif self.snapshots is not None:
+                loaded = self.snapshots.load(tenant, self._catalog, rollups=self._rollups)
+                store, source, pending = loaded.store, loaded.source, loaded.pending
             else:
                 store = self._read(tenant)
         except Exception as exc:  # served from partitions, whose reads report the problem
@@ -328,16 +393,24 @@ class IndexedLake:
                 nbytes = store.memory_bytes()
                 if nbytes <= self.memory_budget:
                     self._keep(tenant, _Index(version, store, nbytes))
+                    seconds = clock.perf_counter() - started
+                    self._loads[tenant] = LoadInfo(source, seconds, store.rows())
                 else:
                     why, store = f"its index needs {nbytes} bytes, over the budget", None
             if store is None:
                 self._loading.discard(tenant)
                 self._refused[tenant] = (version, why)
+                pending = ()
             else:
                 self._refused.pop(tenant, None)
+            if pending and self.background:
+                self._unwritten.append(pending)
+                self._enqueue_locked(())
             self._changed.notify_all()
         if store is not None:
             self._add_lookups(tenant, store)
+        if pending and not self.background:
+            self._write(pending)
         return store
 
     def _add_lookups(self, tenant: str, store: MemoryStore) -> None:

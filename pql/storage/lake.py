@@ -11,6 +11,8 @@ Layout::
       _pql/quarantine/                   files taken out of the lake (Lake.quarantine)
       mc-{tenant}-{region}-{subject}/    one bucket per tenant, storage region and subject
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
+        _snapshot/{key}.*.arrow          the bucket's rows as an index keeps them (a cache:
+                                         :mod:`pql.storage.snapshots`), never a data file
 
 A bucket's region is the *storage* region (where the bytes are kept), recorded per file as
 :attr:`FileEntry.storage`; :attr:`FileEntry.region` is the ``region`` column of the rows (where
@@ -44,7 +46,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
@@ -78,7 +80,15 @@ from pql.storage.validate import (
     validate,
 )
 
-__all__ = ["FileEntry", "Lake", "Manifest", "bucket_name", "damaged", "parse_bucket"]
+__all__ = [
+    "FileEntry",
+    "Lake",
+    "Manifest",
+    "bucket_name",
+    "damaged",
+    "drop_snapshots",
+    "parse_bucket",
+]
 
 MANIFEST_FORMAT = 2
 """2: extra-column types per tenant. Format 1 (one set of extra columns for the whole lake) is
@@ -91,6 +101,9 @@ manifest's tenants' storage regions can be rebuilt (:func:`pql.storage.repair.re
 LOCK_NAME = "lock"
 TMP_DIR = "tmp"
 QUARANTINE_DIR = "quarantine"
+SNAPSHOT_DIR = "_snapshot"
+"""In each bucket: snapshots of the bucket's rows as an index keeps them (a cache that
+:mod:`pql.storage.snapshots` writes and checks; no manifest lists it, no data file is in it)."""
 PARQUET_MAGIC = b"PAR1"
 WRITERS = 8
 """How many data files an ingest writes at once (writing and fsync release the GIL)."""
@@ -459,16 +472,21 @@ class Lake:
         ]
         if not files:
             return Scan(empty_frame(current).lazy().select(names), 0, 0, False)
+        frame = self.read_files(current, files).select(names)
+        return Scan(frame, len(files), sum(e.rows for e in files), False)
+
+    def read_files(self, subject: Subject, files: Sequence[FileEntry]) -> pl.LazyFrame:
+        """The rows of ``files`` (entries of one tenant's ``subject``, which must be its current
+        form for that tenant), checked first (PQL-E102), all columns of the subject."""
         self.check_files(files)
-        frame = pl.scan_parquet(
+        return pl.scan_parquet(
             [str(self._root / e.path) for e in files],
-            schema=current.polars_schema(),
+            schema=subject.polars_schema(),
             missing_columns="insert",
             extra_columns="ignore",
             hive_partitioning=False,
             glob=False,
-        ).select(names)
-        return Scan(frame, len(files), sum(e.rows for e in files), False)
+        )
 
     def version(self, tenant: str) -> int:
         """How many ingests have stored rows for ``tenant`` (from any process)."""
@@ -547,12 +565,18 @@ class Lake:
             self._manifest = committed
             self._signature = _signature(os.stat(self.manifest_path))
             self._keys.pop((entry.tenant, entry.subject), None)
+            self.drop_snapshots(entry.tenant)
             source = self._root / entry.path
             if source.exists():
                 target = self._meta(QUARANTINE_DIR, entry.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
         return entry
+
+    def drop_snapshots(self, tenant: str | None = None) -> int:
+        """Delete the index snapshots of ``tenant``'s buckets (``None``: of every bucket); see
+        :func:`drop_snapshots`."""
+        return drop_snapshots(self._root, tenant)
 
     def digest(self, entry: FileEntry) -> str:
         """The SHA-256 of ``entry``'s bytes (hex)."""
@@ -632,6 +656,9 @@ class Lake:
             write_homes(self._root, committed.homes)
             for key in [k for k in self._keys if k[0] == tenant]:
                 del self._keys[key]
+            # The tenant's rows now live elsewhere (or back where they were): no snapshot of
+            # them stays behind in a region they left.
+            self.drop_snapshots(tenant)
         return committed
 
     def purge_retired(self, tenant: str) -> tuple[FileEntry, ...]:
@@ -648,6 +675,7 @@ class Lake:
             self._signature = _signature(os.stat(self.manifest_path))
             for entry in purged:
                 (self._root / entry.path).unlink(missing_ok=True)
+            self.drop_snapshots(tenant)
         return purged
 
     def check_files(self, entries: Sequence[FileEntry]) -> None:
@@ -959,6 +987,25 @@ def _stats(files: Sequence[FileEntry]) -> list[PartitionStats]:
         )
         for (day, region), entries in sorted(groups.items())
     ]
+
+
+def drop_snapshots(root: Path, tenant: str | None = None) -> int:
+    """Delete the index snapshots (:data:`SNAPSHOT_DIR`) of ``tenant``'s buckets in the lake at
+    ``root`` (``None``: of every bucket); returns how many files went. They are a cache, never
+    data: no removal guard is asked. Called when a tenant's files move, are purged or
+    quarantined, and when the manifest is rebuilt, so that no copy of rows outlives the files
+    it was made from, nor stays in a region its tenant left."""
+    removed = 0
+    for folder in root.glob(f"mc-*/{SNAPSHOT_DIR}"):
+        parsed = parse_bucket(folder.parent.name)
+        if parsed is None or (tenant is not None and parsed[0] != tenant):
+            continue
+        for file in folder.iterdir():
+            file.unlink(missing_ok=True)
+            removed += 1
+        with suppress(OSError):  # one written meanwhile: it is keyed, so never served stale
+            folder.rmdir()
+    return removed
 
 
 def _signature(stat: os.stat_result) -> _Signature:

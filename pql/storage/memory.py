@@ -229,13 +229,24 @@ class MemoryStore:
         )
 
     def load_stored(
-        self, tenant: str, subject: Subject, rows: pl.DataFrame, *, lookups: bool = True
+        self,
+        tenant: str,
+        subject: Subject,
+        rows: pl.DataFrame,
+        *,
+        lookups: bool = True,
+        ordered: bool = False,
+        partials: Sequence[pl.DataFrame] = (),
     ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
         :class:`~pql.storage.lake.Lake`): they are only conformed, sorted and rolled up, not
         checked again. For a store that holds none of ``tenant``'s ``subject`` yet.
-        ``lookups=False`` leaves the id columns' lookups to :meth:`add_lookups`."""
+        ``lookups=False`` leaves the id columns' lookups to :meth:`add_lookups`.
+        ``ordered`` says ``rows`` are already conformed and sorted (a snapshot,
+        :mod:`pql.storage.snapshots`): they are kept as they are, without a copy.
+        ``partials``, when given, are the rollup partials of ``rows`` (in parts), kept instead
+        of computing them again."""
         with self._lock:
             declared = current_subject(self._catalog, subject)
             extras = extra_columns(declared, rows)
@@ -246,11 +257,12 @@ class MemoryStore:
                     mine.setdefault(name, type_)
             current = current_subject(self._catalog, declared, tenant)
             key = (tenant, declared.name)
-            self._tables[key] = _Table.build(
-                conform(rows, current).sort(sort_columns(current)).rechunk(),
-                current.ids if lookups else (),
-            )
-            if self.rollups is not None:
+            kept = rows if ordered else conform(rows, current).sort(sort_columns(current)).rechunk()
+            self._tables[key] = _Table.build(kept, current.ids if lookups else ())
+            if self.rollups is not None and partials:
+                for part in partials:
+                    self.rollups.add_partials(tenant, declared, part)
+            elif self.rollups is not None:
                 self.rollups.add(tenant, declared, rows)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
@@ -341,6 +353,15 @@ class MemoryStore:
     def version(self, tenant: str) -> int:
         """How many ingests have stored rows for ``tenant``."""
         return self._versions.get(tenant, 0)
+
+    def table(self, tenant: str, subject: str) -> pl.DataFrame | None:
+        """``tenant``'s stored rows of ``subject``, sorted, or ``None`` (no copy)."""
+        found = self._tables.get((tenant, subject))
+        return None if found is None else found.frame
+
+    def rows(self) -> int:
+        """How many rows are stored, over all tenants and subjects."""
+        return sum(t.frame.height for t in self._tables.values())
 
     def memory_bytes(self) -> int:
         """Bytes the stored rows, their ts index, their lookups and the rollups take (Polars'

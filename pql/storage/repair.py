@@ -45,6 +45,7 @@ from pql.storage.lake import (
     Manifest,
     atomic_write,
     damaged,
+    drop_snapshots,
     dump,
     exclusive,
     parse_bucket,
@@ -126,6 +127,8 @@ def rebuild_manifest(
             t: r for t, r in homes.items() if t in versions or any(e.tenant == t for e in retired)
         }
         manifest = Manifest(tuple(active), versions, extras, tuple(retired), homes)
+        # Versions restart here: snapshots keyed by the old ones must never match by chance.
+        drop_snapshots(root)
         atomic_write(path, dump(manifest))
     groups: dict[tuple[str, str], list[pl.Series]] = {}
     for entry in active:

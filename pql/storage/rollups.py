@@ -239,7 +239,17 @@ class Rollups:
         spec = self.spec(subject.name)
         if spec is None or rows.height == 0:
             return
-        new = partials(spec, rows)
+        self._merge(tenant, subject, spec, partials(spec, rows))
+
+    def add_partials(self, tenant: str, subject: Subject, new: pl.DataFrame) -> None:
+        """Merge ``new``, partials computed already (:func:`partials`, e.g. kept in an index
+        snapshot) of new rows of ``tenant``, into its rollup."""
+        spec = self.spec(subject.name)
+        if spec is None or new.height == 0:
+            return
+        self._merge(tenant, subject, spec, new)
+
+    def _merge(self, tenant: str, subject: Subject, spec: RollupSpec, new: pl.DataFrame) -> None:
         key = (tenant, subject.name)
         with self._lock:
             old = self._rollups.get(key)

@@ -1,0 +1,295 @@
+"""Index snapshots: a tenant's index as :class:`~pql.storage.indexed.IndexedLake` keeps it, on disk.
+
+Loading an index reads the tenant's Parquet files and sorts them; a service that restarts on the
+same data directory would do that again for every tenant. So once the loader has built an index
+it writes, in the background, each bucket's rows as the index keeps them (conformed, sorted) as
+an uncompressed Arrow IPC file in the bucket itself::
+
+    mc-{tenant}-{region}-{subject}/_snapshot/{key}.rows.arrow    (and {key}.rollup.arrow)
+
+The next load memory-maps it (zero copy: pyarrow's memory map, as Polars' ``read_ipc`` copies)
+instead of reading Parquet and sorting; the rollups are rebuilt from the rows (they are small
+and quick to build). Only a local
+:class:`~pql.storage.lake.Lake` keeps snapshots; an :class:`~pql.storage.s3.S3Lake` does not.
+
+A snapshot is in its bucket, so a tenant's rows never leave the folder of their storage region
+(the data's residency). Its ``key`` is a digest of everything the tenant's index depends on:
+this module's format, the tenant's version in the manifest (kept in the manifest, so it
+survives a restart), every manifest entry of the tenant's active files (path, day, rows, bytes,
+time range, row and storage region), its extra columns, its storage region, and the schema the
+catalog gives each subject for it. Any ingest, quarantine, migration, rollback or purge changes
+the key, so a snapshot of other data is never found; swaps, purges, quarantines and a rebuilt
+manifest also delete the tenant's snapshots (:func:`~pql.storage.lake.drop_snapshots`), so none
+outlives its files nor stays in a region its tenant left. A snapshot is written only if its key
+is still the tenant's current one, checked under the lake's ingest lock right before the
+rename, and read only after checking its schema, its row count, its time range and that every
+row is the tenant's: a file that fails (truncated, damaged, foreign) is ignored, the rows are
+read from the Parquet files, and the snapshot is written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from pql.catalog import Catalog, Subject
+from pql.storage.base import conform, current_subject, sort_columns
+from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name, exclusive
+from pql.storage.memory import MemoryStore
+from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
+
+__all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
+
+FORMAT = 1
+"""The snapshot format; part of every key, so a new format never reads an old file."""
+
+LoadSource = Literal["snapshot", "parquet", "mixed"]
+"""Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A bucket's snapshot to write: its rows, sorted (``None``: its rows file is good), and
+    their rollup partials (``None``: none kept), and where they go."""
+
+    tenant: str
+    key: str
+    rows_path: Path
+    rows: pl.DataFrame | None
+    partials: pl.DataFrame | None
+
+    @property
+    def partials_path(self) -> Path:
+        return self.rows_path.with_name(self.rows_path.name.replace(".rows.", ".rollup."))
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A tenant's index as read, where its rows came from, and the snapshots to write."""
+
+    store: MemoryStore
+    source: LoadSource
+    pending: tuple[Pending, ...]
+
+
+def tenant_key(manifest: Manifest, catalog: Catalog, tenant: str) -> str:
+    """The key of ``tenant``'s snapshots at ``manifest``: a digest of everything its index
+    depends on (see the module docs)."""
+    files = sorted(
+        (e.to_json() for e in manifest.files if e.tenant == tenant), key=lambda e: str(e["path"])
+    )
+    extras = {
+        subject: {name: type_.value for name, type_ in columns.items()}
+        for subject, columns in manifest.extras_of(tenant).items()
+    }
+    schemas = {
+        subject.name: [
+            [name, str(type_)]
+            for name, type_ in current_subject(catalog, subject, tenant).polars_schema().items()
+        ]
+        for subject in catalog
+        if any(f["subject"] == subject.name for f in files)
+    }
+    payload = {
+        "format": FORMAT,
+        "tenant": tenant,
+        "version": manifest.versions.get(tenant, 0),
+        "files": files,
+        "extras": extras,
+        "home": manifest.homes.get(tenant),
+        "schemas": schemas,
+    }
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:40]
+
+
+class Snapshots:
+    """The snapshots of one local lake's indexes: read at load, written after it."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def path(self, tenant: str, storage: str, subject: str, key: str) -> Path:
+        """Where the rows snapshot of ``tenant``'s ``subject`` in storage region ``storage``
+        is (its rollup partials are beside it, ``{key}.rollup.arrow``)."""
+        bucket = bucket_name(tenant, storage, subject)
+        return self.lake.root / bucket / SNAPSHOT_DIR / f"{key}.rows.arrow"
+
+    def load(self, tenant: str, catalog: Catalog, *, rollups: bool) -> Loaded:
+        """``tenant``'s index: each bucket's rows (and rollup partials) from its snapshot when
+        there is a good one, else from its Parquet files (then queued to be written), all at
+        one manifest."""
+        manifest = self.lake.manifest()
+        key = tenant_key(manifest, catalog, tenant)
+        store = MemoryStore(catalog, rollups=rollups)
+        pending: list[Pending] = []
+        found = 0
+        for subject in catalog:
+            entries = manifest.files_of(tenant, subject.name)
+            if not entries:
+                continue
+            current = current_subject(catalog, subject, tenant)
+            spec = None if store.rollups is None else store.rollups.spec(subject.name)
+            buckets: dict[str, list[FileEntry]] = {}
+            for entry in entries:
+                buckets.setdefault(entry.storage, []).append(entry)
+            parts, rolled = [], []
+            for storage, files in sorted(buckets.items()):
+                path = self.path(tenant, storage, subject.name, key)
+                frame = _read(path, tenant, current, files)
+                fresh = frame is None
+                if frame is None:
+                    frame = self._from_parquet(tenant, current, files)
+                partial = None
+                if spec is not None:
+                    partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
+                    if partial is None:
+                        partial = partials(spec, frame)
+                        unwritten = frame if fresh else None
+                        pending.append(Pending(tenant, key, path, unwritten, partial))
+                    rolled.append(partial)
+                elif fresh:
+                    pending.append(Pending(tenant, key, path, frame, None))
+                found += not fresh
+                parts.append(frame)
+            rows = parts[0] if len(parts) == 1 else _merged(parts, current)
+            if rows.height:
+                store.load_stored(
+                    tenant, subject, rows, ordered=True, partials=rolled, lookups=False
+                )
+        source: LoadSource = (
+            "parquet"
+            if not found
+            else "mixed"
+            if any(p.rows is not None for p in pending)
+            else "snapshot"
+        )
+        return Loaded(store, source, tuple(pending))
+
+    def write(self, pending: Sequence[Pending]) -> int:
+        """Write ``pending`` snapshots (temp files, fsync, rename), each only if its key is
+        still its tenant's; returns how many files were written. Never raises for a failed
+        write (a snapshot is a cache: the next load reads the Parquet files again)."""
+        written = 0
+        for item in pending:
+            try:
+                written += self._write(item)
+            except OSError:
+                continue
+        return written
+
+    def _write(self, item: Pending) -> int:
+        folder = item.rows_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [
+            (path, frame, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
+            for path, frame in ((item.rows_path, item.rows), (item.partials_path, item.partials))
+            if frame is not None
+        ]
+        try:
+            for _, frame, temp in files:
+                _write_ipc(frame, temp)
+            # Under the lake's ingest lock: a swap, purge or rebuild (which drop snapshots)
+            # either happened before, and the key tells, or waits until the renames are done.
+            with exclusive(self.lake.root):
+                current = tenant_key(self.lake.manifest(), self.lake.catalog, item.tenant)
+                if current != item.key:
+                    return 0
+                for path, _, temp in files:
+                    os.replace(temp, path)
+                for other in folder.glob("*.arrow"):
+                    if not other.name.startswith(f"{item.key}."):
+                        other.unlink(missing_ok=True)
+            return len(files)
+        finally:
+            for _, _, temp in files:
+                temp.unlink(missing_ok=True)
+
+    def _from_parquet(
+        self, tenant: str, subject: Subject, files: Sequence[FileEntry]
+    ) -> pl.DataFrame:
+        """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted."""
+        # The lake validated and deduplicated these rows when they were ingested: they are
+        # sorted, not checked again.
+        rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
+        return conform(rows, subject).sort(sort_columns(subject)).rechunk()
+
+
+def _merged(parts: Sequence[pl.DataFrame], subject: Subject) -> pl.DataFrame:
+    """The rows of several buckets (a tenant whose rows are kept in several regions), sorted."""
+    return pl.concat(parts, how="vertical").sort(sort_columns(subject)).rechunk()
+
+
+def _write_ipc(frame: pl.DataFrame, path: Path) -> None:
+    """``frame`` as an uncompressed Arrow IPC file of one record batch (read back, every column
+    is one contiguous buffer), fsynced."""
+    table = frame.to_arrow().combine_chunks()
+    with open(path, "wb") as handle:
+        with ipc.new_file(handle, table.schema) as writer:
+            writer.write_table(table)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _mapped(path: Path) -> pl.DataFrame | None:
+    """The Arrow IPC file at ``path``, memory-mapped: the frame's buffers are the file's pages,
+    nothing is copied (the map stays open as long as a buffer refers to it)."""
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
+    frame = pl.from_arrow(table, rechunk=False)
+    return frame if isinstance(frame, pl.DataFrame) else None
+
+
+def _read_partials(
+    rows_path: Path, tenant: str, spec: RollupSpec, rows: int
+) -> pl.DataFrame | None:
+    """The rollup partials beside the rows snapshot at ``rows_path``, if whole and of its
+    ``rows`` rows (the spec's schema, the row count, every row ``tenant``'s); else ``None``."""
+    path = rows_path.with_name(rows_path.name.replace(".rows.", ".rollup."))
+    try:
+        frame = _mapped(path)
+        if frame is None or frame.schema != schema_of(spec):
+            return None
+        if frame.get_column(ROWS).sum() != rows:
+            return None
+        if "tenant" in frame.columns and not bool((frame.get_column("tenant") == tenant).all()):
+            return None
+        return frame
+    except (OSError, pl.exceptions.PolarsError, pa.ArrowException, ValueError):
+        return None
+
+
+def _read(
+    path: Path, tenant: str, subject: Subject, files: Sequence[FileEntry]
+) -> pl.DataFrame | None:
+    """The snapshot at ``path`` memory-mapped, if it is whole and holds exactly the rows the
+    manifest lists for ``files``: the subject's schema, their row count and time range, sorted,
+    every row ``tenant``'s. ``None`` when it is missing or fails any check."""
+    try:
+        frame = _mapped(path)
+        if frame is None:
+            return None
+        if frame.schema != subject.polars_schema() or frame.height != sum(e.rows for e in files):
+            return None
+        if frame.height == 0:
+            return frame
+        ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical()
+        first, last = ts[0], ts[-1]
+        if first != min(e.ts_min for e in files) or last != max(e.ts_max for e in files):
+            return None
+        if not ts.is_sorted() or ts.null_count():
+            return None
+        if not bool((frame.get_column("tenant") == tenant).all()):
+            return None
+        return frame
+    except (OSError, pl.exceptions.PolarsError, pa.ArrowException, ValueError):
+        return None

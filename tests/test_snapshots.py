@@ -1,0 +1,318 @@
+"""Index snapshots: a restarted engine loads them instead of Parquet and answers the same; any
+change of a tenant's stored data makes its snapshots unusable; damaged ones are ignored and
+rewritten; they stay in the tenant's buckets and out of the way of the lake's maintenance."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import pql
+from pql.adapters.residency import audit
+from pql.adapters.tenancy import Registry, TenantSpec
+from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
+from pql.catalog import Catalog
+from pql.demo import DemoData, generate
+from pql.storage import IndexedLake, Lake
+from pql.storage.lake import SNAPSHOT_DIR, parse_bucket
+from pql.storage.repair import rebuild_manifest
+from pql.storage.snapshots import Snapshots, tenant_key
+from tests.clock import TEST_NOW
+
+# A shared, loaded machine can take more than the default deadline for a fresh engine's first
+# queries; the answers, not the timings, are what these tests check.
+LIMITS = pql.Limits(deadline_ms=120_000)
+
+QUERIES = (
+    "FIND receipts SINCE 7d ORDER BY executionId LIMIT 200",
+    "FIND COUNT(*) AS n, AVG(receipts.latency_ms) AS l GROUP BY receipts.region SINCE 60d",
+    "FIND COUNT(decisions.decisionId) AS n JOIN receipts ON decisions.executionId = "
+    "receipts.executionId WHERE decisions.effect = 'deny' GROUP BY decisions.rule SINCE 30d",
+)
+
+
+@pytest.fixture(scope="module")
+def demo() -> DemoData:
+    return generate(3_000, seed=9, tenants=3, now=TEST_NOW)
+
+
+@pytest.fixture
+def lake(tmp_path: Path, demo: DemoData) -> Path:
+    root = tmp_path / "lake"
+    writer = pql.Engine(root, index=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    return root
+
+
+def opened(root: Path, **options: object) -> pql.Engine:
+    """A fresh engine on ``root`` with every index loaded and every snapshot due written."""
+    engine = pql.Engine(root, cache=False, preload="all", limits=LIMITS, **options)  # type: ignore[arg-type]
+    assert isinstance(engine.store, IndexedLake)
+    assert engine.store.wait_snapshots(120)
+    return engine
+
+
+def sources(engine: pql.Engine) -> dict[str, str]:
+    assert isinstance(engine.store, IndexedLake)
+    return {tenant: info.source for tenant, info in engine.store.loads().items()}
+
+
+def answers(engine: pql.Engine, tenant: str) -> list[list[tuple[object, ...]]]:
+    out = []
+    for text in QUERIES:
+        result = engine.query(text, tenant=tenant, now=TEST_NOW, cache=False)
+        rows = [tuple(_rounded(v) for v in row) for row in result.df.rows()]
+        out.append(sorted(rows, key=repr))
+    return out
+
+
+def _rounded(value: object) -> object:
+    """Floats to 9 significant digits: a rollup sums in another order than a scan."""
+    return float(f"{value:.9g}") if isinstance(value, float) else value
+
+
+def same_as_partitions(engine: pql.Engine, root: Path) -> None:
+    """Every tenant's answers from ``engine``'s indexes equal those read from the partitions."""
+    plain = pql.Engine(root, index=False, cache=False, limits=LIMITS)
+    for tenant in plain.store.tenants():
+        assert engine.query(QUERIES[0], tenant=tenant, now=TEST_NOW).stats["path"] == "index"
+        assert answers(engine, tenant) == answers(plain, tenant), tenant
+
+
+def snapshot_files(root: Path, tenant: str | None = None) -> list[Path]:
+    return sorted(
+        p
+        for p in root.glob(f"mc-*/{SNAPSHOT_DIR}/*")
+        if tenant is None or (parse_bucket(p.parent.parent.name) or ("",))[0] == tenant
+    )
+
+
+def test_a_restarted_engine_loads_the_snapshots_and_answers_the_same(lake: Path) -> None:
+    first = opened(lake)
+    tenants = set(first.store.tenants())
+    assert set(sources(first).values()) == {"parquet"}
+    files = snapshot_files(lake)
+    # One file per bucket (tenant, storage region, subject), inside that bucket.
+    buckets = {p.parent.parent.name for p in files}
+    assert buckets == {p.name for p in lake.glob("mc-*") if any(p.glob("day=*"))}
+    assert all(p.suffix == ".arrow" for p in files)
+    restarted = opened(lake)
+    assert sources(restarted) == dict.fromkeys(tenants, "snapshot")
+    same_as_partitions(restarted, lake)
+    assert snapshot_files(lake) == files  # read, not rewritten
+
+
+def test_snapshots_can_be_turned_off(lake: Path) -> None:
+    engine = opened(lake, snapshots=False)
+    assert isinstance(engine.store, IndexedLake) and engine.store.snapshots is None
+    assert set(sources(engine).values()) == {"parquet"}
+    assert snapshot_files(lake) == []
+    opened(lake)  # written by an engine that keeps them ...
+    again = opened(lake, snapshots=False)  # ... and not read by one that does not
+    assert set(sources(again).values()) == {"parquet"}
+    same_as_partitions(again, lake)
+
+
+def test_an_ingest_makes_the_tenants_snapshots_unusable(lake: Path, demo: DemoData) -> None:
+    opened(lake)
+    more = demo.receipts.filter(pl.col("tenant") == "acme").head(50)
+    more = more.with_columns(pl.col("executionId") + "-again", pl.col("ts") - timedelta(minutes=1))
+    pql.Engine(lake, index=False).ingest("receipts", more)
+    restarted = opened(lake)
+    found = sources(restarted)
+    assert found.pop("acme") == "parquet"
+    assert set(found.values()) == {"snapshot"}  # the other tenants did not change
+    same_as_partitions(restarted, lake)
+    assert sources(opened(lake))["acme"] == "snapshot"  # written again, for the new data
+    # Only the current snapshot of each bucket is kept: its rows and their rollup partials.
+    for folder in {p.parent for p in snapshot_files(lake)}:
+        names = sorted(p.name for p in folder.glob("*.arrow"))
+        key = names[0].split(".")[0]
+        assert names == [f"{key}.rollup.arrow", f"{key}.rows.arrow"], names
+
+
+def test_new_extra_columns_make_the_snapshots_unusable(lake: Path, demo: DemoData) -> None:
+    opened(lake)
+    more = demo.receipts.filter(pl.col("tenant") == "acme").head(5)
+    more = more.with_columns(pl.col("executionId") + "-x", pl.lit("blue").alias("team"))
+    pql.Engine(lake, index=False).ingest("receipts", more)
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "parquet"
+    result = restarted.query("FIND COUNT(*) AS n WHERE team = 'blue' SINCE 180d", tenant="acme")
+    assert result.df["n"][0] == 5
+    same_as_partitions(restarted, lake)
+
+
+def test_the_key_covers_everything_the_index_depends_on(lake: Path) -> None:
+    catalog = Catalog()
+    manifest = Lake(lake, catalog).manifest()
+    key = tenant_key(manifest, catalog, "acme")
+    fresh = Catalog()  # another process, after a restart: the same key
+    assert key == tenant_key(Lake(lake, fresh).manifest(), fresh, "acme")
+    assert key != tenant_key(manifest, catalog, "globex")
+    mine = next(e for e in manifest.files if e.tenant == "acme")
+    changed = [
+        replace(manifest, versions={**manifest.versions, "acme": manifest.versions["acme"] + 1}),
+        manifest.without(mine),
+        replace(
+            manifest,
+            files=tuple(replace(e, rows=e.rows + 1) if e == mine else e for e in manifest.files),
+        ),
+        replace(manifest, homes={"acme": "eu-west-1"}),
+        replace(manifest, extras={"acme": {"receipts": {"team": pql.DataType.STRING}}}),
+    ]
+    for other in changed:
+        assert tenant_key(other, catalog, "acme") != key
+    # Another tenant's change leaves acme's key as it was.
+    theirs = next(e for e in manifest.files if e.tenant == "globex")
+    assert tenant_key(manifest.without(theirs), catalog, "acme") == key
+    # Retired files are never read: they do not change the key (their swap changed the version).
+    assert tenant_key(replace(manifest, retired=(mine,)), catalog, "acme") == key
+
+
+def test_a_damaged_snapshot_is_ignored_and_written_again(lake: Path) -> None:
+    opened(lake)
+    victims = snapshot_files(lake, "acme")
+    truncated, garbage = victims[0], victims[1]
+    with open(truncated, "r+b") as handle:
+        handle.truncate(truncated.stat().st_size // 2)
+    garbage.write_bytes(b"ARROW1" + b"\0" * 100)
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "mixed"
+    same_as_partitions(restarted, lake)
+    assert sources(opened(lake))["acme"] == "snapshot"  # rewritten whole
+
+
+def test_damaged_rollup_partials_are_computed_again_from_the_snapshot(lake: Path) -> None:
+    opened(lake)
+    rollup = next(p for p in snapshot_files(lake, "acme") if p.name.endswith(".rollup.arrow"))
+    rollup.write_bytes(rollup.read_bytes()[:-64])
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "snapshot"  # the rows were good
+    same_as_partitions(restarted, lake)
+    catalog = Catalog()
+    again = Snapshots(Lake(lake, catalog)).load("acme", catalog, rollups=True)
+    assert again.source == "snapshot" and again.pending == ()  # written again, whole
+
+
+def test_another_tenants_snapshot_under_the_right_name_is_refused(lake: Path) -> None:
+    opened(lake)
+    acme = snapshot_files(lake, "acme")
+    globex = snapshot_files(lake, "globex")
+    # Overwrite each of acme's snapshots with a globex one of the same subject.
+    for target in acme:
+        subject = target.parent.parent.name.rsplit("-", 1)[1]
+        source = next(p for p in globex if p.parent.parent.name.endswith(f"-{subject}"))
+        shutil.copyfile(source, target)
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "parquet"
+    same_as_partitions(restarted, lake)
+
+
+def test_a_snapshot_of_data_changed_meanwhile_is_not_written(lake: Path, demo: DemoData) -> None:
+    """An ingest between reading a tenant's rows and writing its snapshot: nothing is written,
+    so the next load reads the Parquet files (and the new rows)."""
+    catalog = Catalog()
+    snapshots = Snapshots(Lake(lake, catalog))
+    loaded = snapshots.load("acme", catalog, rollups=True)
+    assert loaded.source == "parquet" and loaded.pending
+    more = demo.receipts.filter(pl.col("tenant") == "acme").head(3)
+    pql.Engine(lake, index=False).ingest(
+        "receipts", more.with_columns(pl.col("executionId") + "-n")
+    )
+    assert snapshots.write(loaded.pending) == 0
+    assert snapshot_files(lake, "acme") == []
+    assert sources(opened(lake))["acme"] == "parquet"
+
+
+def test_ingest_while_the_loader_writes_snapshots(lake: Path, demo: DemoData) -> None:
+    engine = pql.Engine(lake, cache=False, preload="all", limits=LIMITS)
+    acme = demo.receipts.filter(pl.col("tenant") == "acme")
+    for i in range(5):  # ingests race the loads and the snapshot writes
+        engine.ingest("receipts", acme.head(20).with_columns(pl.col("executionId") + f"-{i}"))
+    assert isinstance(engine.store, IndexedLake) and engine.store.wait_snapshots(120)
+    engine.preload("all")
+    assert engine.store.wait_snapshots(120)
+    same_as_partitions(engine, lake)
+    same_as_partitions(opened(lake), lake)
+
+
+def test_quarantine_and_a_rebuilt_manifest_drop_the_snapshots(lake: Path) -> None:
+    opened(lake)
+    plain = Lake(lake, Catalog())
+    victim = next(e for e in plain.manifest().files if e.tenant == "acme")
+    plain.quarantine(victim.path)
+    assert snapshot_files(lake, "acme") == [] and snapshot_files(lake, "globex")
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "parquet"
+    same_as_partitions(restarted, lake)
+    report = rebuild_manifest(lake, force=True)
+    assert report.skipped == ()  # the snapshots are not data files
+    assert snapshot_files(lake) == []
+    restarted = opened(lake)
+    assert set(sources(restarted).values()) == {"parquet"}
+    same_as_partitions(restarted, lake)
+
+
+def test_maintenance_does_not_mistake_snapshots_for_data(lake: Path) -> None:
+    opened(lake)
+    plain = Lake(lake, Catalog())
+    assert plain.gc_orphans() == []
+    found = audit(lake)
+    listed = len(plain.manifest().files)
+    assert found.objects == listed  # the parquet files only
+    assert not any(SNAPSHOT_DIR in v.object for v in found.violations)
+
+
+@pytest.fixture
+def registered(lake: Path) -> Path:
+    Registry(lake).create(
+        TenantSpec(
+            "acme",
+            "us-east-1",
+            allowed_regions=("us-east-1", "eu-west-1", "ap-south-1"),
+            latency_ms=60_000,
+        ),
+        now=TEST_NOW,
+    )
+    return lake
+
+
+def _regions(root: Path, tenant: str) -> set[str]:
+    return {
+        parsed[1]
+        for p in snapshot_files(root, tenant)
+        if (parsed := parse_bucket(p.parent.parent.name)) is not None
+    }
+
+
+def test_migration_rollback_and_purge_leave_no_snapshot_behind(registered: Path) -> None:
+    root = registered
+    engine = opened(root)
+    before = _regions(root, "acme")
+    assert before and "ap-south-1" not in before
+    migrate(engine, "acme", "ap-south-1", now=TEST_NOW)
+    assert snapshot_files(root, "acme") == []  # none left in the regions it left
+    moved = opened(root)
+    assert sources(moved)["acme"] == "parquet"
+    assert _regions(root, "acme") == {"ap-south-1"}  # written where its rows live now
+    same_as_partitions(moved, root)
+    rollback(moved, "acme", now=TEST_NOW)
+    assert snapshot_files(root, "acme") == []
+    back = opened(root)
+    assert sources(back)["acme"] == "parquet"
+    assert _regions(root, "acme") == before
+    same_as_partitions(back, root)
+    migrate(back, "acme", "ap-south-1", now=TEST_NOW)
+    opened(root)
+    purge_retired(back, "acme")
+    assert snapshot_files(root, "acme") == []
+    again = opened(root)
+    assert _regions(root, "acme") == {"ap-south-1"}
+    same_as_partitions(again, root)
