@@ -316,3 +316,28 @@ def test_migration_rollback_and_purge_leave_no_snapshot_behind(registered: Path)
     again = opened(root)
     assert _regions(root, "acme") == {"ap-south-1"}
     same_as_partitions(again, root)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_buckets_of_several_regions_merge_into_the_full_order(parts: int) -> None:
+    """A tenant kept in several regions: its buckets' sorted rows are merged on ts, and rows
+    sharing a ts (across buckets too) come in the rest of the order, nulls included: exactly
+    what sorting them all gives."""
+    from pql.catalog import DECISIONS
+    from pql.storage.base import sort_columns
+    from pql.storage.snapshots import _merged
+
+    demo = generate(600, seed=3, now=TEST_NOW, tenants=1)
+    rows = demo.decisions.with_columns(
+        # few distinct instants, so that many rows share a ts, within and across buckets
+        ts=pl.col("ts").dt.truncate("1d"),
+        executionId=pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise("executionId"),
+    )
+    order = sort_columns(DECISIONS)
+    buckets = [
+        rows.filter(pl.int_range(pl.len()) % parts == i).sort(order, nulls_last=False)
+        for i in range(parts)
+    ]
+    expected = pl.concat(buckets).sort(order, nulls_last=False)
+    assert _merged(buckets, DECISIONS).equals(expected)
+    assert expected["ts"].is_duplicated().any()
