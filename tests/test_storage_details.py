@@ -36,13 +36,15 @@ def test_a_tenant_without_data_reads_nothing(data: DemoData, rollup_min_rows: in
 
 
 def test_a_window_without_rows_reads_no_day(data: DemoData) -> None:
-    """A window between two rows of a tenant: no rows and no day read."""
+    """A window between two rows of one day: no rows and no day read."""
     engine = pql.Engine.in_memory(cache=False)
     engine.ingest("receipts", data.receipts)
     tenant = str(data.receipts["tenant"][0])
     stamps = data.receipts.filter(pl.col("tenant") == tenant)["ts"].sort()
-    gaps = stamps.diff().dt.total_microseconds()
+    same_day = stamps.dt.date() == stamps.dt.date().shift(1)
+    gaps = pl.select(pl.when(same_day).then(stamps.diff().dt.total_microseconds())).to_series()
     widest = int(gaps.arg_max() or 0)
+    assert stamps[widest].date() == stamps[widest - 1].date()
     now = stamps[widest - 1] + (stamps[widest] - stamps[widest - 1]) / 2
     since = max(int((now - stamps[widest - 1]).total_seconds() / 60) - 1, 1)
     result = engine.query(f"FIND receipts SINCE {since}m", tenant=tenant, now=now)
