@@ -3,7 +3,7 @@ smallest tenant of a demo lake, answered by the default ``Engine(DIR)`` with eve
 
 Run from the repository root (``--lake`` keeps the generated lake for another run)::
 
-    python -m benchmarks.lookup --receipts 1000000 --lake /tmp/pql-lookup
+    python -m benchmarks.lookup --receipts 1000000 --lake LAKE_DIR
 
 Each query is timed with key lookups and without them (the compiler told to scan the window,
 as before lookups existed), the two interleaved so that both see the same load, and against
