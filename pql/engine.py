@@ -367,6 +367,19 @@ class Engine:
         """Wait (at most ``timeout`` seconds) until :meth:`ready`; the answer is :meth:`ready`."""
         return not isinstance(self.store, IndexedLake) or self.store.wait_ready(timeout)
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the engine's background work (index loads and snapshot writes) and wait at
+        most ``timeout`` seconds for the one in progress; whether it has stopped. The engine
+        still answers, from partitions for every tenant whose index is not in memory. Close
+        an engine before its data directory goes away; ``with Engine(DIR) as engine:`` does."""
+        return not isinstance(self.store, IndexedLake) or self.store.close(timeout)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # limits -----------------------------------------------------------------------------
     def set_tenant_limits(self, tenant: str, limits: TenantLimits | Limits) -> None:
         """A tenant's limit profile; it only tightens the engine's (the lower value wins).

@@ -231,6 +231,40 @@ def test_a_snapshot_of_data_changed_meanwhile_is_not_written(lake: Path, demo: D
     assert sources(opened(lake))["acme"] == "parquet"
 
 
+def test_a_snapshot_write_never_recreates_a_lake_that_went_away(lake: Path) -> None:
+    """A snapshot is a cache: when its lake (or its manifest) is gone by the time it is written,
+    nothing is written, nothing is raised, and no folder of the lake comes back."""
+    catalog = Catalog()
+    snapshots = Snapshots(Lake(lake, catalog))
+    loaded = snapshots.load("acme", catalog, rollups=True)
+    assert loaded.pending
+    (lake / "_pql" / "manifest.json").unlink()
+    assert snapshots.write(loaded.pending) == 0
+    assert snapshot_files(lake, "acme") == []
+    shutil.rmtree(lake)
+    assert snapshots.write(loaded.pending) == 0
+    assert not lake.exists()
+
+
+def test_a_closed_engine_starts_no_load_and_still_answers(lake: Path) -> None:
+    with pql.Engine(lake, cache=False, limits=LIMITS) as engine:
+        assert isinstance(engine.store, IndexedLake)
+        engine.query(QUERIES[0], tenant="acme", now=TEST_NOW)  # starts acme's load
+        engine.preload("all")
+    assert engine.close(120)  # again: already stopped
+    loader = engine.store._loader
+    assert loader is None or not loader.is_alive()
+    loaded = set(engine.store.loaded())
+    answered = engine.query(QUERIES[0], tenant="globex", now=TEST_NOW)
+    assert set(engine.store.loaded()) == loaded
+    if "globex" not in loaded:
+        assert engine.store.state("globex") == "partitions"
+        assert answered.stats["path"] == "partitions"
+    plain = pql.Engine(lake, index=False, cache=False, limits=LIMITS)
+    for tenant in plain.store.tenants():
+        assert answers(engine, tenant) == answers(plain, tenant), tenant
+
+
 def test_ingest_while_the_loader_writes_snapshots(lake: Path, demo: DemoData) -> None:
     engine = pql.Engine(lake, cache=False, preload="all", limits=LIMITS)
     acme = demo.receipts.filter(pl.col("tenant") == "acme")

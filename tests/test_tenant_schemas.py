@@ -352,17 +352,18 @@ def tenant_view_alone_and_beside(
 ) -> tuple[list[Any], list[Any]]:
     """Tenant acme's view on an engine of its own, and beside globex's data."""
     with tempfile.TemporaryDirectory() as tmp:
-        alone = open_engine(kind, Path(tmp, "alone"))
-        mine = view_of(alone, "acme", a_plan)
-        beside = open_engine(kind, Path(tmp, "beside"))
-        if b_first:
-            ingest_batches(beside, "globex", b_plan)
-        theirs = view_of(beside, "acme", a_plan)
-        if not b_first:
-            ingest_batches(beside, "globex", b_plan)
-            theirs[1:] = view_of(beside, "acme", [])[1:]
+        with open_engine(kind, Path(tmp, "alone")) as alone:
+            mine = view_of(alone, "acme", a_plan)
+        with open_engine(kind, Path(tmp, "beside")) as beside:
+            if b_first:
+                ingest_batches(beside, "globex", b_plan)
+            theirs = view_of(beside, "acme", a_plan)
+            if not b_first:
+                ingest_batches(beside, "globex", b_plan)
+                theirs[1:] = view_of(beside, "acme", [])[1:]
         if kind != "memory":
-            theirs[1:] = view_of(open_engine(kind, Path(tmp, "beside")), "acme", [])[1:]
+            with open_engine(kind, Path(tmp, "beside")) as reopened:
+                theirs[1:] = view_of(reopened, "acme", [])[1:]
     return mine, theirs
 
 

@@ -125,6 +125,7 @@ class IndexedLake:
         self._unwritten: list[tuple[Pending, ...]] = []  # snapshots to write, after the loads
         self._writing = False
         self._loads: dict[str, LoadInfo] = {}
+        self._closed = False
 
     # the Store protocol ---------------------------------------------------------------------
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
@@ -251,6 +252,22 @@ class IndexedLake:
         with self._changed:
             return self._changed.wait_for(idle, timeout)
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop background work: queued loads and snapshot writes are dropped, the one in
+        progress finishes, and no load starts again (queries read partitions for every tenant
+        not in memory). Waits at most ``timeout`` seconds; whether the loader has stopped."""
+        with self._changed:
+            self._closed = True
+            self._loading.difference_update(self._queue)
+            self._queue.clear()
+            self._unwritten.clear()
+            loader = self._loader
+            self._changed.notify_all()
+        if loader is not None:
+            loader.join(timeout)
+            return not loader.is_alive()
+        return True
+
     def loads(self) -> dict[str, LoadInfo]:
         """How each tenant's last index load went (source, seconds, rows), by tenant."""
         with self._lock:
@@ -353,7 +370,10 @@ class IndexedLake:
             return self._claim_locked(tenant, version)
 
     def _claim_locked(self, tenant: str, version: int) -> bool:
-        """Mark ``tenant`` as loading unless it is loaded, loading, or refused at ``version``."""
+        """Mark ``tenant`` as loading unless it is loaded, loading, or refused at ``version``
+        (or the store is closed)."""
+        if self._closed:
+            return False
         found = self._indexes.get(tenant)
         if found is not None and found.version == version:
             return False
@@ -403,7 +423,7 @@ class IndexedLake:
                 pending = ()
             else:
                 self._refused.pop(tenant, None)
-            if pending and self.background:
+            if pending and self.background and not self._closed:
                 self._unwritten.append(pending)
                 self._enqueue_locked(())
             self._changed.notify_all()

@@ -958,10 +958,13 @@ def ingest_report(
 
 
 @contextmanager
-def exclusive(root: Path) -> Iterator[None]:
-    """Hold the lock file of the lake at ``root`` exclusively (creating its directories)."""
-    (root / META_DIR / TMP_DIR).mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / META_DIR / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+def exclusive(root: Path, *, create: bool = True) -> Iterator[None]:
+    """Hold the lock file of the lake at ``root`` exclusively (creating its directories, unless
+    ``create`` is false: then a lake that is gone raises ``FileNotFoundError``)."""
+    if create:
+        (root / META_DIR / TMP_DIR).mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    fd = os.open(root / META_DIR / LOCK_NAME, flags, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
+from pql.errors import PQLError
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name, exclusive
 from pql.storage.memory import MemoryStore
@@ -184,13 +185,13 @@ class Snapshots:
         for item in pending:
             try:
                 written += self._write(item)
-            except OSError:
+            except (OSError, PQLError):  # the lake changed or went away meanwhile
                 continue
         return written
 
     def _write(self, item: Pending) -> int:
         folder = item.rows_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)  # in a bucket that still exists: a snapshot creates no lake
         files = [
             (path, frame, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
             for path, frame in ((item.rows_path, item.rows), (item.partials_path, item.partials))
@@ -201,7 +202,7 @@ class Snapshots:
                 _write_ipc(frame, temp)
             # Under the lake's ingest lock: a swap, purge or rebuild (which drop snapshots)
             # either happened before, and the key tells, or waits until the renames are done.
-            with exclusive(self.lake.root):
+            with exclusive(self.lake.root, create=False):
                 current = tenant_key(self.lake.manifest(), self.lake.catalog, item.tenant)
                 if current != item.key:
                     return 0
