@@ -3,6 +3,7 @@
     python -m benchmarks.mutation                      # every mutant (hours: nightly)
     python -m benchmarks.mutation --sample 200 --seed 1 --only pql/plan pql/execute
     python -m benchmarks.mutation --only pql/plan pql/execute      # every mutant of two packages
+    python -m benchmarks.mutation --sample 30 --only pql/plan pql/execute --min-score 90  # CI
 
 mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) mutates ``pql/plan``,
 ``pql/execute``, ``pql/storage`` and ``pql/analyze.py``; each mutant runs only the tests that
@@ -44,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/mutation.md"))
     parser.add_argument("--report-only", action="store_true", help="report the last run")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="exit 1 unless every package sampled scores at least this (percent) and every "
+        "chosen mutant has a result (CI)",
+    )
     args = parser.parse_args(argv)
     env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mutation")}
     started = time.monotonic()
@@ -67,7 +75,36 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
     print(args.report.read_text(encoding="utf-8"))
-    return 0
+    if args.min_score is None:
+        return 0
+    problems = gate(chosen if chosen is not None else pool, _results(), args.min_score)
+    for problem in problems:
+        print(f"mutation gate: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def gate(names: list[str], results: dict[str, int | None], min_score: float) -> list[str]:
+    """What keeps ``names`` from passing: a mutant without a result (mutmut did not run it, or
+    it ended oddly), or a package whose score (killed / judged) is under ``min_score``."""
+    problems = []
+    judged: dict[str, Counter[str]] = defaultdict(Counter)
+    for name in names:
+        status = _status(results.get(name))
+        if status == "not run" or status.startswith("suspicious"):
+            problems.append(f"{name}: {status}")
+        elif status != "no tests":
+            judged[_package(name)]["killed" if status in ("killed", "timeout") else status] += 1
+    if not names:
+        problems.append("no mutant was chosen")
+    for package, c in sorted(judged.items()):
+        total = c["killed"] + c["survived"]
+        score = 100 * c["killed"] / total
+        if score < min_score:
+            problems.append(
+                f"{package}: {c['killed']} of {total} mutants killed ({score:.1f}%), "
+                f"under {min_score:g}%"
+            )
+    return problems
 
 
 def _results() -> dict[str, int | None]:
