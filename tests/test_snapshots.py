@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pql
 from pql.adapters.residency import audit
@@ -375,3 +377,37 @@ def test_buckets_of_several_regions_merge_into_the_full_order(parts: int) -> Non
     expected = pl.concat(buckets).sort(order, nulls_last=False)
     assert _merged(buckets, DECISIONS).equals(expected)
     assert expected["ts"].is_duplicated().any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 4),  # few instants: ties within and across buckets
+            st.sampled_from([None, "a", "b", "c"]),
+            st.integers(0, 2),  # the bucket the row is kept in
+        ),
+        max_size=40,
+    ),
+    parts=st.integers(2, 3),
+)
+def test_any_split_into_buckets_merges_into_the_full_order(
+    rows: list[tuple[int, str | None, int]], parts: int
+) -> None:
+    from pql.catalog import DECISIONS
+    from pql.storage.base import sort_columns
+    from pql.storage.snapshots import _merged
+
+    order = sort_columns(DECISIONS)
+    frame = pl.DataFrame(
+        {
+            "ts": [TEST_NOW + timedelta(microseconds=t) for t, _, _ in rows],
+            "executionId": [e for _, e, _ in rows],
+            "decisionId": [f"d{i:03}" for i in range(len(rows))],
+            "bucket": [b % parts for _, _, b in rows],
+        },
+        schema_overrides={"executionId": pl.String},
+    )
+    buckets = [frame.filter(pl.col("bucket") == i).drop("bucket").sort(order) for i in range(parts)]
+    expected = frame.drop("bucket").sort(order)
+    assert _merged(buckets, DECISIONS).equals(expected)
