@@ -34,8 +34,10 @@ from pql.plan.nodes import (
     RollupAggregate,
     Scan,
     Sort,
+    SortKey,
 )
 from pql.storage.base import LookupStore, Store
+from pql.storage.base import Scan as StoredScan
 from pql.storage.rollups import RollupStore
 
 __all__ = ["Compiled", "ScanInfo", "compile_plan", "key_part", "predicate"]
@@ -140,11 +142,11 @@ class _Compiler:
                     return frame.group_by([k.qualified for k in keys]).agg(exprs)
                 return frame.select(exprs)
             case Sort(input=inner, keys=keys):
-                return self.compile(inner).sort(
-                    [k.name for k in keys],
-                    descending=[k.descending for k in keys],
-                    nulls_last=True,
-                )
+                return _sorted(self.compile(inner), keys)
+            case Limit(input=Sort(input=Filter(input=Scan() as scan, predicate=pred), keys=keys)):
+                return self.first_rows(scan, pred, keys, node.count, node)
+            case Limit(input=Sort(input=Scan() as scan, keys=keys)):
+                return self.first_rows(scan, None, keys, node.count, node)
             case Limit(input=inner, count=count):
                 return self.compile(inner).head(count)
             case Project(input=inner, columns=cols):
@@ -153,12 +155,65 @@ class _Compiler:
                 return self.rollup(node)
         raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
 
+    def first_rows(
+        self, scan: Scan, pred: Pred | None, keys: tuple[SortKey, ...], count: int, node: Limit
+    ) -> pl.LazyFrame:
+        """The first ``count`` rows by ``keys`` of ``scan``'s rows that ``pred`` keeps.
+
+        When the first key is the scan's ``ts`` and the store keeps the window's rows in ts
+        order, the answer lies among the rows up to the ts of the ``count``-th match (from the
+        end for a descending ts): ever longer runs of rows from that end are filtered until
+        they hold ``count`` matches, then only the rows up to that ts are filtered and sorted
+        (found by binary search), not the whole window. Otherwise, or when the matches are too
+        few for any shorter run, the plain plan: filter, sort, head."""
+        ts = next((c.qualified for c in scan.columns if c.name == "ts"), None)
+        if ts is None or keys[0].name != ts or (pred is not None and self.has_lookup(scan, pred)):
+            return self.compile(node.input).head(count)
+        got = self.read(scan)
+        frame = self.shaped(got, scan)
+        matching = frame if pred is None else frame.filter(predicate(pred))
+        if not (got.ordered and got.exact and got.single_tenant) or count == 0:
+            return _sorted(matching, keys).head(count)
+        descending = keys[0].descending
+        run = max(16 * count, _FIRST_RUN)
+        while run < got.rows:
+            part = frame.tail(run) if descending else frame.head(run)
+            if pred is not None:
+                part = part.filter(predicate(pred))
+            edges = part.select(ts)
+            found = (edges.tail(count) if descending else edges.head(count)).collect()
+            if found.height >= count:
+                edge = found.get_column(ts)[0 if descending else -1]
+                at = frame.select(
+                    pl.col(ts).search_sorted(edge, side="left" if descending else "right")
+                ).collect()
+                cut = int(at.item())
+                part = frame.slice(cut) if descending else frame.head(cut)
+                part = part if pred is None else part.filter(predicate(pred))
+                return _sorted(part, keys).head(count)
+            run *= 8
+        return _sorted(matching, keys).head(count)
+
+    def has_lookup(self, node: Scan, pred: Pred) -> bool:
+        """Whether ``pred`` would read ``node``'s rows by an id column's lookup."""
+        subject = self.catalog[node.subject]
+        ids = {f"{subject.name}.{name}" for name in subject.ids}
+        return isinstance(self.store, LookupStore) and key_part(pred, ids) is not None
+
     def scan(self, node: Scan) -> pl.LazyFrame:
+        return self.shaped(self.read(node), node)
+
+    def read(self, node: Scan) -> StoredScan:
+        """The store's rows of ``node``'s window (counted in :attr:`scans`)."""
         subject = self.catalog[node.subject]
         wanted = [c.name for c in node.columns]
         request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
         got = self.store.scan(node.tenant, subject, node.start, node.end, request)
         self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source))
+        return got
+
+    def shaped(self, got: StoredScan, node: Scan) -> pl.LazyFrame:
+        """``got``'s rows of ``node``'s tenant and window, as ``node``'s qualified columns."""
         frame = got.frame
         if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (lake)
             frame = frame.filter(pl.col("tenant") == node.tenant)
@@ -240,6 +295,16 @@ def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str],
             if found:
                 return min(found, key=lambda p: len(p[1]) + (1 if p[2] else 0))
     return None
+
+
+# Rows the first run of a LIMIT over ordered rows filters (16 x the limit when that is more).
+_FIRST_RUN = 8192
+
+
+def _sorted(frame: pl.LazyFrame, keys: tuple[SortKey, ...]) -> pl.LazyFrame:
+    return frame.sort(
+        [k.name for k in keys], descending=[k.descending for k in keys], nulls_last=True
+    )
 
 
 _POLARS_BUILD: dict[str, Literal["auto", "prefer_left", "prefer_right"]] = {

@@ -94,7 +94,8 @@ class Scan:
     ``single_tenant`` says the store guarantees every row is the scanned tenant's (the memory
     store keeps one frame per tenant); otherwise the executor also filters on ``tenant``.
     ``source`` says what answered: ``"partitions"`` (a lake's files), ``"index"`` (an indexed
-    lake's memory) or ``"memory"`` (the memory store).
+    lake's memory) or ``"memory"`` (the memory store). ``ordered`` says the rows come in
+    ``ts`` order (the memory store's slices), so the first rows of a window are a prefix.
     """
 
     frame: pl.LazyFrame
@@ -103,6 +104,7 @@ class Scan:
     exact: bool
     single_tenant: bool = False
     source: str = "partitions"
+    ordered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,11 +280,14 @@ class MemoryStore:
         names = project(current, columns)
         table = self._tables.get((tenant, current.name))
         if table is None:
-            return Scan(empty_frame(current).select(names).lazy(), 0, 0, True, source="memory")
+            return Scan(
+                empty_frame(current).select(names).lazy(), 0, 0, True, source="memory", ordered=True
+            )
         lo, hi = table.window(start, end)
         # A zero-copy slice; the projection stays lazy so it runs inside the query's collect.
         rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
-        return Scan(rows, table.days_in(lo, hi), hi - lo, True, single_tenant=True, source="memory")
+        days = table.days_in(lo, hi)
+        return Scan(rows, days, hi - lo, True, single_tenant=True, source="memory", ordered=True)
 
     def lookup(
         self,
