@@ -4,6 +4,7 @@ answers as the local directory."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -17,15 +18,17 @@ import pytest
 
 import pql
 from pql import cli
+from pql.catalog import RECEIPTS, Catalog
 from pql.demo import DemoData, generate
 from pql.errors import InputError, SafetyError
 from pql.examples import CONTRACT_EXAMPLES
 from pql.limits import Limits
-from pql.storage.s3 import S3Lake
+from pql.storage.s3 import S3Lake, parse_location
 from tests.cases import DIFFERENTIAL_CASES
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
 from tests.paths import windows_of, with_edges
+from tests.test_storage import receipts
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -170,6 +173,76 @@ def test_bad_locations_and_locks_are_refused(s3: dict[str, Any]) -> None:
     with pytest.raises(InputError) as down:
         pql.Engine(LOCATION, s3={**s3, "endpoint_url": "http://127.0.0.1:9"}, adapters=())
     assert down.value.code == "PQL-E172"
+
+
+def test_a_location_is_a_bucket_and_a_prefix() -> None:
+    assert parse_location("s3://meta/a/b/") == ("meta", "a/b/")
+    assert parse_location("s3://meta//a//") == ("meta", "a/")
+    assert parse_location("s3://meta") == ("meta", "")
+    assert parse_location("s3://meta/") == ("meta", "")
+
+
+@pytest.mark.parametrize(("mode", "days"), [("nope", 30), ("COMPLIANCE", 0)])
+def test_a_lock_that_locks_nothing_is_refused(mode: str, days: int) -> None:
+    with pytest.raises(InputError) as bad:
+        S3Lake("s3://meta", Catalog(), lock_mode=mode, retention_days=days)
+    assert bad.value.code == "PQL-E171"
+    assert bad.value.message == f"object lock {mode!r} for {days} days is not a lock"
+
+
+def test_a_session_token_goes_with_every_request(s3: dict[str, Any]) -> None:
+    lake = S3Lake(LOCATION, Catalog(), session_token="the-session-token", **s3)
+    sent: list[bytes | None] = []
+    # Read off each request as it leaves, through the client's public event hooks: the
+    # credentials themselves sit in private botocore attributes that may change in any release.
+    lake.client.meta.events.register(
+        "before-send.s3.*",
+        lambda request, **_: sent.append(request.headers.get("X-Amz-Security-Token")),
+    )
+    lake.manifest()
+    lake.exists("pql-meta/anything")
+    assert len(sent) >= 2 and set(sent) == {b"the-session-token"}  # a retry sends it again
+
+
+def test_each_object_carries_its_sha256_and_when_it_was_written(s3: dict[str, Any]) -> None:
+    lake = S3Lake(LOCATION, Catalog(), clock=lambda: TEST_NOW, **s3)
+    report = lake.ingest(RECEIPTS, receipts(5))
+    assert report.files
+    for path in report.files:
+        lock = lake.lock_of(path)
+        assert lock is not None
+        assert (lock.sha256, lock.written) == (lake.digest(path), TEST_NOW)
+
+
+def test_a_refused_request_names_what_the_store_was_doing(s3: dict[str, Any]) -> None:
+    from botocore.stub import Stubber
+
+    lake = S3Lake(LOCATION, Catalog(), **s3)
+    path = "mc-acme-us-east-1-receipts/day=2024-03-01/part-x.parquet"
+    with Stubber(lake.client) as stub:
+        stub.add_client_error("head_object", "AccessDenied", "Access Denied", 403)
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        for call, action in ((lake.exists, f"look for {path}"), (lake.get_bytes, f"read {path}")):
+            with pytest.raises(InputError) as refused:
+                call(path)
+            assert refused.value.code == "PQL-E172"
+            assert f"could not {action}: " in refused.value.message
+            assert "AccessDenied" in refused.value.message
+
+
+def test_a_damaged_object_is_named_with_its_tenant_and_problem(s3: dict[str, Any]) -> None:
+    lake = S3Lake(LOCATION, Catalog(), **s3)
+    lake.ingest(RECEIPTS, receipts(5))
+    entry = lake.manifest().files[0]
+    bucket, key = entry.path.split("/", 1)
+    damaged = b"PAR1 not the rows that were written PAR1"
+    md5 = base64.b64encode(hashlib.md5(damaged).digest()).decode()
+    lake.client.put_object(Bucket=bucket, Key=key, Body=damaged, ContentMD5=md5)
+    with pytest.raises(InputError) as bad:  # a new store: this one keeps the rows it wrote
+        S3Lake(LOCATION, Catalog(), **s3).read(entry)
+    assert bad.value.code == "PQL-E102"
+    problem = f"it has {len(damaged):,} bytes, the manifest says {entry.bytes:,}"
+    assert bad.value.details == {"path": entry.path, "tenant": "acme", "problem": problem}
 
 
 def test_the_core_imports_without_boto3() -> None:

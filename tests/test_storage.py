@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import pql.storage.lake as lake_module
 from pql.catalog import DECISIONS, RECEIPTS, Catalog, DataType, Subject
-from pql.errors import InputError, PQLError
+from pql.errors import InputError, PQLError, SafetyError
 from pql.storage import IngestReport, Lake, MemoryStore, Store, validate
 from pql.storage.s3 import S3Lake
 
@@ -304,6 +304,21 @@ def test_decisions_deduplicate_on_decision_id(kit: Kit) -> None:
     report = kit.store.ingest(DECISIONS, decisions(9))
     assert (report.written, report.duplicates) == (3, 6)
     assert report.duplicate_keys[:2] == ("d0", "d1")
+
+
+def test_keys_read_for_one_tenant_or_subject_are_not_lent_to_another(kit: Kit) -> None:
+    """A store that keeps the keys it has read (the S3 store, per tenant and subject) checks
+    another tenant's or subject's rows with the same keys against their own keys only."""
+    kit.store.ingest(RECEIPTS, receipts(5, prefix="k"))
+    again = kit.store.ingest(RECEIPTS, receipts(5, prefix="k"))  # acme's receipt keys are read
+    assert (again.written, again.duplicates) == (0, 5)
+    tenant = kit.store.ingest(RECEIPTS, receipts(5, tenant="globex", prefix="k"))
+    assert (tenant.written, tenant.duplicates) == (5, 0)
+    same_ids = decisions(5).with_columns(pl.col("decisionId").str.replace("d", "k"))
+    subject = kit.store.ingest(DECISIONS, same_ids)
+    assert (subject.written, subject.duplicates) == (5, 0)
+    for who, what in (("acme", RECEIPTS), ("globex", RECEIPTS), ("acme", DECISIONS)):
+        assert everything(kit.store, who, what).height == 5
 
 
 _CONCURRENT = textwrap.dedent(
@@ -799,6 +814,30 @@ def test_gc_orphans_never_touches_committed_files(lake_kit: Kit) -> None:
     assert not stray.exists()
     assert everything(lake, "acme").height == 30
     assert (lake_kit.root / "_pql" / "manifest.json").exists()
+
+
+def test_gc_orphans_asks_the_removal_guards_to_delete(lake_kit: Kit) -> None:
+    """Each orphan is put to the guards as a ``delete`` (what an object lock refuses) first."""
+    lake = lake_kit.store
+    assert isinstance(lake, Lake)
+    lake.ingest(RECEIPTS, receipts(30))
+    stray = lake_kit.root / "mc-acme-us-east-1-receipts" / "day=2024-03-01" / "part-stray.parquet"
+    stray.write_bytes(b"x")
+    asked: list[tuple[str, str]] = []
+
+    def locked(action: str, path: str) -> None:
+        asked.append((action, path))
+        if action == "delete":
+            raise SafetyError("PQL-S062", f"{path} is locked")
+
+    lake.removal_guards.append(locked)
+    with pytest.raises(SafetyError):
+        lake.gc_orphans(delete=True)
+    assert asked == [("delete", stray.relative_to(lake_kit.root).as_posix())]
+    assert stray.exists()
+    lake.removal_guards.remove(locked)
+    assert lake.gc_orphans(delete=True) == [stray]
+    assert not stray.exists()
 
 
 def test_root_that_is_a_file_is_an_input_error(tmp_path: Path) -> None:
