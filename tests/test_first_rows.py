@@ -38,6 +38,7 @@ CASES = (
 
 @pytest.fixture
 def short_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
     monkeypatch.setattr(compile_module, "_FIRST_RUN", 1)
 
 
@@ -94,9 +95,11 @@ def test_first_rows_among_tied_instants_equal_the_full_sort(
         assert fast.get_column("ts").is_sorted(descending=descending)
 
 
-def test_a_limit_reads_only_a_prefix_of_a_large_window() -> None:
+def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a window far longer than the first run, the rows sorted are a prefix, not the window:
     the answer still equals the full sort's."""
+    monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
+    monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
     data = generate(30_000, seed=2, tenants=1, now=TEST_NOW)
     engine = pql.Engine.in_memory(cache=False)
     engine.ingest("receipts", data.receipts)

@@ -160,23 +160,28 @@ class _Compiler:
     ) -> pl.LazyFrame:
         """The first ``count`` rows by ``keys`` of ``scan``'s rows that ``pred`` keeps.
 
-        When the first key is the scan's ``ts`` and the store keeps the window's rows in ts
-        order, the answer lies among the rows up to the ts of the ``count``-th match (from the
-        end for a descending ts): ever longer runs of rows from that end are filtered until
-        they hold ``count`` matches, then only the rows up to that ts are filtered and sorted
-        (found by binary search), not the whole window. Otherwise, or when the matches are too
-        few for any shorter run, the plain plan: filter, sort, head."""
+        When the first key is the scan's ``ts``, the store keeps the window's rows in ts order
+        and the window is large (``_MIN_ROWS``), the answer lies among the rows up to the ts of
+        the ``count``-th match (from the end for a descending ts): ever longer runs of rows from
+        that end are filtered until they hold ``count`` matches, then only the rows up to that
+        ts are filtered and sorted (found by binary search), not the whole window. Otherwise,
+        or when the matches are too few in any run up to a quarter of the window, the plain
+        plan: filter, sort, head."""
         ts = next((c.qualified for c in scan.columns if c.name == "ts"), None)
         if ts is None or keys[0].name != ts or (pred is not None and self.has_lookup(scan, pred)):
             return self.compile(node.input).head(count)
         got = self.read(scan)
         frame = self.shaped(got, scan)
         matching = frame if pred is None else frame.filter(predicate(pred))
-        if not (got.ordered and got.exact and got.single_tenant) or count == 0:
+        if (
+            not (got.ordered and got.exact and got.single_tenant)
+            or got.rows < _MIN_ROWS
+            or not count
+        ):
             return _sorted(matching, keys).head(count)
         descending = keys[0].descending
         run = max(16 * count, _FIRST_RUN)
-        while run < got.rows:
+        while run * 4 <= got.rows:  # a run longer than a quarter saves too little
             part = frame.tail(run) if descending else frame.head(run)
             if pred is not None:
                 part = part.filter(predicate(pred))
@@ -297,7 +302,10 @@ def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str],
     return None
 
 
-# Rows the first run of a LIMIT over ordered rows filters (16 x the limit when that is more).
+# A LIMIT over rows in ts order probes runs of rows only in windows of at least _MIN_ROWS rows
+# (below, each probe's own cost outweighs what it spares), the first run of _FIRST_RUN rows (16 x
+# the limit when that is more).
+_MIN_ROWS = 200_000
 _FIRST_RUN = 8192
 
 
