@@ -301,21 +301,16 @@ class IndexedLake:
         """``tenant``'s index if it is in memory at the lake's version (no load is started)."""
         version = self.lake.version(tenant)
         with self._lock:
-            found = self._indexes.get(tenant)
-            if found is not None and found.version == version:
-                self._indexes.move_to_end(tenant)
-                return found.store
-        return None
+            return self._current_locked(tenant, version)
 
     def _ready(self, tenant: str) -> MemoryStore | None:
         """``tenant``'s index if it is in memory at the lake's version; otherwise ``None``, and a
         load is started (in the background, unless ``background=False``)."""
         version = self.lake.version(tenant)
         with self._lock:
-            found = self._indexes.get(tenant)
-            if found is not None and found.version == version:
-                self._indexes.move_to_end(tenant)
-                return found.store
+            current = self._current_locked(tenant, version)
+            if current is not None:
+                return current
             self._demand[tenant] = self._demand.get(tenant, 0) + 1
             claimed = self._claim_locked(tenant, version)
             if claimed and self.background:
@@ -323,6 +318,14 @@ class IndexedLake:
         if claimed and not self.background:
             return self._load(tenant, version)
         return None
+
+    def _current_locked(self, tenant: str, version: int) -> MemoryStore | None:
+        """``tenant``'s index if it is in memory at ``version``, marked most recently used."""
+        found = self._indexes.get(tenant)
+        if found is None or found.version != version:
+            return None
+        self._indexes.move_to_end(tenant)
+        return found.store
 
     def _enqueue_locked(self, loads: Iterable[tuple[str, int]]) -> None:
         """Queue claimed loads for the loader thread, starting it if it is not running."""
