@@ -5,6 +5,8 @@ rewritten; they stay in the tenant's buckets and out of the way of the lake's ma
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -246,6 +248,34 @@ def test_a_snapshot_write_never_recreates_a_lake_that_went_away(lake: Path) -> N
     shutil.rmtree(lake)
     assert snapshots.write(loaded.pending) == 0
     assert not lake.exists()
+
+
+def test_a_snapshot_write_and_an_ingest_never_wait_for_each_other(
+    lake: Path, demo: DemoData
+) -> None:
+    """An ingest holds the lake's thread lock, then takes its lock file; a snapshot written
+    meanwhile takes them in the same order, so neither waits for the other forever (taking
+    the file first, then the lock to read the manifest, hung a migration for good)."""
+    catalog = Catalog()
+    store = Lake(lake, catalog)
+    snapshots = Snapshots(store)
+    loaded = snapshots.load("acme", catalog, rollups=True)
+    more = demo.receipts.filter(pl.col("tenant") == "acme").head(3)
+    writer = threading.Thread(target=snapshots.write, args=(loaded.pending,), daemon=True)
+    done = threading.Event()
+
+    def ingest_while_the_writer_runs() -> None:
+        with store._lock:  # an ingest has begun in this thread
+            writer.start()
+            time.sleep(0.5)  # the writer reaches the locks meanwhile
+            store.ingest(catalog["receipts"], more.with_columns(pl.col("executionId") + "-n"))
+        done.set()
+
+    threading.Thread(target=ingest_while_the_writer_runs, daemon=True).start()
+    assert done.wait(60), "the ingest waited for the snapshot writer, which waited for it"
+    writer.join(60)
+    assert not writer.is_alive()
+    assert snapshot_files(lake, "acme") == []  # written for data that changed meanwhile: not kept
 
 
 def test_a_closed_engine_starts_no_load_and_still_answers(lake: Path) -> None:

@@ -815,6 +815,14 @@ class Lake:
         with exclusive(self._root):
             yield
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this lake's thread lock, then its lock file, in the order every writer of the
+        lake takes them (the other order deadlocks against an ingest in another thread); a
+        lake that is gone raises ``FileNotFoundError`` instead of being made again."""
+        with self._lock, exclusive(self._root, create=False):
+            yield
+
     def _refresh(self) -> Manifest:
         """The manifest, re-read only when the file changed; syncs extras into the catalog."""
         with self._lock:

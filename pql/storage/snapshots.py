@@ -45,7 +45,7 @@ import pyarrow.ipc as ipc
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
 from pql.storage.base import conform, current_subject, sort_columns
-from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name, exclusive
+from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import MemoryStore
 from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
 
@@ -200,9 +200,9 @@ class Snapshots:
         try:
             for _, frame, temp in files:
                 _write_ipc(frame, temp)
-            # Under the lake's ingest lock: a swap, purge or rebuild (which drop snapshots)
+            # Under the lake's ingest locks: a swap, purge or rebuild (which drop snapshots)
             # either happened before, and the key tells, or waits until the renames are done.
-            with exclusive(self.lake.root, create=False):
+            with self.lake.locked():
                 current = tenant_key(self.lake.manifest(), self.lake.catalog, item.tenant)
                 if current != item.key:
                     return 0
