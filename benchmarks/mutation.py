@@ -28,6 +28,7 @@ from pathlib import Path
 
 PACKAGES = ("pql/plan", "pql/execute", "pql/storage", "pql/analyze.py")
 MUTANTS = Path("mutants")
+LOG = Path("mutants.log")  # mutmut's output when the run is piped
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), kept here so the report needs no import
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", None: "not run"}
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[str] | None = None
     mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
     if not args.report_only and not _names():
-        # generate the mutants and the test map with one cheap mutant
-        subprocess.run([*mutmut, "pql.execute.run.x*__mutmut_1"], env=env, check=False)
+        # generate the mutants and the test map with one cheap mutant (one test reaches it)
+        _mutmut([*mutmut, "pql.plan.nodes.x__span__mutmut_1"], env)
     pool = sorted(
         n
         for n in _names()
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     elif set(args.only) != set(PACKAGES) or args.skip:
         chosen = pool
     if not args.report_only:
-        subprocess.run([*mutmut, *(chosen or [])], env=env, check=False)
+        _mutmut([*mutmut, *(chosen or [])], env)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
     print(args.report.read_text(encoding="utf-8"))
@@ -105,6 +106,15 @@ def gate(names: list[str], results: dict[str, int | None], min_score: float) -> 
                 f"under {min_score:g}%"
             )
     return problems
+
+
+def _mutmut(command: list[str], env: dict[str, str]) -> None:
+    """Run mutmut: its progress on a terminal; piped (CI), its output goes to ``LOG``."""
+    if sys.stdout.isatty():
+        subprocess.run(command, env=env, check=False)
+        return
+    with LOG.open("a", encoding="utf-8") as log:
+        subprocess.run(command, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _results() -> dict[str, int | None]:
