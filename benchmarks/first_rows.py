@@ -1,0 +1,121 @@
+"""LIMIT over rows sorted first on ts: the early stop against the plain plan and DuckDB.
+
+For the largest and the smallest tenant of the cached demo data, each query is answered by
+``Engine.in_memory()`` (the same store the indexes use) with the early stop (the default) and
+with it switched off, and by DuckDB on a native table sorted by tenant and ts; medians of
+``--repeat`` runs, the answers of both plans compared. Results go to
+``benchmarks/results/first-rows-<N>k-<stamp>.json``::
+
+    python -m benchmarks.first_rows --receipts 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+import pql
+import pql.execute.compile as compile_module
+from benchmarks.data import cached_data, progress
+
+RESULTS = Path(__file__).parent / "results"
+QUERIES = (
+    'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
+    "FIND receipts ORDER BY ts DESC SINCE 30d LIMIT 20",
+    "FIND receipts WHERE latency_ms > 1000 ORDER BY ts DESC SINCE 7d LIMIT 10",
+)
+
+
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--receipts", type=int, default=1_000_000)
+    ap.add_argument("--tenants", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    from tests.sqlref import translate
+
+    data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", data.receipts)
+    con = duckdb.connect()
+    con.register("src", data.receipts.sort("tenant", "ts").to_arrow())
+    con.execute("CREATE TABLE receipts AS SELECT * FROM src ORDER BY tenant, ts")
+    con.unregister("src")
+    sizes = data.receipts["tenant"].value_counts(sort=True)
+    large, small = str(sizes["tenant"][0]), str(sizes["tenant"][-1])
+    now = pql.cache.floor_clock(data.now, engine.cache_granularity)
+    default = compile_module._MIN_ROWS
+    rows: list[dict[str, Any]] = []
+    for text in QUERIES:
+        for tenant in (large, small):
+            prepared = engine.prepare(text, tenant=tenant, now=now)
+            sql = translate(
+                prepared.analyzed,
+                tenant=tenant,
+                now=prepared.now,
+                window=prepared.window,
+                max_rows=prepared.limits.max_rows,
+            )
+            duck = _median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            answers = []
+            timings = []
+            for min_rows in (default, 2**62):  # the early stop, then the plain plan
+                compile_module._MIN_ROWS = min_rows
+                timings.append(
+                    _median_ms(
+                        lambda t=text, n=tenant: engine.query(t, tenant=n, now=now), args.repeat
+                    )
+                )
+                answers.append(engine.query(text, tenant=tenant, now=now).df)
+            compile_module._MIN_ROWS = default
+            row = {
+                "query": text,
+                "tenant": tenant,
+                "window_rows": engine.query(text, tenant=tenant, now=now).stats["rows_scanned"],
+                "duckdb_ms": duck,
+                "early_ms": timings[0],
+                "plain_ms": timings[1],
+                "early_ratio": round(timings[0] / duck, 3),
+                "plain_ratio": round(timings[1] / duck, 3),
+                "same_answer": answers[0].equals(answers[1]),
+            }
+            rows.append(row)
+            progress(json.dumps(row))
+    summary = {
+        "receipts": data.receipts.height,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "repeat": args.repeat,
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"first-rows-{args.receipts // 1000}k-{stamp}.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(path.name)
+    return 0 if all(r["same_answer"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
