@@ -71,6 +71,8 @@ def mutation_sample(session: nox.Session) -> None:
         "pql/execute",
         "--skip",
         "pql/execute/spark",  # killed only by tests/test_spark.py, which starts Spark: nightly
+        "--min-score",
+        "90",  # exit 1 when a package scores under 90% or a chosen mutant has no result
         *session.posargs,
     )
 
