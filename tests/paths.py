@@ -12,6 +12,9 @@ way a user gets it:
 ``indexed+rollup`` the same with ``rollup_min_rows=0``: every exact aggregate reads the rollups
 ``memory``         ``pql.Engine.in_memory()``
 ``memory+rollup``  the same with ``rollup_min_rows=0``
+``restart``        the indexes as a restarted service first has them: mapped from snapshots, a
+                   tenant kept in several storage regions still in one sorted part per region
+                   (scans read each part's window) until they are sorted into one table
 =================  ==============================================================================
 
 The default engines keep rollups but, on data this small, never read them (the raw plan is
@@ -37,10 +40,13 @@ import pql
 from pql.cli import _engine as cli_engine
 from pql.demo import DemoData
 from pql.limits import DEFAULT_LIMITS
+from pql.storage.lake import Lake
+from pql.storage.memory import MemoryStore
+from pql.storage.snapshots import Snapshots
 
 __all__ = ["PATHS", "StorePath", "edge_times", "open_path", "windows_of", "with_edges"]
 
-PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup")
+PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup", "restart")
 
 TICK = timedelta(microseconds=1)
 DAY = timedelta(days=1)
@@ -140,9 +146,28 @@ def open_path(name: str, data: DemoData, lake: Path) -> StorePath:
         engine = pql.Engine(lake, index=True)
     elif name == "indexed+rollup":
         engine = pql.Engine(lake, index=True, rollup_min_rows=0)
+    elif name == "restart":
+        engine = _restarted(lake)
     else:
         raise ValueError(f"no store path {name!r}; the paths are {PATHS}")
     return StorePath(name, engine, lake)
+
+
+def _restarted(lake: Path) -> pql.Engine:
+    """An engine over every tenant's index as loaded from snapshots, before its parts (one per
+    storage region) are sorted into one table: the first queries after a restart."""
+    catalog = pql.Catalog()
+    snapshots = Snapshots(Lake(lake, catalog))
+    store = MemoryStore(catalog, rollups=True)
+    split = 0
+    for tenant in snapshots.lake.tenants():
+        snapshots.write(snapshots.load(tenant, catalog, rollups=True).pending)
+        loaded = snapshots.load(tenant, catalog, rollups=True, into=store)
+        assert loaded.source == "snapshot", (tenant, loaded.source)
+        manifest = snapshots.lake.manifest()
+        split += len({f.storage for f in manifest.files if f.tenant == tenant}) > 1
+    assert split, "no tenant of the test data is kept in several regions: the path is moot"
+    return pql.Engine(store=store, catalog=catalog)
 
 
 def _ingest(engine: pql.Engine, data: DemoData) -> pql.Engine:

@@ -391,7 +391,7 @@ def test_buckets_of_several_regions_merge_into_the_full_order(parts: int) -> Non
     what sorting them all gives."""
     from pql.catalog import DECISIONS
     from pql.storage.base import sort_columns
-    from pql.storage.snapshots import _merged
+    from pql.storage.memory import _merged
 
     demo = generate(600, seed=3, now=TEST_NOW, tenants=1)
     rows = demo.decisions.with_columns(
@@ -426,7 +426,7 @@ def test_any_split_into_buckets_merges_into_the_full_order(
 ) -> None:
     from pql.catalog import DECISIONS
     from pql.storage.base import sort_columns
-    from pql.storage.snapshots import _merged
+    from pql.storage.memory import _merged
 
     order = sort_columns(DECISIONS)
     frame = pl.DataFrame(
@@ -441,3 +441,60 @@ def test_any_split_into_buckets_merges_into_the_full_order(
     buckets = [frame.filter(pl.col("bucket") == i).drop("bucket").sort(order) for i in range(parts)]
     expected = frame.drop("bucket").sort(order)
     assert _merged(buckets, DECISIONS).equals(expected)
+
+
+def test_snapshots_keep_strings_as_views_so_a_load_maps_them_without_a_copy(lake: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    opened(lake)
+    files = snapshot_files(lake)
+    assert files
+    for path in files:
+        schema = ipc.open_file(pa.memory_map(str(path))).schema
+        strings = [
+            f.type for f in schema if pa.types.is_string(f.type) or f.type == pa.large_string()
+        ]
+        assert strings == [], (path.name, strings)  # every string column is a string view
+        assert any(f.type == pa.string_view() for f in schema), path.name
+
+
+def test_a_tenant_of_several_regions_answers_from_its_parts_until_they_are_one_table(
+    lake: Path,
+) -> None:
+    """Loaded from snapshots, a tenant kept in several regions is served at once from one
+    sorted part per region (exact, not in ts order, no lookups), then sorted into one table
+    that equals sorting all its rows, with its lookups; its answers never change."""
+    from pql.storage.base import sort_columns
+    from pql.storage.memory import MemoryStore
+
+    opened(lake)  # writes the snapshots
+    catalog = Catalog()
+    snapshots = Snapshots(Lake(lake, catalog))
+    manifest = snapshots.lake.manifest()
+    tenant = next(
+        t
+        for t in manifest.tenants()
+        if len({f.storage for f in manifest.files if f.tenant == t}) > 1
+    )
+    loaded = snapshots.load(tenant, catalog, rollups=True)
+    assert loaded.source == "snapshot"
+    store = loaded.store
+    subject = catalog["decisions"]
+    scan = store.scan(tenant, subject, TEST_NOW - timedelta(days=400), TEST_NOW)
+    assert scan.exact and scan.single_tenant and not scan.ordered
+    assert store.lookup(tenant, subject, "executionId", {"x"}, False, TEST_NOW, TEST_NOW) is None
+    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
+    before = answers(engine, tenant)
+
+    assert store.add_lookups()
+    after = store.scan(tenant, subject, TEST_NOW - timedelta(days=400), TEST_NOW)
+    assert after.ordered
+    table = store.table(tenant, "decisions")
+    assert table is not None and table.n_chunks() == 1
+    assert table.equals(scan.frame.collect().sort(sort_columns(subject)))
+    assert answers(engine, tenant) == before
+    assert answers(engine, tenant) == answers(pql.Engine(lake, index=False, limits=LIMITS), tenant)
+    empty = MemoryStore(catalog)
+    with pytest.raises(pql.PQLError, match="PQL-X061"):
+        empty.load_stored(tenant, subject, [])

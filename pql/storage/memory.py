@@ -175,6 +175,28 @@ class _Table:
         return int(np.count_nonzero(np.diff(days))) + 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A tenant's subject kept in several parts, each sorted (one per storage region, as mapped
+    from snapshots), until :meth:`MemoryStore.add_lookups` sorts them into one :class:`_Table`.
+    A scan reads each part's window: exact, but not in ``ts`` order; there are no lookups."""
+
+    parts: tuple[_Table, ...]
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The parts' rows, one after another (no copy)."""
+        return pl.concat([p.frame for p in self.parts], how="vertical", rechunk=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def merged(self, subject: Subject, ids: Sequence[str]) -> _Table:
+        """The parts' rows sorted into one table, with a lookup of each of ``ids``."""
+        return _Table.build(_merged([p.frame for p in self.parts], subject), ids)
+
+
 class MemoryStore:
     """Rows in memory, per tenant and subject, deduplicated and sorted like a :class:`Lake`.
 
@@ -188,7 +210,7 @@ class MemoryStore:
         self._catalog = catalog
         self.rollups = Rollups(catalog) if rollups else None
         """Per-day partial aggregates kept at ingest (:mod:`pql.storage.rollups`), or None."""
-        self._tables: dict[tuple[str, str], _Table] = {}
+        self._tables: dict[tuple[str, str], _Table | _Split] = {}
         self._versions: dict[str, int] = {}
         self._extras: dict[str, dict[str, dict[str, DataType]]] = {}
         self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
@@ -232,7 +254,7 @@ class MemoryStore:
         self,
         tenant: str,
         subject: Subject,
-        rows: pl.DataFrame,
+        rows: pl.DataFrame | Sequence[pl.DataFrame],
         *,
         lookups: bool = True,
         ordered: bool = False,
@@ -244,12 +266,24 @@ class MemoryStore:
         checked again. For a store that holds none of ``tenant``'s ``subject`` yet.
         ``lookups=False`` leaves the id columns' lookups to :meth:`add_lookups`.
         ``ordered`` says ``rows`` are already conformed and sorted (a snapshot,
-        :mod:`pql.storage.snapshots`): they are kept as they are, without a copy.
+        :mod:`pql.storage.snapshots`): they are kept as they are, without a copy. ``rows`` may
+        be several parts (one per storage region): ordered, each part is sorted and they are
+        kept apart until :meth:`add_lookups` sorts them into one table (scans answer
+        meanwhile); otherwise they are put together first.
         ``partials``, when given, are the rollup partials of ``rows`` (in parts), kept instead
         of computing them again."""
+        if isinstance(rows, pl.DataFrame):
+            parts = [rows]
+        elif not rows:
+            raise InternalError("PQL-X061", "an index was loaded from no parts")
+        else:  # several parts: the empty ones add nothing
+            parts = [part for part in rows if part.height] or [rows[0]]
+            if not ordered and len(parts) > 1:
+                parts = [pl.concat(parts, how="vertical")]
+        whole = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical", rechunk=False)
         with self._lock:
             declared = current_subject(self._catalog, subject)
-            extras = extra_columns(declared, rows)
+            extras = extra_columns(declared, whole)
             if extras:
                 self._catalog.add_extras(tenant, declared.name, extras)
                 mine = self._extras.setdefault(tenant, {}).setdefault(declared.name, {})
@@ -257,13 +291,18 @@ class MemoryStore:
                     mine.setdefault(name, type_)
             current = current_subject(self._catalog, declared, tenant)
             key = (tenant, declared.name)
-            kept = rows if ordered else conform(rows, current).sort(sort_columns(current)).rechunk()
-            self._tables[key] = _Table.build(kept, current.ids if lookups else ())
+            ids = current.ids if lookups else ()
+            if len(parts) > 1:
+                split = _Split(tuple(_Table.build(part) for part in parts))
+                self._tables[key] = split.merged(current, ids) if lookups else split
+            else:
+                kept = whole if ordered else conform(whole, current).sort(sort_columns(current))
+                self._tables[key] = _Table.build(kept if ordered else kept.rechunk(), ids)
             if self.rollups is not None and partials:
                 for part in partials:
                     self.rollups.add_partials(tenant, declared, part)
             elif self.rollups is not None:
-                self.rollups.add(tenant, declared, rows)
+                self.rollups.add(tenant, declared, whole)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
 
@@ -283,6 +322,13 @@ class MemoryStore:
             return Scan(
                 empty_frame(current).select(names).lazy(), 0, 0, True, source="memory", ordered=True
             )
+        if isinstance(table, _Split):  # each part's window, one after another
+            windows = [(part, *part.window(start, end)) for part in table.parts]
+            frames = [conform(p.frame.slice(lo, hi - lo), current) for p, lo, hi in windows]
+            rows = pl.concat(frames, how="vertical", rechunk=False).lazy().select(names)
+            days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
+            count = sum(hi - lo for _, lo, hi in windows)
+            return Scan(rows, days, count, True, single_tenant=True, source="memory")
         lo, hi = table.window(start, end)
         # A zero-copy slice; the projection stays lazy so it runs inside the query's collect.
         rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
@@ -311,8 +357,8 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return self.scan(tenant, subject, start, end, columns)
-        found = table.lookups.get(column)
-        if found is None:
+        found = None if isinstance(table, _Split) else table.lookups.get(column)
+        if found is None or isinstance(table, _Split):
             return None
         lo, hi = table.window(start, end)
         if hi - lo < LOOKUP_MIN_WINDOW:
@@ -334,18 +380,29 @@ class MemoryStore:
         )
 
     def add_lookups(self, budget: int | None = None) -> bool:
-        """Build the id columns' lookups the tables lack (after ``load_stored(lookups=False)``)
-        and keep them, unless the store's bytes with them would exceed ``budget``; whether they
-        were kept. Built outside the lock: scans go on meanwhile."""
+        """Finish the tables ``load_stored(lookups=False)`` kept: sort the parts of a table kept
+        in several into one (always kept: it holds the same rows), and build the id columns'
+        lookups they lack, kept unless the store's bytes with them would exceed ``budget``;
+        whether the lookups were kept. Built outside the lock: scans go on meanwhile."""
         with self._lock:
             tables = dict(self._tables)
         catalog = self._catalog
+        merged = {
+            key: table.merged(current_subject(catalog, catalog[key[1]], key[0]), ())
+            for key, table in tables.items()
+            if isinstance(table, _Split)
+        }
+        with self._lock:
+            for key, one in merged.items():
+                if self._tables.get(key) is tables[key]:  # not replaced meanwhile
+                    self._tables[key] = tables[key] = one
         built = {
             (tenant, name): table.with_lookups(current_subject(catalog, catalog[name], tenant).ids)
             for (tenant, name), table in tables.items()
+            if isinstance(table, _Table)
         }
         with self._lock:
-            extra = sum(built[k].nbytes - t.nbytes for k, t in tables.items())
+            extra = sum(built[k].nbytes - tables[k].nbytes for k in built)
             if budget is not None and self.memory_bytes() + extra > budget:
                 return False
             for key, table in built.items():
@@ -469,3 +526,32 @@ def _stats_of(catalog: Catalog, subject: str, frame: pl.DataFrame) -> list[Parti
         )
         for row in groups.iter_rows(named=True)
     ]
+
+
+def _merged(parts: Sequence[pl.DataFrame], subject: Subject) -> pl.DataFrame:
+    """The rows of several parts (a tenant whose rows are kept in several regions), each
+    sorted, in the order sorting them all gives: a stable sort on ``ts`` alone keeps each
+    part's own order among rows sharing a ts, so only the runs of one ts that hold rows of
+    more than one part (few: a µs shared across regions) are sorted by the rest of the order,
+    instead of every row by every order column."""
+    order = sort_columns(subject)
+    frame = pl.concat(parts, how="vertical", rechunk=False)
+    part = pl.concat(
+        [pl.repeat(i, len(p), dtype=pl.UInt32, eager=True) for i, p in enumerate(parts)]
+    )
+    keyed = (
+        pl.DataFrame({"ts": frame.get_column("ts"), "part": part})
+        .with_row_index("row")
+        .sort("ts", maintain_order=True)
+    )
+    ts, parts_of = keyed.get_column("ts"), keyed.get_column("part")
+    starts = (ts != ts.shift(1)).fill_null(True)
+    run = starts.cum_sum()
+    mixed_runs = run.filter(~starts & (parts_of != parts_of.shift(1)).fill_null(False))
+    rows = keyed.get_column("row")
+    if len(mixed_runs):
+        at = run.is_in(mixed_runs.unique().to_list()).arg_true()
+        tied = rows.gather(at)
+        resorted = frame[tied].select(order).with_row_index("i").sort(order).get_column("i")
+        rows = rows.scatter(at, tied.gather(resorted))
+    return frame.select(pl.all().gather(rows)).rechunk()

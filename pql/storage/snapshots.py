@@ -51,8 +51,10 @@ from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
 
 __all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
 
-FORMAT = 1
-"""The snapshot format; part of every key, so a new format never reads an old file."""
+FORMAT = 2
+"""The snapshot format; part of every key, so a new format never reads an old file. Format 2
+keeps strings as Arrow string views, Polars' own layout, so a mapped file becomes a frame
+without a copy (format 1's plain strings were converted, most of a load's time)."""
 
 LoadSource = Literal["snapshot", "parquet", "mixed"]
 """Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
@@ -126,13 +128,16 @@ class Snapshots:
         bucket = bucket_name(tenant, storage, subject)
         return self.lake.root / bucket / SNAPSHOT_DIR / f"{key}.rows.arrow"
 
-    def load(self, tenant: str, catalog: Catalog, *, rollups: bool) -> Loaded:
+    def load(
+        self, tenant: str, catalog: Catalog, *, rollups: bool, into: MemoryStore | None = None
+    ) -> Loaded:
         """``tenant``'s index: each bucket's rows (and rollup partials) from its snapshot when
         there is a good one, else from its Parquet files (then queued to be written), all at
-        one manifest."""
+        one manifest. Kept in a new store, or in ``into`` (which must not hold the tenant yet).
+        A tenant kept in several regions is kept in parts until ``add_lookups`` on the store."""
         manifest = self.lake.manifest()
         key = tenant_key(manifest, catalog, tenant)
-        store = MemoryStore(catalog, rollups=rollups)
+        store = MemoryStore(catalog, rollups=rollups) if into is None else into
         pending: list[Pending] = []
         found = 0
         for subject in catalog:
@@ -163,10 +168,11 @@ class Snapshots:
                     pending.append(Pending(tenant, key, path, frame, None))
                 found += not fresh
                 parts.append(frame)
-            rows = parts[0] if len(parts) == 1 else _merged(parts, current)
-            if rows.height:
+            # Several regions' parts are kept apart and sorted into one table after the load
+            # (MemoryStore.add_lookups): the index answers meanwhile.
+            if sum(len(part) for part in parts):
                 store.load_stored(
-                    tenant, subject, rows, ordered=True, partials=rolled, lookups=False
+                    tenant, subject, parts, ordered=True, partials=rolled, lookups=False
                 )
         source: LoadSource = (
             "parquet"
@@ -226,39 +232,11 @@ class Snapshots:
         return conform(rows, subject).sort(sort_columns(subject)).rechunk()
 
 
-def _merged(parts: Sequence[pl.DataFrame], subject: Subject) -> pl.DataFrame:
-    """The rows of several buckets (a tenant whose rows are kept in several regions), each
-    sorted, in the order sorting them all gives: a stable sort on ``ts`` alone keeps each
-    bucket's own order among rows sharing a ts, so only the runs of one ts that hold rows of
-    more than one bucket (few: a µs shared across regions) are sorted by the rest of the order,
-    instead of every row by every order column."""
-    order = sort_columns(subject)
-    frame = pl.concat(parts, how="vertical", rechunk=True)
-    bucket = pl.concat(
-        [pl.repeat(i, len(p), dtype=pl.UInt32, eager=True) for i, p in enumerate(parts)]
-    )
-    keyed = (
-        pl.DataFrame({"ts": frame.get_column("ts"), "bucket": bucket})
-        .with_row_index("row")
-        .sort("ts", maintain_order=True)
-    )
-    ts, buckets = keyed.get_column("ts"), keyed.get_column("bucket")
-    starts = (ts != ts.shift(1)).fill_null(True)
-    run = starts.cum_sum()
-    mixed_runs = run.filter(~starts & (buckets != buckets.shift(1)).fill_null(False))
-    rows = keyed.get_column("row")
-    if len(mixed_runs):
-        at = run.is_in(mixed_runs.unique().to_list()).arg_true()
-        tied = rows.gather(at)
-        resorted = frame[tied].select(order).with_row_index("i").sort(order).get_column("i")
-        rows = rows.scatter(at, tied.gather(resorted))
-    return frame.select(pl.all().gather(rows))
-
-
 def _write_ipc(frame: pl.DataFrame, path: Path) -> None:
     """``frame`` as an uncompressed Arrow IPC file of one record batch (read back, every column
-    is one contiguous buffer), fsynced."""
-    table = frame.to_arrow().combine_chunks()
+    is one contiguous buffer), strings as string views (Polars' layout: mapped, no copy),
+    fsynced."""
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest()).combine_chunks()
     with open(path, "wb") as handle:
         with ipc.new_file(handle, table.schema) as writer:
             writer.write_table(table)
