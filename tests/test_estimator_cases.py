@@ -163,3 +163,14 @@ def test_conditions_whose_values_do_not_compare_are_taken_as_independent() -> No
     assert share == pytest.approx(
         estimator.selectivity(atoms[0], TENANT) * estimator.selectivity(atoms[1], TENANT)
     )
+
+
+def test_a_whole_float_finds_the_integer_it_equals_among_the_most_common_values() -> None:
+    """``attempts = 3.0`` is ``attempts = 3``: the same share of the most common values; a
+    fraction is no integer's value, so none of a complete list's rows."""
+    attempts = ColumnSummary(mcv={"3": 3, "4": 1}, mcv_complete=True)
+    estimator = _estimator({"attempts": attempts}, rows=4)
+    col = _col("attempts", DataType.INT)
+    for value, share in [(3, 0.75), (3.0, 0.75), (4.0, 0.25), (3.5, 0.0), (True, 0.0)]:
+        kind = DataType.FLOAT if isinstance(value, float) else DataType.INT
+        assert estimator.equal(col, Const(value, kind), TENANT) == pytest.approx(share), value

@@ -498,3 +498,50 @@ def test_a_tenant_of_several_regions_answers_from_its_parts_until_they_are_one_t
     empty = MemoryStore(catalog)
     with pytest.raises(pql.PQLError, match="PQL-X061"):
         empty.load_stored(tenant, subject, [])
+
+
+def test_a_restarted_engines_first_queries_wait_for_the_mapped_index_not_the_partitions(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart every tenant's snapshots are there: a tenant's first query waits the
+    milliseconds its index takes to map instead of reading its partitions."""
+    from pql.storage import indexed
+
+    opened(lake)
+    monkeypatch.setattr(indexed, "MAPPED_WAIT", 120.0)  # a loaded machine: never time out here
+    restarted = pql.Engine(lake, cache=False, limits=LIMITS)
+    assert isinstance(restarted.store, IndexedLake)
+    for tenant in restarted.store.tenants():
+        assert restarted.store.snapshots is not None
+        assert restarted.store.snapshots.current(tenant, restarted.catalog)
+        assert restarted.query(QUERIES[0], tenant=tenant, now=TEST_NOW).stats["path"] == "index"
+    assert sources(restarted) == dict.fromkeys(restarted.store.tenants(), "snapshot")
+    assert restarted.wait_ready(120)
+    same_as_partitions(restarted, lake)
+    # Without snapshots nothing is mapped: the first query reads the partitions meanwhile.
+    for folder in lake.glob(f"mc-*/{SNAPSHOT_DIR}"):
+        shutil.rmtree(folder)
+    cold = pql.Engine(lake, cache=False, limits=LIMITS)
+    assert isinstance(cold.store, IndexedLake) and cold.store.snapshots is not None
+    assert not cold.store.snapshots.current("acme", cold.catalog)
+    cold.close(120)
+
+
+def test_the_loader_maps_tenants_with_snapshots_before_it_reads_any_from_parquet(
+    lake: Path,
+) -> None:
+    opened(lake)
+    largest = max(Lake(lake, Catalog()).tenants(), key=lambda t: _rows(lake, t))
+    for path in snapshot_files(lake, largest):
+        path.unlink()
+    order: list[str] = []
+    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
+    store = IndexedLake(Lake(lake, catalog), catalog, on_load=order.append)
+    store.preload("all")  # the largest first, were it not for the snapshots of the others
+    assert store.wait_snapshots(120)
+    assert order[-1] == largest and len(order) == len(store.tenants()), order
+    assert store.loads()[largest].source == "parquet"
+
+
+def _rows(root: Path, tenant: str) -> int:
+    return sum(e.rows for e in Lake(root, Catalog()).manifest().files if e.tenant == tenant)

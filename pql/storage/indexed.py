@@ -47,6 +47,12 @@ __all__ = ["IndexedLake", "LoadInfo", "Preload", "TenantState"]
 _ALL_START = datetime(1970, 1, 1, tzinfo=UTC)
 _ALL_END = datetime(9999, 12, 31, tzinfo=UTC)
 
+MAPPED_WAIT = 1.0
+"""Seconds a query of a tenant whose index is being mapped from snapshots waits for it before
+it reads the partitions instead: mapping takes milliseconds (the loader maps such tenants before
+any it must read from Parquet), while a partitions read of a large tenant takes far longer and
+holds the cores that every other query needs."""
+
 _LEAST_BYTES_PER_ROW = 16
 """What a row takes in an index at the least: its ``ts`` and the ts index (8 bytes each); a
 tenant over the budget by this count alone is not read at all."""
@@ -122,6 +128,8 @@ class IndexedLake:
         self._queue: dict[str, int] = {}  # tenant -> version to load, in arrival order
         self._demand: dict[str, int] = {}  # queries that found the tenant not loaded
         self._loader: threading.Thread | None = None
+        self._mapped: dict[str, int] = {}  # tenant -> version whose snapshots were all there
+        self._unfinished: list[tuple[str, MemoryStore]] = []  # kept, to finish after the loads
         self._unwritten: list[tuple[Pending, ...]] = []  # snapshots to write, after the loads
         self._writing = False
         self._loads: dict[str, LoadInfo] = {}
@@ -225,7 +233,9 @@ class IndexedLake:
         names = self.lake.tenants() if tenants == "all" else tuple(tenants)
         if tenants == "all":  # the largest first: it is the one most queries wait for
             names = tuple(sorted(names, key=lambda t: -self._rows(t)))
+        mapped = {t: self.lake.version(t) for t in names if self._can_map(t)}
         with self._lock:
+            self._mapped.update(mapped)
             self._wanted.update(names)
             # Claimed now, so that ready() is false from this call on.
             claimed = [(t, v) for t in names if self._claim_locked(t, v := self.lake.version(t))]
@@ -247,7 +257,8 @@ class IndexedLake:
         ``timeout`` seconds); whether they are."""
 
         def idle() -> bool:
-            return not (self._wanted & self._loading or self._unwritten or self._writing)
+            busy = self._unfinished or self._unwritten or self._writing
+            return not (self._wanted & self._loading or busy)
 
         with self._changed:
             return self._changed.wait_for(idle, timeout)
@@ -259,7 +270,9 @@ class IndexedLake:
         with self._changed:
             self._closed = True
             self._loading.difference_update(self._queue)
+            self._loading.difference_update(t for t, _ in self._unfinished)  # served in parts
             self._queue.clear()
+            self._unfinished.clear()
             self._unwritten.clear()
             loader = self._loader
             self._changed.notify_all()
@@ -304,8 +317,10 @@ class IndexedLake:
             return self._current_locked(tenant, version)
 
     def _ready(self, tenant: str) -> MemoryStore | None:
-        """``tenant``'s index if it is in memory at the lake's version; otherwise ``None``, and a
-        load is started (in the background, unless ``background=False``)."""
+        """``tenant``'s index if it is in memory at the lake's version; otherwise a load is
+        started (in the background, unless ``background=False``) and ``None`` is returned, after
+        waiting for the index (at most :data:`MAPPED_WAIT`) when it is being mapped from
+        snapshots."""
         version = self.lake.version(tenant)
         with self._lock:
             current = self._current_locked(tenant, version)
@@ -313,11 +328,33 @@ class IndexedLake:
                 return current
             self._demand[tenant] = self._demand.get(tenant, 0) + 1
             claimed = self._claim_locked(tenant, version)
-            if claimed and self.background:
-                self._enqueue_locked([(tenant, version)])
         if claimed and not self.background:
             return self._load(tenant, version)
-        return None
+        if claimed:
+            mapped = self._can_map(tenant)
+            with self._lock:
+                if mapped:
+                    self._mapped[tenant] = version
+                self._enqueue_locked([(tenant, version)])
+        with self._changed:
+            if self._mapped.get(tenant) != version:
+                return None
+
+            def settled() -> bool:
+                found = self._indexes.get(tenant)
+                return tenant not in self._loading or (
+                    found is not None and found.version == version
+                )
+
+            self._changed.wait_for(settled, MAPPED_WAIT)
+            return self._current_locked(tenant, version)
+
+    def _can_map(self, tenant: str) -> bool:
+        """Whether ``tenant``'s index can be mapped from snapshots (every one it needs is there)."""
+        try:
+            return self.snapshots is not None and self.snapshots.current(tenant, self._catalog)
+        except (OSError, PQLError):
+            return False
 
     def _current_locked(self, tenant: str, version: int) -> MemoryStore | None:
         """``tenant``'s index if it is in memory at ``version``, marked most recently used."""
@@ -328,23 +365,36 @@ class IndexedLake:
         return found.store
 
     def _enqueue_locked(self, loads: Iterable[tuple[str, int]]) -> None:
-        """Queue claimed loads for the loader thread, starting it if it is not running."""
+        """Queue claimed loads for the loader thread, starting it if it is not running (none
+        once the store is closed: the claims are dropped)."""
         for tenant, version in loads:
+            if self._closed:
+                self._loading.discard(tenant)
+                continue
             self._queue[tenant] = version
-        if (self._queue or self._unwritten) and self._loader is None:
+        if (self._queue or self._unfinished or self._unwritten) and self._loader is None:
             self._loader = threading.Thread(target=self._run_loader, name="pql-index", daemon=True)
             self._loader.start()
 
     def _run_loader(self) -> None:
-        """Load the queued tenants one at a time, the most demanded first (then in order);
-        write the snapshots due only when no load waits (queries wait for loads, not them)."""
+        """Load the queued tenants one at a time: those mapped from snapshots first (each takes
+        milliseconds), then the most demanded (then in order). Finish the kept indexes (sort a
+        tenant's regions into one table, build the lookups) only when no load waits, and write
+        the snapshots due only when nothing else does (queries wait for loads, not for these)."""
         while True:
+            finish: tuple[str, MemoryStore] | None = None
+            unwritten: tuple[Pending, ...] = ()
             with self._changed:
                 if self._queue:
-                    tenant = max(self._queue, key=lambda t: self._demand.get(t, 0))
+                    queue = self._queue
+                    tenant = max(
+                        queue,
+                        key=lambda t: (self._mapped.get(t) == queue[t], self._demand.get(t, 0)),
+                    )
                     version = self._queue.pop(tenant)
                     self._demand.pop(tenant, None)
-                    unwritten: tuple[Pending, ...] = ()
+                elif self._unfinished:
+                    finish = self._unfinished.pop(0)
                 elif self._unwritten:
                     unwritten = self._unwritten.pop(0)
                     self._writing = True
@@ -352,8 +402,11 @@ class IndexedLake:
                     self._loader = None
                     self._changed.notify_all()
                     return
+            if finish is not None:
+                self._add_lookups(*finish)
+                continue
             if not unwritten:
-                self._load(tenant, version)
+                self._load(tenant, version, finish_later=True)
                 continue
             try:
                 self._write(unwritten)
@@ -390,9 +443,11 @@ class IndexedLake:
         """``tenant``'s stored rows, from the lake's partition statistics."""
         return sum(p.rows for s in self._catalog for p in self.lake.stats(tenant, s.name))
 
-    def _load(self, tenant: str, version: int) -> MemoryStore | None:
+    def _load(self, tenant: str, version: int, *, finish_later: bool = False) -> MemoryStore | None:
         """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed);
-        then build its lookups, while queries are already answered from the index."""
+        then finish it (its regions sorted into one table, its lookups), while queries are
+        already answered from the index: here, or with ``finish_later`` by the loader thread
+        once no load waits."""
         store: MemoryStore | None = None
         why = ""
         pending: tuple[Pending, ...] = ()
@@ -426,19 +481,29 @@ class IndexedLake:
                 pending = ()
             else:
                 self._refused.pop(tenant, None)
+            self._mapped.pop(tenant, None)
+            later = store is not None and finish_later and not self._closed
+            if later and store is not None:
+                self._unfinished.append((tenant, store))
             if pending and self.background and not self._closed:
                 self._unwritten.append(pending)
+            if later or pending:
                 self._enqueue_locked(())
             self._changed.notify_all()
-        if store is not None:
+        if store is not None and not later:
             self._add_lookups(tenant, store)
         if pending and not self.background:
             self._write(pending)
         return store
 
     def _add_lookups(self, tenant: str, store: MemoryStore) -> None:
-        """Build the lookups of a kept index (a tenant's load ends, for :meth:`ready`, here)."""
+        """Finish a kept index: sort a tenant's regions into one table and build its lookups
+        (a tenant's load ends, for :meth:`ready`, here). Skipped for an index dropped meanwhile."""
         try:
+            with self._lock:
+                found = self._indexes.get(tenant)
+                if found is None or found.store is not store:
+                    return
             store.add_lookups(self.memory_budget)  # declined over the budget: scans answer
         except Exception:  # a failed build costs speed, not answers: scans answer the same
             pass

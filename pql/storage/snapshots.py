@@ -128,6 +128,20 @@ class Snapshots:
         bucket = bucket_name(tenant, storage, subject)
         return self.lake.root / bucket / SNAPSHOT_DIR / f"{key}.rows.arrow"
 
+    def current(self, tenant: str, catalog: Catalog) -> bool:
+        """Whether each of ``tenant``'s buckets has a rows snapshot at the tenant's current key,
+        so that a load would map them all (unless one turns out damaged)."""
+        manifest = self.lake.manifest()
+        key = tenant_key(manifest, catalog, tenant)
+        buckets = {
+            (entry.storage, subject.name)
+            for subject in catalog
+            for entry in manifest.files_of(tenant, subject.name)
+        }
+        return bool(buckets) and all(
+            self.path(tenant, storage, subject, key).is_file() for storage, subject in buckets
+        )
+
     def load(
         self, tenant: str, catalog: Catalog, *, rollups: bool, into: MemoryStore | None = None
     ) -> Loaded:
