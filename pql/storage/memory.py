@@ -296,8 +296,9 @@ class MemoryStore:
                 split = _Split(tuple(_Table.build(part) for part in parts))
                 self._tables[key] = split.merged(current, ids) if lookups else split
             else:
-                kept = whole if ordered else conform(whole, current).sort(sort_columns(current))
-                self._tables[key] = _Table.build(kept if ordered else kept.rechunk(), ids)
+                if not ordered:
+                    whole = conform(whole, current).sort(sort_columns(current)).rechunk()
+                self._tables[key] = _Table.build(whole, ids)
             if self.rollups is not None and partials:
                 for part in partials:
                     self.rollups.add_partials(tenant, declared, part)
@@ -357,8 +358,10 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return self.scan(tenant, subject, start, end, columns)
-        found = None if isinstance(table, _Split) else table.lookups.get(column)
-        if found is None or isinstance(table, _Split):
+        if isinstance(table, _Split):  # no lookups until its parts are one table
+            return None
+        found = table.lookups.get(column)
+        if found is None:
             return None
         lo, hi = table.window(start, end)
         if hi - lo < LOOKUP_MIN_WINDOW:
