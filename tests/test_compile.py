@@ -142,3 +142,26 @@ def test_a_lookup_of_many_rows_is_declined(demo: DemoData, monkeypatch: pytest.M
     few = store.lookup("acme", DECISIONS, "executionId", ("x",), False, start, end)
     assert few is not None and few.rows == 0
     assert store.lookup("acme", DECISIONS, "rule", ("x",), False, start, end) is None
+
+
+def test_a_query_still_running_at_its_deadline_is_stopped_then() -> None:
+    """``collect`` waits the milliseconds left, not more: a query held up by a step that would
+    only finish 20 s later is given up after 50 ms with ``PQL-S006``."""
+    import threading
+
+    from pql.errors import SafetyError
+    from pql.execute.run import collect
+
+    release = threading.Event()
+
+    def held(values: pl.Series) -> pl.Series:
+        release.wait(20)
+        return values
+
+    frame = pl.LazyFrame({"a": [1, 2]}).select(pl.col("a").map_batches(held, pl.Int64))
+    try:
+        with pytest.raises(SafetyError) as caught:
+            collect(frame, 50)
+        assert caught.value.code == "PQL-S006" and "50 ms" in caught.value.message
+    finally:
+        release.set()  # the cancelled query's worker ends its step and reports back

@@ -104,6 +104,14 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
     engine = pql.Engine.in_memory(cache=False)
     engine.ingest("receipts", data.receipts)
     tenant = engine.store.tenants()[0]
+    early = compile_module._Compiler.first_rows
+    filtered: list[bool] = []
+
+    def spied(self: Any, scan: Any, pred: Any, *rest: Any) -> pl.LazyFrame:
+        filtered.append(pred is not None)
+        return early(self, scan, pred, *rest)
+
+    monkeypatch.setattr(compile_module._Compiler, "first_rows", spied)
     for text in (
         'FIND receipts WHERE receipts.status = "error" SINCE 90d LIMIT 10',
         "FIND receipts ORDER BY receipts.ts DESC SINCE 90d LIMIT 10",
@@ -119,3 +127,4 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
         assert fast.get_column("executionId").to_list() == (
             expected.get_column("executionId").head(10).to_list()
         ), text
+    assert filtered == [True, False]  # both the filtered and the plain LIMIT stopped early
