@@ -165,3 +165,10 @@ def test_a_query_still_running_at_its_deadline_is_stopped_then() -> None:
         assert caught.value.code == "PQL-S006" and "50 ms" in caught.value.message
     finally:
         release.set()  # the cancelled query's worker ends its step and reports back
+
+
+def test_a_node_the_compiler_does_not_know_is_an_internal_error_with_its_code() -> None:
+    catalog = pql.Engine.in_memory().catalog
+    with pytest.raises(InternalError) as err:
+        compile_plan(object(), MemoryStore(catalog), catalog)  # type: ignore[arg-type]
+    assert err.value.code == "PQL-X005" and "object" in err.value.message

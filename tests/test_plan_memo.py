@@ -34,6 +34,7 @@ def test_a_repeated_query_is_reused_with_the_same_answer(
 ) -> None:
     first = _ask(fresh, tenants[0], test_now)
     again = _ask(fresh, tenants[0], test_now)
+    assert (fresh.plans.hits, fresh.plans.misses) == (1, 1)  # counted once each
     assert first.stats["plan_reused"] is False
     assert again.stats["plan_reused"] is True
     assert again.df.equals(first.df)
