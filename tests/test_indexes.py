@@ -89,7 +89,9 @@ def test_every_path_answers_like_duckdb(
 def test_default_engine_over_a_lake_keeps_indexes_and_says_which_path_answered(
     lake: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
 ) -> None:
-    served = pql.Engine(lake, cache=False)
+    # A first open: the index is read from Parquet (with snapshots of an earlier test's engine,
+    # the query would wait the milliseconds of mapping instead: tests/test_snapshots.py).
+    served = pql.Engine(lake, cache=False, snapshots=False)
     assert isinstance(served.store, IndexedLake)
     first = served.query(COUNT, tenant=tenants[0], now=demo.now)
     assert first.stats["path"] == "partitions"  # its index started loading in the background
@@ -107,7 +109,7 @@ def test_a_loading_tenant_is_answered_from_partitions_and_others_are_not_held_up
     lake: Path, demo: DemoData, tenants: list[str], engine: pql.Engine
 ) -> None:
     loading, other = tenants[0], tenants[1]
-    served = _engine(lake)
+    served = _engine(lake, snapshots=False)  # a load from Parquet, which queries never wait for
     store = _indexed(served)
     store.load(other)  # already in memory before the slow load starts
     started, release, hook = _gate()

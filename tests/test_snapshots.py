@@ -545,3 +545,34 @@ def test_the_loader_maps_tenants_with_snapshots_before_it_reads_any_from_parquet
 
 def _rows(root: Path, tenant: str) -> int:
     return sum(e.rows for e in Lake(root, Catalog()).manifest().files if e.tenant == tenant)
+
+
+def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mapping that does not come (the loader is held) costs a query at most
+    ``MAPPED_WAIT``; then it reads the partitions, with the same answer."""
+    from pql.storage import indexed
+
+    opened(lake)
+    monkeypatch.setattr(indexed, "MAPPED_WAIT", 0.2)
+    started, release = threading.Event(), threading.Event()
+
+    def held(tenant: str) -> None:
+        started.set()
+        assert release.wait(60)
+
+    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
+    store = IndexedLake(Lake(lake, catalog), catalog, on_load=held)
+    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
+    try:
+        waited = time.perf_counter()
+        answered = engine.query(QUERIES[0], tenant="acme", now=TEST_NOW)
+        waited = time.perf_counter() - waited
+        assert started.is_set() and answered.stats["path"] == "partitions"
+        assert waited >= 0.2
+    finally:
+        release.set()
+    plain = pql.Engine(lake, index=False, cache=False, limits=LIMITS)
+    assert answers(engine, "acme") == answers(plain, "acme")
+    store.close(120)
