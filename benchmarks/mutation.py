@@ -17,9 +17,11 @@ proportion to its mutants (at least one), so a small file is not left out by cha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("benchmarks/results/mutation.md"))
     parser.add_argument("--report-only", action="store_true", help="report the last run")
     parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop mutmut after this many minutes; the mutants it has not judged then count as "
+        "not run, which fails --min-score (CI: a clear failure before the job's own limit)",
+    )
+    parser.add_argument(
         "--min-score",
         type=float,
         default=None,
@@ -62,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONHASHSEED": "0",
     }
     started = time.monotonic()
+    deadline = None if args.max_minutes is None else started + 60 * args.max_minutes
     chosen: list[str] | None = None
     mutmut = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
     if not args.report_only and not _names():
         # generate the mutants and the test map with one cheap mutant (one test reaches it)
-        _mutmut([*mutmut, "pql.plan.nodes.x__span__mutmut_1"], env)
+        _mutmut([*mutmut, "pql.plan.nodes.x__span__mutmut_1"], env, deadline)
     pool = sorted(
         n
         for n in _names()
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     elif set(args.only) != set(PACKAGES) or args.skip:
         chosen = pool
     if not args.report_only:
-        _mutmut([*mutmut, *(chosen or [])], env)
+        _mutmut([*mutmut, *(chosen or [])], env, deadline)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     _report(args.report, chosen, command, time.monotonic() - started, args)
     print(args.report.read_text(encoding="utf-8"))
@@ -114,13 +124,40 @@ def gate(names: list[str], results: dict[str, int | None], min_score: float) -> 
     return problems
 
 
-def _mutmut(command: list[str], env: dict[str, str]) -> None:
-    """Run mutmut: its progress on a terminal; piped (CI), its output goes to ``LOG``."""
-    if sys.stdout.isatty():
-        subprocess.run(command, env=env, check=False)
-        return
-    with LOG.open("a", encoding="utf-8") as log:
-        subprocess.run(command, env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
+def _mutmut(command: list[str], env: dict[str, str], deadline: float | None) -> None:
+    """Run mutmut until it ends or ``deadline`` (``time.monotonic()``) passes, then stop it and
+    its workers: its progress on a terminal; piped (CI), its output goes to ``LOG``."""
+    with contextlib.ExitStack() as stack:
+        out = None
+        if not sys.stdout.isatty():
+            out = stack.enter_context(LOG.open("a", encoding="utf-8"))
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # its own process group: stopping it stops its workers
+        )
+        try:
+            process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print("mutation: stopped at the --max-minutes limit", file=sys.stderr)
+            _stop(process)
+        except BaseException:
+            _stop(process)
+            raise
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` and its process group: SIGTERM, then SIGKILL after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _results() -> dict[str, int | None]:

@@ -3,9 +3,15 @@ mutant mutmut did not judge."""
 
 from __future__ import annotations
 
+import os
 import random
+import sys
+import time
+from pathlib import Path
 
-from benchmarks.mutation import _stratified, gate
+import pytest
+
+from benchmarks.mutation import _mutmut, _stratified, gate
 
 PLAN = [f"pql.plan.cost.x_f__mutmut_{i}" for i in range(1, 41)]
 EXECUTE = [f"pql.execute.run.x_g__mutmut_{i}" for i in range(1, 11)]
@@ -38,3 +44,45 @@ def test_a_mutant_without_a_result_fails_the_gate() -> None:
         f"{PLAN[2]}: suspicious (exit 7)",
     ]
     assert gate([], {}, 0) == ["no mutant was chosen"]
+
+
+def test_a_run_past_its_limit_is_stopped_with_the_workers_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-minutes: a mutmut that would run on (a hung worker, say) is stopped at the deadline,
+    with every process it started, so CI fails with the gate's message, not its own time limit."""
+    monkeypatch.chdir(tmp_path)  # piped, the output goes to ./mutants.log
+    worker = tmp_path / "worker.pid"
+    hang = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(worker)!r}, 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    started = time.monotonic()
+    _mutmut([sys.executable, "-c", hang], dict(os.environ), deadline=started + 3)
+    assert time.monotonic() - started < 30
+    assert "started" in (tmp_path / "mutants.log").read_text(encoding="utf-8")
+    pid = int(worker.read_text(encoding="utf-8"))
+    for _ in range(100):
+        if not _running(pid):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"worker {pid} is still running")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (dead, not yet reaped by whoever adopted it) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
