@@ -27,6 +27,7 @@ from pql.storage.lake import SNAPSHOT_DIR, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
 from tests.clock import TEST_NOW
+from tests.paths import split_tenants
 
 # A shared, loaded machine can take more than the default deadline for a fresh engine's first
 # queries; the answers, not the timings, are what these tests check.
@@ -471,12 +472,7 @@ def test_a_tenant_of_several_regions_answers_from_its_parts_until_they_are_one_t
     opened(lake)  # writes the snapshots
     catalog = Catalog()
     snapshots = Snapshots(Lake(lake, catalog))
-    manifest = snapshots.lake.manifest()
-    tenant = next(
-        t
-        for t in manifest.tenants()
-        if len({f.storage for f in manifest.files if f.tenant == t}) > 1
-    )
+    tenant = split_tenants(lake)[0]
     loaded = snapshots.load(tenant, catalog, rollups=True)
     assert loaded.source == "snapshot"
     store = loaded.store

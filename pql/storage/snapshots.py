@@ -133,14 +133,12 @@ class Snapshots:
         so that a load would map them all (unless one turns out damaged)."""
         manifest = self.lake.manifest()
         key = tenant_key(manifest, catalog, tenant)
-        buckets = {
-            (entry.storage, subject.name)
+        paths = [
+            self.path(tenant, storage, subject.name, key)
             for subject in catalog
-            for entry in manifest.files_of(tenant, subject.name)
-        }
-        return bool(buckets) and all(
-            self.path(tenant, storage, subject, key).is_file() for storage, subject in buckets
-        )
+            for storage in _buckets(manifest, tenant, subject)
+        ]
+        return bool(paths) and all(path.is_file() for path in paths)
 
     def load(
         self, tenant: str, catalog: Catalog, *, rollups: bool, into: MemoryStore | None = None
@@ -155,16 +153,13 @@ class Snapshots:
         pending: list[Pending] = []
         found = 0
         for subject in catalog:
-            entries = manifest.files_of(tenant, subject.name)
-            if not entries:
+            buckets = _buckets(manifest, tenant, subject)
+            if not buckets:
                 continue
             current = current_subject(catalog, subject, tenant)
             spec = None if store.rollups is None else store.rollups.spec(subject.name)
-            buckets: dict[str, list[FileEntry]] = {}
-            for entry in entries:
-                buckets.setdefault(entry.storage, []).append(entry)
             parts, rolled = [], []
-            for storage, files in sorted(buckets.items()):
+            for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
                 fresh = frame is None
@@ -244,6 +239,15 @@ class Snapshots:
         # sorted, not checked again.
         rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
         return conform(rows, subject).sort(sort_columns(subject)).rechunk()
+
+
+def _buckets(manifest: Manifest, tenant: str, subject: Subject) -> dict[str, list[FileEntry]]:
+    """``tenant``'s active files of ``subject`` by storage region (one bucket, one snapshot
+    each), the regions sorted."""
+    buckets: dict[str, list[FileEntry]] = {}
+    for entry in manifest.files_of(tenant, subject.name):
+        buckets.setdefault(entry.storage, []).append(entry)
+    return dict(sorted(buckets.items()))
 
 
 def _write_ipc(frame: pl.DataFrame, path: Path) -> None:
