@@ -405,6 +405,70 @@ def test_a_damaged_file_is_named_and_quarantine_is_the_way_out(
 def test_quarantine_refuses_a_file_the_lake_does_not_list(lake_dir: Path, capsys: Any) -> None:
     code, _, err = run(capsys, "lake", "quarantine", "--data", str(lake_dir), "nope.parquet")
     assert code == 2 and "PQL-E103" in err
+    assert "give the file as the error named it, e.g. mc-.../day=.../part-..." in err
+
+
+def test_a_quarantine_gives_the_tenant_a_version_it_never_had(lake_dir: Path) -> None:
+    """Caches and snapshots are keyed by the tenant's version: after a quarantine it must be
+    new, never an earlier one whose cached answers still hold the file's rows."""
+    lake = Lake(lake_dir, Catalog())
+    before = lake.manifest().versions["acme"]
+    lake.quarantine(data_file(lake_dir))
+    assert Lake(lake_dir, Catalog()).manifest().versions["acme"] > before
+
+
+def test_a_failed_read_names_the_file_that_turns_out_damaged(lake_dir: Path) -> None:
+    """A read of several files fails; the file found damaged afterwards is named with why."""
+    lake = Lake(lake_dir, Catalog())
+    entries = lake.manifest().files_of("acme", "receipts")
+    victim = entries[-1]
+    (lake_dir / victim.path).write_bytes(b"PAR1 cut short")
+    error = lake.read_error(entries, OSError("read failed"))
+    assert error.code == "PQL-E102" and victim.path in error.message
+    problem = f"it has 14 bytes, the manifest says {victim.bytes:,}"
+    assert error.details["problem"] == problem and error.message.endswith(problem)
+
+
+def test_rebuild_counts_a_key_shared_by_two_tenants_as_no_duplicate(lake_dir: Path) -> None:
+    """acme's and globex's receipts use the same keys (e0, e1, ...): a key is unique within
+    one tenant's subject, so the rebuild finds no duplicates, until a tenant repeats one."""
+    (lake_dir / "_pql" / "manifest.json").unlink()
+    assert rebuild_manifest(lake_dir).duplicates == 0
+    victim = data_file(lake_dir, "globex")
+    copy = victim.with_name("part-copy.parquet")
+    shutil.copyfile(victim, copy)  # globex's rows of one file, twice
+    assert rebuild_manifest(lake_dir, force=True).duplicates == pl.read_parquet(victim).height
+
+
+def test_a_copy_lands_in_a_folder_that_already_exists(lake_dir: Path) -> None:
+    """Migration copies a tenant's files one by one: the day's folder in the new region may
+    already be there (an earlier file of that day, an interrupted run)."""
+    lake = Lake(lake_dir, Catalog())
+    entry = lake.manifest().files_of("acme", "receipts")[0]
+    target = lake_dir / lake.relocated(entry, "eu-west-1").path
+    target.parent.mkdir(parents=True)
+    copied = lake.copy_to(entry, "eu-west-1")
+    assert target.read_bytes() == (lake_dir / entry.path).read_bytes()
+    assert copied.storage == "eu-west-1" and copied.path == str(target.relative_to(lake_dir))
+
+
+def test_two_tenants_storing_an_extra_column_as_different_types_are_named() -> None:
+    from pql.storage.validate import _tenants_disagree
+
+    error = _tenants_disagree(
+        RECEIPTS, "retries", {"acme": pql.DataType.INT, "globex": pql.DataType.STRING}
+    )
+    assert error.code == "PQL-E052"
+    assert error.message == (
+        "column receipts.retries is int in tenant acme's stored data and string in tenant "
+        "globex's; one input cannot hold both"
+    )
+    assert error.hints == ("ingest each tenant's rows separately",)
+    assert error.details == {
+        "subject": "receipts",
+        "column": "retries",
+        "tenants": ["acme", "globex"],
+    }
 
 
 @pytest.mark.parametrize("content", ["[]", '{"format": 2, "files": 5}', '{"format": ', ""])

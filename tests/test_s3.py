@@ -136,6 +136,10 @@ def test_the_store_checks_the_locks_the_server_does_not(s3: dict[str, Any]) -> N
         lake.delete_object(path, now=server_now - timedelta(seconds=2))
     lake.delete_object(path, now=server_now)
     assert lake.lock_of(path) is None
+    with pytest.raises(InputError) as gone:  # nothing left to delete: said, not a traceback
+        lake.delete_object(path, now=server_now)
+    assert gone.value.code == "PQL-E404"
+    assert gone.value.message == f"{path} is not a stored object of {lake.location}"
 
 
 def test_governance_objects_need_a_bypass(s3: dict[str, Any]) -> None:
@@ -180,6 +184,28 @@ def test_a_location_is_a_bucket_and_a_prefix() -> None:
     assert parse_location("s3://meta//a//") == ("meta", "a/")
     assert parse_location("s3://meta") == ("meta", "")
     assert parse_location("s3://meta/") == ("meta", "")
+
+
+def test_the_local_state_of_a_location_is_kept_under_the_users_state_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PQL_S3_STATE the store's local state (statistics, caches) goes under
+    $XDG_STATE_HOME, else ~/.local/state, one folder per bucket and prefix."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from pql.storage.s3 import _default_state
+
+    monkeypatch.delenv("PQL_S3_STATE", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lake = cast(S3Lake, SimpleNamespace(meta_bucket="meta", prefix="team/a//b/"))
+    expected = tmp_path / ".local" / "state" / "pql" / "s3" / "meta" / "team" / "a" / "b"
+    assert _default_state(lake) == expected
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert _default_state(lake) == tmp_path / "state" / "pql" / "s3" / "meta" / "team" / "a" / "b"
+    monkeypatch.setenv("PQL_S3_STATE", str(tmp_path / "here"))
+    assert _default_state(lake) == tmp_path / "here"
 
 
 @pytest.mark.parametrize(("mode", "days"), [("nope", 30), ("COMPLIANCE", 0)])
