@@ -3,7 +3,8 @@
     python -m benchmarks.mutation                      # every mutant (hours: nightly)
     python -m benchmarks.mutation --sample 200 --seed 1 --only pql/plan pql/execute
     python -m benchmarks.mutation --only pql/plan pql/execute      # every mutant of two packages
-    python -m benchmarks.mutation --sample 30 --only pql/plan pql/execute --min-score 90  # CI
+    python -m benchmarks.mutation --sample 30 --only pql/plan pql/execute --min-score 90 \
+        --skip pql/execute/spark --max-minutes 40                                      # CI
 
 mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) mutates ``pql/plan``,
 ``pql/execute``, ``pql/storage`` and ``pql/analyze.py``; each mutant runs only the tests that
