@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from pql.demo import DemoData, generate
 from pql.examples import CONTRACT_EXAMPLES
 from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES
 from tests.clock import TEST_NOW
-from tests.paths import PATHS, StorePath, open_path, windows_of, with_edges
+from tests.paths import PATHS, SPARK, StorePath, open_path, windows_of, with_edges
 from tests.strategies import SINCES
 
 settings.register_profile(
@@ -162,10 +163,53 @@ def edge_lake(edge_data: DemoData, tmp_path_factory: pytest.TempPathFactory) -> 
 def store_path(
     request: pytest.FixtureRequest, edge_data: DemoData, edge_lake: StorePath
 ) -> StorePath:
-    """An engine over ``edge_data`` for each way a user reaches data (``tests.paths.PATHS``)."""
+    """An engine over ``edge_data`` for each way a user reaches data (``tests.paths.PATHS``;
+    a test may add ``SPARK``, the Spark executor over the same lake)."""
     if request.param == edge_lake.name:
         return edge_lake
+    if request.param == SPARK:
+        if "MUTANT_UNDER_TEST" in os.environ:  # pql/execute/spark is not mutated: no Spark
+            pytest.skip("Spark is not started for each mutant")
+        session = request.getfixturevalue("spark")
+        return open_path(SPARK, edge_data, edge_lake.root, spark=session)
     return open_path(request.param, edge_data, edge_lake.root)
+
+
+# -- Spark in local mode (tests/test_spark.py, and the spark store path) -------------------------
+
+
+def _missing() -> str | None:
+    if shutil.which("java") is None:
+        return "Java is not installed (apt-get install default-jre-headless)"
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install 'pql[spark]')"
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    why = _missing()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Spark tests must run in CI: {why}")
+        pytest.skip(why)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("pql-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 # -- a real S3 endpoint (tests/s3server.py) ----------------------------------------------------

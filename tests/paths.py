@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -47,6 +48,9 @@ from pql.storage.snapshots import Snapshots
 __all__ = ["PATHS", "StorePath", "edge_times", "open_path", "windows_of", "with_edges"]
 
 PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup", "restart")
+SPARK = "spark"
+"""The Spark executor over the lake: a path only the tests that name it run (about a second a
+query; the matrix runs thousands)."""
 
 TICK = timedelta(microseconds=1)
 DAY = timedelta(days=1)
@@ -131,9 +135,9 @@ def _sorted(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     return frame.with_columns(pl.col("ts").dt.cast_time_unit("us")).sort("ts", key)
 
 
-def open_path(name: str, data: DemoData, lake: Path) -> StorePath:
+def open_path(name: str, data: DemoData, lake: Path, *, spark: Any = None) -> StorePath:
     """The engine of path ``name`` over ``data``; the lake paths share the directory ``lake``,
-    written by the ``service`` path, which must be opened first."""
+    written by the ``service`` path, which must be opened first. ``SPARK`` needs a session."""
     if name == "memory":
         return StorePath(name, _ingest(pql.Engine.in_memory(), data))
     if name == "memory+rollup":
@@ -148,6 +152,10 @@ def open_path(name: str, data: DemoData, lake: Path) -> StorePath:
         engine = pql.Engine(lake, index=True, rollup_min_rows=0)
     elif name == "restart":
         engine = _restarted(lake)
+    elif name == SPARK and spark is not None:
+        engine = pql.Engine(
+            lake, executor="spark", spark=spark, limits=pql.Limits(deadline_ms=600_000)
+        )
     else:
         raise ValueError(f"no store path {name!r}; the paths are {PATHS}")
     return StorePath(name, engine, lake)

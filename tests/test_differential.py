@@ -21,7 +21,7 @@ from pql.examples import CONTRACT_EXAMPLES
 from pql.plan.nodes import RollupAggregate, walk
 from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES, WINDOWS
 from tests.compare import assert_same_frame
-from tests.paths import StorePath, edge_times
+from tests.paths import PATHS, SPARK, StorePath, edge_times
 from tests.sqlref import translate
 from tests.strategies import queries
 
@@ -69,6 +69,9 @@ def test_the_data_holds_every_edge(edge_data: DemoData) -> None:
         assert wanted <= set(rows["ts"].to_list()), tenant
 
 
+@pytest.mark.parametrize(
+    "store_path", [*PATHS, pytest.param(SPARK, marks=pytest.mark.spark)], indirect=True
+)
 @pytest.mark.parametrize("window", WINDOWS)
 def test_a_window_holds_both_its_edges(
     store_path: StorePath, edge_data: DemoData, edge_tenants: list[str], window: str

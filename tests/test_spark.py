@@ -6,13 +6,9 @@ Without Java or pyspark these tests are skipped locally, but fail in CI (``CI=tr
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,6 @@ from pql.deadline import Deadline
 from pql.demo import DemoData, generate
 from pql.examples import CONTRACT_EXAMPLES
 from pql.execute.spark import SparkExecutor
-from tests.cases import WINDOWS
 from tests.compare import assert_same_frame
 from tests.sqlref import translate
 from tests.strategies import queries
@@ -42,40 +37,6 @@ the deadline is not tested here except on purpose."""
 FEW = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def _missing() -> str | None:
-    if shutil.which("java") is None:
-        return "Java is not installed (apt-get install default-jre-headless)"
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        return "pyspark is not installed (pip install 'pql[spark]')"
-    return None
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    why = _missing()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Spark tests must run in CI: {why}")
-        pytest.skip(why)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("pql-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _lake(root: Path, receipts: pl.DataFrame, decisions: pl.DataFrame) -> Path:
     eng = pql.Engine(root, cache=False)
     eng.ingest("receipts", receipts)
@@ -86,32 +47,6 @@ def _lake(root: Path, receipts: pl.DataFrame, decisions: pl.DataFrame) -> Path:
 @pytest.fixture(scope="session")
 def lake(demo: DemoData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _lake(tmp_path_factory.mktemp("spark") / "lake", demo.receipts, demo.decisions)
-
-
-@pytest.fixture(scope="session")
-def edge_spark(
-    edge_data: DemoData, spark: Any, tmp_path_factory: pytest.TempPathFactory
-) -> pql.Engine:
-    """The Spark executor over the edge data (rows at and one microsecond around every bound)."""
-    root = _lake(tmp_path_factory.mktemp("edges") / "lake", edge_data.receipts, edge_data.decisions)
-    return pql.Engine(root, executor="spark", spark=spark, cache=False, limits=LIMITS)
-
-
-def test_a_window_holds_both_its_edges_on_spark(
-    edge_spark: pql.Engine, edge_data: DemoData, edge_tenants: list[str]
-) -> None:
-    """``SINCE d`` on Spark keeps ``now - d <= ts <= now`` (its own window filter): the rows
-    exactly at both bounds, none beyond, for every window the other paths are tested at."""
-    now, tick, tenant = edge_data.now, timedelta(microseconds=1), edge_tenants[0]
-    for window in WINDOWS:
-        since = timedelta(seconds=pql.parse(f"FIND receipts SINCE {window}").since.seconds)  # type: ignore[union-attr]
-        for subject in ("receipts", "decisions"):
-            text = f"FIND MIN({subject}.ts) AS first, MAX({subject}.ts) AS last SINCE {window}"
-            got = edge_spark.query(text, tenant=tenant, now=now)
-            assert got.stats["executor"] == "spark"
-            assert got.df.row(0) == (now - since, now), f"{text} on spark"
-        inner = edge_spark.query(text, tenant=tenant, now=now - tick).df.row(0)
-        assert inner == (now - tick - since, now - tick), f"{text} (now - 1µs) on spark"
 
 
 @pytest.fixture(scope="session")
