@@ -45,6 +45,9 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
     return result
 
 
+@pytest.mark.parametrize(
+    "store_path", [*PATHS, pytest.param(SPARK, marks=pytest.mark.spark)], indirect=True
+)
 @pytest.mark.parametrize("text", [*CONTRACT_EXAMPLES, *DIFFERENTIAL_CASES, *WINDOW_CASES])
 @pytest.mark.parametrize("which", [0, 3])
 def test_examples_match_duckdb(
