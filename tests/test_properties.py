@@ -14,7 +14,7 @@ import pql
 from pql import ast
 from pql.demo import DemoData
 from pql.parser import KEYWORDS
-from pql.storage.memory import _Lookup
+from pql.storage.memory import Lookup
 from tests.compare import assert_same_frame
 from tests.paths import StorePath
 from tests.strategies import queries
@@ -148,7 +148,7 @@ def test_a_lookup_finds_exactly_the_rows_that_hold_its_values(
     """Against a brute-force search: every row in ``[lo, hi)`` that holds one of the values (or
     null) is found, in ascending order, and no row outside the bounds (on these few distinct
     values no two share a hash, so nothing else either)."""
-    lookup = _Lookup.build(pl.Series(column, dtype=pl.String))
+    lookup = Lookup.build(pl.Series(column, dtype=pl.String))
     hi = min(hi, len(column))
     expected = [
         i

@@ -378,9 +378,10 @@ class IndexedLake:
 
     def _run_loader(self) -> None:
         """Load the queued tenants one at a time: those mapped from snapshots first (each takes
-        milliseconds), then the most demanded (then in order). Finish the kept indexes (sort a
-        tenant's regions into one table, build the lookups) only when no load waits, and write
-        the snapshots due only when nothing else does (queries wait for loads, not for these)."""
+        milliseconds), then the most demanded (then in order). Finish the kept indexes (build
+        the lookups not mapped from snapshots) only when no load waits, and write the snapshots
+        due (with those lookups) only when nothing else does (queries wait for loads, not for
+        these)."""
         while True:
             finish: tuple[str, MemoryStore] | None = None
             unwritten: tuple[Pending, ...] = ()
@@ -445,9 +446,9 @@ class IndexedLake:
 
     def _load(self, tenant: str, version: int, *, finish_later: bool = False) -> MemoryStore | None:
         """Read ``tenant``'s rows into an index and keep it if it fits (the tenant was claimed);
-        then finish it (its regions sorted into one table, its lookups), while queries are
-        already answered from the index: here, or with ``finish_later`` by the loader thread
-        once no load waits."""
+        then finish it (the lookups not mapped from snapshots), while queries are already
+        answered from the index: here, or with ``finish_later`` by the loader thread once no
+        load waits."""
         store: MemoryStore | None = None
         why = ""
         pending: tuple[Pending, ...] = ()
@@ -497,8 +498,8 @@ class IndexedLake:
         return store
 
     def _add_lookups(self, tenant: str, store: MemoryStore) -> None:
-        """Finish a kept index: sort a tenant's regions into one table and build its lookups
-        (a tenant's load ends, for :meth:`ready`, here). Skipped for an index dropped meanwhile."""
+        """Finish a kept index: build the lookups it lacks (a tenant's load ends, for
+        :meth:`ready`, here). Skipped for an index dropped meanwhile."""
         try:
             with self._lock:
                 found = self._indexes.get(tenant)

@@ -3,8 +3,13 @@
 Each (tenant, subject) is one Polars frame sorted by the subject's order columns (``ts`` first
 for the built-in subjects), so a scan finds its window by binary search and slices it without
 copying: scans are exact. For each of the subject's id columns (:attr:`~pql.catalog.Subject.ids`)
-the frame also keeps a lookup (:class:`_Lookup`), so :meth:`MemoryStore.lookup` reads the rows
+the frame also keeps a lookup (:class:`Lookup`), so :meth:`MemoryStore.lookup` reads the rows
 holding a few values (or nulls) without scanning the window.
+
+A tenant whose rows are stored in several regions, as loaded from the snapshots of its buckets
+(:mod:`pql.storage.snapshots`), is kept in those parts, each sorted with its own lookups, for
+good: sorting them into one table would cost a restart seconds of CPU and could not be saved
+(a snapshot never holds rows of two regions). A scan merges the parts' windows in ``ts`` order.
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ from pql.storage.base import (
 from pql.storage.rollups import RollupRead, Rollups, RollupSpec
 from pql.storage.validate import check_extras, extra_columns, validate
 
-__all__ = ["MemoryStore"]
+__all__ = ["Lookup", "MemoryStore"]
 
 _HASH_SEED = 0x5051_4C00
-"""The seed of the hashes a :class:`_Lookup` sorts (any fixed value: they never leave memory)."""
+"""The seed of the hashes a :class:`Lookup` sorts. Part of the snapshot format: lookups saved
+with one seed are useless with another (:data:`pql.storage.snapshots.FORMAT` changes with it)."""
 
 LOOKUP_SHARE = 0.25
 """A lookup whose rows are more than this share of the window's (and more than
@@ -61,7 +67,7 @@ finding and gathering the rows (measured: even at about 12,000 rows, ``benchmark
 
 
 @dataclass(frozen=True, slots=True)
-class _Lookup:
+class Lookup:
     """One string column's rows by value: the 64-bit hashes of its non-null values, sorted, with
     each one's row, and the rows holding null, ascending. 12 bytes a row (4 for a null).
 
@@ -74,7 +80,7 @@ class _Lookup:
     nulls: npt.NDArray[np.uint32]
 
     @classmethod
-    def build(cls, values: pl.Series) -> _Lookup:
+    def build(cls, values: pl.Series) -> Lookup:
         missing = values.is_null().to_numpy()
         present = np.flatnonzero(~missing).astype(np.uint32)
         hashes = values.hash(seed=_HASH_SEED).to_numpy()[present]
@@ -116,36 +122,45 @@ def _hashes(values: frozenset[str]) -> npt.NDArray[np.uint64]:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """The rows of one tenant's subject, sorted, with the first row of each UTC day and a
-    lookup for each id column."""
+    """The rows of one tenant's subject (or of one of its parts, :class:`_Split`), sorted, with
+    the first row of each UTC day and a lookup for each id column."""
 
     frame: pl.DataFrame
     day_starts: tuple[int, ...]
     ts_us: npt.NDArray[np.int64]
     """The ``ts`` column as µs since the epoch (a view of the frame's buffer when possible)."""
-    lookups: Mapping[str, _Lookup]
+    lookups: Mapping[str, Lookup]
 
     @classmethod
-    def build(cls, frame: pl.DataFrame, ids: Sequence[str] = ()) -> _Table:
+    def build(
+        cls,
+        frame: pl.DataFrame,
+        ids: Sequence[str] = (),
+        saved: Mapping[str, Lookup] | None = None,
+    ) -> _Table:
+        """``frame`` (sorted) as a table with a lookup of each of ``ids`` (string columns only):
+        the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`), else
+        built."""
         ts = frame.get_column("ts")
         days = ts.dt.date()
         starts = days.ne_missing(days.shift(1)).arg_true()
         micros_ = ts.dt.cast_time_unit("us").to_physical().to_numpy()
-        lookups = {
-            name: _Lookup.build(frame.get_column(name))
-            for name in ids
-            if frame.schema.get(name) == pl.String
-        }
-        return cls(frame, tuple(starts.to_list()), micros_.astype(np.int64, copy=False), lookups)
+        micros_ = micros_.astype(np.int64, copy=False)
+        table = cls(frame, tuple(starts.to_list()), micros_, dict(saved or {}))
+        return table.with_lookups(ids)
 
     def with_lookups(self, ids: Sequence[str]) -> _Table:
         """This table with a lookup of each of ``ids`` it lacks (string columns only)."""
         added = {
-            name: _Lookup.build(self.frame.get_column(name))
+            name: Lookup.build(self.frame.get_column(name))
             for name in ids
             if name not in self.lookups and self.frame.schema.get(name) == pl.String
         }
         return self if not added else replace(self, lookups={**self.lookups, **added})
+
+    @property
+    def parts(self) -> tuple[_Table, ...]:
+        return (self,)
 
     @property
     def nbytes(self) -> int:
@@ -174,12 +189,25 @@ class _Table:
         days = np.searchsorted(np.asarray(self.day_starts), rows, side="right")
         return int(np.count_nonzero(np.diff(days))) + 1
 
+    def gather(
+        self, rows: npt.NDArray[np.int64], names: Sequence[str], subject: Subject
+    ) -> pl.LazyFrame:
+        """The ``names`` columns of ``rows``; a column the stored rows lack (an extra ingested
+        later) is null, as :func:`~pql.storage.base.conform` makes it."""
+        have = self.frame.columns
+        frame = self.frame[rows, [n for n in names if n in have]].lazy()
+        if len(have) >= len(names) and all(n in have for n in names):
+            return frame
+        schema = subject.polars_schema()
+        return frame.with_columns(
+            pl.lit(None, schema[n]).alias(n) for n in names if n not in have
+        ).select(names)
+
 
 @dataclass(frozen=True, slots=True)
 class _Split:
-    """A tenant's subject kept in several parts, each sorted (one per storage region, as mapped
-    from snapshots), until :meth:`MemoryStore.add_lookups` sorts them into one :class:`_Table`.
-    A scan reads each part's window: exact, but not in ``ts`` order; there are no lookups."""
+    """A tenant's subject kept in several parts (one per storage region, as mapped from
+    snapshots), each a sorted :class:`_Table` with its own lookups."""
 
     parts: tuple[_Table, ...]
 
@@ -192,9 +220,21 @@ class _Split:
     def nbytes(self) -> int:
         return sum(p.nbytes for p in self.parts)
 
-    def merged(self, subject: Subject, ids: Sequence[str]) -> _Table:
-        """The parts' rows sorted into one table, with a lookup of each of ``ids``."""
-        return _Table.build(_merged([p.frame for p in self.parts], subject), ids)
+    def with_lookups(self, ids: Sequence[str]) -> _Split:
+        """These parts, each with a lookup of each of ``ids`` it lacks."""
+        parts = tuple(part.with_lookups(ids) for part in self.parts)
+        same = all(new is old for new, old in zip(parts, self.parts, strict=True))
+        return self if same else _Split(parts)
+
+
+def _in_order(frames: Sequence[pl.LazyFrame], names: Sequence[str]) -> tuple[pl.LazyFrame, bool]:
+    """The rows of ``frames`` (each sorted by ``ts``) as one frame, and whether it is in ``ts``
+    order: merged (a linear merge, no sort) when ``ts`` is among ``names``."""
+    if len(frames) == 1:
+        return frames[0], True
+    if "ts" not in names:
+        return pl.concat(frames, how="vertical", rechunk=False), False
+    return functools.reduce(lambda left, right: left.merge_sorted(right, "ts"), frames), True
 
 
 class MemoryStore:
@@ -259,6 +299,7 @@ class MemoryStore:
         lookups: bool = True,
         ordered: bool = False,
         partials: Sequence[pl.DataFrame] = (),
+        saved: Sequence[Mapping[str, Lookup]] = (),
     ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
@@ -268,19 +309,22 @@ class MemoryStore:
         ``ordered`` says ``rows`` are already conformed and sorted (a snapshot,
         :mod:`pql.storage.snapshots`): they are kept as they are, without a copy. ``rows`` may
         be several parts (one per storage region): ordered, each part is sorted and they are
-        kept apart until :meth:`add_lookups` sorts them into one table (scans answer
-        meanwhile); otherwise they are put together first.
+        kept apart, each with its lookups; otherwise they are put together first.
         ``partials``, when given, are the rollup partials of ``rows`` (in parts), kept instead
-        of computing them again."""
+        of computing them again; ``saved``, when given with ``ordered``, the lookups of each
+        part as read back with it (the empty parts included), kept instead of building them."""
         if isinstance(rows, pl.DataFrame):
-            parts = [rows]
-        elif not rows:
+            rows = [rows]
+        if not rows:
             raise InternalError("PQL-X061", "an index was loaded from no parts")
-        else:  # several parts: the empty ones add nothing
-            parts = [part for part in rows if part.height] or [rows[0]]
-            if not ordered and len(parts) > 1:
-                parts = [pl.concat(parts, how="vertical")]
-        whole = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical", rechunk=False)
+        given: list[Mapping[str, Lookup]] = [*saved, *[{}] * (len(rows) - len(saved))]
+        kept = list(zip(rows, given, strict=True))
+        # The empty parts add nothing (one is kept when all are empty: the subject's schema).
+        kept = [part for part in kept if part[0].height] or kept[:1]
+        if not ordered and len(kept) > 1:  # to be sorted as one
+            kept = [(pl.concat([frame for frame, _ in kept], how="vertical"), {})]
+        frames = [frame for frame, _ in kept]
+        whole = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
         with self._lock:
             declared = current_subject(self._catalog, subject)
             extras = extra_columns(declared, whole)
@@ -292,13 +336,11 @@ class MemoryStore:
             current = current_subject(self._catalog, declared, tenant)
             key = (tenant, declared.name)
             ids = current.ids if lookups else ()
-            if len(parts) > 1:
-                split = _Split(tuple(_Table.build(part) for part in parts))
-                self._tables[key] = split.merged(current, ids) if lookups else split
-            else:
-                if not ordered:
-                    whole = conform(whole, current).sort(sort_columns(current)).rechunk()
-                self._tables[key] = _Table.build(whole, ids)
+            if not ordered:  # sorted here: no lookup saved with other row numbers applies
+                whole = conform(whole, current).sort(sort_columns(current)).rechunk()
+                kept = [(whole, {})]
+            tables = tuple(_Table.build(frame, ids, found) for frame, found in kept)
+            self._tables[key] = tables[0] if len(tables) == 1 else _Split(tables)
             if self.rollups is not None and partials:
                 for part in partials:
                     self.rollups.add_partials(tenant, declared, part)
@@ -306,6 +348,12 @@ class MemoryStore:
                 self.rollups.add(tenant, declared, whole)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
+
+    def lookups_of(self, tenant: str, subject: str) -> tuple[Mapping[str, Lookup], ...]:
+        """The lookups of each part of ``tenant``'s ``subject`` (one part unless it is kept in
+        several, :meth:`load_stored`), in the order of the parts; ``()`` when none is kept."""
+        found = self._tables.get((tenant, subject))
+        return () if found is None else tuple(part.lookups for part in found.parts)
 
     def scan(
         self,
@@ -323,18 +371,17 @@ class MemoryStore:
             return Scan(
                 empty_frame(current).select(names).lazy(), 0, 0, True, source="memory", ordered=True
             )
-        if isinstance(table, _Split):  # each part's window, one after another
-            windows = [(part, *part.window(start, end)) for part in table.parts]
-            frames = [conform(p.frame.slice(lo, hi - lo), current) for p, lo, hi in windows]
-            rows = pl.concat(frames, how="vertical", rechunk=False).lazy().select(names)
-            days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
-            count = sum(hi - lo for _, lo, hi in windows)
-            return Scan(rows, days, count, True, single_tenant=True, source="memory")
-        lo, hi = table.window(start, end)
-        # A zero-copy slice; the projection stays lazy so it runs inside the query's collect.
-        rows = conform(table.frame.slice(lo, hi - lo), current).lazy().select(names)
-        days = table.days_in(lo, hi)
-        return Scan(rows, days, hi - lo, True, single_tenant=True, source="memory", ordered=True)
+        windows = [(part, *part.window(start, end)) for part in table.parts]
+        frames = [
+            conform(p.frame.slice(lo, hi - lo), current).lazy().select(names)
+            for p, lo, hi in windows
+        ]
+        # A zero-copy slice of each part; the projection stays lazy so it runs inside the
+        # query's collect, and several parts' windows are merged there.
+        rows, ordered = _in_order(frames, names)
+        days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
+        count = sum(hi - lo for _, lo, hi in windows)
+        return Scan(rows, days, count, True, single_tenant=True, source="memory", ordered=ordered)
 
     def lookup(
         self,
@@ -358,59 +405,45 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return self.scan(tenant, subject, start, end, columns)
-        if isinstance(table, _Split):  # no lookups until its parts are one table
+        lookups = [part.lookups.get(column) for part in table.parts]
+        if any(lookup is None for lookup in lookups):
             return None
-        found = table.lookups.get(column)
-        if found is None:
+        windows = [(part, *part.window(start, end)) for part in table.parts]
+        size = sum(hi - lo for _, lo, hi in windows)
+        if size < LOOKUP_MIN_WINDOW:
             return None
-        lo, hi = table.window(start, end)
-        if hi - lo < LOOKUP_MIN_WINDOW:
+        found = [
+            (part, lookup.find(values, nulls, lo, hi))
+            for (part, lo, hi), lookup in zip(windows, lookups, strict=True)
+            if lookup is not None
+        ]
+        count = sum(len(rows) for _, rows in found)
+        if count > max(LOOKUP_ROWS, LOOKUP_SHARE * size):
             return None
-        rows = found.find(values, nulls, lo, hi)
-        if len(rows) > max(LOOKUP_ROWS, LOOKUP_SHARE * (hi - lo)):
-            return None
-        # Columns the stored rows lack (extras ingested later) are null, as conform() makes them.
-        have = table.frame.columns
-        stored = table.frame[rows, [n for n in names if n in have]]
-        frame = stored.lazy()
-        if stored.width < len(names):
-            schema = current.polars_schema()
-            frame = frame.with_columns(
-                pl.lit(None, schema[n]).alias(n) for n in names if n not in have
-            ).select(names)
-        return Scan(
-            frame, table.days_of(rows), len(rows), True, single_tenant=True, source="memory"
-        )
+        frames = [part.gather(rows, names, current) for part, rows in found]
+        rows, _ = _in_order(frames, names)
+        days = sum(part.days_of(got) for part, got in found)
+        return Scan(rows, days, count, True, single_tenant=True, source="memory")
 
     def add_lookups(self, budget: int | None = None) -> bool:
-        """Finish the tables ``load_stored(lookups=False)`` kept: sort the parts of a table kept
-        in several into one (always kept: it holds the same rows), and build the id columns'
-        lookups they lack, kept unless the store's bytes with them would exceed ``budget``;
-        whether the lookups were kept. Built outside the lock: scans go on meanwhile."""
+        """Build the id columns' lookups the tables ``load_stored(lookups=False)`` kept lack
+        (each part's, for a tenant kept in parts), kept unless the store's bytes with them would
+        exceed ``budget``; whether the lookups were kept. Built outside the lock: scans go on
+        meanwhile."""
         with self._lock:
             tables = dict(self._tables)
         catalog = self._catalog
-        merged = {
-            key: table.merged(current_subject(catalog, catalog[key[1]], key[0]), ())
-            for key, table in tables.items()
-            if isinstance(table, _Split)
-        }
-        with self._lock:
-            for key, one in merged.items():
-                if self._tables.get(key) is tables[key]:  # not replaced meanwhile
-                    self._tables[key] = tables[key] = one
         built = {
             (tenant, name): table.with_lookups(current_subject(catalog, catalog[name], tenant).ids)
             for (tenant, name), table in tables.items()
-            if isinstance(table, _Table)
         }
         with self._lock:
             extra = sum(built[k].nbytes - tables[k].nbytes for k in built)
             if budget is not None and self.memory_bytes() + extra > budget:
                 return False
             for key, table in built.items():
-                if self._tables.get(key) is tables[key]:  # not replaced meanwhile
-                    self._tables[key] = table
+                if table is not tables[key] and self._tables.get(key) is tables[key]:
+                    self._tables[key] = table  # not replaced meanwhile
         return True
 
     def version(self, tenant: str) -> int:
@@ -529,32 +562,3 @@ def _stats_of(catalog: Catalog, subject: str, frame: pl.DataFrame) -> list[Parti
         )
         for row in groups.iter_rows(named=True)
     ]
-
-
-def _merged(parts: Sequence[pl.DataFrame], subject: Subject) -> pl.DataFrame:
-    """The rows of several parts (a tenant whose rows are kept in several regions), each
-    sorted, in the order sorting them all gives: a stable sort on ``ts`` alone keeps each
-    part's own order among rows sharing a ts, so only the runs of one ts that hold rows of
-    more than one part (few: a µs shared across regions) are sorted by the rest of the order,
-    instead of every row by every order column."""
-    order = sort_columns(subject)
-    frame = pl.concat(parts, how="vertical", rechunk=False)
-    part = pl.concat(
-        [pl.repeat(i, len(p), dtype=pl.UInt32, eager=True) for i, p in enumerate(parts)]
-    )
-    keyed = (
-        pl.DataFrame({"ts": frame.get_column("ts"), "part": part})
-        .with_row_index("row")
-        .sort("ts", maintain_order=True)
-    )
-    ts, parts_of = keyed.get_column("ts"), keyed.get_column("part")
-    starts = (ts != ts.shift(1)).fill_null(True)
-    run = starts.cum_sum()
-    mixed_runs = run.filter(~starts & (parts_of != parts_of.shift(1)).fill_null(False))
-    rows = keyed.get_column("row")
-    if len(mixed_runs):
-        at = run.is_in(mixed_runs.unique().to_list()).arg_true()
-        tied = rows.gather(at)
-        resorted = frame[tied].select(order).with_row_index("i").sort(order).get_column("i")
-        rows = rows.scatter(at, tied.gather(resorted))
-    return frame.select(pl.all().gather(rows)).rechunk()

@@ -8,8 +8,9 @@ an uncompressed Arrow IPC file in the bucket itself::
     mc-{tenant}-{region}-{subject}/_snapshot/{key}.rows.arrow    (and {key}.rollup.arrow)
 
 The next load memory-maps it (zero copy: pyarrow's memory map, as Polars' ``read_ipc`` copies)
-instead of reading Parquet and sorting; the rollups are rebuilt from the rows (they are small
-and quick to build). Only a local
+instead of reading Parquet and sorting. Beside it are the rows' rollup partials and the lookups
+of its id columns (``{key}.lookup.arrow``: each column's hashes, sorted, and their rows), so a
+restarted service maps what it would otherwise compute for seconds. Only a local
 :class:`~pql.storage.lake.Lake` keeps snapshots; an :class:`~pql.storage.s3.S3Lake` does not.
 
 A snapshot is in its bucket, so a tenant's rows never leave the folder of their storage region
@@ -33,11 +34,13 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -46,15 +49,19 @@ from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
-from pql.storage.memory import MemoryStore
+from pql.storage.memory import Lookup, MemoryStore
 from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
 
 __all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
 
-FORMAT = 2
+FORMAT = 3
 """The snapshot format; part of every key, so a new format never reads an old file. Format 2
 keeps strings as Arrow string views, Polars' own layout, so a mapped file becomes a frame
-without a copy (format 1's plain strings were converted, most of a load's time)."""
+without a copy (format 1's plain strings were converted, most of a load's time). Format 3 adds
+the lookups file (hashed with :data:`pql.storage.memory` 's seed, which it therefore fixes)."""
+
+_NULLS = b"pql.nulls"
+"""The lookups file's metadata key: how many rows each id column holds null for (JSON)."""
 
 LoadSource = Literal["snapshot", "parquet", "mixed"]
 """Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
@@ -62,18 +69,46 @@ LoadSource = Literal["snapshot", "parquet", "mixed"]
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A bucket's snapshot to write: its rows, sorted (``None``: its rows file is good), and
-    their rollup partials (``None``: none kept), and where they go."""
+    """A bucket's snapshot to write: its rows, sorted (``None``: its rows file is good), their
+    rollup partials (``None``: none kept, or the file is good), and where they go. With
+    ``lookups``, the store the rows were loaded into, whose lookups of the bucket's part
+    (``part`` of ``subject``'s, :meth:`MemoryStore.lookups_of`) are written when they are built
+    (``None``: the lookups file is good)."""
 
     tenant: str
     key: str
     rows_path: Path
     rows: pl.DataFrame | None
     partials: pl.DataFrame | None
+    subject: str = ""
+    part: int = 0
+    lookups: MemoryStore | None = None
 
     @property
     def partials_path(self) -> Path:
-        return self.rows_path.with_name(self.rows_path.name.replace(".rows.", ".rollup."))
+        return _beside(self.rows_path, "rollup")
+
+    @property
+    def lookups_path(self) -> Path:
+        return _beside(self.rows_path, "lookup")
+
+    def files(self) -> list[tuple[Path, pa.Table]]:
+        """What to write: each file's path and table (the lookups only once they are built)."""
+        files = [
+            (path, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+            for path, frame in ((self.rows_path, self.rows), (self.partials_path, self.partials))
+            if frame is not None
+        ]
+        if self.lookups is not None:
+            parts = self.lookups.lookups_of(self.tenant, self.subject)
+            if self.part < len(parts) and parts[self.part]:
+                files.append((self.lookups_path, _lookups_table(parts[self.part])))
+        return files
+
+
+def _beside(rows_path: Path, kind: str) -> Path:
+    """The file of ``kind`` (``rollup``, ``lookup``) beside the rows snapshot ``rows_path``."""
+    return rows_path.with_name(rows_path.name.replace(".rows.", f".{kind}."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +181,9 @@ class Snapshots:
         """``tenant``'s index: each bucket's rows (and rollup partials) from its snapshot when
         there is a good one, else from its Parquet files (then queued to be written), all at
         one manifest. Kept in a new store, or in ``into`` (which must not hold the tenant yet).
-        A tenant kept in several regions is kept in parts until ``add_lookups`` on the store."""
+        A tenant kept in several regions is kept in parts. The lookups saved beside the rows
+        are mapped too; those missing are left to ``add_lookups`` on the store, and written
+        with the pending snapshots once built."""
         manifest = self.lake.manifest()
         key = tenant_key(manifest, catalog, tenant)
         store = MemoryStore(catalog, rollups=rollups) if into is None else into
@@ -157,8 +194,11 @@ class Snapshots:
             if not buckets:
                 continue
             current = current_subject(catalog, subject, tenant)
+            ids = [n for n in current.ids if current.polars_schema().get(n) == pl.String]
             spec = None if store.rollups is None else store.rollups.spec(subject.name)
-            parts, rolled = [], []
+            parts: list[pl.DataFrame] = []
+            rolled: list[pl.DataFrame] = []
+            saved: list[Mapping[str, Lookup]] = []
             for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
@@ -168,20 +208,38 @@ class Snapshots:
                 partial = None
                 if spec is not None:
                     partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
-                    if partial is None:
-                        partial = partials(spec, frame)
-                        unwritten = frame if fresh else None
-                        pending.append(Pending(tenant, key, path, unwritten, partial))
-                    rolled.append(partial)
-                elif fresh:
-                    pending.append(Pending(tenant, key, path, frame, None))
+                    rolled.append(partials(spec, frame) if partial is None else partial)
+                lookups = (
+                    None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
+                )
                 found += not fresh
+                if not frame.height:  # an empty part is not kept (load_stored)
+                    continue
+                due = Pending(
+                    tenant,
+                    key,
+                    path,
+                    frame if fresh else None,
+                    rolled[-1] if spec is not None and partial is None else None,
+                    subject.name,
+                    len(parts),
+                    store if lookups is None and ids else None,
+                )
+                if due.rows is not None or due.partials is not None or due.lookups is not None:
+                    pending.append(due)
                 parts.append(frame)
-            # Several regions' parts are kept apart and sorted into one table after the load
-            # (MemoryStore.add_lookups): the index answers meanwhile.
-            if sum(len(part) for part in parts):
+                saved.append(lookups or {})
+            # Several regions' parts are kept apart, each with its lookups: those not saved
+            # are built after the load (MemoryStore.add_lookups), the index answers meanwhile.
+            if parts:
                 store.load_stored(
-                    tenant, subject, parts, ordered=True, partials=rolled, lookups=False
+                    tenant,
+                    subject,
+                    parts,
+                    ordered=True,
+                    partials=rolled,
+                    lookups=False,
+                    saved=saved,
                 )
         source: LoadSource = (
             "parquet"
@@ -208,13 +266,14 @@ class Snapshots:
         folder = item.rows_path.parent
         folder.mkdir(exist_ok=True)  # in a bucket that still exists: a snapshot creates no lake
         files = [
-            (path, frame, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
-            for path, frame in ((item.rows_path, item.rows), (item.partials_path, item.partials))
-            if frame is not None
+            (path, table, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
+            for path, table in item.files()
         ]
+        if not files:
+            return 0
         try:
-            for _, frame, temp in files:
-                _write_ipc(frame, temp)
+            for _, table, temp in files:
+                _write_ipc(table, temp)
             # Under the lake's ingest locks: a swap, purge or rebuild (which drop snapshots)
             # either happened before, and the key tells, or waits until the renames are done.
             with self.lake.locked():
@@ -250,11 +309,11 @@ def _buckets(manifest: Manifest, tenant: str, subject: Subject) -> dict[str, lis
     return dict(sorted(buckets.items()))
 
 
-def _write_ipc(frame: pl.DataFrame, path: Path) -> None:
-    """``frame`` as an uncompressed Arrow IPC file of one record batch (read back, every column
-    is one contiguous buffer), strings as string views (Polars' layout: mapped, no copy),
-    fsynced."""
-    table = frame.to_arrow(compat_level=pl.CompatLevel.newest()).combine_chunks()
+def _write_ipc(table: pa.Table, path: Path) -> None:
+    """``table`` as an uncompressed Arrow IPC file of one record batch (read back, every column
+    is one contiguous buffer; a frame's strings as string views, Polars' layout: mapped, no
+    copy), fsynced."""
+    table = table.combine_chunks()
     with open(path, "wb") as handle:
         with ipc.new_file(handle, table.schema) as writer:
             writer.write_table(table)
@@ -275,9 +334,8 @@ def _read_partials(
 ) -> pl.DataFrame | None:
     """The rollup partials beside the rows snapshot at ``rows_path``, if whole and of its
     ``rows`` rows (the spec's schema, the row count, every row ``tenant``'s); else ``None``."""
-    path = rows_path.with_name(rows_path.name.replace(".rows.", ".rollup."))
     try:
-        frame = _mapped(path)
+        frame = _mapped(_beside(rows_path, "rollup"))
         if frame is None or frame.schema != schema_of(spec):
             return None
         if frame.get_column(ROWS).sum() != rows:
@@ -314,3 +372,56 @@ def _read(
         return frame
     except (OSError, pl.exceptions.PolarsError, pa.ArrowException, ValueError):
         return None
+
+
+def _lookups_table(lookups: Mapping[str, Lookup]) -> pa.Table:
+    """``lookups`` as one table: for each id column, ``{name}:hash`` (the hashes, sorted, then
+    a zero for each null) and ``{name}:row`` (their rows, then the null rows), as long as the
+    rows; how many nulls each has is in the schema's metadata."""
+    columns: dict[str, pa.Array] = {}
+    nulls: dict[str, int] = {}
+    for name, lookup in sorted(lookups.items()):
+        pad = np.zeros(len(lookup.nulls), dtype=np.uint64)
+        columns[f"{name}:hash"] = pa.array(np.concatenate([lookup.hashes, pad]))
+        columns[f"{name}:row"] = pa.array(np.concatenate([lookup.rows, lookup.nulls]))
+        nulls[name] = len(lookup.nulls)
+    return pa.table(columns).replace_schema_metadata({_NULLS: json.dumps(nulls).encode()})
+
+
+def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup] | None:
+    """The lookups of ``ids`` in the file at ``path``, mapped (no copy), if it is whole and
+    fits a part of ``rows`` rows: each column's hashes sorted, its rows and null rows within
+    the part, as many as the part's rows; else ``None`` (the lookups are built again)."""
+    try:
+        table = ipc.open_file(pa.memory_map(str(path))).read_all()
+        nulls = json.loads((table.schema.metadata or {})[_NULLS])
+        found: dict[str, Lookup] = {}
+        for name in ids:
+            hashes = _array(table, f"{name}:hash", pa.uint64(), rows)
+            at = _array(table, f"{name}:row", pa.uint32(), rows)
+            missing = nulls[name]
+            if hashes is None or at is None or not isinstance(missing, int):
+                return None
+            if not 0 <= missing <= rows or (rows and int(at.max()) >= rows):
+                return None
+            present, rest = hashes[: rows - missing], at[rows - missing :]
+            if np.any(present[1:] < present[:-1]) or np.any(rest[1:] <= rest[:-1]):
+                return None
+            found[name] = Lookup(present, at[: rows - missing], rest)
+        return found
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        return None
+
+
+def _array(table: pa.Table, name: str, type_: pa.DataType, rows: int) -> npt.NDArray[Any] | None:
+    """Column ``name`` of ``table`` as a NumPy view of its buffer, if it is of ``type_``, has
+    ``rows`` values and no null; else ``None``."""
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    if column.type != type_ or len(column) != rows or column.null_count:
+        return None
+    if column.num_chunks != 1:
+        return None if rows else np.empty(0, dtype=type_.to_pandas_dtype())
+    values: npt.NDArray[Any] = column.chunk(0).to_numpy(zero_copy_only=True)
+    return values
