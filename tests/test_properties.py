@@ -156,3 +156,31 @@ def test_a_lookup_finds_exactly_the_rows_that_hold_its_values(
         if (column[i] is None and nulls) or (column[i] is not None and column[i] in values)
     ]
     assert lookup.find(values, nulls, lo, hi).tolist() == expected
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-3 * _US_PER_DAY, 3 * _US_PER_DAY),  # a few days around the epoch
+            st.sampled_from([-1, 0, 1, _US_PER_DAY - 1, _US_PER_DAY, _US_PER_DAY + 1]),
+            st.integers(-(10**17), 10**17),  # far apart: more days than rows
+        ),
+        max_size=50,
+    )
+)
+def test_a_tables_day_starts_are_the_rows_where_the_utc_date_changes(stamps: list[int]) -> None:
+    """Against the dates themselves: the first row of each UTC day, whether found by binary
+    search at each midnight or by one pass (rows spanning more days than they are), at the
+    edges of a day and before the epoch."""
+    import numpy as np
+
+    from pql.storage.memory import _day_starts
+
+    ts = pl.Series(sorted(stamps), dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    dates = ts.dt.date()
+    expected = dates.ne_missing(dates.shift(1)).arg_true().to_list()
+    got = _day_starts(ts.to_physical().to_numpy().astype(np.int64))
+    assert list(got) == expected

@@ -141,12 +141,9 @@ class _Table:
         """``frame`` (sorted) as a table with a lookup of each of ``ids`` (string columns only):
         the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`), else
         built."""
-        ts = frame.get_column("ts")
-        days = ts.dt.date()
-        starts = days.ne_missing(days.shift(1)).arg_true()
-        micros_ = ts.dt.cast_time_unit("us").to_physical().to_numpy()
-        micros_ = micros_.astype(np.int64, copy=False)
-        table = cls(frame, tuple(starts.to_list()), micros_, dict(saved or {}))
+        ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical().to_numpy()
+        micros_ = ts.astype(np.int64, copy=False)
+        table = cls(frame, _day_starts(micros_), micros_, dict(saved or {}))
         return table.with_lookups(ids)
 
     def with_lookups(self, ids: Sequence[str]) -> _Table:
@@ -225,6 +222,24 @@ class _Split:
         parts = tuple(part.with_lookups(ids) for part in self.parts)
         same = all(new is old for new, old in zip(parts, self.parts, strict=True))
         return self if same else _Split(parts)
+
+
+_DAY_US = 86_400_000_000
+
+
+def _day_starts(ts: npt.NDArray[np.int64]) -> tuple[int, ...]:
+    """The first row of each UTC day of ``ts`` (µs since the epoch, ascending): the first row at
+    or after each midnight, found by binary search (a restart maps millions of rows, over a
+    few hundred days), or by one pass when the rows span more days than they are."""
+    if not len(ts):
+        return ()
+    first, last = int(ts[0]) // _DAY_US, int(ts[-1]) // _DAY_US
+    if last - first > len(ts):
+        starts = np.flatnonzero(np.diff(ts // _DAY_US)) + 1
+    else:
+        midnights = np.arange(first + 1, last + 1, dtype=np.int64) * _DAY_US
+        starts = np.unique(np.searchsorted(ts, midnights, side="left"))
+    return (0, *starts.tolist())
 
 
 def _in_order(frames: Sequence[pl.LazyFrame], names: Sequence[str]) -> tuple[pl.LazyFrame, bool]:

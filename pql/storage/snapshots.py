@@ -397,8 +397,8 @@ def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup
         nulls = json.loads((table.schema.metadata or {})[_NULLS])
         found: dict[str, Lookup] = {}
         for name in ids:
-            hashes = _array(table, f"{name}:hash", pa.uint64(), rows)
-            at = _array(table, f"{name}:row", pa.uint32(), rows)
+            hashes = _array(table, f"{name}:hash", np.dtype(np.uint64), rows)
+            at = _array(table, f"{name}:row", np.dtype(np.uint32), rows)
             missing = nulls[name]
             if hashes is None or at is None or not isinstance(missing, int):
                 return None
@@ -413,15 +413,19 @@ def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup
         return None
 
 
-def _array(table: pa.Table, name: str, type_: pa.DataType, rows: int) -> npt.NDArray[Any] | None:
-    """Column ``name`` of ``table`` as a NumPy view of its buffer, if it is of ``type_``, has
-    ``rows`` values and no null; else ``None``."""
+def _array(table: pa.Table, name: str, type_: np.dtype[Any], rows: int) -> npt.NDArray[Any] | None:
+    """Column ``name`` of ``table`` as a NumPy view of its buffer (the mapped file's pages), if
+    it is of ``type_``, has ``rows`` values and no null; else ``None``."""
     if name not in table.column_names:
         return None
     column = table.column(name)
-    if column.type != type_ or len(column) != rows or column.null_count:
+    if column.type != pa.from_numpy_dtype(type_) or len(column) != rows or column.null_count:
         return None
     if column.num_chunks != 1:
-        return None if rows else np.empty(0, dtype=type_.to_pandas_dtype())
-    values: npt.NDArray[Any] = column.chunk(0).to_numpy(zero_copy_only=True)
-    return values
+        return None if rows else np.empty(0, dtype=type_)
+    chunk = column.chunk(0)
+    data = chunk.buffers()[1]
+    if data is None:
+        return None
+    offset = chunk.offset * type_.itemsize
+    return np.frombuffer(data, dtype=type_, count=rows, offset=offset)
