@@ -130,6 +130,8 @@ class _Table:
     ts_us: npt.NDArray[np.int64]
     """The ``ts`` column as µs since the epoch (a view of the frame's buffer when possible)."""
     lookups: Mapping[str, Lookup]
+    frame_bytes: int
+    """The frame's bytes, Polars' estimate (taken once: it walks every string view)."""
 
     @classmethod
     def build(
@@ -137,13 +139,16 @@ class _Table:
         frame: pl.DataFrame,
         ids: Sequence[str] = (),
         saved: Mapping[str, Lookup] | None = None,
+        frame_bytes: int | None = None,
     ) -> _Table:
         """``frame`` (sorted) as a table with a lookup of each of ``ids`` (string columns only):
         the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`), else
-        built."""
+        built. ``frame_bytes``: what the frame takes, when known (a mapped file's size)."""
         ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical().to_numpy()
         micros_ = ts.astype(np.int64, copy=False)
-        table = cls(frame, _day_starts(micros_), micros_, dict(saved or {}))
+        lookups = dict(saved or {})
+        size = int(frame.estimated_size()) if frame_bytes is None else frame_bytes
+        table = cls(frame, _day_starts(micros_), micros_, lookups, size)
         return table.with_lookups(ids)
 
     def with_lookups(self, ids: Sequence[str]) -> _Table:
@@ -163,7 +168,7 @@ class _Table:
     def nbytes(self) -> int:
         """The rows (Polars' estimate), the ts index and the lookups."""
         lookups = sum(lookup.nbytes for lookup in self.lookups.values())
-        return int(self.frame.estimated_size()) + self.ts_us.nbytes + lookups
+        return self.frame_bytes + self.ts_us.nbytes + lookups
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
@@ -315,6 +320,7 @@ class MemoryStore:
         ordered: bool = False,
         partials: Sequence[pl.DataFrame] = (),
         saved: Sequence[Mapping[str, Lookup]] = (),
+        sizes: Sequence[int] = (),
     ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
@@ -327,18 +333,21 @@ class MemoryStore:
         kept apart, each with its lookups; otherwise they are put together first.
         ``partials``, when given, are the rollup partials of ``rows`` (in parts), kept instead
         of computing them again; ``saved``, when given with ``ordered``, the lookups of each
-        part as read back with it (the empty parts included), kept instead of building them."""
+        part as read back with it (the empty parts included), kept instead of building them,
+        and ``sizes`` the bytes each part takes (the files mapped; Polars' estimate walks every
+        string view of a part, a tenth of a large tenant's map)."""
         if isinstance(rows, pl.DataFrame):
             rows = [rows]
         if not rows:
             raise InternalError("PQL-X061", "an index was loaded from no parts")
         given: list[Mapping[str, Lookup]] = [*saved, *[{}] * (len(rows) - len(saved))]
-        kept = list(zip(rows, given, strict=True))
+        known: list[int | None] = [*sizes, *[None] * (len(rows) - len(sizes))]
+        kept = list(zip(rows, given, known, strict=True))
         # The empty parts add nothing (one is kept when all are empty: the subject's schema).
         kept = [part for part in kept if part[0].height] or kept[:1]
         if not ordered and len(kept) > 1:  # to be sorted as one
-            kept = [(pl.concat([frame for frame, _ in kept], how="vertical"), {})]
-        frames = [frame for frame, _ in kept]
+            kept = [(pl.concat([frame for frame, _, _ in kept], how="vertical"), {}, None)]
+        frames = [frame for frame, _, _ in kept]
         whole = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
         with self._lock:
             declared = current_subject(self._catalog, subject)
@@ -353,8 +362,8 @@ class MemoryStore:
             ids = current.ids if lookups else ()
             if not ordered:  # sorted here: no lookup saved with other row numbers applies
                 whole = conform(whole, current).sort(sort_columns(current)).rechunk()
-                kept = [(whole, {})]
-            tables = tuple(_Table.build(frame, ids, found) for frame, found in kept)
+                kept = [(whole, {}, None)]
+            tables = tuple(_Table.build(frame, ids, found, size) for frame, found, size in kept)
             self._tables[key] = tables[0] if len(tables) == 1 else _Split(tables)
             if self.rollups is not None and partials:
                 for part in partials:
@@ -452,13 +461,16 @@ class MemoryStore:
             (tenant, name): table.with_lookups(current_subject(catalog, catalog[name], tenant).ids)
             for (tenant, name), table in tables.items()
         }
+        built = {key: table for key, table in built.items() if table is not tables[key]}
+        if not built:
+            return True
         with self._lock:
             extra = sum(built[k].nbytes - tables[k].nbytes for k in built)
             if budget is not None and self.memory_bytes() + extra > budget:
                 return False
             for key, table in built.items():
-                if table is not tables[key] and self._tables.get(key) is tables[key]:
-                    self._tables[key] = table  # not replaced meanwhile
+                if self._tables.get(key) is tables[key]:  # not replaced meanwhile
+                    self._tables[key] = table
         return True
 
     def version(self, tenant: str) -> int:

@@ -199,6 +199,7 @@ class Snapshots:
             parts: list[pl.DataFrame] = []
             rolled: list[pl.DataFrame] = []
             saved: list[Mapping[str, Lookup]] = []
+            sizes: list[int] = []
             for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
@@ -229,6 +230,7 @@ class Snapshots:
                     pending.append(due)
                 parts.append(frame)
                 saved.append(lookups or {})
+                sizes.append(int(frame.estimated_size()) if fresh else path.stat().st_size)
             # Several regions' parts are kept apart, each with its lookups: those not saved
             # are built after the load (MemoryStore.add_lookups), the index answers meanwhile.
             if parts:
@@ -240,6 +242,7 @@ class Snapshots:
                     partials=rolled,
                     lookups=False,
                     saved=saved,
+                    sizes=sizes,
                 )
         source: LoadSource = (
             "parquet"
