@@ -318,9 +318,9 @@ class IndexedLake:
 
     def _ready(self, tenant: str) -> MemoryStore | None:
         """``tenant``'s index if it is in memory at the lake's version; otherwise a load is
-        started (in the background, unless ``background=False``) and ``None`` is returned, after
-        waiting for the index (at most :data:`MAPPED_WAIT`) when it is being mapped from
-        snapshots."""
+        started and ``None`` is returned: in the background (unless ``background=False``), or
+        here when the index can be mapped from snapshots; a query that finds it being mapped
+        waits for it (at most :data:`MAPPED_WAIT`)."""
         version = self.lake.version(tenant)
         with self._lock:
             current = self._current_locked(tenant, version)
@@ -331,19 +331,27 @@ class IndexedLake:
         if claimed and not self.background:
             return self._load(tenant, version)
         if claimed:
-            mapped = self._can_map(tenant)
-            with self._lock:
-                if mapped:
-                    self._mapped[tenant] = version
+            with self._lock:  # the tenant's other queries wait while this one looks
+                self._mapped[tenant] = version
+            if self._can_map(tenant):
+                # Mapped here, in the query that found it missing: milliseconds, and after a
+                # restart the tenants' first queries map theirs side by side instead of
+                # queueing for the loader behind each other.
+                return self._load(tenant, version, finish_later=True)
+            with self._changed:  # read from Parquet by the loader: nobody waits for that
+                self._mapped.pop(tenant, None)
                 self._enqueue_locked([(tenant, version)])
+                self._changed.notify_all()
         with self._changed:
             if self._mapped.get(tenant) != version:
                 return None
 
             def settled() -> bool:
                 found = self._indexes.get(tenant)
-                return tenant not in self._loading or (
-                    found is not None and found.version == version
+                return (
+                    self._mapped.get(tenant) != version
+                    or tenant not in self._loading
+                    or (found is not None and found.version == version)
                 )
 
             self._changed.wait_for(settled, MAPPED_WAIT)
