@@ -58,7 +58,7 @@ FORMAT = 3
 """The snapshot format; part of every key, so a new format never reads an old file. Format 2
 keeps strings as Arrow string views, Polars' own layout, so a mapped file becomes a frame
 without a copy (format 1's plain strings were converted, most of a load's time). Format 3 adds
-the lookups file (hashed with :data:`pql.storage.memory` 's seed, which it therefore fixes)."""
+the lookups file (its hashes are the memory store's, with its fixed seed: the format fixes it)."""
 
 _NULLS = b"pql.nulls"
 """The lookups file's metadata key: how many rows each id column holds null for (JSON)."""
@@ -214,8 +214,7 @@ class Snapshots:
                     None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
                 )
                 found += not fresh
-                if not frame.height:  # an empty part is not kept (load_stored)
-                    continue
+                kept = frame.height > 0  # an empty part is not kept (load_stored)
                 due = Pending(
                     tenant,
                     key,
@@ -224,13 +223,14 @@ class Snapshots:
                     rolled[-1] if spec is not None and partial is None else None,
                     subject.name,
                     len(parts),
-                    store if lookups is None and ids else None,
+                    store if kept and lookups is None and ids else None,
                 )
                 if due.rows is not None or due.partials is not None or due.lookups is not None:
                     pending.append(due)
-                parts.append(frame)
-                saved.append(lookups or {})
-                sizes.append(int(frame.estimated_size()) if fresh else path.stat().st_size)
+                if kept:
+                    parts.append(frame)
+                    saved.append(lookups or {})
+                    sizes.append(int(frame.estimated_size()) if fresh else path.stat().st_size)
             # Several regions' parts are kept apart, each with its lookups: those not saved
             # are built after the load (MemoryStore.add_lookups), the index answers meanwhile.
             if parts:
