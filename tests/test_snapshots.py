@@ -205,7 +205,9 @@ def test_damaged_rollup_partials_are_computed_again_from_the_snapshot(lake: Path
     same_as_partitions(restarted, lake)
     catalog = Catalog()
     again = Snapshots(Lake(lake, catalog)).load("acme", catalog, rollups=True)
-    assert again.source == "snapshot" and again.pending == ()  # written again, whole
+    again.store.add_lookups()
+    assert again.source == "snapshot"
+    assert not any(item.files() for item in again.pending)  # written again, whole
 
 
 def test_another_tenants_snapshot_under_the_right_name_is_refused(lake: Path) -> None:
@@ -468,8 +470,9 @@ def test_a_tenant_of_several_regions_is_kept_in_its_parts_with_their_saved_looku
     lake: Path,
 ) -> None:
     """Loaded from snapshots, a tenant kept in several regions is served from one sorted part
-    per region, each with the lookups saved beside its rows: nothing is left to build or to
-    write, a scan comes in ts order, and the answers are the partitions'."""
+    per region, each with the lookups saved beside its rows (used once checked, after the
+    load: nothing is built or written), a scan comes in ts order, and the answers are the
+    partitions'."""
     from pql.storage.base import sort_columns
     from pql.storage.memory import MemoryStore
 
@@ -478,12 +481,18 @@ def test_a_tenant_of_several_regions_is_kept_in_its_parts_with_their_saved_looku
     snapshots = Snapshots(Lake(lake, catalog))
     tenant = split_tenants(lake)[0]
     loaded = snapshots.load(tenant, catalog, rollups=True)
-    assert (loaded.source, loaded.pending) == ("snapshot", ())
+    assert loaded.source == "snapshot"
     store = loaded.store
     subject = catalog["decisions"]
     parts = store.lookups_of(tenant, "decisions")
-    assert len(parts) >= 2
+    assert len(parts) >= 2 and not any(parts)  # mapped, not used before they are checked
+    before = store.memory_bytes()
+    assert store.add_lookups() and store.memory_bytes() == before  # nothing built
+    parts = store.lookups_of(tenant, "decisions")
     assert all(set(part) == {"decisionId", "executionId"} for part in parts)
+    mapped = [lookup for part in parts for lookup in part.values()]
+    assert not any(lookup.hashes.flags.owndata for lookup in mapped)  # the files' pages
+    assert not any(item.files() for item in loaded.pending)
     scan = store.scan(tenant, subject, TEST_NOW - timedelta(days=400), TEST_NOW)
     assert scan.exact and scan.single_tenant and scan.ordered
     rows = scan.frame.collect()
@@ -492,8 +501,6 @@ def test_a_tenant_of_several_regions_is_kept_in_its_parts_with_their_saved_looku
     assert table is not None and rows.height == table.height
     order = sort_columns(subject)
     assert rows.sort(order).equals(table.sort(order))
-    before = store.memory_bytes()
-    assert store.add_lookups() and store.memory_bytes() == before  # nothing left to build
     engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
     assert answers(engine, tenant) == answers(pql.Engine(lake, index=False, limits=LIMITS), tenant)
     empty = MemoryStore(catalog)
@@ -533,6 +540,27 @@ def test_damaged_lookups_are_built_again_and_rewritten(lake: Path) -> None:
         same_as_partitions(restarted, lake)
         # written again whole: the next restart maps it
         assert ipc.open_file(pa.memory_map(str(files[0]))).read_all().equals(table)
+
+
+def test_a_lookup_fits_its_column_only_when_whole_sorted_and_inside() -> None:
+    """The check a mapped lookup passes before it is used: a built one fits its column; one
+    with a row past the end, unsorted hashes, a missing entry or null rows out of order does
+    not."""
+    import numpy as np
+
+    from pql.storage.memory import Lookup
+
+    built = Lookup.build(pl.Series(["b", None, "a", "c", None, "a"]))
+    assert built.fits(6)
+    assert not built.fits(5) and not built.fits(7)
+    past = Lookup(
+        built.hashes, np.where(built.rows == built.rows.max(), 6, built.rows), built.nulls
+    )
+    unsorted = Lookup(built.hashes[::-1].copy(), built.rows, built.nulls)
+    short = Lookup(built.hashes[1:], built.rows[1:], built.nulls)
+    nulls = Lookup(built.hashes, built.rows, built.nulls[::-1].copy())
+    assert not any(bad.fits(6) for bad in (past, unsorted, short, nulls))
+    assert Lookup.build(pl.Series([], dtype=pl.String)).fits(0)
 
 
 def _write_table(path: Path, table: object) -> None:

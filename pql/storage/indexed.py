@@ -401,7 +401,6 @@ class IndexedLake:
                         key=lambda t: (self._mapped.get(t) == queue[t], self._demand.get(t, 0)),
                     )
                     version = self._queue.pop(tenant)
-                    self._demand.pop(tenant, None)
                 elif self._unfinished:
                     finish = self._unfinished.pop(0)
                 elif self._unwritten:
@@ -491,6 +490,7 @@ class IndexedLake:
             else:
                 self._refused.pop(tenant, None)
             self._mapped.pop(tenant, None)
+            self._demand.pop(tenant, None)  # loaded or refused: its waiting queries are done
             later = store is not None and finish_later and not self._closed
             if later and store is not None:
                 self._unfinished.append((tenant, store))

@@ -66,6 +66,12 @@ LOOKUP_MIN_WINDOW = 32_768
 finding and gathering the rows (measured: even at about 12,000 rows, ``benchmarks/lookup.py``)."""
 
 
+def string_columns(schema: Mapping[str, pl.DataType], names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that are string columns in ``schema``: the id columns that get a
+    :class:`Lookup`."""
+    return [name for name in names if schema.get(name) == pl.String]
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """One string column's rows by value: the 64-bit hashes of its non-null values, sorted, with
@@ -91,6 +97,18 @@ class Lookup:
     @property
     def nbytes(self) -> int:
         return int(self.hashes.nbytes + self.rows.nbytes + self.nulls.nbytes)
+
+    def fits(self, rows: int) -> bool:
+        """Whether this can be the lookup of a column of ``rows`` rows (one read back from a
+        file is checked before use): one entry a row, the hashes sorted, every row inside,
+        the null rows ascending."""
+        present, nulls = len(self.hashes), len(self.nulls)
+        if len(self.rows) != present or present + nulls != rows:
+            return False
+        if (present and int(self.rows.max()) >= rows) or (nulls and int(self.nulls[-1]) >= rows):
+            return False
+        unsorted = bool(np.any(self.hashes[1:] < self.hashes[:-1]))
+        return not unsorted and not bool(np.any(self.nulls[1:] <= self.nulls[:-1]))
 
     def find(self, values: Collection[str], nulls: bool, lo: int, hi: int) -> npt.NDArray[np.int64]:
         """The rows in ``[lo, hi)`` that may hold one of ``values`` (or null, with ``nulls``),
@@ -131,7 +149,11 @@ class _Table:
     """The ``ts`` column as µs since the epoch (a view of the frame's buffer when possible)."""
     lookups: Mapping[str, Lookup]
     frame_bytes: int
-    """The frame's bytes, Polars' estimate (taken once: it walks every string view)."""
+    """The frame's bytes: the mapped file's size, or Polars' estimate (taken once: it walks
+    every string view)."""
+    unchecked: Mapping[str, Lookup]
+    """Lookups read back with the frame, not used until :meth:`with_lookups` has checked that
+    they fit it (a pass over each: done after a load, while scans answer)."""
 
     @classmethod
     def build(
@@ -142,23 +164,30 @@ class _Table:
         frame_bytes: int | None = None,
     ) -> _Table:
         """``frame`` (sorted) as a table with a lookup of each of ``ids`` (string columns only):
-        the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`), else
-        built. ``frame_bytes``: what the frame takes, when known (a mapped file's size)."""
+        the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`) if it
+        fits, else built; the others of ``saved`` wait for :meth:`with_lookups`.
+        ``frame_bytes``: what the frame takes, when known (a mapped file's size)."""
         ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical().to_numpy()
         micros_ = ts.astype(np.int64, copy=False)
-        lookups = dict(saved or {})
         size = int(frame.estimated_size()) if frame_bytes is None else frame_bytes
-        table = cls(frame, _day_starts(micros_), micros_, lookups, size)
+        table = cls(frame, _day_starts(micros_), micros_, {}, size, dict(saved or {}))
         return table.with_lookups(ids)
 
     def with_lookups(self, ids: Sequence[str]) -> _Table:
-        """This table with a lookup of each of ``ids`` it lacks (string columns only)."""
-        added = {
-            name: Lookup.build(self.frame.get_column(name))
-            for name in ids
-            if name not in self.lookups and self.frame.schema.get(name) == pl.String
-        }
-        return self if not added else replace(self, lookups={**self.lookups, **added})
+        """This table with a lookup of each of ``ids`` it lacks (string columns only): the one
+        read back with it if it fits the rows (:meth:`Lookup.fits`), else built."""
+        added: dict[str, Lookup] = {}
+        for name in string_columns(self.frame.schema, ids):
+            if name in self.lookups:
+                continue
+            saved = self.unchecked.get(name)
+            if saved is None or not saved.fits(self.frame.height):
+                saved = Lookup.build(self.frame.get_column(name))
+            added[name] = saved
+        if not added:
+            return self
+        unchecked = {k: v for k, v in self.unchecked.items() if k not in added}
+        return replace(self, lookups={**self.lookups, **added}, unchecked=unchecked)
 
     @property
     def parts(self) -> tuple[_Table, ...]:
@@ -166,8 +195,9 @@ class _Table:
 
     @property
     def nbytes(self) -> int:
-        """The rows (Polars' estimate), the ts index and the lookups."""
-        lookups = sum(lookup.nbytes for lookup in self.lookups.values())
+        """The rows (:attr:`frame_bytes`), the ts index and the lookups (checked or not)."""
+        kept = [*self.lookups.values(), *self.unchecked.values()]
+        lookups = sum(lookup.nbytes for lookup in kept)
         return self.frame_bytes + self.ts_us.nbytes + lookups
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
@@ -198,7 +228,7 @@ class _Table:
         later) is null, as :func:`~pql.storage.base.conform` makes it."""
         have = self.frame.columns
         frame = self.frame[rows, [n for n in names if n in have]].lazy()
-        if len(have) >= len(names) and all(n in have for n in names):
+        if all(n in have for n in names):
             return frame
         schema = subject.polars_schema()
         return frame.with_columns(
@@ -320,7 +350,7 @@ class MemoryStore:
         ordered: bool = False,
         partials: Sequence[pl.DataFrame] = (),
         saved: Sequence[Mapping[str, Lookup]] = (),
-        sizes: Sequence[int] = (),
+        sizes: Sequence[int | None] = (),
     ) -> None:
         """Keep ``rows``, all of ``tenant``'s stored rows of ``subject``, as read back from a
         store that validated and deduplicated them when they were ingested (an index of a
@@ -366,8 +396,7 @@ class MemoryStore:
             tables = tuple(_Table.build(frame, ids, found, size) for frame, found, size in kept)
             self._tables[key] = tables[0] if len(tables) == 1 else _Split(tables)
             if self.rollups is not None and partials:
-                for part in partials:
-                    self.rollups.add_partials(tenant, declared, part)
+                self.rollups.add_partials(tenant, declared, partials)
             elif self.rollups is not None:
                 self.rollups.add(tenant, declared, whole)
             self._stats.pop(key, None)
@@ -429,8 +458,8 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return self.scan(tenant, subject, start, end, columns)
-        lookups = [part.lookups.get(column) for part in table.parts]
-        if any(lookup is None for lookup in lookups):
+        lookups = [got for part in table.parts if (got := part.lookups.get(column)) is not None]
+        if len(lookups) < len(table.parts):  # a part's is not built (or checked) yet
             return None
         windows = [(part, *part.window(start, end)) for part in table.parts]
         size = sum(hi - lo for _, lo, hi in windows)
@@ -439,7 +468,6 @@ class MemoryStore:
         found = [
             (part, lookup.find(values, nulls, lo, hi))
             for (part, lo, hi), lookup in zip(windows, lookups, strict=True)
-            if lookup is not None
         ]
         count = sum(len(rows) for _, rows in found)
         if count > max(LOOKUP_ROWS, LOOKUP_SHARE * size):

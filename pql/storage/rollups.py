@@ -241,13 +241,19 @@ class Rollups:
             return
         self._merge(tenant, subject, spec, partials(spec, rows))
 
-    def add_partials(self, tenant: str, subject: Subject, new: pl.DataFrame) -> None:
+    def add_partials(
+        self, tenant: str, subject: Subject, new: pl.DataFrame | Sequence[pl.DataFrame]
+    ) -> None:
         """Merge ``new``, partials computed already (:func:`partials`, e.g. kept in an index
-        snapshot) of new rows of ``tenant``, into its rollup."""
+        snapshot) of new rows of ``tenant``, into its rollup: one frame, or several (a tenant's
+        parts, one per storage region) combined first, in one pass."""
         spec = self.spec(subject.name)
-        if spec is None or new.height == 0:
+        frames = [new] if isinstance(new, pl.DataFrame) else list(new)
+        frames = [frame for frame in frames if frame.height]
+        if spec is None or not frames:
             return
-        self._merge(tenant, subject, spec, new)
+        merged = frames[0] if len(frames) == 1 else _combine(spec, pl.concat(frames))
+        self._merge(tenant, subject, spec, merged)
 
     def _merge(self, tenant: str, subject: Subject, spec: RollupSpec, new: pl.DataFrame) -> None:
         key = (tenant, subject.name)

@@ -35,7 +35,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
-from pql.storage.memory import Lookup, MemoryStore
+from pql.storage.memory import Lookup, MemoryStore, string_columns
 from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
 
 __all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
@@ -72,8 +72,9 @@ class Pending:
     """A bucket's snapshot to write: its rows, sorted (``None``: its rows file is good), their
     rollup partials (``None``: none kept, or the file is good), and where they go. With
     ``lookups``, the store the rows were loaded into, whose lookups of the bucket's part
-    (``part`` of ``subject``'s, :meth:`MemoryStore.lookups_of`) are written when they are built
-    (``None``: the lookups file is good)."""
+    (``part`` of ``subject``'s, :meth:`MemoryStore.lookups_of`) are written once they are
+    built: unless they are the ones ``mapped`` from the lookups file (those that failed their
+    check after the load are built again, and the file rewritten)."""
 
     tenant: str
     key: str
@@ -83,6 +84,7 @@ class Pending:
     subject: str = ""
     part: int = 0
     lookups: MemoryStore | None = None
+    mapped: Mapping[str, Lookup] = field(default_factory=dict)
 
     @property
     def partials_path(self) -> Path:
@@ -101,9 +103,15 @@ class Pending:
         ]
         if self.lookups is not None:
             parts = self.lookups.lookups_of(self.tenant, self.subject)
-            if self.part < len(parts) and parts[self.part]:
-                files.append((self.lookups_path, _lookups_table(parts[self.part])))
+            built = parts[self.part] if self.part < len(parts) else {}
+            if any(lookup is not self.mapped.get(name) for name, lookup in built.items()):
+                files.append((self.lookups_path, _lookups_table(built)))
         return files
+
+    @property
+    def due(self) -> bool:
+        """Whether anything may be written: the rows, the partials, or lookups to build."""
+        return self.rows is not None or self.partials is not None or self.lookups is not None
 
 
 def _beside(rows_path: Path, kind: str) -> Path:
@@ -194,12 +202,12 @@ class Snapshots:
             if not buckets:
                 continue
             current = current_subject(catalog, subject, tenant)
-            ids = [n for n in current.ids if current.polars_schema().get(n) == pl.String]
+            ids = string_columns(current.polars_schema(), current.ids)
             spec = None if store.rollups is None else store.rollups.spec(subject.name)
             parts: list[pl.DataFrame] = []
             rolled: list[pl.DataFrame] = []
             saved: list[Mapping[str, Lookup]] = []
-            sizes: list[int] = []
+            sizes: list[int | None] = []
             for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
@@ -215,7 +223,7 @@ class Snapshots:
                 )
                 found += not fresh
                 kept = frame.height > 0  # an empty part is not kept (load_stored)
-                due = Pending(
+                item = Pending(
                     tenant,
                     key,
                     path,
@@ -223,14 +231,15 @@ class Snapshots:
                     rolled[-1] if spec is not None and partial is None else None,
                     subject.name,
                     len(parts),
-                    store if kept and lookups is None and ids else None,
+                    store if kept and ids else None,
+                    lookups or {},
                 )
-                if due.rows is not None or due.partials is not None or due.lookups is not None:
-                    pending.append(due)
+                if item.due:
+                    pending.append(item)
                 if kept:
                     parts.append(frame)
                     saved.append(lookups or {})
-                    sizes.append(int(frame.estimated_size()) if fresh else path.stat().st_size)
+                    sizes.append(None if fresh else path.stat().st_size)  # None: estimated
             # Several regions' parts are kept apart, each with its lookups: those not saved
             # are built after the load (MemoryStore.add_lookups), the index answers meanwhile.
             if parts:
@@ -392,9 +401,10 @@ def _lookups_table(lookups: Mapping[str, Lookup]) -> pa.Table:
 
 
 def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup] | None:
-    """The lookups of ``ids`` in the file at ``path``, mapped (no copy), if it is whole and
-    fits a part of ``rows`` rows: each column's hashes sorted, its rows and null rows within
-    the part, as many as the part's rows; else ``None`` (the lookups are built again)."""
+    """The lookups of ``ids`` in the file at ``path``, mapped (no copy), if it is whole: each
+    column as many values as the part's ``rows``, of its type, no null, and the null count
+    saved; else ``None`` (the lookups are built again). Whether each fits the part (sorted,
+    every row inside, :meth:`Lookup.fits`) is checked before it is used, after the load."""
     try:
         table = ipc.open_file(pa.memory_map(str(path))).read_all()
         nulls = json.loads((table.schema.metadata or {})[_NULLS])
@@ -405,12 +415,10 @@ def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup
             missing = nulls[name]
             if hashes is None or at is None or not isinstance(missing, int):
                 return None
-            if not 0 <= missing <= rows or (rows and int(at.max()) >= rows):
+            if not 0 <= missing <= rows:
                 return None
-            present, rest = hashes[: rows - missing], at[rows - missing :]
-            if np.any(present[1:] < present[:-1]) or np.any(rest[1:] <= rest[:-1]):
-                return None
-            found[name] = Lookup(present, at[: rows - missing], rest)
+            present = rows - missing
+            found[name] = Lookup(hashes[:present], at[:present], at[present:])
         return found
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
         return None
