@@ -45,7 +45,16 @@ from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
 from pql.storage.snapshots import Snapshots
 
-__all__ = ["PATHS", "StorePath", "edge_times", "open_path", "windows_of", "with_edges"]
+__all__ = [
+    "PATHS",
+    "SPARK",
+    "StorePath",
+    "edge_times",
+    "open_path",
+    "split_tenants",
+    "windows_of",
+    "with_edges",
+]
 
 PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup", "restart")
 SPARK = "spark"
@@ -152,7 +161,9 @@ def open_path(name: str, data: DemoData, lake: Path, *, spark: Any = None) -> St
         engine = pql.Engine(lake, index=True, rollup_min_rows=0)
     elif name == "restart":
         engine = _restarted(lake)
-    elif name == SPARK and spark is not None:
+    elif name == SPARK:
+        if spark is None:
+            raise ValueError(f"path {SPARK!r} runs on a Spark session: pass spark=")
         engine = pql.Engine(
             lake, executor="spark", spark=spark, limits=pql.Limits(deadline_ms=600_000)
         )
