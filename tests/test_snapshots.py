@@ -5,6 +5,8 @@ rewritten; they stay in the tenant's buckets and out of the way of the lake's ma
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -23,7 +25,8 @@ from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
 from pql.catalog import Catalog
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, Lake
-from pql.storage.lake import SNAPSHOT_DIR, parse_bucket
+from pql.storage import snapshots as snapshots_module
+from pql.storage.lake import SNAPSHOT_DIR, Manifest, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
 from tests.clock import TEST_NOW
@@ -300,6 +303,79 @@ def test_a_closed_engine_starts_no_load_and_still_answers(lake: Path) -> None:
     plain = pql.Engine(lake, index=False, cache=False, limits=LIMITS)
     for tenant in plain.store.tenants():
         assert answers(engine, tenant) == answers(plain, tenant), tenant
+
+
+_EXIT_MID_LOAD = """
+import sys, threading, time
+import pql
+from pql.storage import IndexedLake
+
+started = threading.Event()
+
+def hold(tenant: str) -> None:  # the first load is under way when the script ends
+    with open(sys.argv[2], "a") as log:
+        log.write(f"{tenant} ")
+    started.set()
+    time.sleep(0.5)
+    with open(sys.argv[2], "a") as log:
+        log.write("held")
+
+engine = pql.Engine(sys.argv[1], cache=False)
+assert isinstance(engine.store, IndexedLake)
+engine.store.on_load = hold
+engine.preload("all")
+assert started.wait(60)
+print("exiting", flush=True)
+"""
+
+
+def test_a_process_that_exits_mid_load_without_closing_stops_the_loader(
+    lake: Path, tmp_path: Path
+) -> None:
+    """A service that exits without ``Engine.close()`` while a load runs: at interpreter exit
+    the loader is stopped as ``close()`` does (the step under way ends, the queued loads are
+    dropped). Left to die as a daemon thread, it was torn down wherever it was, and inside an
+    Arrow write to a Python file that aborted the process ("Fatal Python error")."""
+    log = tmp_path / "loads.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_MID_LOAD, str(lake), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("exiting\n", "")
+    first = log.read_text().split()[0]
+    assert log.read_text() == f"{first} held"  # the load under way ended; no other started
+
+
+def test_a_restart_digests_each_tenant_once(
+    lake: Path, demo: DemoData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a tenant can be mapped and its load both need its key: one digest at one
+    manifest; a changed manifest (an ingest) is digested again, to a new key."""
+    opened(lake)
+    snapshots = Snapshots(Lake(lake, Catalog()))
+    catalog = snapshots.lake.catalog
+    calls: list[str] = []
+    real = snapshots_module.tenant_key
+
+    def counted(manifest: Manifest, catalog: Catalog, tenant: str) -> str:
+        calls.append(tenant)
+        return real(manifest, catalog, tenant)
+
+    monkeypatch.setattr(snapshots_module, "tenant_key", counted)
+    assert snapshots.current("acme", catalog)
+    assert snapshots.load("acme", catalog, rollups=True).source == "snapshot"
+    assert calls == ["acme"]
+    before = snapshots.key(snapshots.lake.manifest(), catalog, "acme")
+    acme = demo.receipts.filter(pl.col("tenant") == "acme").head(1)
+    pql.Engine(lake, index=False).ingest(
+        "receipts", acme.with_columns(pl.lit("x-1").alias("executionId"))
+    )
+    after = snapshots.key(snapshots.lake.manifest(), catalog, "acme")
+    assert calls == ["acme", "acme"] and after != before
+    assert not snapshots.current("acme", catalog)
 
 
 def test_ingest_while_the_loader_writes_snapshots(lake: Path, demo: DemoData) -> None:

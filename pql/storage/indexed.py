@@ -21,8 +21,10 @@ See ``docs/pql/MEMORY.md``.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time as clock
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -59,6 +61,18 @@ tenant over the budget by this count alone is not read at all."""
 
 Preload = Literal["all"] | Sequence[str] | None
 """What ``Engine(preload=...)`` takes: ``"all"`` tenants, a list of them, or ``None``."""
+
+_LIVE: weakref.WeakSet[IndexedLake] = weakref.WeakSet()  # stores whose loader may be running
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """At interpreter exit, stop every loader (its step in progress ends): a process that
+    exits without ``Engine.close()`` while a load runs would otherwise abort, as the loader
+    thread is torn down inside a Polars or Arrow call."""
+    for store in list(_LIVE):
+        store.close()
+
 
 TenantState = Literal["index", "loading", "partitions"]
 """Where a tenant's queries are answered from now."""
@@ -382,6 +396,7 @@ class IndexedLake:
             self._queue[tenant] = version
         if (self._queue or self._unfinished or self._unwritten) and self._loader is None:
             self._loader = threading.Thread(target=self._run_loader, name="pql-index", daemon=True)
+            _LIVE.add(self)
             self._loader.start()
 
     def _run_loader(self) -> None:

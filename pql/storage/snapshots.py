@@ -164,6 +164,19 @@ class Snapshots:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
+        # tenant -> (manifest, catalog, key): a restart asks for a tenant's key twice (whether
+        # it can map, then the load) at one manifest; the digest is computed once.
+        self._keys: dict[str, tuple[Manifest, Catalog, str]] = {}
+
+    def key(self, manifest: Manifest, catalog: Catalog, tenant: str) -> str:
+        """``tenant_key(manifest, catalog, tenant)``, computed again only when the manifest or
+        the catalog is another object (the lake reads a changed manifest into a new one)."""
+        known = self._keys.get(tenant)
+        if known is not None and known[0] is manifest and known[1] is catalog:
+            return known[2]
+        key = tenant_key(manifest, catalog, tenant)
+        self._keys[tenant] = (manifest, catalog, key)
+        return key
 
     def path(self, tenant: str, storage: str, subject: str, key: str) -> Path:
         """Where the rows snapshot of ``tenant``'s ``subject`` in storage region ``storage``
@@ -175,7 +188,7 @@ class Snapshots:
         """Whether each of ``tenant``'s buckets has a rows snapshot at the tenant's current key,
         so that a load would map them all (unless one turns out damaged)."""
         manifest = self.lake.manifest()
-        key = tenant_key(manifest, catalog, tenant)
+        key = self.key(manifest, catalog, tenant)
         paths = [
             self.path(tenant, storage, subject.name, key)
             for subject in catalog
@@ -193,7 +206,7 @@ class Snapshots:
         are mapped too; those missing are left to ``add_lookups`` on the store, and written
         with the pending snapshots once built."""
         manifest = self.lake.manifest()
-        key = tenant_key(manifest, catalog, tenant)
+        key = self.key(manifest, catalog, tenant)
         store = MemoryStore(catalog, rollups=rollups) if into is None else into
         pending: list[Pending] = []
         found = 0
@@ -275,14 +288,14 @@ class Snapshots:
         return written
 
     def _write(self, item: Pending) -> int:
+        wanted = item.files()
+        if not wanted:  # a clean restart: every mapped file was good
+            return 0
         folder = item.rows_path.parent
         folder.mkdir(exist_ok=True)  # in a bucket that still exists: a snapshot creates no lake
         files = [
-            (path, table, folder / f".{path.name}.{uuid.uuid4().hex}.tmp")
-            for path, table in item.files()
+            (path, table, folder / f".{path.name}.{uuid.uuid4().hex}.tmp") for path, table in wanted
         ]
-        if not files:
-            return 0
         try:
             for _, table, temp in files:
                 _write_ipc(table, temp)
