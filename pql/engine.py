@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pql import adapters as adapters_mod
 from pql import cache as result_cache
+from pql import parser
 from pql import warm as warm_mod
 from pql.analyze import Analyzed, analyze, parse_timestamp
 from pql.catalog import Catalog
@@ -307,6 +308,7 @@ class Engine:
         own_lake = _lake_of(self.store)
         if own_lake is not None and self.adapters.implements("pql_check_remove"):
             own_lake.removal_guards.append(removal_guard(self.adapters, own_lake.root))
+        parser.build_parser()
         self.preload(preload)
 
     @classmethod

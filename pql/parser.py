@@ -27,7 +27,15 @@ from pql import ast
 from pql.catalog import suggest
 from pql.errors import ParseError, PQLError, SafetyError, Span
 
-__all__ = ["MAX_DEPTH", "MAX_LIST", "MAX_PREDICATES", "MAX_TEXT", "grammar_text", "parse"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_LIST",
+    "MAX_PREDICATES",
+    "MAX_TEXT",
+    "build_parser",
+    "grammar_text",
+    "parse",
+]
 
 MAX_TEXT: Final = 20_000
 """Longest query text accepted, in characters."""
@@ -88,6 +96,12 @@ def _lark() -> Lark:
         maybe_placeholders=False,
         cache=False,
     )
+
+
+def build_parser() -> None:
+    """Build the LALR parser now, once per process (it takes tens of milliseconds): an engine
+    does it when it opens, so that its first query does not."""
+    _lark()
 
 
 def parse(text: str) -> ast.Query:

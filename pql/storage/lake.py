@@ -825,6 +825,17 @@ class Lake:
 
     def _refresh(self) -> Manifest:
         """The manifest, re-read only when the file changed; syncs extras into the catalog."""
+        # Every query asks several times: when nothing changed (one stat), answer without the
+        # lock. Held across the stat, the lock made concurrent queries queue behind each other
+        # for the interpreter lock. Writers set ``_manifest`` before ``_signature``, so a
+        # signature that still matches the file comes with its manifest or a newer one.
+        known = self._signature
+        if known is not None:
+            try:
+                if _signature(os.stat(self.manifest_path)) == known:
+                    return self._manifest
+            except OSError:
+                pass  # decided under the lock, below
         with self._lock:
             try:
                 # One stat when nothing changed (the usual case); the manifest is replaced
