@@ -62,6 +62,9 @@ tenant over the budget by this count alone is not read at all."""
 Preload = Literal["all"] | Sequence[str] | None
 """What ``Engine(preload=...)`` takes: ``"all"`` tenants, a list of them, or ``None``."""
 
+EXIT_WAIT = 60.0
+"""Seconds the interpreter's exit waits for each loader's step in progress (see below)."""
+
 _LIVE: weakref.WeakSet[IndexedLake] = weakref.WeakSet()  # stores whose loader may be running
 
 
@@ -69,9 +72,10 @@ _LIVE: weakref.WeakSet[IndexedLake] = weakref.WeakSet()  # stores whose loader m
 def _close_at_exit() -> None:
     """At interpreter exit, stop every loader (its step in progress ends): a process that
     exits without ``Engine.close()`` while a load runs would otherwise abort, as the loader
-    thread is torn down inside a Polars or Arrow call."""
+    thread is torn down inside a Polars or Arrow call. Bounded, so that a stuck read cannot
+    keep the process from exiting."""
     for store in list(_LIVE):
-        store.close()
+        store.close(EXIT_WAIT)
 
 
 TenantState = Literal["index", "loading", "partitions"]
