@@ -838,12 +838,8 @@ class Lake:
                 pass  # decided under the lock, below
         with self._lock:
             try:
-                # One stat when nothing changed (the usual case); the manifest is replaced
-                # atomically, so an unchanged signature means the manifest in memory is current.
-                if self._signature is not None and (
-                    _signature(os.stat(self.manifest_path)) == self._signature
-                ):
-                    return self._manifest
+                # The manifest is replaced atomically, so an unchanged signature means the
+                # manifest in memory is current (another thread may have read it meanwhile).
                 with open(self.manifest_path, "rb") as handle:
                     signature = _signature(os.fstat(handle.fileno()))
                     if signature == self._signature:
