@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 
 import pql
 from pql import cli
@@ -26,22 +27,30 @@ from pql.adapters.tenancy.preflight import run_preflight
 from pql.demo import generate
 from pql.signing import KeyRing, SigningKey
 from tests.clock import TEST_NOW
+from tests.paths import copy_lake
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("written") / "lake"
+    with time_machine.travel(TEST_NOW, tick=True):  # the tests' clock, outside any one test
+        engine = pql.Engine(root)
+        demo = generate(receipts=500, seed=3, now=TEST_NOW)
+        engine.ingest("receipts", demo.receipts)
+        engine.close()
+        keys = root / "_pql" / "keys"
+        SigningKey.generate("ops-1").write(keys, not_after=TEST_NOW + timedelta(days=365))
+        Registry(root).create(
+            TenantSpec("newco", "us-east-1", trusted_keys=("ops-1", "gone-1"), max_rows=500),
+            now=TEST_NOW,
+        )
+        create_operator_key(root, kid="op-1")
+    return root
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    root = tmp_path / "lake"
-    engine = pql.Engine(root)
-    demo = generate(receipts=500, seed=3, now=TEST_NOW)
-    engine.ingest("receipts", demo.receipts)
-    keys = root / "_pql" / "keys"
-    SigningKey.generate("ops-1").write(keys, not_after=TEST_NOW + timedelta(days=365))
-    Registry(root).create(
-        TenantSpec("newco", "us-east-1", trusted_keys=("ops-1", "gone-1"), max_rows=500),
-        now=TEST_NOW,
-    )
-    create_operator_key(root, kid="op-1")
-    return root
+def data(tmp_path: Path, written: Path) -> Path:
+    return copy_lake(written, tmp_path)
 
 
 @pytest.fixture
