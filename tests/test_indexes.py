@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 import pql
@@ -20,6 +22,7 @@ from pql.errors import InputError
 from pql.examples import CONTRACT_EXAMPLES
 from pql.storage import IndexedLake, Lake
 from pql.storage.budget import parse_budget
+from pql.storage.rollups import RollupRead, partials, schema_of
 from tests.cases import DIFFERENTIAL_CASES
 from tests.compare import assert_same_frame
 from tests.test_differential import check
@@ -213,6 +216,65 @@ def test_ingest_drops_the_index_and_the_next_load_sees_the_new_rows(
     assert before.df.item() < after.df.item() == whole
 
 
+def _expected_rollup(
+    store: IndexedLake, data: pl.DataFrame, tenant: str, first: date, last: date
+) -> pl.DataFrame:
+    """The rollup rows of ``tenant``'s receipts in ``data`` for the days ``first`` to ``last``."""
+    day = pl.col("ts").dt.date()
+    rows = data.filter((pl.col("tenant") == tenant) & day.is_between(first, last))
+    return partials(store.rollup_specs()["receipts"], rows)
+
+
+def _rows_of(read: RollupRead) -> pl.DataFrame:
+    frame = read.frame.collect()
+    return frame.sort(frame.columns)
+
+
+def test_rollups_from_partitions_are_kept_per_day_until_the_index_answers(
+    tmp_path: Path, demo: DemoData, tenants: list[str]
+) -> None:
+    """While a tenant's index loads, the rollups its aggregates compute from partitions are kept
+    per day (counted in the memory): the next read over those days reads no rows. An ingest
+    drops them (the next read sees the new rows), and so does the tenant's index once kept."""
+    tenant = tenants[0]
+    mine = demo.receipts.filter(pl.col("tenant") == tenant)
+    older = mine.filter(pl.col("ts") < demo.now - timedelta(days=2))
+    root, catalog = tmp_path / "lake", Catalog()
+    pql.Engine(root, index=False).ingest("receipts", older)
+    store = IndexedLake(Lake(root, catalog), catalog, snapshots=False)
+    started, release, hook = _gate()
+    store.on_load = hook
+    last = demo.now.date() - timedelta(days=1)
+    first, week = last - timedelta(days=9), last - timedelta(days=6)
+    try:
+        seven = store.rollup(tenant, "receipts", week, last)
+        assert started.wait(10) and store.state(tenant) == "loading"
+        wider = store.rollup(tenant, "receipts", first, last)
+        again = store.rollup(tenant, "receipts", first, last)
+        assert seven.source == wider.source == again.source == "partitions"
+        # The wider read scanned only the three days the first did not; the third none.
+        assert 0 < wider.rows < seven.rows and (again.rows, again.days) == (0, 0)
+        assert store.memory_bytes() > 0 and store.loaded() == ()
+        expected = _expected_rollup(store, older, tenant, first, last)
+        assert_same_frame(_rows_of(again), expected.sort(expected.columns))
+        # An ingest drops them: the rows of the last two days are read and counted.
+        store.ingest(catalog["receipts"], mine)
+        fresh = store.rollup(tenant, "receipts", first, last)
+        assert fresh.rows > 0 and fresh.source == "partitions"
+        expected = _expected_rollup(store, mine, tenant, first, last)
+        assert_same_frame(_rows_of(fresh), expected.sort(expected.columns))
+    finally:
+        release.set()
+    # Once the tenant's index is kept, its own rollups answer and the kept days are dropped.
+    for _ in range(300):
+        indexed = store.rollup(tenant, "receipts", first, last)
+        if indexed.source == "index":
+            break
+        threading.Event().wait(0.1)
+    assert indexed.source == "index" and not store._days
+    assert_same_frame(_rows_of(indexed), expected.sort(expected.columns))
+
+
 def test_one_shot_commands_read_only_the_window(lake: Path) -> None:
     from pql.cli import build_parser, engine_for
 
@@ -246,3 +308,11 @@ def test_preload_takes_all_or_a_list(lake: Path) -> None:
     with pytest.raises(InputError) as caught:
         pql.Engine(lake, preload="acme")
     assert caught.value.code == "PQL-E161"
+
+
+def test_rollups_from_partitions_of_no_whole_day_are_empty(lake: Path, tenants: list[str]) -> None:
+    store = IndexedLake(Lake(lake, Catalog()), Catalog(), memory_budget=0)
+    day = date(2026, 11, 1)
+    got = store.rollup(tenants[0], "receipts", day, day - timedelta(days=1))
+    assert (got.rows, got.days, got.frame.collect().height) == (0, 0, 0)
+    assert got.frame.collect_schema() == schema_of(store.rollup_specs()["receipts"])

@@ -6,7 +6,8 @@ partitions in its window meanwhile, as is every query of that tenant until the i
 loading never holds up another tenant's queries. The loader loads one tenant at a time (loads side
 by side share the cores and all finish late), the tenant most asked for while waiting first.
 Once loaded, windows are binary searches and zero-copy slices of memory, and aggregate queries
-read the index's per-day rollups.
+read the index's per-day rollups. Until then, the rollups that aggregate queries compute from a
+tenant's partitions are kept per day, so the next query over those days reads no rows again.
 
 The indexes live under a memory budget (:mod:`pql.storage.budget`): when a load brings the total
 over it, the least recently used other tenants are dropped; a tenant whose index alone would not
@@ -40,7 +41,7 @@ from pql.storage.base import IngestReport, PartitionStats, Scan
 from pql.storage.budget import MemoryBudget, parse_budget
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
-from pql.storage.rollups import RollupRead, RollupSpec, partials, rollup_specs
+from pql.storage.rollups import DAY, RollupRead, RollupSpec, partials, rollup_specs, schema_of
 from pql.storage.s3 import S3Lake
 from pql.storage.snapshots import LoadSource, Pending, Snapshots
 
@@ -99,6 +100,15 @@ class _Index:
     nbytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Days:
+    """Rollup rows computed from a tenant's partitions at ``version``, by day."""
+
+    version: int
+    rows: dict[date, pl.DataFrame]
+    nbytes: int
+
+
 class IndexedLake:
     """A :class:`~pql.storage.lake.Lake` whose scans are served from per-tenant memory indexes.
 
@@ -152,6 +162,9 @@ class IndexedLake:
         self._writing = False
         self._loads: dict[str, LoadInfo] = {}
         self._closed = False
+        # Rollups computed from partitions while a tenant has no index, by (tenant, subject);
+        # within the budget, and dropped once the tenant's index is kept.
+        self._days: dict[tuple[str, str], _Days] = {}
 
     # the Store protocol ---------------------------------------------------------------------
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
@@ -159,6 +172,7 @@ class IndexedLake:
         with self._lock:
             for tenant in report.tenants:
                 self._indexes.pop(tenant, None)
+                self._drop_days_locked(tenant)
         return report
 
     def scan(
@@ -218,22 +232,71 @@ class IndexedLake:
 
     def rollup(self, tenant: str, subject: str, first: date, last: date) -> RollupRead:
         """``tenant``'s rollup rows of ``subject`` for the whole days ``first`` to ``last``: from
-        the index, or computed from those days' partitions while it is not in memory."""
+        the index, or while it is not in memory, computed from the partitions of the days not
+        computed before (at the tenant's version) and kept for the next query."""
         index = self._ready(tenant)
         if index is not None:
             return replace(index.rollup(tenant, subject, first, last), source="index")
         spec = self.rollup_specs().get(subject)
         if spec is None:
             raise InternalError("PQL-X130", f"a rollup of {subject} was read but none is kept")
+        version = self.lake.version(tenant)
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        if not days:
+            return RollupRead(pl.LazyFrame(schema=schema_of(spec)), 0, 0, source="partitions")
+        with self._lock:
+            found = self._days.get((tenant, subject))
+            kept = dict(found.rows) if found is not None and found.version == version else {}
+        missing = [day for day in days if day not in kept]
+        rows = partitions = 0
+        if missing:
+            fresh, rows, partitions = self._day_rollups(tenant, spec, missing[0], missing[-1])
+            if self.lake.version(tenant) != version:  # an ingest landed: none of it is kept
+                fresh, rows, partitions = self._day_rollups(tenant, spec, first, last)
+                return RollupRead(_days_frame(fresh, days), rows, partitions, "partitions")
+            kept.update(fresh)
+            with self._lock:
+                self._keep_days_locked(tenant, subject, version, fresh)
+        return RollupRead(_days_frame(kept, days), rows, partitions, source="partitions")
+
+    def _day_rollups(
+        self, tenant: str, spec: RollupSpec, first: date, last: date
+    ) -> tuple[dict[date, pl.DataFrame], int, int]:
+        """Rollup rows of each day ``first`` to ``last`` (empty for a day without rows),
+        computed from ``tenant``'s partitions; the rows and partitions read."""
         start = datetime.combine(first, time(), UTC)
         end = datetime.combine(last + timedelta(days=1), time(), UTC) - timedelta(microseconds=1)
         wanted = list(dict.fromkeys(["tenant", "ts", *spec.key_names, *sorted(spec.measure_names)]))
-        got = self.lake.scan(tenant, self._catalog[subject], start, end, wanted)
+        got = self.lake.scan(tenant, self._catalog[spec.subject], start, end, wanted)
         rows = got.frame.filter(
             (pl.col("tenant") == tenant)
             & pl.col("ts").is_between(pl.lit(start), pl.lit(end), closed="both")
         )
-        return RollupRead(partials(spec, rows), got.rows, got.partitions, source="partitions")
+        computed = partials(spec, rows).collect()
+        by_day = {key[0]: part for key, part in computed.partition_by(DAY, as_dict=True).items()}
+        empty = computed.clear()
+        count = (last - first).days + 1
+        days = (first + timedelta(days=n) for n in range(count))
+        return {day: by_day.get(day, empty) for day in days}, got.rows, got.partitions
+
+    def _keep_days_locked(
+        self, tenant: str, subject: str, version: int, fresh: dict[date, pl.DataFrame]
+    ) -> None:
+        """Keep ``fresh`` rollup rows of ``tenant``'s ``subject`` at ``version`` if they fit in
+        the budget beside the indexes (and the tenant has none: then its own rollups answer)."""
+        found = self._days.get((tenant, subject))
+        if tenant in self._indexes or (found is not None and found.version > version):
+            return
+        rows = dict(found.rows) if found is not None and found.version == version else {}
+        rows.update(fresh)
+        nbytes = sum(int(frame.estimated_size()) for frame in rows.values())
+        if self._bytes_locked() - (found.nbytes if found else 0) + nbytes <= self.memory_budget:
+            self._days[(tenant, subject)] = _Days(version, rows, nbytes)
+
+    def _drop_days_locked(self, tenant: str | None = None) -> None:
+        """Drop the rollup rows kept for ``tenant`` (``None``: for every tenant)."""
+        for key in [key for key in self._days if tenant is None or key[0] == tenant]:
+            del self._days[key]
 
     # loading --------------------------------------------------------------------------------
     def load(self, tenant: str) -> None:
@@ -324,9 +387,14 @@ class IndexedLake:
             return tuple(self._indexes)
 
     def memory_bytes(self) -> int:
-        """Bytes the indexes in memory take (rows, ts index and rollups; Polars' estimate)."""
+        """Bytes the indexes in memory take (rows, ts index and rollups; Polars' estimate),
+        with the rollup rows kept for tenants without one."""
         with self._lock:
-            return sum(i.nbytes for i in self._indexes.values())
+            return self._bytes_locked()
+
+    def _bytes_locked(self) -> int:
+        indexes = sum(i.nbytes for i in self._indexes.values())
+        return indexes + sum(d.nbytes for d in self._days.values())
 
     def _loaded(self, tenant: str) -> MemoryStore | None:
         """``tenant``'s index if it is in memory at the lake's version (no load is started)."""
@@ -558,9 +626,17 @@ class IndexedLake:
         """Keep ``index`` and drop the least recently used others until all fit (lock held)."""
         self._indexes[tenant] = index
         self._indexes.move_to_end(tenant)
-        total = sum(i.nbytes for i in self._indexes.values())
+        self._drop_days_locked(tenant)  # the index's own rollups answer now
+        if self._bytes_locked() > self.memory_budget:
+            self._drop_days_locked()  # computed again if asked for: before any index goes
+        total = self._bytes_locked()
         for other in list(self._indexes):
             if total <= self.memory_budget:
                 break
             if other != tenant:
                 total -= self._indexes.pop(other).nbytes
+
+
+def _days_frame(by_day: dict[date, pl.DataFrame], days: Sequence[date]) -> pl.LazyFrame:
+    """The rollup rows of ``days``, in order, as one frame."""
+    return pl.concat([by_day[day] for day in days], how="vertical", rechunk=False).lazy()
