@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import time_machine
 
 import pql
 from pql.cli import _engine as cli_engine
@@ -45,16 +46,19 @@ from pql.limits import DEFAULT_LIMITS
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
 from pql.storage.snapshots import Snapshots
+from tests.clock import TEST_NOW
 
 __all__ = [
     "PATHS",
     "SPARK",
     "StorePath",
+    "copy_lake",
     "edge_times",
     "open_path",
     "split_tenants",
     "windows_of",
     "with_edges",
+    "write_lake",
 ]
 
 PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup", "restart")
@@ -210,6 +214,20 @@ def _ingest(engine: pql.Engine, data: DemoData) -> pql.Engine:
     engine.ingest("receipts", data.receipts)
     engine.ingest("decisions", data.decisions)
     return engine
+
+
+def write_lake(folder: Path, data: DemoData, *, decisions: bool = True) -> Path:
+    """A lake at ``folder / "lake"`` holding ``data`` (its decisions too, unless told not to),
+    written on the tests' clock: the template a module's tests get copies of (:func:`copy_lake`),
+    written by a module-scoped fixture, which runs outside any one test's clock."""
+    root = folder / "lake"
+    with time_machine.travel(TEST_NOW, tick=True):
+        engine = pql.Engine(root, index=False)
+        if decisions:
+            _ingest(engine, data)
+        else:
+            engine.ingest("receipts", data.receipts)
+    return root
 
 
 def copy_lake(template: Path, into: Path) -> Path:

@@ -27,17 +27,14 @@ from pql.adapters.tenancy.preflight import run_preflight
 from pql.demo import generate
 from pql.signing import KeyRing, SigningKey
 from tests.clock import TEST_NOW
-from tests.paths import copy_lake
+from tests.paths import copy_lake, write_lake
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("written") / "lake"
+    demo = generate(receipts=500, seed=3, now=TEST_NOW)
+    root = write_lake(tmp_path_factory.mktemp("written"), demo, decisions=False)
     with time_machine.travel(TEST_NOW, tick=True):  # the tests' clock, outside any one test
-        engine = pql.Engine(root)
-        demo = generate(receipts=500, seed=3, now=TEST_NOW)
-        engine.ingest("receipts", demo.receipts)
-        engine.close()
         keys = root / "_pql" / "keys"
         SigningKey.generate("ops-1").write(keys, not_after=TEST_NOW + timedelta(days=365))
         Registry(root).create(

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +30,7 @@ from pql.storage.lake import SNAPSHOT_DIR, Manifest, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
 from tests.clock import TEST_NOW
-from tests.paths import copy_lake, split_tenants
+from tests.paths import copy_lake, split_tenants, write_lake
 
 # A shared, loaded machine can take more than the default deadline for a fresh engine's first
 # queries; the answers, not the timings, are what these tests check.
@@ -52,12 +51,7 @@ def demo() -> DemoData:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory, demo: DemoData) -> Path:
-    root = tmp_path_factory.mktemp("written") / "lake"
-    with time_machine.travel(TEST_NOW, tick=True):  # the tests' clock, outside any one test
-        writer = pql.Engine(root, index=False)
-        writer.ingest("receipts", demo.receipts)
-        writer.ingest("decisions", demo.decisions)
-    return root
+    return write_lake(tmp_path_factory.mktemp("written"), demo)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import time_machine
 
 import pql
 from pql import cli
@@ -21,19 +20,13 @@ from pql.adapters.tenancy.preflight import run_preflight, synthetic_tenant
 from pql.demo import generate
 from pql.signing import SigningKey
 from tests.clock import TEST_NOW
-from tests.paths import copy_lake
+from tests.paths import copy_lake, write_lake
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("written") / "lake"
-    with time_machine.travel(TEST_NOW, tick=True):  # the tests' clock, outside any one test
-        engine = pql.Engine(root)
-        demo = generate(receipts=2_000, seed=3, now=TEST_NOW)
-        engine.ingest("receipts", demo.receipts)
-        engine.ingest("decisions", demo.decisions)
-        engine.close()
-    return root
+    demo = generate(receipts=2_000, seed=3, now=TEST_NOW)
+    return write_lake(tmp_path_factory.mktemp("written"), demo)
 
 
 @pytest.fixture
