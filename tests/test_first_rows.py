@@ -17,7 +17,7 @@ import pql
 import pql.execute.compile as compile_module
 from pql.demo import DemoData, generate
 from tests.clock import TEST_NOW
-from tests.paths import StorePath
+from tests.paths import StorePath, open_path, split_tenants
 from tests.test_differential import check
 
 CASES = (
@@ -54,6 +54,40 @@ def test_first_rows_match_duckdb(
     which: int,
 ) -> None:
     check(store_path.engine, edge_duck, text, edge_tenants[which], edge_data.now)
+
+
+@pytest.fixture(scope="module")
+def restarted(edge_data: DemoData, edge_lake: StorePath) -> pql.Engine:
+    return open_path("restart", edge_data, edge_lake.root).engine
+
+
+@pytest.mark.usefixtures("short_runs")
+@pytest.mark.parametrize("text", CASES[:3])
+def test_a_tenant_kept_in_parts_is_cut_part_by_part(
+    restarted: pql.Engine,
+    edge_lake: StorePath,
+    edge_duck: Any,
+    edge_data: DemoData,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+) -> None:
+    """A tenant of several storage regions, restarted, keeps one part per region: the first
+    rows are found in each part (not in the merge of their whole windows) and sorted together,
+    and the answer is DuckDB's."""
+    cut: list[int] = []
+    first = compile_module._first
+
+    def spied(frame: pl.LazyFrame, rows: int, *rest: Any) -> pl.LazyFrame:
+        cut.append(rows)
+        return first(frame, rows, *rest)
+
+    monkeypatch.setattr(compile_module, "_first", spied)
+    split = split_tenants(edge_lake.root)
+    assert split
+    for tenant in split:
+        cut.clear()
+        check(restarted, edge_duck, text, tenant, edge_data.now)
+        assert len(cut) >= 2 and all(rows >= 0 for rows in cut), tenant
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Literal
 
@@ -166,7 +166,9 @@ class _Compiler:
         that end are filtered until they hold ``count`` matches, then only the rows up to that
         ts are filtered and sorted (found by binary search), not the whole window. Otherwise,
         or when the matches are too few in any run up to a quarter of the window, the plain
-        plan: filter, sort, head."""
+        plan: filter, sort, head. Rows kept in several parts (a tenant of several storage
+        regions) are cut so part by part, and the parts' first rows sorted together, instead of
+        merging the parts' whole windows first."""
         ts = next((c.qualified for c in scan.columns if c.name == "ts"), None)
         if ts is None or keys[0].name != ts or (pred is not None and self.has_lookup(scan, pred)):
             return self.compile(node.input).head(count)
@@ -179,25 +181,14 @@ class _Compiler:
             or not count
         ):
             return _sorted(matching, keys).head(count)
-        descending = keys[0].descending
-        run = max(16 * count, _FIRST_RUN)
-        while run * 4 <= got.rows:  # a run longer than a quarter saves too little
-            part = frame.tail(run) if descending else frame.head(run)
-            if pred is not None:
-                part = part.filter(predicate(pred))
-            edges = part.select(ts)
-            found = (edges.tail(count) if descending else edges.head(count)).collect()
-            if found.height >= count:
-                edge = found.get_column(ts)[0 if descending else -1]
-                at = frame.select(
-                    pl.col(ts).search_sorted(edge, side="left" if descending else "right")
-                ).collect()
-                cut = int(at.item())
-                part = frame.slice(cut) if descending else frame.head(cut)
-                part = part if pred is None else part.filter(predicate(pred))
-                return _sorted(part, keys).head(count)
-            run *= 8
-        return _sorted(matching, keys).head(count)
+        desc = keys[0].descending
+        if got.parts:  # several parts in ts order: the first rows of each, not of their merge
+            firsts = [
+                _first(self.shaped(replace(got, frame=part), scan), rows, pred, ts, desc, count)
+                for part, rows in got.parts
+            ]
+            return _sorted(pl.concat(firsts, how="vertical", rechunk=False), keys).head(count)
+        return _sorted(_first(frame, got.rows, pred, ts, desc, count), keys).head(count)
 
     def has_lookup(self, node: Scan, pred: Pred) -> bool:
         """Whether ``pred`` would read ``node``'s rows by an id column's lookup."""
@@ -307,6 +298,35 @@ def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str],
 # the limit when that is more).
 _MIN_ROWS = 200_000
 _FIRST_RUN = 8192
+
+
+def _first(
+    frame: pl.LazyFrame, rows: int, pred: Pred | None, ts: str, descending: bool, count: int
+) -> pl.LazyFrame:
+    """The rows of ``frame`` (``rows`` of them, in ``ts`` order) that ``pred`` keeps, up to the
+    ``ts`` of the ``count``-th of them from the start (the end, ``descending``), ties included:
+    they hold the first ``count`` by any keys that start with ``ts``. Ever longer runs from that
+    end are filtered until one holds ``count`` matches, then the rows up to that ts are found by
+    binary search; all of ``frame``'s matches when it is small (:data:`_MIN_ROWS`) or no run up
+    to a quarter of it holds enough."""
+    matching = frame if pred is None else frame.filter(predicate(pred))
+    run = max(16 * count, _FIRST_RUN)
+    while rows >= _MIN_ROWS and run * 4 <= rows:  # a run longer than a quarter saves too little
+        part = frame.tail(run) if descending else frame.head(run)
+        if pred is not None:
+            part = part.filter(predicate(pred))
+        edges = part.select(ts)
+        found = (edges.tail(count) if descending else edges.head(count)).collect()
+        if found.height >= count:
+            edge = found.get_column(ts)[0 if descending else -1]
+            at = frame.select(
+                pl.col(ts).search_sorted(edge, side="left" if descending else "right")
+            ).collect()
+            cut = int(at.item())
+            part = frame.slice(cut) if descending else frame.head(cut)
+            return part if pred is None else part.filter(predicate(pred))
+        run *= 8
+    return matching
 
 
 def _sorted(frame: pl.LazyFrame, keys: tuple[SortKey, ...]) -> pl.LazyFrame:

@@ -96,6 +96,9 @@ class Scan:
     ``source`` says what answered: ``"partitions"`` (a lake's files), ``"index"`` (an indexed
     lake's memory) or ``"memory"`` (the memory store). ``ordered`` says the rows come in
     ``ts`` order (the memory store's slices), so the first rows of a window are a prefix.
+    ``parts``, for rows kept in several parts each in ``ts`` order (a tenant of several storage
+    regions), holds each part's frame and rows: ``frame`` is their merge, which a reader of the
+    first rows of a window can skip (the first rows of each part hold those of the merge).
     """
 
     frame: pl.LazyFrame
@@ -105,6 +108,7 @@ class Scan:
     single_tenant: bool = False
     source: str = "partitions"
     ordered: bool = False
+    parts: tuple[tuple[pl.LazyFrame, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -434,7 +434,10 @@ class MemoryStore:
         rows, ordered = _in_order(frames, names)
         days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
         count = sum(hi - lo for _, lo, hi in windows)
-        return Scan(rows, days, count, True, single_tenant=True, source="memory", ordered=ordered)
+        sizes = [hi - lo for _, lo, hi in windows]
+        parts = tuple(zip(frames, sizes, strict=True)) if ordered and len(frames) > 1 else ()
+        kept = Scan(rows, days, count, True, single_tenant=True, source="memory", ordered=ordered)
+        return replace(kept, parts=parts) if parts else kept
 
     def lookup(
         self,
