@@ -197,7 +197,11 @@ class _Compiler:
         return isinstance(self.store, LookupStore) and key_part(pred, ids) is not None
 
     def scan(self, node: Scan) -> pl.LazyFrame:
-        return self.shaped(self.read(node), node)
+        got = self.read(node)
+        if got.parts:  # nothing here needs ts order: the parts side by side, not merged
+            frame = pl.concat([part for part, _ in got.parts], how="vertical", rechunk=False)
+            got = replace(got, frame=frame, ordered=False, parts=())
+        return self.shaped(got, node)
 
     def read(self, node: Scan) -> StoredScan:
         """The store's rows of ``node``'s window (counted in :attr:`scans`)."""
