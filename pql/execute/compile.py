@@ -187,7 +187,7 @@ class _Compiler:
                 _first(self.shaped(replace(got, frame=part), scan), rows, pred, ts, desc, count)
                 for part, rows in got.parts
             ]
-            return _sorted(pl.concat(firsts, how="vertical", rechunk=False), keys).head(count)
+            return _sorted(pl.concat(firsts), keys).head(count)
         return _sorted(_first(frame, got.rows, pred, ts, desc, count), keys).head(count)
 
     def has_lookup(self, node: Scan, pred: Pred) -> bool:
@@ -199,8 +199,7 @@ class _Compiler:
     def scan(self, node: Scan) -> pl.LazyFrame:
         got = self.read(node)
         if got.parts:  # nothing here needs ts order: the parts side by side, not merged
-            frame = pl.concat([part for part, _ in got.parts], how="vertical", rechunk=False)
-            got = replace(got, frame=frame, ordered=False, parts=())
+            got = replace(got, frame=pl.concat([part for part, _ in got.parts]))
         return self.shaped(got, node)
 
     def read(self, node: Scan) -> StoredScan:
@@ -311,11 +310,10 @@ def _first(
     ``ts`` of the ``count``-th of them from the start (the end, ``descending``), ties included:
     they hold the first ``count`` by any keys that start with ``ts``. Ever longer runs from that
     end are filtered until one holds ``count`` matches, then the rows up to that ts are found by
-    binary search; all of ``frame``'s matches when it is small (:data:`_MIN_ROWS`) or no run up
-    to a quarter of it holds enough."""
+    binary search; all of ``frame``'s matches when no run up to a quarter of it holds enough."""
     matching = frame if pred is None else frame.filter(predicate(pred))
     run = max(16 * count, _FIRST_RUN)
-    while rows >= _MIN_ROWS and run * 4 <= rows:  # a run longer than a quarter saves too little
+    while run * 4 <= rows:  # a run longer than a quarter saves too little
         part = frame.tail(run) if descending else frame.head(run)
         if pred is not None:
             part = part.filter(predicate(pred))

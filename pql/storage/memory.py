@@ -433,10 +433,11 @@ class MemoryStore:
         # query's collect, and several parts' windows are merged there.
         rows, ordered = _in_order(frames, names)
         days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
-        count = sum(hi - lo for _, lo, hi in windows)
         sizes = [hi - lo for _, lo, hi in windows]
         parts = tuple(zip(frames, sizes, strict=True)) if ordered and len(frames) > 1 else ()
-        kept = Scan(rows, days, count, True, single_tenant=True, source="memory", ordered=ordered)
+        kept = Scan(
+            rows, days, sum(sizes), True, single_tenant=True, source="memory", ordered=ordered
+        )
         return replace(kept, parts=parts) if parts else kept
 
     def lookup(
