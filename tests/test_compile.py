@@ -32,6 +32,23 @@ def test_in_over_integers_compares_integers_not_floats(demo: DemoData) -> None:
     assert got["attempt"].to_list() == [BIG + 1]
 
 
+def test_in_with_a_float_over_a_number_column_compares_as_floats(demo: DemoData) -> None:
+    """An IN list holding a float over a number column compares every value as a float: an
+    integer column matches its whole values, a float column its exact values."""
+    engine = pql.Engine.in_memory(cache=False)
+    rows = demo.receipts.filter(pl.col("tenant") == "acme").tail(3)
+    latencies = pl.Series([250.5, 3.0, 99.25])
+    engine.ingest("receipts", rows.with_columns(latency_ms=latencies, attempt=pl.Series([1, 2, 3])))
+    got = engine.query(
+        "FIND receipts WHERE latency_ms IN (250.5, 3) SINCE 180d", tenant="acme", now=demo.now
+    ).df
+    assert sorted(got["latency_ms"].to_list()) == [3.0, 250.5]
+    got = engine.query(
+        "FIND receipts WHERE attempt IN (2.0, 3.5) SINCE 180d", tenant="acme", now=demo.now
+    ).df
+    assert got["attempt"].to_list() == [2]
+
+
 def test_a_join_without_a_condition_never_runs(demo: DemoData) -> None:
     """The safety phase refuses a Cartesian product; should one reach the executor anyway, it
     stops with an internal error instead of multiplying two tables."""

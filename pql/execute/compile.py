@@ -239,12 +239,7 @@ class _Compiler:
         if got is None:
             return None
         self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source, column))
-        frame = got.frame
-        if not got.single_tenant:
-            frame = frame.filter(pl.col("tenant") == node.tenant)
-        if not got.exact:
-            frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
-        return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+        return self.shaped(got, node)
 
     def rollup(self, node: RollupAggregate) -> pl.LazyFrame:
         """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
