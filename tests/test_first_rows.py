@@ -173,6 +173,14 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
         return early(self, scan, pred, *rest)
 
     monkeypatch.setattr(compile_module._Compiler, "first_rows", spied)
+    sorted_rows: list[int] = []
+    whole_sort = compile_module._sorted
+
+    def counted(frame: pl.LazyFrame, keys: Any) -> pl.LazyFrame:
+        sorted_rows.append(frame.collect().height)
+        return whole_sort(frame, keys)
+
+    monkeypatch.setattr(compile_module, "_sorted", counted)
     for text in (
         'FIND receipts WHERE receipts.status = "error" SINCE 90d LIMIT 10',
         "FIND receipts ORDER BY receipts.ts DESC SINCE 90d LIMIT 10",
@@ -189,3 +197,5 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
             expected.get_column("executionId").head(10).to_list()
         ), text
     assert filtered == [True, False]  # both the filtered and the plain LIMIT stopped early
+    # Only the rows up to the 10th match were sorted (the instants are all distinct here).
+    assert sorted_rows == [10, 10]
