@@ -3,6 +3,7 @@
     pql lake rebuild-manifest --data DIR [--force]
     pql lake quarantine       --data DIR FILE ...
     pql lake orphans          --data DIR [--delete]
+    pql lake rollups          --data DIR
 
 Errors are raised as :class:`~pql.errors.PQLError` and rendered by :mod:`pql.cli`.
 """
@@ -43,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
     p.add_argument("--delete", action="store_true", help="delete them")
     p.set_defaults(handler=cmd_orphans)
+
+    p = sub.add_parser(
+        "rollups", help="write the rollup files of data files ingested before pql wrote them"
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.set_defaults(handler=cmd_rollups)
 
 
 def _existing(data: str) -> Path:
@@ -104,6 +111,22 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     root = lake.root
     for path in lake.gc_orphans(delete=args.delete):
         print(f"{'deleted' if args.delete else 'orphan'} {path.relative_to(root).as_posix()}")
+    return 0
+
+
+def cmd_rollups(args: argparse.Namespace) -> int:
+    from pql.catalog import Catalog
+    from pql.storage.lake import Lake
+
+    lake = Lake(_existing(args.data), Catalog())
+    show = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:  # on a terminal only: quiet when piped
+        end = "\n" if done == total else ""
+        print(f"\rrollup files: {done:,} of {total:,}", end=end, file=sys.stderr, flush=True)
+
+    written = lake.write_missing_rollups(progress if show else None)
+    print(f"wrote {written:,} rollup files" if written else "every data file has its rollup file")
     return 0
 
 

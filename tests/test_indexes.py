@@ -6,6 +6,7 @@ rollups read from either) answers like DuckDB and like the memory store.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -22,6 +23,7 @@ from pql.errors import InputError
 from pql.examples import CONTRACT_EXAMPLES
 from pql.storage import IndexedLake, Lake
 from pql.storage.budget import parse_budget
+from pql.storage.rollup_files import ROLLUP_DIR
 from pql.storage.rollups import RollupRead, partials, schema_of
 from tests.cases import DIFFERENTIAL_CASES
 from tests.compare import assert_same_frame
@@ -230,17 +232,22 @@ def _rows_of(read: RollupRead) -> pl.DataFrame:
     return frame.sort(frame.columns)
 
 
+@pytest.mark.parametrize("with_files", [True, False], ids=["rollup-files", "rows"])
 def test_rollups_from_partitions_are_kept_per_day_until_the_index_answers(
-    tmp_path: Path, demo: DemoData, tenants: list[str]
+    tmp_path: Path, demo: DemoData, tenants: list[str], with_files: bool
 ) -> None:
-    """While a tenant's index loads, the rollups its aggregates compute from partitions are kept
-    per day (counted in the memory): the next read over those days reads no rows. An ingest
-    drops them (the next read sees the new rows), and so does the tenant's index once kept."""
+    """While a tenant's index loads, the rollups its aggregates take from the data files'
+    rollup files, or compute from the rows of files without one, are kept per day (counted in
+    the memory): the next read over those days reads nothing. An ingest drops them (the next
+    read sees the new rows), and so does the tenant's index once kept."""
     tenant = tenants[0]
     mine = demo.receipts.filter(pl.col("tenant") == tenant)
     older = mine.filter(pl.col("ts") < demo.now - timedelta(days=2))
     root, catalog = tmp_path / "lake", Catalog()
     pql.Engine(root, index=False).ingest("receipts", older)
+    if not with_files:  # as a lake ingested before rollup files were written
+        for folder in root.glob(f"mc-*/{ROLLUP_DIR}"):
+            shutil.rmtree(folder)
     store = IndexedLake(Lake(root, catalog), catalog, snapshots=False)
     started, release, hook = _gate()
     store.on_load = hook
@@ -252,15 +259,20 @@ def test_rollups_from_partitions_are_kept_per_day_until_the_index_answers(
         wider = store.rollup(tenant, "receipts", first, last)
         again = store.rollup(tenant, "receipts", first, last)
         assert seven.source == wider.source == again.source == "partitions"
-        # The wider read scanned only the three days the first did not; the third none.
-        assert 0 < wider.rows < seven.rows and (again.rows, again.days) == (0, 0)
+        if with_files:  # the rollup files answer: no row is read
+            assert seven.rows == wider.rows == 0 and seven.days > wider.days > 0
+        else:  # the wider read scanned only the three days the first did not
+            assert 0 < wider.rows < seven.rows
+        assert (again.rows, again.days) == (0, 0)
         assert store.memory_bytes() > 0 and store.loaded() == ()
         expected = _expected_rollup(store, older, tenant, first, last)
         assert_same_frame(_rows_of(again), expected.sort(expected.columns))
         # An ingest drops them: the rows of the last two days are read and counted.
         store.ingest(catalog["receipts"], mine)
         fresh = store.rollup(tenant, "receipts", first, last)
-        assert fresh.rows > 0 and fresh.source == "partitions"
+        assert fresh.source == "partitions"
+        # The new files have rollup files; without them, the old files' rows are read again.
+        assert (fresh.rows == 0) == with_files
         expected = _expected_rollup(store, mine, tenant, first, last)
         assert_same_frame(_rows_of(fresh), expected.sort(expected.columns))
     finally:

@@ -26,6 +26,7 @@ import pql.storage.lake as lake_module
 from pql.catalog import DECISIONS, RECEIPTS, Catalog, DataType, Subject
 from pql.errors import InputError, PQLError, SafetyError
 from pql.storage import IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage.rollup_files import ROLLUP_DIR
 from pql.storage.s3 import S3Lake
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -797,7 +798,8 @@ def test_crash_before_the_manifest_leaves_nothing_visible(
         assert everything(store, "acme")["executionId"].to_list() == ["old0", "old1"]
         assert store.version("acme") == 1
         assert store.extras("acme") == {}
-    assert len(lake.gc_orphans()) == 2
+    orphans = lake.gc_orphans()  # the two day files and their rollup files
+    assert len(orphans) == 4 and sum(p.parent.name == ROLLUP_DIR for p in orphans) == 2
     report = lake.ingest(RECEIPTS, receipts(48))
     assert (report.written, report.duplicates) == (48, 0)
     assert everything(Lake(lake_kit.root, Catalog()), "acme").height == 50

@@ -37,11 +37,20 @@ import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
 from pql.errors import InternalError, PQLError
-from pql.storage.base import IngestReport, PartitionStats, Scan
+from pql.storage import rollup_files
+from pql.storage.base import IngestReport, PartitionStats, Scan, current_subject
 from pql.storage.budget import MemoryBudget, parse_budget
 from pql.storage.lake import Lake
 from pql.storage.memory import MemoryStore
-from pql.storage.rollups import DAY, RollupRead, RollupSpec, partials, rollup_specs, schema_of
+from pql.storage.rollups import (
+    DAY,
+    RollupRead,
+    RollupSpec,
+    combine,
+    partials,
+    rollup_specs,
+    schema_of,
+)
 from pql.storage.s3 import S3Lake
 from pql.storage.snapshots import LoadSource, Pending, Snapshots
 
@@ -262,22 +271,33 @@ class IndexedLake:
     def _day_rollups(
         self, tenant: str, spec: RollupSpec, first: date, last: date
     ) -> tuple[dict[date, pl.DataFrame], int, int]:
-        """Rollup rows of each day ``first`` to ``last`` (empty for a day without rows),
-        computed from ``tenant``'s partitions; the rows and partitions read."""
+        """Rollup rows of each day ``first`` to ``last`` (empty for a day without rows), from
+        the rollup files of ``tenant``'s data files of those days (a local lake), computed from
+        the rows of those without one; the rows and partitions read."""
+        subject = self._catalog[spec.subject]
+        if isinstance(self.lake, Lake):
+            stored = self.lake.manifest().files_of(tenant, spec.subject)
+            files = [e for e in stored if first <= e.day <= last]
+            saved = self.lake.file_rollups(files)
+            found = [table for table in saved if table is not None]
+            frames = [rollup_files.frame(found)] if found else []
+            unread = [e for e, table in zip(files, saved, strict=True) if table is None]
+            if unread:
+                current = current_subject(self._catalog, subject, tenant)
+                rows = self.lake.read_files(current, unread).filter(pl.col("tenant") == tenant)
+                frames.append(partials(spec, rows).collect())
+            read = sum(e.rows for e in unread)
+            computed = combine(spec, pl.concat(frames)) if frames else None
+            return _by_day(spec, computed, first, last), read, len(files)
         start = datetime.combine(first, time(), UTC)
         end = datetime.combine(last + timedelta(days=1), time(), UTC) - timedelta(microseconds=1)
         wanted = list(dict.fromkeys(["tenant", "ts", *spec.key_names, *sorted(spec.measure_names)]))
-        got = self.lake.scan(tenant, self._catalog[spec.subject], start, end, wanted)
+        got = self.lake.scan(tenant, subject, start, end, wanted)
         rows = got.frame.filter(
             (pl.col("tenant") == tenant)
             & pl.col("ts").is_between(pl.lit(start), pl.lit(end), closed="both")
         )
-        computed = partials(spec, rows).collect()
-        by_day = {key[0]: part for key, part in computed.partition_by(DAY, as_dict=True).items()}
-        empty = computed.clear()
-        count = (last - first).days + 1
-        days = (first + timedelta(days=n) for n in range(count))
-        return {day: by_day.get(day, empty) for day in days}, got.rows, got.partitions
+        return _by_day(spec, partials(spec, rows).collect(), first, last), got.rows, got.partitions
 
     def _keep_days_locked(
         self, tenant: str, subject: str, version: int, fresh: dict[date, pl.DataFrame]
@@ -635,6 +655,18 @@ class IndexedLake:
                 break
             if other != tenant:
                 total -= self._indexes.pop(other).nbytes
+
+
+def _by_day(
+    spec: RollupSpec, computed: pl.DataFrame | None, first: date, last: date
+) -> dict[date, pl.DataFrame]:
+    """``computed`` rollup rows split by day, for every day ``first`` to ``last`` (empty for a
+    day without rows)."""
+    empty = pl.DataFrame(schema=schema_of(spec))
+    by_day = {} if computed is None else computed.partition_by(DAY, as_dict=True)
+    count = (last - first).days + 1
+    days = (first + timedelta(days=n) for n in range(count))
+    return {day: by_day.get((day,), empty) for day in days}
 
 
 def _days_frame(by_day: dict[date, pl.DataFrame], days: Sequence[date]) -> pl.LazyFrame:

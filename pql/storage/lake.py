@@ -13,6 +13,8 @@ Layout::
         day=YYYY-MM-DD/part-{uuid}.parquet   rows of one UTC day, sorted by the order columns
         _snapshot/{key}.*.arrow          the bucket's rows as an index keeps them (a cache:
                                          :mod:`pql.storage.snapshots`), never a data file
+        _rollup/part-{uuid}.*.arrow      each data file's rollup partials, written with it
+                                         (:mod:`pql.storage.rollup_files`)
 
 A bucket's region is the *storage* region (where the bytes are kept), recorded per file as
 :attr:`FileEntry.storage`; :attr:`FileEntry.region` is the ``region`` column of the rows (where
@@ -38,6 +40,7 @@ per version of the file); a missing or damaged file is PQL-E102, naming the file
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +61,7 @@ import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
 from pql.errors import InputError, InternalError, PQLError
+from pql.storage import rollup_files
 from pql.storage.base import (
     GLOBAL_REGION,
     IngestReport,
@@ -72,6 +76,8 @@ from pql.storage.base import (
     project,
     split_duplicates,
 )
+from pql.storage.rollup_files import ROLLUP_DIR
+from pql.storage.rollups import RollupSpec, rollup_specs
 from pql.storage.validate import (
     REGION_PATTERN,
     TENANT_PATTERN,
@@ -423,6 +429,42 @@ class Lake:
         """The committed state, reloaded if another process changed it."""
         return self._refresh()
 
+    @functools.cached_property
+    def rollup_specs(self) -> dict[str, RollupSpec]:
+        """The rollups whose partials ingest writes beside each data file, by subject."""
+        return rollup_specs(self._catalog)
+
+    def file_rollups(self, entries: Sequence[FileEntry]) -> list[pa.Table | None]:
+        """The rollup rows of each of ``entries`` (files of one subject, checked first like
+        any read: PQL-E102), or ``None`` for a file without a good rollup file; put together
+        with :func:`pql.storage.rollup_files.frame`."""
+        self.check_files(entries)
+        specs = self.rollup_specs
+        return [
+            None
+            if (spec := specs.get(e.subject)) is None
+            else rollup_files.read(self._root, e.path, e.bytes, spec)
+            for e in entries
+        ]
+
+    def write_missing_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Write the rollup files the committed files lack (a lake ingested before rollup
+        files were written); ``progress(done, total)`` after each. Returns how many."""
+        with self._lock, self._exclusive():
+            manifest = self._refresh()
+            files = [(e.subject, e.path, e.bytes) for e in (*manifest.files, *manifest.retired)]
+            by_path = {e.path: e for e in (*manifest.files, *manifest.retired)}
+
+            def rows(subject: str, path: str) -> pl.DataFrame:
+                entry = by_path[path]
+                self.check_files([entry])
+                current = current_subject(self._catalog, self._catalog[subject], entry.tenant)
+                return self.read_files(current, [entry]).collect()
+
+            return rollup_files.write_missing(
+                self._root, self._catalog, files, rows, durable=self._durable, progress=progress
+            )
+
     # -- Store ---------------------------------------------------------------------------------
 
     def ingest(self, subject: Subject, data: pl.DataFrame | pa.Table) -> IngestReport:
@@ -513,7 +555,8 @@ class Lake:
     # -- maintenance ---------------------------------------------------------------------------
 
     def gc_orphans(self, delete: bool = False) -> list[Path]:
-        """Data files no committed manifest lists (left by a crash), sorted.
+        """Data files no committed manifest lists (left by a crash), and rollup files of no
+        listed data file, sorted.
 
         With ``delete=True`` they are removed, under the ingest lock so that no ingest in
         progress loses its files. Files the manifest lists are never touched. Without a
@@ -526,13 +569,22 @@ class Lake:
             manifest = self._refresh()
             candidates = (
                 *self._root.glob("mc-*/day=*/*"),
+                *self._root.glob(f"mc-*/{ROLLUP_DIR}/*"),
                 *self._meta(TMP_DIR).glob("*"),
                 *self._meta().glob(f".{MANIFEST_NAME}.*.tmp"),
             )
             if candidates and not self.manifest_path.is_file():
                 raise self._no_manifest()
-            listed = {self._root / e.path for e in (*manifest.files, *manifest.retired)}
-            orphans = sorted(p for p in candidates if p.is_file() and p not in listed)
+            kept = (*manifest.files, *manifest.retired)
+            listed = {self._root / e.path for e in kept}
+            owners = {(e.path.split("/")[0], Path(e.path).name, e.bytes) for e in kept}
+            orphans = sorted(
+                p
+                for p in candidates
+                if p.is_file()
+                and p not in listed
+                and (p.parent.name != ROLLUP_DIR or rollup_files.owner(p) not in owners)
+            )
             if delete:
                 for path in orphans:
                     self._guard("delete", path)
@@ -571,6 +623,7 @@ class Lake:
                 target = self._meta(QUARANTINE_DIR, entry.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
+            rollup_files.remove(self._root, entry.path, entry.bytes)
         return entry
 
     def drop_snapshots(self, tenant: str | None = None) -> int:
@@ -604,6 +657,7 @@ class Lake:
         final = self._root / relative
         same_size = final.is_file() and final.stat().st_size == entry.bytes
         if same_size and self.digest(copied) == self.digest(entry):
+            rollup_files.copy(self._root, entry.path, relative, entry.bytes)
             return copied
         temp = self._meta(TMP_DIR, f"{final.name}.{uuid.uuid4().hex}.tmp")
         temp.parent.mkdir(parents=True, exist_ok=True)
@@ -618,6 +672,7 @@ class Lake:
         if self._durable:
             for directory in _with_parents({final.parent}, self._root):
                 _fsync_dir(directory)
+        rollup_files.copy(self._root, entry.path, relative, entry.bytes)
         return copied
 
     def swap(
@@ -675,6 +730,7 @@ class Lake:
             self._signature = _signature(os.stat(self.manifest_path))
             for entry in purged:
                 (self._root / entry.path).unlink(missing_ok=True)
+                rollup_files.remove(self._root, entry.path, entry.bytes)
             self.drop_snapshots(tenant)
         return purged
 
@@ -890,7 +946,10 @@ class Lake:
             _atomic_write(self.manifest_path, _dump(manifest))
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
             entries = list(pool.map(partial(self._write_file, subject, manifest.homes), parts))
-            dirs = _with_parents({(self._root / e.path).parent for e in entries}, self._root)
+            written = {(self._root / e.path).parent for e in entries}
+            if self.rollup_specs:
+                written |= {self._root / e.path.split("/")[0] / ROLLUP_DIR for e in entries}
+            dirs = _with_parents({d for d in written if d.is_dir()}, self._root)
             if self._durable:
                 list(pool.map(_fsync_dir, dirs))
         extras = extra_columns(subject, new)
@@ -924,6 +983,12 @@ class Lake:
         final = self._root / relative
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, final)
+        spec = self.rollup_specs.get(subject.name)
+        if spec is not None:
+            with suppress(OSError):  # a missing rollup file costs speed, never answers
+                rollup_files.write(
+                    self._root, relative, size, spec, part.rows, durable=self._durable
+                )
         return FileEntry(
             path=relative,
             tenant=part.tenant,

@@ -55,6 +55,7 @@ __all__ = [
     "RollupSpec",
     "RollupStore",
     "Rollups",
+    "combine",
     "partial_name",
     "rollup_specs",
     "spec_for",
@@ -198,7 +199,7 @@ class Rollup:
         if not overlap.any():
             return Rollup.of(_sorted(pl.concat([self.frame, new])))
         mask = pl.Series(overlap)
-        redone = _combine(spec, pl.concat([self.frame.filter(mask), new]))
+        redone = combine(spec, pl.concat([self.frame.filter(mask), new]))
         return Rollup.of(_sorted(pl.concat([self.frame.filter(~mask), redone])))
 
     def between(self, first: date, last: date) -> RollupRead:
@@ -252,7 +253,7 @@ class Rollups:
         frames = [frame for frame in frames if frame.height]
         if spec is None or not frames:
             return
-        merged = frames[0] if len(frames) == 1 else _combine(spec, pl.concat(frames))
+        merged = frames[0] if len(frames) == 1 else combine(spec, pl.concat(frames))
         self._merge(tenant, subject, spec, merged)
 
     def _merge(self, tenant: str, subject: Subject, spec: RollupSpec, new: pl.DataFrame) -> None:
@@ -334,7 +335,7 @@ def _merged_partial(kind: str, name: str) -> pl.Expr:
     return col.min() if kind == "min" else col.max()
 
 
-def _combine(spec: RollupSpec, frame: pl.DataFrame) -> pl.DataFrame:
+def combine(spec: RollupSpec, frame: pl.DataFrame) -> pl.DataFrame:
     """Partials of the same day and key merged into one row."""
     exprs = [pl.col(ROWS).sum()]
     for m in spec.measures:

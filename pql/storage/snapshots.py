@@ -47,10 +47,11 @@ import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
+from pql.storage import rollup_files
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
-from pql.storage.rollups import ROWS, RollupSpec, partials, schema_of
+from pql.storage.rollups import ROWS, RollupSpec, combine, partials, schema_of
 
 __all__ = ["FORMAT", "Loaded", "Pending", "Snapshots", "tenant_key"]
 
@@ -230,7 +231,10 @@ class Snapshots:
                 partial = None
                 if spec is not None:
                     partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
-                    rolled.append(partials(spec, frame) if partial is None else partial)
+                    if partial is None:
+                        rolled.append(self._partials(spec, files, frame))
+                    else:
+                        rolled.append(partial)
                 lookups = (
                     None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
                 )
@@ -314,6 +318,18 @@ class Snapshots:
         finally:
             for _, _, temp in files:
                 temp.unlink(missing_ok=True)
+
+    def _partials(
+        self, spec: RollupSpec, files: Sequence[FileEntry], frame: pl.DataFrame
+    ) -> pl.DataFrame:
+        """The rollup partials of ``frame``, the rows of ``files``: combined from the files'
+        rollup files when every one has a good one (of ``spec``), else computed."""
+        if self.lake.rollup_specs.get(spec.subject) == spec and files:
+            saved = self.lake.file_rollups(files)
+            found = [table for table in saved if table is not None]
+            if len(found) == len(saved):
+                return combine(spec, rollup_files.frame(found))
+        return partials(spec, frame)
 
     def _from_parquet(
         self, tenant: str, subject: Subject, files: Sequence[FileEntry]
