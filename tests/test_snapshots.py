@@ -733,3 +733,39 @@ def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
     plain = pql.Engine(lake, index=False, cache=False, limits=LIMITS)
     assert answers(engine, "acme") == answers(plain, "acme")
     store.close(120)
+
+
+@pytest.mark.parametrize("interleaved", [False, True], ids=["in-order", "interleaved"])
+def test_files_in_order_are_loaded_without_a_sort(
+    tmp_path: Path, demo: DemoData, interleaved: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket's files, each sorted by ingest, in order of their times, are loaded as they are
+    read; two ingests whose times interleave (a day with two files) are sorted: either way the
+    index holds the bucket's rows in the subject's order."""
+    catalog = Catalog()
+    subject = catalog["receipts"]
+    tenant = str(demo.receipts.get_column("tenant")[0])
+    rows = demo.receipts.filter(pl.col("tenant") == tenant).sort("ts")
+    engine = pql.Engine(tmp_path / "lake", index=False)
+    if interleaved:  # every other row first: each day gets two files whose times overlap
+        numbered = rows.with_row_index("n")
+        for odd in (0, 1):
+            engine.ingest("receipts", numbered.filter(pl.col("n") % 2 == odd).drop("n"))
+    else:
+        engine.ingest("receipts", rows)
+    lake = Lake(tmp_path / "lake", catalog)
+    files = lake.manifest().files_of(tenant, "receipts")
+    sorts: list[object] = []
+    real = pl.DataFrame.sort
+    monkeypatch.setattr(pl.DataFrame, "sort", lambda *a, **k: sorts.append(a) or real(*a, **k))
+    loaded = [
+        Snapshots(lake)._from_parquet(tenant, subject, group)
+        for group in snapshots_module._buckets(lake.manifest(), tenant, subject).values()
+    ]
+    monkeypatch.undo()
+    assert len(sorts) == (len(loaded) if interleaved else 0)
+    for frame in loaded:
+        order = snapshots_module.sort_columns(subject)
+        assert frame.equals(frame.sort(order)) and frame.n_chunks() == 1
+    assert sum(frame.height for frame in loaded) == rows.height
+    assert (len(files) > len({(e.storage, e.day) for e in files})) == interleaved
