@@ -2,7 +2,8 @@
 
 :func:`cached_data` builds the demo data once into ``benchmarks/.data/demo-<N>-t<T>-s<S>/``: the
 source frames as Parquet (for DuckDB and hand-written Polars) and a lake written through
-``pql.Engine(DIR, index=False)``, as ``pql ingest`` would. Later runs read it back. The data's
+``pql.Engine(DIR, index=False)``, as ``pql ingest`` would. Later runs read it back (writing
+first the rollup files that a lake cached by an older pql lacks). The data's
 ``now`` is kept with it: a run on cached data moves its clock from that instant
 (:class:`Clock`), so windows hold what they held when the data was new.
 """
@@ -20,7 +21,9 @@ from pathlib import Path
 import polars as pl
 
 import pql
+from pql.catalog import Catalog
 from pql.demo import generate
+from pql.storage.lake import Lake
 
 CACHE = Path(__file__).parent / ".data"
 """Where generated data is kept (ignored by git)."""
@@ -64,6 +67,11 @@ def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path = CACHE) 
         meta.write_text(json.dumps({"now": data.now.isoformat(), "build_s": round(built, 1)}))
         return Data(home / "lake", data.receipts, data.decisions, data.now, built)
     now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
+    # Data cached by an older pql lacks what today's ingest writes beside each file: written
+    # once here (nothing to do after), so that every run reads the lake as ingest leaves it.
+    written = Lake(home / "lake", Catalog()).write_missing_rollups()
+    if written:
+        progress(f"wrote the {written:,} rollup files the cached lake lacked")
     return Data(
         home / "lake",
         pl.read_parquet(home / "receipts.parquet"),
