@@ -58,6 +58,7 @@ FORMAT = 1
 """The layout of a rollup file; part of :func:`spec_key`, so a new layout never reads an old one."""
 
 
+@functools.cache
 def spec_key(spec: RollupSpec) -> str:
     """A short digest of ``spec``'s columns and types and of :data:`FORMAT`."""
     text = f"{FORMAT}|{spec.subject}|" + "|".join(f"{k}:{v}" for k, v in schema_of(spec).items())
