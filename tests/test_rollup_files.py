@@ -8,6 +8,7 @@ match it.
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,12 @@ def written(tmp_path_factory: pytest.TempPathFactory, demo: DemoData) -> Path:
     """A lake of the demo data, ingested in two steps (so that some days have two files)."""
     root = tmp_path_factory.mktemp("rollup-files") / "lake"
     engine = pql.Engine(root, index=False)
-    half = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Noon three days back: mid-day whatever the clock's time of day, so that the second
+    # ingest adds a second file to that day.
+    midnight = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    noon = midnight - timedelta(days=3) + timedelta(hours=12)
     for subject, frame in (("receipts", demo.receipts), ("decisions", demo.decisions)):
-        engine.ingest(subject, frame.filter(pl.col("ts") < half - (TEST_NOW - half)))
+        engine.ingest(subject, frame.filter(pl.col("ts") < noon))
         engine.ingest(subject, frame)
     return root
 
