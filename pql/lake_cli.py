@@ -126,7 +126,8 @@ def cmd_rollups(args: argparse.Namespace) -> int:
         print(f"\rrollup files: {done:,} of {total:,}", end=end, file=sys.stderr, flush=True)
 
     written = lake.write_missing_rollups(progress if show else None)
-    print(f"wrote {written:,} rollup files" if written else "every data file has its rollup file")
+    files = "rollup file" if written == 1 else "rollup files"
+    print(f"wrote {written:,} {files}" if written else "every data file has its rollup file")
     return 0
 
 

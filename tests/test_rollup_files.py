@@ -208,3 +208,6 @@ def test_the_rollups_command_writes_the_files_a_lake_lacks(
         assert_same_frame(_sorted(frame), _sorted(pl.read_ipc(before[name])))
     assert main(["lake", "rollups", "--data", str(lake_dir)]) == 0
     assert capsys.readouterr().out == "every data file has its rollup file\n"
+    _rollup_paths(lake_dir)[0].unlink()
+    assert main(["lake", "rollups", "--data", str(lake_dir)]) == 0
+    assert capsys.readouterr().out == "wrote 1 rollup file\n"

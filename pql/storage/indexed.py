@@ -37,7 +37,6 @@ import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
 from pql.errors import InternalError, PQLError
-from pql.storage import rollup_files
 from pql.storage.base import IngestReport, PartitionStats, Scan, current_subject
 from pql.storage.budget import MemoryBudget, parse_budget
 from pql.storage.lake import Lake
@@ -278,10 +277,8 @@ class IndexedLake:
         if isinstance(self.lake, Lake):
             stored = self.lake.manifest().files_of(tenant, spec.subject)
             files = [e for e in stored if first <= e.day <= last]
-            saved = self.lake.file_rollups(files)
-            found = [table for table in saved if table is not None]
-            frames = [rollup_files.frame(found)] if found else []
-            unread = [e for e, table in zip(files, saved, strict=True) if table is None]
+            found, unread = self.lake.file_partials(files)
+            frames = [] if found is None else [found]
             if unread:
                 current = current_subject(self._catalog, subject, tenant)
                 rows = self.lake.read_files(current, unread).filter(pl.col("tenant") == tenant)

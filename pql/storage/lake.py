@@ -434,18 +434,20 @@ class Lake:
         """The rollups whose partials ingest writes beside each data file, by subject."""
         return rollup_specs(self._catalog)
 
-    def file_rollups(self, entries: Sequence[FileEntry]) -> list[pa.Table | None]:
-        """The rollup rows of each of ``entries`` (files of one subject, checked first like
-        any read: PQL-E102), or ``None`` for a file without a good rollup file; put together
-        with :func:`pql.storage.rollup_files.frame`."""
+    def file_partials(
+        self, entries: Sequence[FileEntry]
+    ) -> tuple[pl.DataFrame | None, list[FileEntry]]:
+        """The rollup rows saved beside ``entries`` (files of one subject, checked first like
+        any read: PQL-E102), as one frame (``None`` when no file has a good rollup file), and
+        the entries without a good one, in order: their rows must be read."""
         self.check_files(entries)
-        specs = self.rollup_specs
-        return [
-            None
-            if (spec := specs.get(e.subject)) is None
-            else rollup_files.read(self._root, e.path, e.bytes, spec)
-            for e in entries
-        ]
+        spec = self.rollup_specs.get(entries[0].subject) if entries else None
+        if spec is None:
+            return None, list(entries)
+        saved = [rollup_files.read(self._root, e.path, e.bytes, spec) for e in entries]
+        found = [table for table in saved if table is not None]
+        unread = [e for e, table in zip(entries, saved, strict=True) if table is None]
+        return (rollup_files.frame(found) if found else None), unread
 
     def write_missing_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Write the rollup files the committed files lack (a lake ingested before rollup
@@ -457,7 +459,6 @@ class Lake:
 
             def rows(subject: str, path: str) -> pl.DataFrame:
                 entry = by_path[path]
-                self.check_files([entry])
                 current = current_subject(self._catalog, self._catalog[subject], entry.tenant)
                 return self.read_files(current, [entry]).collect()
 

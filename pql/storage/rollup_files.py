@@ -22,6 +22,7 @@ before rollup files existed lacks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -85,21 +86,28 @@ def owner(path: Path) -> tuple[str, str, int] | None:
 def write(
     root: Path, data_path: str, size: int, spec: RollupSpec, rows: pl.DataFrame, *, durable: bool
 ) -> Path:
-    """Write the rollup file of ``rows``, all the rows of the data file at ``data_path``: to a
-    temp file beside it, then renamed into place (a reader sees the whole file or none)."""
+    """Write the rollup file of ``rows``, all the rows of the data file at ``data_path``."""
     final = path_of(root, data_path, size, spec)
+    sink = io.BytesIO()
+    partials(spec, rows).write_ipc(sink, compression="uncompressed")
+    _put(final, sink.getvalue(), durable=durable)
+    return final
+
+
+def _put(final: Path, payload: bytes, *, durable: bool) -> None:
+    """Write ``payload`` to ``final`` (in its bucket's rollup folder, made if missing) through a
+    temp file beside it, renamed into place: a reader sees the whole file or none."""
     final.parent.mkdir(exist_ok=True)
     temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temp, "wb") as handle:
-            partials(spec, rows).write_ipc(handle, compression="uncompressed")
+            handle.write(payload)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
-    return final
 
 
 def read(root: Path, data_path: str, size: int, spec: RollupSpec) -> pa.Table | None:
@@ -134,15 +142,8 @@ def copy(root: Path, source: str, target: str, size: int) -> None:
     only speed)."""
     for found in _files_of(root, source, size):
         final = root / PurePosixPath(target).parts[0] / ROLLUP_DIR / found.name
-        temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_bytes(found.read_bytes())
-            os.replace(temp, final)
-        except OSError:
-            pass
-        finally:
-            temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _put(final, found.read_bytes(), durable=False)
 
 
 def remove(root: Path, data_path: str, size: int) -> None:

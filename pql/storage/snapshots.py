@@ -48,7 +48,6 @@ import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
-from pql.storage import rollup_files
 from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
@@ -325,11 +324,10 @@ class Snapshots:
     ) -> pl.DataFrame:
         """The rollup partials of ``frame``, the rows of ``files``: combined from the files'
         rollup files when every one has a good one (of ``spec``), else computed."""
-        if self.lake.rollup_specs.get(spec.subject) == spec and files:
-            saved = self.lake.file_rollups(files)
-            found = [table for table in saved if table is not None]
-            if len(found) == len(saved):
-                return combine(spec, rollup_files.frame(found))
+        if self.lake.rollup_specs.get(spec.subject) == spec:
+            found, unread = self.lake.file_partials(files)
+            if found is not None and not unread:
+                return combine(spec, found)
         return partials(spec, frame)
 
     def _from_parquet(
