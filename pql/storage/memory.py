@@ -90,7 +90,10 @@ class Lookup:
         missing = values.is_null().to_numpy()
         present = np.flatnonzero(~missing).astype(np.uint32)
         hashes = values.hash(seed=_HASH_SEED).to_numpy()[present]
-        order = pl.Series(hashes, dtype=pl.UInt64).arg_sort().to_numpy()
+        # NumPy's sort, not Polars': it runs in this thread, and Polars' would take its thread
+        # pool for the whole sort of a large tenant's column (a second), where every query's
+        # work waits its turn. Rows of equal hashes may come in any order (find sorts them).
+        order = np.argsort(hashes)
         nulls = np.flatnonzero(missing).astype(np.uint32)
         return cls(hashes[order], present[order], nulls)
 
