@@ -26,7 +26,6 @@ from pql.catalog import Catalog
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, Lake
 from pql.storage import snapshots as snapshots_module
-from pql.storage.base import conform
 from pql.storage.lake import SNAPSHOT_DIR, Manifest, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
@@ -741,8 +740,8 @@ def test_files_in_order_are_loaded_without_a_sort(
     tmp_path: Path, demo: DemoData, interleaved: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bucket's files, each sorted by ingest, in order of their times, are loaded as they are
-    read, one file at a time; two ingests whose times interleave (a day with two files) are
-    sorted: either way the index holds the bucket's rows in the subject's order."""
+    read; two ingests whose times interleave (a day with two files) are sorted: either way the
+    index holds the bucket's rows in the subject's order."""
     catalog = Catalog()
     subject = catalog["receipts"]
     tenant = str(demo.receipts.get_column("tenant")[0])
@@ -759,9 +758,6 @@ def test_files_in_order_are_loaded_without_a_sort(
     sorts: list[object] = []
     real = pl.DataFrame.sort
     monkeypatch.setattr(pl.DataFrame, "sort", lambda *a, **k: sorts.append(a) or real(*a, **k))
-    reads: list[int] = []
-    read = lake.read_files
-    monkeypatch.setattr(lake, "read_files", lambda s, f: reads.append(len(f)) or read(s, f))
     loaded = [
         Snapshots(lake)._from_parquet(tenant, subject, group)
         for group in snapshots_module._buckets(lake.manifest(), tenant, subject).values()
@@ -773,8 +769,3 @@ def test_files_in_order_are_loaded_without_a_sort(
         assert frame.equals(frame.sort(order)) and frame.n_chunks() == 1
     assert sum(frame.height for frame in loaded) == rows.height
     assert (len(files) > len({(e.storage, e.day) for e in files})) == interleaved
-    # One file per read (so that queries' work gets in between), the same rows as one read.
-    assert reads == [1] * len(files)
-    order = snapshots_module.sort_columns(subject)
-    whole = read(subject, files).filter(pl.col("tenant") == tenant).collect()
-    assert pl.concat(loaded).sort(order).equals(conform(whole, subject).sort(order))

@@ -48,7 +48,7 @@ import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
-from pql.storage.base import conform, current_subject, empty_frame, sort_columns
+from pql.storage.base import conform, current_subject, sort_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
 from pql.storage.rollups import ROWS, RollupSpec, combine, partials, schema_of
@@ -335,14 +335,8 @@ class Snapshots:
     ) -> pl.DataFrame:
         """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted."""
         # The lake validated and deduplicated these rows when they were ingested: they are
-        # sorted, not checked again. One file at a time: Polars runs every query's work on one
-        # thread pool, in the order it came, so one read of a large tenant's files (seconds)
-        # held each query that came meanwhile behind it; between small reads they go on.
-        read = [
-            self.lake.read_files(subject, [entry]).filter(pl.col("tenant") == tenant).collect()
-            for entry in files
-        ]
-        rows = pl.concat(read, how="vertical", rechunk=False) if read else empty_frame(subject)
+        # sorted, not checked again.
+        rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
         rows = conform(rows, subject)
         if not in_order(subject, files, rows):
             rows = rows.sort(sort_columns(subject))
