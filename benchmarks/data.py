@@ -10,6 +10,7 @@ first the rollup files that a lake cached by an older pql lacks). The data's
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -35,15 +36,35 @@ def progress(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Data:
-    """A cached lake and the same rows as frames (for DuckDB)."""
+    """A cached lake and the same rows as Parquet files (for DuckDB), read only when asked for:
+    a run that does not compare keeps no copy of the rows beside its engine."""
 
     lake: Path
-    receipts: pl.DataFrame
-    decisions: pl.DataFrame
+    home: Path
     now: datetime
     build_s: float | None  # None: read from the cache
+
+    @functools.cached_property
+    def receipts(self) -> pl.DataFrame:
+        return pl.read_parquet(self.home / "receipts.parquet")
+
+    @functools.cached_property
+    def decisions(self) -> pl.DataFrame:
+        return pl.read_parquet(self.home / "decisions.parquet")
+
+    def rows(self) -> tuple[int, int]:
+        """How many receipts and decisions (from the files' metadata)."""
+        return _height(self.home / "receipts.parquet"), _height(self.home / "decisions.parquet")
+
+    def tenant_column(self) -> pl.Series:
+        """The receipts' tenant column alone."""
+        return pl.read_parquet(self.home / "receipts.parquet", columns=["tenant"]).to_series()
+
+
+def _height(path: Path) -> int:
+    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
 def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path = CACHE) -> Data:
@@ -65,20 +86,14 @@ def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path = CACHE) 
         writer.ingest("decisions", data.decisions)
         built = time.perf_counter() - t
         meta.write_text(json.dumps({"now": data.now.isoformat(), "build_s": round(built, 1)}))
-        return Data(home / "lake", data.receipts, data.decisions, data.now, built)
+        return Data(home / "lake", home, data.now, built)
     now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
     # Data cached by an older pql lacks what today's ingest writes beside each file: written
     # once here (nothing to do after), so that every run reads the lake as ingest leaves it.
     written = Lake(home / "lake", Catalog()).write_missing_rollups()
     if written:
         progress(f"wrote the {written:,} rollup files the cached lake lacked")
-    return Data(
-        home / "lake",
-        pl.read_parquet(home / "receipts.parquet"),
-        pl.read_parquet(home / "decisions.parquet"),
-        now,
-        None,
-    )
+    return Data(home / "lake", home, now, None)
 
 
 @dataclass(frozen=True, slots=True)
