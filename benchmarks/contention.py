@@ -22,7 +22,6 @@ repository root::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -31,17 +30,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pql
-from benchmarks.data import cached_data
+from benchmarks.data import cached_data, options, write_result
 from pql.catalog import Catalog
 from pql.storage.indexed import IndexedLake
 from pql.storage.lake import Lake
 
-RESULTS = Path(__file__).parent / "results"
 QUERY = "FIND COUNT(receipts.executionId) GROUP BY receipts.workflow SINCE 1d"
 ALONE_S = 2.0
 
@@ -72,13 +69,7 @@ def _summary(latencies: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--receipts", type=int, default=1_000_000)
-    ap.add_argument("--tenants", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
+    args = options(__doc__.split("\n")[0], repeat=3).parse_args(argv)
 
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
     rows: dict[str, int] = {}
@@ -154,17 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             "query_tenant": smallest,
             "loaded_tenant": largest,
             "loaded_rows": rows[largest],
-            "cpus": os.cpu_count(),
         },
         "latency_ms": modes,
         "p95_over_alone": {name: round(m["p95"] / alone["p95"], 2) for name, m in modes.items()},
         "p50_over_alone": {name: round(m["p50"] / alone["p50"], 2) for name, m in modes.items()},
         "load_s": {name: [round(s, 3) for s in found] for name, found in loads.items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"contention-{args.receipts // 1000}k-{stamp}.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path = write_result(args.out, "contention", args.receipts, summary)
     print(json.dumps(summary, indent=2))
     print(f"-> {path}")
     return 0

@@ -10,14 +10,17 @@ first the rollup files that a lake cached by an older pql lacks). The data's
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
+import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -28,6 +31,31 @@ from pql.storage.lake import Lake
 
 CACHE = Path(__file__).parent / ".data"
 """Where generated data is kept (ignored by git)."""
+RESULTS = Path(__file__).parent / "results"
+"""Where the benchmarks write their results by default."""
+
+
+def options(description: str, *, repeat: int) -> argparse.ArgumentParser:
+    """The options every benchmark on the demo data takes: its size and seed, how many times
+    each measurement repeats, and where the results go."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--receipts", type=int, default=1_000_000)
+    ap.add_argument("--tenants", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    return ap
+
+
+def write_result(out: Path, kind: str, receipts: int, summary: dict[str, Any]) -> Path:
+    """Write ``summary`` (with the machine's CPUs and load average) to
+    ``out/<kind>-<N>k-<UTC stamp>.json``; the path written."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out / f"{kind}-{receipts // 1000}k-{stamp}.json"
+    machine = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    path.write_text(json.dumps({**summary, **machine}, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def progress(message: str) -> None:

@@ -11,23 +11,18 @@ with it switched off, and by DuckDB on a native table sorted by tenant and ts; m
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 import pql
 import pql.execute.compile as compile_module
-from benchmarks.data import cached_data, progress
+from benchmarks.data import cached_data, options, progress, write_result
 
-RESULTS = Path(__file__).parent / "results"
 QUERIES = (
     'FIND receipts WHERE receipts.status = "error" AND latency_ms > 250 SINCE 30d LIMIT 100',
     "FIND receipts ORDER BY ts DESC SINCE 30d LIMIT 20",
@@ -46,13 +41,7 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--receipts", type=int, default=1_000_000)
-    ap.add_argument("--tenants", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
+    args = options(__doc__.split("\n")[0], repeat=15).parse_args(argv)
     from tests.sqlref import translate
 
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
@@ -104,15 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             progress(json.dumps(row))
     summary = {
         "receipts": data.receipts.height,
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
         "repeat": args.repeat,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"first-rows-{args.receipts // 1000}k-{stamp}.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    path = write_result(args.out, "first-rows", args.receipts, summary)
     print(path.name)
     return 0 if all(r["same_answer"] for r in rows) else 1
 

@@ -10,23 +10,19 @@ of a snapshot load goes. Results go to ``benchmarks/results/snapshots-*.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pql
+from benchmarks.data import options, write_result
 from pql.catalog import Catalog
 from pql.demo import generate
 from pql.storage import Lake
 from pql.storage.lake import SNAPSHOT_DIR
 from pql.storage.snapshots import Snapshots
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _size(paths: list[Path]) -> int:
@@ -34,13 +30,7 @@ def _size(paths: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--receipts", type=int, default=1_000_000)
-    ap.add_argument("--tenants", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
+    args = options(__doc__.split("\n")[0], repeat=3).parse_args(argv)
     data = generate(args.receipts, seed=args.seed, tenants=args.tenants)
     with tempfile.TemporaryDirectory(prefix="pql-snapshots-") as scratch:
         root = Path(scratch) / "lake"
@@ -93,14 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         "snapshot_bytes": snapshot_bytes,
         "snapshot_bytes_per_receipt": round(snapshot_bytes / data.receipts.height, 1),
         "repeat": args.repeat,
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
         "note": "the machine was shared with other jobs and loaded: timings are noisy",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"snapshots-{args.receipts // 1000}k-{stamp}.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path = write_result(args.out, "snapshots", args.receipts, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "tenants"}), "->", path.name)
     return 0
 
