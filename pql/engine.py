@@ -171,9 +171,9 @@ class Engine:
     or written; :mod:`pql.storage.snapshots`). See ``docs/pql/MEMORY.md``.
     With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
     partial aggregates at ingest, and aggregate queries they answer exactly read them for the
-    whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the raw
-    plan would bring the aggregate at least ``rollup_min_rows`` rows (fewer are as fast to
-    aggregate; 0: whenever the rollup answers exactly); the plain lake keeps none.
+    whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the
+    window holds at least ``rollup_min_rows`` rows (fewer are as fast to read; 0: whenever the
+    rollup answers exactly); the plain lake keeps none.
     ``limits`` are the engine's safety limits (see :class:`~pql.limits.Limits`). ``safelist``
     says, per tenant, whether free-form queries run (``"off"``, the default), run and are
     recorded in ``engine.safelist.audit_log`` (``"audit"``) or are refused (``"enforce"``):

@@ -295,7 +295,7 @@ def test_rollups_off_plain_lake_and_custom_subjects_read_rows(
 def test_rollups_are_read_only_when_enough_rows_are_skipped(
     demo: DemoData, tenants: list[str]
 ) -> None:
-    """By default the whole days must hold ``MIN_ROWS`` raw rows; the demo's 6,000 do not."""
+    """By default the window must hold ``MIN_ROWS`` raw rows; the demo's 6,000 do not."""
     text = HAND_WRITTEN[0]
     default = pql.Engine.in_memory(cache=False)
     default.ingest("receipts", demo.receipts)
@@ -564,6 +564,24 @@ def test_indexed_lake_uses_rollups_and_refreshes_them(tmp_path: Path) -> None:
         assert_same_frame(ours, raw.query(text, tenant=tenant, now=demo.now).df, "indexed")
         for engine in (indexed, raw):
             engine.ingest("receipts", demo.receipts.tail(demo.receipts.height - half))
+
+
+def test_a_selective_where_reads_the_rollup_once_the_window_holds_enough_rows(
+    demo: DemoData,
+) -> None:
+    """The threshold is the window's rows, not the rows left after ``WHERE``: filtering a long
+    window costs more than the rollup read (docs/pql/ROLLUPS.md). Errors are a few per cent of
+    the rows, far under the threshold; the window's rows reach it exactly, or miss it by one."""
+    start, end = demo.now - timedelta(days=100), demo.now - timedelta(days=10)
+    frame = demo.receipts.filter((pl.col("tenant") == "acme") & pl.col("ts").is_between(start, end))
+    text = 'FIND COUNT(*) WHERE receipts.status = "error" SINCE 180d'
+    errors = frame.filter(pl.col("status") == "error").height
+    assert 0 < errors < frame.height // 10
+    for least, used in [(frame.height, True), (frame.height + 1, False)]:
+        eng = pql.Engine.in_memory(cache=False, rollup_min_rows=least)
+        eng.ingest("receipts", frame)
+        assert _uses_rollup(eng, text, "acme", demo.now) is used, least
+        assert eng.query(text, tenant="acme", now=demo.now).rows() == [(errors,)]
 
 
 def test_rollups_are_read_from_exactly_rollup_min_rows(demo: DemoData) -> None:

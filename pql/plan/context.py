@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pql.plan.nodes import Node
 from pql.stats import StatsProvider
 from pql.storage.rollups import RollupSpec
 
@@ -20,17 +19,14 @@ __all__ = ["NO_CONTEXT", "OptimizeContext"]
 class OptimizeContext:
     """What the store offers the rules: today, the rollups it keeps (subject -> spec).
 
-    With ``stats``, an aggregate reads the rollup only when the raw plan would bring it at least
-    ``rollup_min_rows`` rows (fewer are as fast to aggregate: see
-    :data:`pql.plan.rollups.MIN_ROWS`); without, whenever the rollup answers it exactly.
-    ``memo`` keeps that decision per aggregate for the query's life: the engine optimizes a plan
-    twice (for the cost budget, then to run it) with one context.
+    With ``stats``, an aggregate reads the rollup only when its window holds at least
+    ``rollup_min_rows`` rows (fewer are as fast to read: see :data:`pql.plan.rollups.MIN_ROWS`);
+    without, whenever the rollup answers it exactly.
     """
 
     rollups: Mapping[str, RollupSpec] = field(default_factory=dict)
     stats: StatsProvider | None = None
     rollup_min_rows: int = 0
-    memo: dict[Node, bool] = field(default_factory=dict, compare=False, repr=False)
 
 
 NO_CONTEXT = OptimizeContext()

@@ -1,0 +1,118 @@
+"""When an aggregate should read the rollup: raw rows against the rollup, by window size.
+
+For the largest and the smallest tenant of the cached demo data, each aggregate below is asked
+over windows of 7 to 180 days of the default ``Engine(DIR)`` (indexes loaded first, cache off)
+three ways: forced to read rows (``rollup_min_rows`` huge), forced to read the rollup
+(``rollup_min_rows=0``), and with the default threshold
+(:data:`pql.plan.rollups.MIN_ROWS`, compared with the window's rows). Each is the median of
+``--repeat`` runs, the forced plans alternated; the answers are compared (floats to 1e-9 relative). Results go to
+``benchmarks/results/rollup-threshold-<N>k-<stamp>.json``::
+
+    python -m benchmarks.rollup_threshold --receipts 10000000
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+import pql
+from benchmarks.data import cached_data, options, progress, write_result
+
+QUERIES = (
+    'FIND COUNT(*) WHERE receipts.status = "error" GROUP BY receipts.workflow SINCE {d}d',
+    "FIND COUNT(*) AS n WHERE status NOT IN ('ok', 'error') SINCE {d}d",
+    "FIND COUNT(*), AVG(receipts.latency_ms) GROUP BY receipts.region SINCE {d}d",
+)
+DAYS = (7, 14, 30, 60, 180)
+NEVER = 2**62
+"""A ``rollup_min_rows`` no window reaches: the aggregate always reads rows."""
+
+
+def _same(ours: pl.DataFrame, reference: pl.DataFrame) -> bool:
+    """The same rows in any order, floats equal to 1e-9 relative (a rollup adds in another
+    order)."""
+    try:
+        assert_frame_equal(ours.sort(ours.columns), reference.sort(reference.columns), rel_tol=1e-9)
+    except AssertionError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(__doc__.split("\n")[0], repeat=15).parse_args(argv)
+    data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
+    engines = {
+        "rows": pql.Engine(data.lake, cache=False, rollup_min_rows=NEVER),
+        "rollup": pql.Engine(data.lake, cache=False, rollup_min_rows=0),
+        "default": pql.Engine(data.lake, cache=False),
+    }
+    for engine in engines.values():
+        engine.preload()
+        engine.wait_ready()
+    sizes = data.tenant_column().value_counts(sort=True)
+    large, small = str(sizes["tenant"][0]), str(sizes["tenant"][-1])
+
+    def median_ms(engine: pql.Engine, text: str, tenant: str) -> float:
+        times = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            engine.query(text, tenant=tenant, now=data.now, record=False)
+            times.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(times), 3)
+
+    rows: list[dict[str, Any]] = []
+    for form in QUERIES:
+        for tenant in (large, small):
+            for days in DAYS:
+                text = form.format(d=days)
+                answers = {
+                    name: engine.query(text, tenant=tenant, now=data.now, record=False).df
+                    for name, engine in engines.items()
+                }
+                timings: dict[str, list[float]] = {name: [] for name in engines}
+                for _ in range(2):  # alternated: the machine's noise falls on all three
+                    for name, engine in engines.items():
+                        timings[name].append(median_ms(engine, text, tenant))
+                best = {name: min(found) for name, found in timings.items()}
+                explained = str(engines["default"].explain(text, tenant=tenant, now=data.now))
+                row = {
+                    "query": text,
+                    "tenant": tenant,
+                    "window_rows": engines["rows"]
+                    .query(text, tenant=tenant, now=data.now, record=False)
+                    .stats["rows_scanned"],
+                    "rows_ms": best["rows"],
+                    "rollup_ms": best["rollup"],
+                    "default_ms": best["default"],
+                    "default_reads": "rollup" if "RollupAggregate" in explained else "rows",
+                    "faster": "rollup" if best["rollup"] < best["rows"] else "rows",
+                    "same_answer": all(_same(frame, answers["rows"]) for frame in answers.values()),
+                }
+                rows.append(row)
+                progress(json.dumps(row))
+    picked_faster = sum(r["default_reads"] == r["faster"] for r in rows)
+    worst = max(rows, key=lambda r: r["default_ms"] / min(r["rows_ms"], r["rollup_ms"]))
+    summary = {
+        "receipts": args.receipts,
+        "repeat": args.repeat,
+        "min_rows": engines["default"].rollup_min_rows,
+        "pairs": len(rows),
+        "default_picked_the_faster": picked_faster,
+        "worst_default_over_best": round(
+            worst["default_ms"] / min(worst["rows_ms"], worst["rollup_ms"]), 2
+        ),
+        "rows": rows,
+    }
+    path = write_result(args.out, "rollup-threshold", args.receipts, summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}), "->", path.name)
+    return 0 if all(r["same_answer"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
