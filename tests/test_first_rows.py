@@ -199,3 +199,33 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
     assert filtered == [True, False]  # both the filtered and the plain LIMIT stopped early
     # Only the rows up to the 10th match were sorted (the instants are all distinct here).
     assert sorted_rows == [10, 10]
+
+
+@pytest.mark.parametrize("order", ["", "ORDER BY receipts.ts DESC "])
+def test_the_row_cap_sorts_only_the_rows_up_to_its_last(
+    monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    """``FIND receipts`` without a LIMIT returns at most ``max_rows`` rows in ts order (one
+    more tells it was cut): only the rows up to the ts of that row are sorted, without probing
+    (no filter), and the rows and the truncated flag are the full sort's."""
+    data = generate(3_000, seed=4, tenants=1, now=TEST_NOW)
+    engine = pql.Engine.in_memory(cache=False, limits=pql.Limits(max_rows=20))
+    engine.ingest("receipts", data.receipts)
+    tenant = engine.store.tenants()[0]
+    sorted_rows: list[int] = []
+    whole_sort = compile_module._sorted
+
+    def counted(frame: pl.LazyFrame, keys: Any) -> pl.LazyFrame:
+        sorted_rows.append(frame.collect().height)
+        return whole_sort(frame, keys)
+
+    monkeypatch.setattr(compile_module, "_sorted", counted)
+    result = engine.query(f"FIND receipts {order}SINCE 90d", tenant=tenant, now=TEST_NOW)
+    window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
+    expected = window.sort(["ts", "executionId"], descending=[bool(order), False])
+    assert window.height > 100 and window.get_column("ts").n_unique() == window.height
+    assert result.truncated
+    assert result.df.get_column("executionId").to_list() == (
+        expected.get_column("executionId").head(20).to_list()
+    )
+    assert sorted_rows == [21]  # the cap's rows and the one that tells it was cut

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from pql.ast import AggFunc, CompareOp
@@ -98,7 +100,7 @@ def compile_plan(
     if isinstance(plan, Limit) and plan.cap:
         cap = plan.count
         # One row more than the cap tells the runner whether rows were cut.
-        frame = compiler.compile(plan.input).head(cap + 1)
+        frame = compiler.compile(Limit(plan.input, cap + 1))
     else:
         frame = compiler.compile(plan)
     return Compiled(frame, cap, compiler.scans)
@@ -143,6 +145,10 @@ class _Compiler:
                 return frame.select(exprs)
             case Sort(input=inner, keys=keys):
                 return _sorted(self.compile(inner), keys)
+            case Limit(input=Project(input=Sort() as inner) as projected):
+                # A projection keeps every row: the first rows are found below it (the row
+                # cap over ``FIND subject``'s columns).
+                return self.compile(replace(projected, input=replace(node, input=inner)))
             case Limit(input=Sort(input=Filter(input=Scan() as scan, predicate=pred), keys=keys)):
                 return self.first_rows(scan, pred, keys, node.count, node)
             case Limit(input=Sort(input=Scan() as scan, keys=keys)):
@@ -161,10 +167,12 @@ class _Compiler:
         """The first ``count`` rows by ``keys`` of ``scan``'s rows that ``pred`` keeps.
 
         When the first key is the scan's ``ts``, the store keeps the window's rows in ts order
-        and the window is large (``_MIN_ROWS``), the answer lies among the rows up to the ts of
-        the ``count``-th match (from the end for a descending ts): ever longer runs of rows from
-        that end are filtered until they hold ``count`` matches, then only the rows up to that
-        ts are filtered and sorted (found by binary search), not the whole window. Otherwise,
+        and the window is large (``_MIN_ROWS`` rows with ``pred``, twice ``count`` without), the
+        answer lies among the rows up to the ts of the ``count``-th match (from the end for a
+        descending ts): without ``pred``, the ``count``-th row; with it, ever longer runs of rows
+        from that end are filtered until they hold ``count`` matches. Then only the rows up to
+        that ts are filtered and sorted (found by binary search), not the whole window. The row
+        cap of ``FIND subject`` is such a LIMIT (under its projection). Otherwise,
         or when the matches are too few in any run up to a quarter of the window, the plain
         plan: filter, sort, head. Rows kept in several parts (a tenant of several storage
         regions) are cut so part by part, and the parts' first rows sorted together, instead of
@@ -175,11 +183,10 @@ class _Compiler:
         got = self.read(scan)
         frame = self.shaped(got, scan)
         matching = frame if pred is None else frame.filter(predicate(pred))
-        if (
-            not (got.ordered and got.exact and got.single_tenant)
-            or got.rows < _MIN_ROWS
-            or not count
-        ):
+        # Without a filter the cut needs no probing run, only a read of the ts column (a view):
+        # it pays once the window holds twice the rows asked for.
+        least = _MIN_ROWS if pred is not None else 2 * count
+        if not (got.ordered and got.exact and got.single_tenant) or got.rows < least or not count:
             return _sorted(matching, keys).head(count)
         desc = keys[0].descending
         if got.parts:  # several parts in ts order: the first rows of each, not of their merge
@@ -291,9 +298,9 @@ def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str],
     return None
 
 
-# A LIMIT over rows in ts order probes runs of rows only in windows of at least _MIN_ROWS rows
-# (below, each probe's own cost outweighs what it spares), the first run of _FIRST_RUN rows (16 x
-# the limit when that is more).
+# A filtered LIMIT over rows in ts order probes runs of rows only in windows of at least _MIN_ROWS
+# rows (below, each probe's own cost outweighs what it spares), the first run of _FIRST_RUN rows
+# (16 x the limit when that is more).
 _MIN_ROWS = 200_000
 _FIRST_RUN = 8192
 
@@ -303,27 +310,41 @@ def _first(
 ) -> pl.LazyFrame:
     """The rows of ``frame`` (``rows`` of them, in ``ts`` order) that ``pred`` keeps, up to the
     ``ts`` of the ``count``-th of them from the start (the end, ``descending``), ties included:
-    they hold the first ``count`` by any keys that start with ``ts``. Ever longer runs from that
-    end are filtered until one holds ``count`` matches, then the rows up to that ts are found by
-    binary search; all of ``frame``'s matches when no run up to a quarter of it holds enough."""
-    matching = frame if pred is None else frame.filter(predicate(pred))
+    they hold the first ``count`` by any keys that start with ``ts``. Without ``pred`` that ts
+    is the ``count``-th row's. Otherwise ever longer runs from that end are filtered until one
+    holds ``count`` matches; all of ``frame``'s matches when no run up to a quarter of it holds
+    enough. The rows up to that ts are found by binary search (NumPy, on the ts column's
+    microseconds: a Polars search with a zoned literal costs more than the rest of the probe)."""
+    if pred is None:
+        values = _ts_values(frame, ts)
+        if len(values) <= count:
+            return frame
+        return _up_to(frame, values, values[-count if descending else count - 1], descending)
     run = max(16 * count, _FIRST_RUN)
     while run * 4 <= rows:  # a run longer than a quarter saves too little
-        part = frame.tail(run) if descending else frame.head(run)
-        if pred is not None:
-            part = part.filter(predicate(pred))
+        part = (frame.tail(run) if descending else frame.head(run)).filter(predicate(pred))
         edges = part.select(ts)
         found = (edges.tail(count) if descending else edges.head(count)).collect()
         if found.height >= count:
-            edge = found.get_column(ts)[0 if descending else -1]
-            at = frame.select(
-                pl.col(ts).search_sorted(edge, side="left" if descending else "right")
-            ).collect()
-            cut = int(at.item())
-            part = frame.slice(cut) if descending else frame.head(cut)
-            return part if pred is None else part.filter(predicate(pred))
+            edge = found.get_column(ts).to_physical()[0 if descending else -1]
+            cut = _up_to(frame, _ts_values(frame, ts), edge, descending)
+            return cut.filter(predicate(pred))
         run *= 8
-    return matching
+    return frame.filter(predicate(pred))
+
+
+def _ts_values(frame: pl.LazyFrame, ts: str) -> npt.NDArray[np.int64]:
+    """``frame``'s ``ts`` column as its microseconds (never null: no copy for one chunk)."""
+    return frame.select(ts).collect().get_column(ts).to_physical().to_numpy()
+
+
+def _up_to(
+    frame: pl.LazyFrame, values: npt.NDArray[np.int64], edge: int, descending: bool
+) -> pl.LazyFrame:
+    """The rows of ``frame`` (whose ts are ``values``, ascending) from its start up to ts
+    ``edge`` (from its end down to it, ``descending``), ties included."""
+    cut = int(np.searchsorted(values, edge, side="left" if descending else "right"))
+    return frame.slice(cut) if descending else frame.head(cut)
 
 
 def _sorted(frame: pl.LazyFrame, keys: tuple[SortKey, ...]) -> pl.LazyFrame:
