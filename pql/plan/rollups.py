@@ -18,8 +18,8 @@ can be answered from them, exactly, when
   ``OptimizeContext.rollup_min_rows`` rows of the tenant's subject (the engine's default is
   :data:`MIN_ROWS`): a rollup read costs a fixed ~1 ms more to plan, compile and combine than
   one scan, which only pays when it spares enough rows. A selective ``WHERE`` does not change
-  that: filtering a long window's rows costs more than the rollup read (at 10M receipts, 29 ms
-  against 1.7 ms for 180 days of the largest tenant).
+  that: filtering a long window's rows costs more than the rollup read (at 10M receipts, 28 ms
+  against 1.8 ms for 180 days of the largest tenant: ``benchmarks/rollup_threshold.py``).
 
 Then it becomes a :class:`~pql.plan.nodes.RollupAggregate`: the whole days come from the rollup,
 the partial first and last days (the "edges") from raw rows, and the partials are combined.
