@@ -1,4 +1,4 @@
-"""Plan -> lazy Polars query. Compiles; never collects.
+"""Plan -> lazy Polars query. Compiles; collects only the first rows' probes.
 
 One public entry, :func:`compile_plan`. Dispatch is by node type; an unknown node is a loud
 internal error. Scans ask the store only for one tenant's rows in the window (partition pruning),
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Literal
@@ -62,6 +64,9 @@ class Compiled:
     frame: pl.LazyFrame
     cap: int | None
     scans: list[ScanInfo] = field(default_factory=list)
+    read_s: float = 0.0
+    """Seconds compiling spent reading data: the store's reads (which may wait for an index
+    being mapped) and the first rows' probes; the rest of compiling is building the query."""
 
     @property
     def rows_scanned(self) -> int:
@@ -103,7 +108,7 @@ def compile_plan(
         frame = compiler.compile(Limit(plan.input, cap + 1))
     else:
         frame = compiler.compile(plan)
-    return Compiled(frame, cap, compiler.scans)
+    return Compiled(frame, cap, compiler.scans, compiler.read_s)
 
 
 @dataclass(slots=True)
@@ -112,6 +117,16 @@ class _Compiler:
     catalog: Catalog
     estimates: Estimates | None
     scans: list[ScanInfo] = field(default_factory=list)
+    read_s: float = 0.0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Count the time inside as reading data (:attr:`Compiled.read_s`)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.read_s += time.perf_counter() - started
 
     def compile(self, node: Node) -> pl.LazyFrame:
         match node:
@@ -189,13 +204,13 @@ class _Compiler:
         if not (got.ordered and got.exact and got.single_tenant) or got.rows < least or not count:
             return _sorted(matching, keys).head(count)
         desc = keys[0].descending
-        if got.parts:  # several parts in ts order: the first rows of each, not of their merge
-            firsts = [
-                _first(self.shaped(replace(got, frame=part), scan), rows, pred, ts, desc, count)
-                for part, rows in got.parts
-            ]
-            return _sorted(pl.concat(firsts), keys).head(count)
-        return _sorted(_first(frame, got.rows, pred, ts, desc, count), keys).head(count)
+        with self.reading():  # the probes read rows
+            if got.parts:  # several parts in ts order: the first rows of each, not their merge
+                parts = [(self.shaped(replace(got, frame=part), scan), n) for part, n in got.parts]
+                firsts = pl.concat([_first(p, n, pred, ts, desc, count) for p, n in parts])
+            else:
+                firsts = _first(frame, got.rows, pred, ts, desc, count)
+        return _sorted(firsts, keys).head(count)
 
     def has_lookup(self, node: Scan, pred: Pred) -> bool:
         """Whether ``pred`` would read ``node``'s rows by an id column's lookup."""
@@ -214,7 +229,8 @@ class _Compiler:
         subject = self.catalog[node.subject]
         wanted = [c.name for c in node.columns]
         request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
-        got = self.store.scan(node.tenant, subject, node.start, node.end, request)
+        with self.reading():
+            got = self.store.scan(node.tenant, subject, node.start, node.end, request)
         self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source))
         return got
 
@@ -240,9 +256,10 @@ class _Compiler:
         column, values, nulls = part
         wanted = [c.name for c in node.columns]
         request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
-        got = self.store.lookup(
-            node.tenant, subject, ids[column], values, nulls, node.start, node.end, request
-        )
+        with self.reading():
+            got = self.store.lookup(
+                node.tenant, subject, ids[column], values, nulls, node.start, node.end, request
+            )
         if got is None:
             return None
         self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source, column))
@@ -252,7 +269,8 @@ class _Compiler:
         """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
         if not isinstance(self.store, RollupStore):
             raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
-        got = self.store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
+        with self.reading():
+            got = self.store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
         self.scans.append(ScanInfo(node.subject, got.days, got.rows, got.source))
         where = None if node.predicate is None else predicate(node.predicate)
         edges = [self.compile(edge) for edge in node.edges]
