@@ -156,6 +156,19 @@ def test_first_rows_among_tied_instants_equal_the_full_sort(
         assert fast.get_column("ts").is_sorted(descending=descending)
 
 
+def _count_sorted_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each frame the compiler sorts, appended as queries compile."""
+    sorted_rows: list[int] = []
+    whole_sort = compile_module._sorted
+
+    def counted(frame: pl.LazyFrame, keys: Any) -> pl.LazyFrame:
+        sorted_rows.append(frame.collect().height)
+        return whole_sort(frame, keys)
+
+    monkeypatch.setattr(compile_module, "_sorted", counted)
+    return sorted_rows
+
+
 def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a window far longer than the first run, the rows sorted are a prefix, not the window:
     the answer still equals the full sort's."""
@@ -173,14 +186,7 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
         return early(self, scan, pred, *rest)
 
     monkeypatch.setattr(compile_module._Compiler, "first_rows", spied)
-    sorted_rows: list[int] = []
-    whole_sort = compile_module._sorted
-
-    def counted(frame: pl.LazyFrame, keys: Any) -> pl.LazyFrame:
-        sorted_rows.append(frame.collect().height)
-        return whole_sort(frame, keys)
-
-    monkeypatch.setattr(compile_module, "_sorted", counted)
+    sorted_rows = _count_sorted_rows(monkeypatch)
     for text in (
         'FIND receipts WHERE receipts.status = "error" SINCE 90d LIMIT 10',
         "FIND receipts ORDER BY receipts.ts DESC SINCE 90d LIMIT 10",
@@ -212,14 +218,7 @@ def test_the_row_cap_sorts_only_the_rows_up_to_its_last(
     engine = pql.Engine.in_memory(cache=False, limits=pql.Limits(max_rows=20))
     engine.ingest("receipts", data.receipts)
     tenant = engine.store.tenants()[0]
-    sorted_rows: list[int] = []
-    whole_sort = compile_module._sorted
-
-    def counted(frame: pl.LazyFrame, keys: Any) -> pl.LazyFrame:
-        sorted_rows.append(frame.collect().height)
-        return whole_sort(frame, keys)
-
-    monkeypatch.setattr(compile_module, "_sorted", counted)
+    sorted_rows = _count_sorted_rows(monkeypatch)
     result = engine.query(f"FIND receipts {order}SINCE 90d", tenant=tenant, now=TEST_NOW)
     window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
     expected = window.sort(["ts", "executionId"], descending=[bool(order), False])
