@@ -17,7 +17,7 @@ from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.execute.compile import compile_plan, key_part
 from pql.plan.expr import AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
-from pql.plan.nodes import Join, Scan
+from pql.plan.nodes import Join, RollupAggregate, Scan, walk
 from pql.storage import MemoryStore
 from pql.storage.memory import LOOKUP_ROWS
 
@@ -212,3 +212,15 @@ def test_the_data_compiling_reads_is_timed_as_read_not_compile(
     assert timings["read"] >= 50
     assert timings["compile"] < 25
     assert timings["total"] >= timings["read"] + timings["compile"] + timings["execute"]
+
+
+def test_a_rollup_plan_over_a_store_without_rollups_is_an_internal_error(demo: DemoData) -> None:
+    """A plan that reads a rollup, given to a store that keeps none, stops with its code."""
+    engine = pql.Engine.in_memory(cache=False, rollup_min_rows=0)
+    engine.ingest("receipts", demo.receipts)
+    text = "FIND COUNT(*) GROUP BY receipts.region SINCE 30d"
+    plan = engine.prepare(text, tenant="acme", now=demo.now).plan
+    rollup = next(node for node in walk(plan) if isinstance(node, RollupAggregate))
+    with pytest.raises(InternalError) as err:
+        compile_plan(rollup, object(), engine.catalog)  # type: ignore[arg-type]
+    assert err.value.code == "PQL-X060" and "keeps no rollups" in err.value.message

@@ -329,3 +329,19 @@ def test_join_builds_on_the_side_estimated_smaller(demo: Any) -> None:
     with_side = engine.query(text, tenant="acme", now=demo.now).df
     plain = engine.execute(replace(prepared, estimates=None)).df
     assert with_side.equals(plain)
+
+
+def test_a_join_of_one_row_on_each_side_is_estimated_at_one_row(demo: DemoData) -> None:
+    """One receipt and its one decision: one key value on each side, so the join is estimated
+    at exactly one row (the key's distinct count is never taken below one)."""
+    receipt = demo.receipts.filter(pl.col("tenant") == "acme").tail(1)
+    execution = receipt.get_column("executionId")[0]
+    decision = demo.decisions.filter(pl.col("executionId") == execution).head(1)
+    assert decision.height == 1
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", receipt)
+    engine.ingest("decisions", decision)
+    text = "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId SINCE 30d"
+    explained = engine.explain(text, tenant="acme", now=demo.now)
+    assert explained.estimated_rows == pytest.approx(1.0)
+    assert len(engine.query(text, tenant="acme", now=demo.now)) == 1

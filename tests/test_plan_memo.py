@@ -187,3 +187,14 @@ def test_the_exact_wall_clock_keeps_nothing(fresh: pql.Engine, tenants: list[str
     for _ in range(2):
         assert fresh.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
     assert len(fresh.plans) == 0
+
+
+def test_a_memo_of_one_plan_keeps_it(
+    demo: DemoData, tenants: list[str], test_now: datetime
+) -> None:
+    eng = pql.Engine.in_memory(cache=False)
+    eng.plans = PlanMemo(1)
+    eng.ingest("receipts", demo.receipts)
+    _ask(eng, tenants[0], test_now)
+    assert len(eng.plans) == 1
+    assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is True
