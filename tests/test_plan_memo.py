@@ -172,14 +172,16 @@ def test_the_memo_is_bounded() -> None:
         PlanMemo(size=-1)
 
 
-def test_no_memo_when_its_size_is_zero(
-    demo: DemoData, tenants: list[str], test_now: datetime
+@pytest.mark.parametrize(("size", "reused"), [(0, False), (1, True)])
+def test_a_memo_of_size_zero_keeps_nothing_and_of_one_keeps_its_plan(
+    demo: DemoData, tenants: list[str], test_now: datetime, size: int, reused: bool
 ) -> None:
     eng = pql.Engine.in_memory(cache=False)
-    eng.plans = PlanMemo(0)
+    eng.plans = PlanMemo(size)
     eng.ingest("receipts", demo.receipts)
     _ask(eng, tenants[0], test_now)
-    assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is False
+    assert len(eng.plans) == size
+    assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is reused
 
 
 def test_the_exact_wall_clock_keeps_nothing(fresh: pql.Engine, tenants: list[str]) -> None:
@@ -187,14 +189,3 @@ def test_the_exact_wall_clock_keeps_nothing(fresh: pql.Engine, tenants: list[str
     for _ in range(2):
         assert fresh.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
     assert len(fresh.plans) == 0
-
-
-def test_a_memo_of_one_plan_keeps_it(
-    demo: DemoData, tenants: list[str], test_now: datetime
-) -> None:
-    eng = pql.Engine.in_memory(cache=False)
-    eng.plans = PlanMemo(1)
-    eng.ingest("receipts", demo.receipts)
-    _ask(eng, tenants[0], test_now)
-    assert len(eng.plans) == 1
-    assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is True
