@@ -118,6 +118,42 @@ def test_bounds_on_ts_keep_their_edges(
         check(store_path.engine, edge_duck, text, edge_tenants[0], now)
 
 
+# Comparisons of the tenant column: with the caller's own name, with another, in IN and NOT IN,
+# with IS (NOT) NULL, and under an OR (which is not folded when planning).
+TENANT_PARTS = [
+    "receipts.tenant = '{own}'",
+    "receipts.tenant = 'globex-2'",
+    "receipts.tenant != '{own}'",
+    "receipts.tenant != 'globex-2'",
+    "receipts.tenant IN ('globex-2', '{own}')",
+    "receipts.tenant NOT IN ('{own}')",
+    "receipts.tenant IS NULL",
+    "receipts.tenant IS NOT NULL",
+    "(receipts.tenant = 'globex-2' OR receipts.status = 'ok')",
+]
+
+
+@pytest.mark.parametrize(
+    "store_path", [*PATHS, pytest.param(SPARK, marks=pytest.mark.spark)], indirect=True
+)
+@pytest.mark.parametrize("part", TENANT_PARTS)
+def test_tenant_comparisons_answer_like_sql(
+    store_path: StorePath, edge_duck: Any, edge_data: DemoData, edge_tenants: list[str], part: str
+) -> None:
+    """``fold_tenant`` decides these when planning (every row holds the caller's tenant); the
+    answers are SQL's, with a join, a grouping and a LIMIT over rows in ts order."""
+    own = edge_tenants[0]
+    where = part.format(own=own)
+    for text in (
+        f"FIND COUNT(*) AS n, COUNT(decisions.decisionId) AS d JOIN decisions ON "
+        f"receipts.executionId = decisions.executionId WHERE {where} AND "
+        "decisions.effect = 'deny' SINCE 30d",
+        f"FIND COUNT(*) AS n WHERE {where} GROUP BY receipts.region SINCE 30d",
+        f"FIND receipts WHERE {where} ORDER BY receipts.ts DESC SINCE 30d LIMIT 5",
+    ):
+        check(store_path.engine, edge_duck, text, own, edge_data.now)
+
+
 def test_forced_rollup_paths_read_rollups(
     store_path: StorePath, edge_data: DemoData, edge_tenants: list[str]
 ) -> None:

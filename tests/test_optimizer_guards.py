@@ -1,16 +1,20 @@
 """The optimizer's own guards: a rule that changes the output schema, or a node no rule knows, is
-a loud internal error naming the culprit (never a silently different answer)."""
+a loud internal error naming the culprit (never a silently different answer); and what the
+tenant-folding rule may and may not decide when planning."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 
 import pql
 from pql.demo import DemoData
 from pql.errors import InternalError
-from pql.plan.nodes import Node, walk
+from pql.execute.compile import predicate
+from pql.plan.expr import NOTHING, Negate, pred_text
+from pql.plan.nodes import Filter, Node, walk
 from pql.plan.optimize import optimize, push_filters
 
 
@@ -38,3 +42,48 @@ def test_an_unknown_node_is_an_internal_error() -> None:
         push_filters(Strange())  # type: ignore[arg-type]
     assert caught.value.code == "PQL-X002"
     assert "Strange" in caught.value.message
+
+
+def _filters(engine: pql.Engine, where: str, demo: DemoData) -> list[str]:
+    text = f"FIND COUNT(*) AS n WHERE {where} SINCE 7d"
+    plan = engine.prepare(text, tenant="acme", now=demo.now).plan
+    return [pred_text(n.predicate) for n in walk(plan) if isinstance(n, Filter)]
+
+
+@pytest.mark.parametrize(
+    ("where", "left"),
+    [
+        ("receipts.tenant = 'acme' AND status = 'ok'", ["receipts.status = 'ok'"]),
+        ("receipts.tenant IN ('acme', 'globex')", []),
+        ("receipts.tenant != 'globex'", []),
+        ("receipts.tenant NOT IN ('globex') AND receipts.tenant IS NOT NULL", []),
+        ("receipts.tenant = 'globex' AND status = 'ok'", ["false"]),
+        ("status = 'ok' AND receipts.tenant != 'acme'", ["false"]),
+        ("receipts.tenant IN ('globex')", ["false"]),
+        ("receipts.tenant NOT IN ('acme')", ["false"]),
+        ("receipts.tenant IS NULL", ["false"]),
+        # under OR or NOT the rule decides nothing; the filter does
+        (
+            "(receipts.tenant = 'globex' OR status = 'ok')",
+            ["receipts.tenant = 'globex' OR receipts.status = 'ok'"],
+        ),
+        ("NOT receipts.tenant = 'acme'", ["NOT receipts.tenant = 'acme'"]),
+    ],
+)
+def test_comparisons_of_the_tenant_are_decided_when_planning(
+    engine: pql.Engine, demo: DemoData, where: str, left: list[str]
+) -> None:
+    """Every row of a query of tenant acme holds ``acme`` in ``tenant``: an AND-ed comparison
+    that always holds is dropped, one that never holds makes the filter ``false``."""
+    assert _filters(engine, where, demo) == left
+    if left == ["false"]:
+        assert engine.query(
+            f"FIND COUNT(*) AS n WHERE {where} SINCE 7d", tenant="acme", now=demo.now
+        ).rows() == [(0,)]
+
+
+def test_nothing_is_shown_as_false_and_keeps_no_row() -> None:
+    frame = pl.LazyFrame({"receipts.status": ["ok", None]})
+    assert frame.filter(predicate(NOTHING)).collect().height == 0
+    assert frame.filter(predicate(Negate(NOTHING))).collect().height == 2
+    assert pred_text(NOTHING) == "false"

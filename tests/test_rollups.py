@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import pql
 from pql import ast
 from pql.demo import DemoData, generate
-from pql.plan.nodes import Node, RollupAggregate, walk
+from pql.plan.expr import NOTHING
+from pql.plan.nodes import Filter, Node, RollupAggregate, walk
 from pql.plan.optimize import optimize
 from pql.plan.rollups import MIN_ROWS, edge_windows, whole_days
 from pql.storage import MemoryStore
@@ -227,7 +228,13 @@ def test_generated_queries_match_raw_and_duckdb(
     whole = whole_days(now - timedelta(seconds=query.since.seconds), now) is not None
     for tenant in (tenants[0], tenants[pick % len(tenants)], "nobody"):
         used = check(rolled, raw, duck, text, tenant, now)
-        assert used == whole, f"{text!r}: rollups used={used}, whole days in the window={whole}"
+        # a filter that keeps nothing (another tenant's name) is answered without the rollup
+        plan = rolled.prepare(text, tenant=tenant, now=now).plan
+        nothing = any(isinstance(n, Filter) and n.predicate == NOTHING for n in walk(plan))
+        assert used == (whole and not nothing), (
+            f"{text!r}: rollups used={used}, whole days in the window={whole}, "
+            f"a filter that keeps nothing={nothing}"
+        )
 
 
 # -- when rollups are not used -------------------------------------------------------------------
@@ -493,9 +500,18 @@ def test_rollups_are_per_tenant(rolled: pql.Engine, demo: DemoData, tenants: lis
 
 
 def test_where_tenant_only_narrows(rolled: pql.Engine, demo: DemoData) -> None:
-    text = "FIND COUNT(*) WHERE receipts.tenant = 'globex' GROUP BY receipts.region SINCE 30d"
-    assert _uses_rollup(rolled, text, "acme", demo.now)
-    assert rolled.query(text, tenant="acme", now=demo.now).df.height == 0
+    """Another tenant's name keeps no row: known when planning, so no rollup is read for it. The
+    caller's own name keeps every row, and the rollup still answers."""
+    text = "FIND COUNT(*) WHERE receipts.tenant = '{}' GROUP BY receipts.region SINCE 30d"
+    assert not _uses_rollup(rolled, text.format("globex"), "acme", demo.now)
+    assert rolled.query(text.format("globex"), tenant="acme", now=demo.now).df.height == 0
+    assert _uses_rollup(rolled, text.format("acme"), "acme", demo.now)
+    own = rolled.query(text.format("acme"), tenant="acme", now=demo.now).df
+    assert own.equals(
+        rolled.query(
+            text.replace(" WHERE receipts.tenant = '{}'", ""), tenant="acme", now=demo.now
+        ).df
+    )
 
 
 # -- null semantics ------------------------------------------------------------------------------

@@ -426,6 +426,8 @@ def predicate(pred: Pred) -> pl.Expr:
             return ~predicate(inner)
         case AllOf(operands=ops):
             return reduce(operator.and_, (predicate(o) for o in ops))
+        case AnyOf(operands=()):  # NOTHING: no row
+            return pl.lit(False)
         case AnyOf(operands=ops):
             return reduce(operator.or_, (predicate(o) for o in ops))
     raise InternalError("PQL-X006", f"the compiler met an unknown predicate {type(pred).__name__}")

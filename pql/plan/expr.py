@@ -12,6 +12,7 @@ from pql.errors import Span
 
 __all__ = [
     "BUCKET",
+    "NOTHING",
     "AggSpec",
     "AllOf",
     "AnyOf",
@@ -112,6 +113,11 @@ class AnyOf:
 
 
 Pred: TypeAlias = Cmp | In | Null | Negate | AllOf | AnyOf
+
+NOTHING = AnyOf(())
+"""The predicate that keeps no row: an OR of nothing, shown as ``false``. The planner puts it
+where it knows a filter keeps nothing (see :func:`pql.plan.optimize.fold_tenant`); executors
+answer it without evaluating anything on a row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,8 @@ def pred_text(pred: Pred, parent: str = "") -> str:
         case AllOf(operands=ops):
             text = " AND ".join(pred_text(o, "and") for o in ops)
             return f"({text})" if parent in ("and", "not") else text
+        case AnyOf(operands=()):
+            return "false"
         case AnyOf(operands=ops):
             text = " OR ".join(pred_text(o, "or") for o in ops)
             return f"({text})" if parent in ("and", "or", "not") else text

@@ -15,7 +15,7 @@ from pql.ast import CompareOp
 from pql.catalog import DataType
 from pql.errors import InternalError
 from pql.plan.context import NO_CONTEXT, OptimizeContext
-from pql.plan.expr import AllOf, Cmp, Pred, columns_of, conjuncts
+from pql.plan.expr import NOTHING, AllOf, Cmp, In, Null, Pred, columns_of, conjuncts
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -34,12 +34,53 @@ __all__ = [
     "NO_CONTEXT",
     "RULES",
     "OptimizeContext",
+    "fold_tenant",
     "narrow_windows",
     "optimize",
     "prune_columns",
     "push_filters",
     "use_rollups",
 ]
+
+
+def fold_tenant(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
+    """A filter's AND-ed parts that compare ``tenant`` with constants are known when planning,
+    since every row a scan reads holds the scan's tenant there. In a query of tenant ``acme``,
+    ``tenant = 'acme'`` holds on every row: the part is dropped. ``tenant = 'globex'`` holds on
+    none: the whole filter becomes :data:`~pql.plan.expr.NOTHING`, which the executors answer
+    without evaluating anything on a row. Parts under OR or NOT are left to the filter."""
+    match plan:
+        case Filter(input=inner, predicate=pred):
+            inner = fold_tenant(inner)
+            tenants = {n.tenant for n in walk(inner) if isinstance(n, Scan)}
+            if len(tenants) != 1:
+                return replace(plan, input=inner)
+            tenant = tenants.pop()
+            parts = conjuncts(pred)
+            known = [_tenant_holds(part, tenant) for part in parts]
+            if False in known:
+                return Filter(inner, NOTHING, span=plan.span)
+            rest = [part for part, holds in zip(parts, known, strict=True) if holds is None]
+            if len(rest) == len(parts):
+                return replace(plan, input=inner)
+            return _filter(inner, rest)
+    return _each_input(plan, fold_tenant)
+
+
+def _tenant_holds(part: Pred, tenant: str) -> bool | None:
+    """Whether ``part`` holds on every row of ``tenant`` (``True``) or on none (``False``): it
+    compares the ``tenant`` column (never null) for equality or membership. ``None``: it reads
+    another column, or compares by order."""
+    match part:
+        case Cmp(col=col, op=CompareOp.EQ | CompareOp.NE as op, value=value) if (
+            col.name == "tenant" and isinstance(value.value, str)
+        ):
+            return (value.value == tenant) is (op is CompareOp.EQ)
+        case In(col=col, values=values, negated=negated) if col.name == "tenant":
+            return (tenant in {v.value for v in values}) is not negated
+        case Null(col=col, negated=negated) if col.name == "tenant":
+            return negated
+    return None
 
 
 def push_filters(plan: Node, context: OptimizeContext = NO_CONTEXT) -> Node:
@@ -181,11 +222,13 @@ def _names(node: Node) -> set[str]:
 
 Rule = Callable[[Node, OptimizeContext], Node]
 
-# Filters move first, so that pruning sees which columns each side still needs, and each scan's
+# The tenant's comparisons are decided first (a part dropped there is neither moved nor read, and
+# a filter that keeps nothing is never answered from a rollup). Filters move next, so that pruning
+# sees which columns each side still needs, and each scan's
 # own ``ts`` bounds then narrow its window (which may leave whole days to rollups). Rollups come
 # last: they replace a whole aggregate over one scan (with its filter) by a node the other rules
 # leave alone, and the raw-row scans of its edge days reuse the columns pruning kept.
-RULES: tuple[Rule, ...] = (push_filters, narrow_windows, prune_columns, use_rollups)
+RULES: tuple[Rule, ...] = (fold_tenant, push_filters, narrow_windows, prune_columns, use_rollups)
 
 
 def optimize(

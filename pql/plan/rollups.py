@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pql.ast import AggFunc
 from pql.errors import InternalError
 from pql.plan.context import OptimizeContext
-from pql.plan.expr import AggSpec, AllOf, Col, Pred, columns_of
+from pql.plan.expr import NOTHING, AggSpec, AllOf, Col, Pred, columns_of, conjuncts
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -144,7 +144,10 @@ def _single_scan(node: Node) -> tuple[Scan, Pred | None] | None:
 
 
 def _eligible(agg: Aggregate, pred: Pred | None, spec: RollupSpec, grain: frozenset[Col]) -> bool:
-    """Whether the rollup answers ``agg`` (over rows narrowed by ``pred``) exactly."""
+    """Whether the rollup answers ``agg`` (over rows narrowed by ``pred``) exactly, and is
+    needed: a filter that keeps no row (``NOTHING``) is answered without reading a rollup."""
+    if pred is not None and NOTHING in conjuncts(pred):
+        return False
     if pred is not None and not columns_of(pred) <= grain:
         return False
     if not set(agg.keys) <= grain:

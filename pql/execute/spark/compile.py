@@ -274,6 +274,10 @@ def predicate(pred: Pred) -> Column:
             return ~predicate(inner)
         case AllOf(operands=ops):
             return reduce(operator.and_, (predicate(o) for o in ops))
+        case AnyOf(operands=()):  # NOTHING: no row
+            from pyspark.sql import functions as F
+
+            return F.lit(False)
         case AnyOf(operands=ops):
             return reduce(operator.or_, (predicate(o) for o in ops))
     raise InternalError(
