@@ -26,11 +26,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 PACKAGES = ("pql/plan", "pql/execute", "pql/storage", "pql/analyze.py")
 MUTANTS = Path("mutants")
+EQUIVALENT = Path(__file__).with_name("equivalent_mutants.toml")  # reviewed, each with a reason
 LOG = Path("mutants.log")  # mutmut's output when the run is piped
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), kept here so the report needs no import
@@ -91,25 +94,36 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         _mutmut([*mutmut, *(chosen or [])], env, deadline)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
-    _report(args.report, chosen, command, time.monotonic() - started, args)
+    results = _results()
+    survivors = [n for n in results if _status(results[n]) == "survived"]
+    same = equivalent(survivors, listed_equivalents(), _diff)
+    _report(args.report, chosen, command, time.monotonic() - started, args, same)
     print(args.report.read_text(encoding="utf-8"))
     if args.min_score is None:
         return 0
-    problems = gate(chosen if chosen is not None else pool, _results(), args.min_score)
+    problems = gate(chosen if chosen is not None else pool, results, args.min_score, same)
     for problem in problems:
         print(f"mutation gate: {problem}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def gate(names: list[str], results: dict[str, int | None], min_score: float) -> list[str]:
+def gate(
+    names: list[str],
+    results: dict[str, int | None],
+    min_score: float,
+    same: Collection[str] = (),
+) -> list[str]:
     """What keeps ``names`` from passing: a mutant without a result (mutmut did not run it, or
-    it ended oddly), or a package whose score (killed / judged) is under ``min_score``."""
+    it ended oddly), or a package whose score (killed / judged) is under ``min_score``. A
+    survivor in ``same`` (confirmed equivalent, see :func:`equivalent`) is not judged."""
     problems = []
     judged: dict[str, Counter[str]] = defaultdict(Counter)
     for name in names:
         status = _status(results.get(name))
         if status == "not run" or status.startswith("suspicious"):
             problems.append(f"{name}: {status}")
+        elif status == "survived" and name in same:
+            continue
         elif status != "no tests":
             judged[_package(name)]["killed" if status in ("killed", "timeout") else status] += 1
     if not names:
@@ -123,6 +137,33 @@ def gate(names: list[str], results: dict[str, int | None], min_score: float) -> 
                 f"under {min_score:g}%"
             )
     return problems
+
+
+def listed_equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
+    """The mutants reviewed as equivalent: name -> the line their diff adds (stripped)."""
+    with path.open("rb") as f:
+        return {m["name"]: m["line"] for m in tomllib.load(f).get("mutant", [])}
+
+
+def equivalent(
+    survivors: Collection[str], listed: dict[str, str], diff: Callable[[str], str]
+) -> set[str]:
+    """The ``survivors`` listed as equivalent whose diff (``diff(name)``, as ``mutmut show``
+    prints it) still adds the listed line: a listed name whose mutant has changed since it was
+    reviewed (renumbered by an edit of its function) is not confirmed, and stays a survivor."""
+    confirmed = set()
+    for name in survivors:
+        line = listed.get(name)
+        if line is None:
+            continue
+        added = {
+            row[1:].strip()
+            for row in diff(name).splitlines()
+            if row.startswith("+") and not row.startswith("+++")
+        }
+        if line in added:
+            confirmed.add(name)
+    return confirmed
 
 
 def _mutmut(command: list[str], env: dict[str, str], deadline: float | None) -> None:
@@ -212,7 +253,12 @@ def _status(code: int | None) -> str:
 
 
 def _report(
-    path: Path, chosen: list[str] | None, command: str, seconds: float, args: argparse.Namespace
+    path: Path,
+    chosen: list[str] | None,
+    command: str,
+    seconds: float,
+    args: argparse.Namespace,
+    same: Collection[str] = (),
 ) -> None:
     results = _results()
     if chosen is not None:
@@ -223,7 +269,8 @@ def _report(
         names = sorted(results)
     by_package: dict[str, Counter[str]] = defaultdict(Counter)
     for name in names:
-        by_package[_package(name)][_status(results.get(name))] += 1
+        status = _status(results.get(name))
+        by_package[_package(name)]["equivalent" if name in same else status] += 1
     total = sum(len(_names_in(p, results)) for p in PACKAGES)
     lines = [
         "# Mutation score",
@@ -244,8 +291,8 @@ def _report(
             else f"Every one of the {total} mutants."
         ),
         "",
-        "| package | mutants run | killed | survived | timeout | no tests | score |",
-        "|---|---|---|---|---|---|---|",
+        "| package | mutants run | killed | survived | equivalent | timeout | no tests | score |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for package in PACKAGES:
         c = by_package.get(package)
@@ -255,21 +302,23 @@ def _report(
         judged = killed + survived
         score = f"{100 * killed / judged:.1f}%" if judged else "-"
         lines.append(
-            f"| `{package}` | {sum(c.values())} | {c['killed']} | {survived} | {c['timeout']} "
-            f"| {c['no tests']} | {score} |"
+            f"| `{package}` | {sum(c.values())} | {c['killed']} | {survived} | "
+            f"{c['equivalent']} | {c['timeout']} | {c['no tests']} | {score} |"
         )
     lines += [
         "",
         "Score: killed (a timeout counts as killed) / (killed + survived); a mutant no selected "
-        'test reaches ("no tests") is listed apart. Survivors are listed below with their diff; '
-        "docs/testing.md says which are equivalent and which tests were added.",
+        'test reaches ("no tests") is listed apart, and so is a survivor reviewed as equivalent '
+        "(benchmarks/equivalent_mutants.toml, confirmed by its diff). Survivors are listed below "
+        "with their diff; docs/testing.md says which tests were added.",
         "",
         "## Survivors",
         "",
     ]
     for name in names:
         if _status(results.get(name)) in ("survived", "no tests"):
-            lines += [f"### `{name}` ({_status(results.get(name))})", "", "```diff"]
+            status = "survived, equivalent" if name in same else _status(results.get(name))
+            lines += [f"### `{name}` ({status})", "", "```diff"]
             lines += [_diff(name), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -15,7 +15,7 @@ from pql.ast import CompareOp
 from pql.catalog import DECISIONS, DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
-from pql.execute.compile import compile_plan, key_part
+from pql.execute.compile import compile_plan, key_part, predicate
 from pql.plan.expr import AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 from pql.plan.nodes import Join, RollupAggregate, Scan, walk
 from pql.storage import MemoryStore
@@ -224,3 +224,16 @@ def test_a_rollup_plan_over_a_store_without_rollups_is_an_internal_error(demo: D
     with pytest.raises(InternalError) as err:
         compile_plan(rollup, object(), engine.catalog)  # type: ignore[arg-type]
     assert err.value.code == "PQL-X060" and "keeps no rollups" in err.value.message
+
+
+def test_an_in_list_of_integers_compares_integers_exactly() -> None:
+    """Only a float among the values makes IN compare as floats: integers stay integers, which
+    past 2**53 a float could no longer tell apart."""
+    big = 2**53
+    frame = pl.LazyFrame({"receipts.attempt": [big, big + 1]})
+    col = Col("receipts", "attempt", DataType.INT)
+    exact = In(col, (Const(big + 1, DataType.INT),))
+    kept = frame.filter(predicate(exact)).collect().get_column("receipts.attempt")
+    assert kept.to_list() == [big + 1]
+    with_float = In(col, (Const(big + 1, DataType.INT), Const(0.5, DataType.FLOAT)))
+    assert frame.filter(predicate(with_float)).collect().height == 2  # compared as floats

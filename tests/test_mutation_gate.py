@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.mutation import _mutmut, _stratified, gate
+from benchmarks.mutation import (
+    _mutmut,
+    _stratified,
+    equivalent,
+    gate,
+    listed_equivalents,
+)
 
 PLAN = [f"pql.plan.cost.x_f__mutmut_{i}" for i in range(1, 41)]
 EXECUTE = [f"pql.execute.run.x_g__mutmut_{i}" for i in range(1, 11)]
@@ -35,6 +41,47 @@ def test_the_gate_passes_a_score_at_the_bar_and_fails_under_it() -> None:
 def test_timeouts_count_as_killed_and_untested_mutants_are_left_apart() -> None:
     results: dict[str, int | None] = {PLAN[0]: 36, PLAN[1]: 5, PLAN[2]: 1}
     assert gate(PLAN[:3], results, 100) == []
+
+
+def test_a_survivor_confirmed_equivalent_is_left_out_of_the_score() -> None:
+    results: dict[str, int | None] = dict.fromkeys(PLAN[:8], 1) | dict.fromkeys(PLAN[8:10], 0)
+    assert gate(PLAN[:10], results, 88) == ["pql/plan: 8 of 10 mutants killed (80.0%), under 88%"]
+    assert gate(PLAN[:10], results, 88, same={PLAN[9]}) == []  # 8 of 9 judged: 88.9%
+    assert gate(PLAN[:10], results, 90, same={PLAN[9]}) == [
+        "pql/plan: 8 of 9 mutants killed (88.9%), under 90%"
+    ]
+    # only a survivor is left out: a killed mutant named as equivalent still counts
+    assert gate(PLAN[:10], results, 90, same={PLAN[0], PLAN[9]}) == [
+        "pql/plan: 8 of 9 mutants killed (88.9%), under 90%"
+    ]
+
+
+def test_an_equivalent_is_confirmed_only_while_its_diff_adds_the_reviewed_line() -> None:
+    listed = {PLAN[0]: "return field(kw_only=False)", PLAN[1]: "x = None"}
+    diffs = {
+        PLAN[0]: "--- a.py\n+++ a.py\n@@ -1 +1 @@\n-    return field(kw_only=True)\n"
+        "+    return field(kw_only=False)",
+        PLAN[1]: "--- a.py\n+++ a.py\n-    x = 1\n+    x = 2",  # renumbered: another mutant
+        PLAN[2]: "--- a.py\n+++ a.py\n-    y = 1\n+    y = None",
+    }
+    assert equivalent(PLAN[:3], listed, diffs.__getitem__) == {PLAN[0]}
+
+
+def test_every_listed_equivalent_says_which_line_and_why() -> None:
+    """The reviewed list (benchmarks/equivalent_mutants.toml) parses, and each entry names a
+    mutant of the pipeline, the line its diff adds, and a reason."""
+    import tomllib
+
+    from benchmarks.mutation import EQUIVALENT, PACKAGES, _package
+
+    entries = tomllib.loads(EQUIVALENT.read_text(encoding="utf-8"))["mutant"]
+    assert entries
+    assert listed_equivalents() == {e["name"]: e["line"] for e in entries}
+    for entry in entries:
+        assert _package(entry["name"]) in PACKAGES, entry
+        assert "__mutmut_" in entry["name"], entry
+        assert entry["line"].strip() == entry["line"] and entry["line"], entry
+        assert len(entry["why"].split()) >= 10, entry
 
 
 def test_a_mutant_without_a_result_fails_the_gate() -> None:
