@@ -15,8 +15,9 @@ the answer (:class:`CacheKey`):
 The engine consults the cache in :meth:`pql.Engine.query` around ``prepare``/``execute``:
 parsing, analysis and every safety rule still run on each call, and nothing in the planner knows
 about the cache. When the caller does not fix ``now``, the engine floors the wall clock to the
-engine's ``cache_granularity`` (10 s by default, :func:`floor_clock`) so that repeated dashboard
-queries share a window and a key; a fixed ``now`` is used exactly.
+engine's ``cache_granularity`` (:func:`floor_clock`; ``timedelta(0)`` by default, which keeps the
+wall clock exact and so bypasses the cache) so that repeated dashboard queries share a window and
+a key, e.g. with 10 s; a fixed ``now`` is used exactly.
 
 Entries live at most ``ttl_s`` seconds (5 minutes by default) and the cache holds at most
 ``max_bytes`` of result frames (``DataFrame.estimated_size()`` plus a small overhead per entry);

@@ -42,6 +42,7 @@ from pql.plan.build import build
 from pql.plan.cost import Estimates
 from pql.plan.memo import (
     DEFAULT_MEMO_SIZE,
+    DEFAULT_PLAN_REUSE,
     MemoEntry,
     MemoKey,
     PlanMemo,
@@ -196,9 +197,11 @@ class Engine:
     query text never chooses it. Spark reads no rollups, so its plans never use them.
     ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
     asked again with the same text, parameters, tenant, ``now``, limits and data version skips
-    analysis and the cost estimate (every safety rule still runs); 0 keeps none. Only queries
-    with a ``now`` (given, or the wall clock floored to ``cache_granularity``) are kept: an
-    exact wall clock is never asked again.
+    analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on
+    the wall clock (no ``now``) reuses the plan of the same query asked at most ``plan_reuse``
+    (default 1 s; ``timedelta(0)``: never) before or after, moved to its own window, with the
+    cost estimate made for that window (plans with ``ts`` constants, time series or rollups
+    are prepared afresh: their times do not move with the window).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -228,6 +231,7 @@ class Engine:
         spark: Any = None,
         s3: Mapping[str, Any] | None = None,
         plan_memo_size: int = DEFAULT_MEMO_SIZE,
+        plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
         snapshots: bool = True,
     ) -> None:
         if executor not in EXECUTORS:
@@ -256,6 +260,9 @@ class Engine:
         self.limits = limits or DEFAULT_LIMITS
         self.plans = PlanMemo(plan_memo_size)
         """Prepared plans reused for the same inputs (:mod:`pql.plan.memo`; size 0: none)."""
+        self.plan_reuse = plan_reuse
+        """How far apart two wall-clock queries may be for the second to reuse the first's plan
+        moved to its own window (``timedelta(0)``: never)."""
         self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
             self.store = store
@@ -326,6 +333,8 @@ class Engine:
         clock: Callable[[], datetime] | None = None,
         adapters: adapters_mod.AdaptersSpec = None,
         region: str | None = None,
+        plan_memo_size: int = DEFAULT_MEMO_SIZE,
+        plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
@@ -344,6 +353,8 @@ class Engine:
             clock=clock,
             adapters=loaded,
             region=region,
+            plan_memo_size=plan_memo_size,
+            plan_reuse=plan_reuse,
         )
 
     # indexes ----------------------------------------------------------------------------
@@ -521,13 +532,20 @@ class Engine:
             # query means, which names it knows or what its errors say.
             view = self.catalog.for_tenant(tenant)
             optimizer_settings = (self.rollups, self.rollup_min_rows, self._spark is None)
-            # An exact wall clock (no ``now``) is never asked again: nothing to keep for it.
+            # A wall-clock query (no ``now``) is kept under ``now=None`` and reused, moved to
+            # its own window, within ``plan_reuse`` (see pql.plan.memo).
             key = (
                 None
-                if now is None
-                else self._memo_key(text, params, tenant, clock, limits, optimizer_settings)
+                if now is None and self.plan_reuse <= timedelta(0)
+                else self._memo_key(
+                    text, params, tenant, None if now is None else clock, limits, optimizer_settings
+                )
             )
-            entry = self.plans.get(key, view) if key is not None else None
+            entry = (
+                None
+                if key is None
+                else self.plans.get(key, view, clock=clock, within=self.plan_reuse)
+            )
             since = tree.since
             window = (
                 limits.default_window
@@ -596,6 +614,8 @@ class Engine:
                         report.estimates,
                         tuple(report.would_refuse),
                         plan,
+                        clock,
+                        clock - window,
                     ),
                 )
         except PQLError as exc:
@@ -624,7 +644,7 @@ class Engine:
         text: str,
         params: Mapping[str, Any] | None,
         tenant: str,
-        clock: datetime,
+        clock: datetime | None,
         limits: Limits,
         optimizer: tuple[bool, int, bool],
     ) -> MemoKey | None:

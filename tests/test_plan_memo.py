@@ -154,6 +154,8 @@ def test_the_remembered_cost_rule_estimates_any_other_plan(
         first.estimates,
         (),
         first.plan,
+        test_now,
+        test_now - timedelta(days=7),
     )
     rules = with_remembered_cost(RULES, entry)
     assert cost_budget not in rules and len(rules) == len(RULES)
@@ -184,8 +186,10 @@ def test_a_memo_of_size_zero_keeps_nothing_and_of_one_keeps_its_plan(
     assert _ask(eng, tenants[0], test_now).stats["plan_reused"] is reused
 
 
-def test_the_exact_wall_clock_keeps_nothing(fresh: pql.Engine, tenants: list[str]) -> None:
-    """Without a ``now`` every query has a window of its own: nothing is kept for it."""
+def test_no_plan_reuse_keeps_nothing_for_the_wall_clock(demo: DemoData, tenants: list[str]) -> None:
+    """With ``plan_reuse=0`` every wall-clock query has a window of its own: nothing is kept."""
+    eng = pql.Engine.in_memory(cache=False, plan_reuse=timedelta(0))
+    eng.ingest("receipts", demo.receipts)
     for _ in range(2):
-        assert fresh.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
-    assert len(fresh.plans) == 0
+        assert eng.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
+    assert len(eng.plans) == 0

@@ -7,7 +7,8 @@ its inputs, so its outcome is kept in a :class:`PlanMemo` and reused when every 
 same. The key (:class:`MemoKey`) holds each of them:
 
 * the query text exactly as given, and the parameters bound to it;
-* the tenant, and the query's ``now`` (which fixes the window);
+* the tenant, and the query's ``now`` (which fixes the window), or ``None`` for the wall clock
+  (see below);
 * the limits in force for the tenant (its profile, re-read on every query, so a changed or
   tightened profile, or a suspended tenant, is seen at once);
 * the data version of the tenant's store (the statistics and the estimates follow the data);
@@ -18,6 +19,15 @@ new view, so the entry is not used). Nothing here skips a safety rule: on a hit 
 still runs, in order, on the plan; only ``cost-budget`` answers from the memo, and only when
 the plan it is given is equal to the one it estimated (otherwise it estimates again).
 A refused query is never kept: a refusal is raised, so it is checked again every time.
+
+A query on the wall clock (no ``now``) is never asked at the same instant twice, so its entry is
+kept under ``now=None`` with the clock it was prepared at, and reused, moved to the new window
+(:func:`retimed`), by a query at most ``within`` (the engine's ``plan_reuse``, 1 s by default)
+later or earlier. Only a plan that names no time but its window's two bounds is kept so
+(:func:`retimable`): no ``ts`` constant, no time series, no rollup (their times do not move with
+the window). The moved plan is exactly the plan of the new window but for two choices made on
+the statistics of the old one: the cost estimate (and so the refusal) and the join build side.
+On the same data version, windows ``within`` apart hold the same rows but those at their ends.
 """
 
 from __future__ import annotations
@@ -25,29 +35,47 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, get_args
 
 from pql.analyze import Analyzed
 from pql.catalog import Catalog
+from pql.errors import InternalError
 from pql.limits import Limits
 from pql.plan.cost import Estimates
-from pql.plan.nodes import Node
+from pql.plan.nodes import (
+    Aggregate,
+    Filter,
+    Join,
+    Limit,
+    Node,
+    Project,
+    RollupAggregate,
+    Scan,
+    Sort,
+    walk,
+)
 from pql.plan.safety import Rule, SafetyContext, cost_budget
 
 __all__ = [
     "DEFAULT_MEMO_SIZE",
+    "DEFAULT_PLAN_REUSE",
     "MemoEntry",
     "MemoKey",
     "PlanMemo",
     "frozen_params",
+    "retimable",
+    "retimed",
     "with_recorded_cost",
     "with_remembered_cost",
 ]
 
 DEFAULT_MEMO_SIZE = 2048
 """How many prepared plans an engine keeps (each is a few kilobytes)."""
+
+DEFAULT_PLAN_REUSE = timedelta(seconds=1)
+"""How far apart two wall-clock queries may be for one to reuse the other's plan, moved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +85,8 @@ class MemoKey:
     text: str
     params: Hashable
     tenant: str
-    now: datetime
+    now: datetime | None
+    """The query's ``now``; ``None`` for the wall clock (the entry's own ``clock`` then)."""
     limits: Limits
     version: int
     rules: tuple[Rule, ...]
@@ -77,6 +106,10 @@ class MemoEntry:
     estimates: Estimates
     would_refuse: tuple[dict[str, Any], ...]
     final: Node
+    clock: datetime
+    """The clock it was prepared at: the window ``start <= ts <= clock`` its scans read."""
+    start: datetime
+    """The window's first instant (``clock`` less the query's window)."""
 
 
 def frozen_params(params: Mapping[str, Any] | None) -> Hashable | None:
@@ -105,18 +138,28 @@ class PlanMemo:
         self._entries: OrderedDict[MemoKey, MemoEntry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: MemoKey, view: Catalog) -> MemoEntry | None:
+    def get(
+        self, key: MemoKey, view: Catalog, *, clock: datetime, within: timedelta
+    ) -> MemoEntry | None:
+        """The entry for ``key``, if it was made against ``view``. Under a wall-clock key
+        (``key.now is None``) only an entry prepared at most ``within`` from ``clock``, moved to
+        the window ending at ``clock``."""
         with self._lock:
             found = self._entries.get(key)
-            if found is None or found.view is not view:
+            if (
+                found is None
+                or found.view is not view
+                or (key.now is None and abs(clock - found.clock) > within)
+            ):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return found
+        return found if key.now is not None else retimed(found, clock - found.clock)
 
     def put(self, key: MemoKey, entry: MemoEntry) -> None:
-        if self.size == 0:
+        """Keep ``entry`` (under a wall-clock key only if it is :func:`retimable`)."""
+        if self.size == 0 or (key.now is None and not retimable(entry)):
             return
         with self._lock:
             self._entries[key] = entry
@@ -161,3 +204,76 @@ def with_remembered_cost(rules: tuple[Rule, ...], entry: MemoEntry) -> tuple[Rul
     """``rules`` with ``cost-budget`` answering from ``entry``; every other rule unchanged."""
     remembered = remembered_cost(entry)
     return tuple(remembered if rule is cost_budget else rule for rule in rules)
+
+
+def retimable(entry: MemoEntry) -> bool:
+    """Whether ``entry``'s plans name no time but their window's bounds: every scan reads
+    exactly ``entry.start`` to ``entry.clock`` and nothing else in them holds a time (no ``ts``
+    constant, no time series, no rollup), so moving the window moves the whole plan."""
+    window = (entry.start, entry.clock)
+    for plan in (entry.built, entry.estimated, entry.final):
+        for node in walk(plan):
+            if isinstance(node, RollupAggregate):
+                return False
+            if isinstance(node, Scan):
+                if (node.start, node.end) != window:
+                    return False
+            elif any(_holds_time(getattr(node, f.name)) for f in fields(node) if f.compare):
+                return False
+    return True
+
+
+def _holds_time(value: object) -> bool:
+    """Whether ``value`` (a plan's field, but not a node: nodes are walked) holds a time."""
+    if isinstance(value, datetime):
+        return True
+    if isinstance(value, tuple):
+        return any(_holds_time(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type) and not _is_node(value):
+        return any(_holds_time(getattr(value, f.name)) for f in fields(value) if f.compare)
+    return False
+
+
+_NODE_TYPES: tuple[type, ...] = get_args(Node)
+
+
+def _is_node(value: object) -> bool:
+    return isinstance(value, _NODE_TYPES)
+
+
+def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
+    """``entry`` with its window moved by ``delta`` (see :func:`retimable`): every scan's
+    ``start`` and ``end``, in each plan and in the estimates, which keep their numbers."""
+    if not delta:
+        return entry
+    moved: dict[int, Node] = {}
+
+    def move(node: Node) -> Node:
+        found = moved.get(id(node))
+        if found is not None:
+            return found
+        new: Node
+        match node:
+            case Scan():
+                new = replace(node, start=node.start + delta, end=node.end + delta)
+            case Join():
+                new = replace(node, left=move(node.left), right=move(node.right))
+            case Filter() | Aggregate() | Sort() | Limit() | Project():
+                new = replace(node, input=move(node.input))
+            case RollupAggregate():  # never kept under a wall-clock key (see retimable)
+                raise InternalError("PQL-X034", "a plan with a rollup cannot move its window")
+        moved[id(node)] = new
+        return new
+
+    final = move(entry.final)
+    return MemoEntry(
+        entry.view,
+        entry.analyzed,
+        move(entry.built),
+        move(entry.estimated),
+        entry.estimates.moved(final, move),
+        entry.would_refuse,
+        final,
+        entry.clock + delta,
+        entry.start + delta,
+    )

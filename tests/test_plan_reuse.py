@@ -1,0 +1,249 @@
+"""Wall-clock queries reuse a prepared plan moved to their own window (pql.plan.memo).
+
+A query without ``now`` is asked at a new instant every time; within the engine's ``plan_reuse``
+it reuses the plan of the same query, moved. The moved plan must be exactly the plan a fresh
+preparation makes for the new window, answer for that window, and keep the cost estimate it was
+prepared with. Plans whose times do not move with the window (``ts`` constants, time series,
+rollups) are never kept so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+import time_machine
+
+import pql
+from benchmarks.examples import PARAMS, examples
+from pql.demo import DemoData
+from pql.errors import InternalError
+from pql.plan.memo import MemoEntry, retimable, retimed
+from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
+
+QUERY = 'FIND COUNT(*) AS n WHERE receipts.status = "error" GROUP BY receipts.region SINCE 7d'
+JOIN = (
+    "FIND COUNT(decisions.decisionId) AS n JOIN receipts ON decisions.executionId = "
+    'receipts.executionId WHERE decisions.effect = "deny" GROUP BY decisions.rule SINCE 7d'
+)
+
+
+def _engine(demo: DemoData, **options: object) -> pql.Engine:
+    eng = pql.Engine.in_memory(cache=False, **options)  # type: ignore[arg-type]
+    eng.ingest("receipts", demo.receipts)
+    eng.ingest("decisions", demo.decisions)
+    return eng
+
+
+@pytest.fixture
+def reusing(demo: DemoData) -> pql.Engine:
+    return _engine(demo)
+
+
+@pytest.fixture
+def planning(demo: DemoData) -> pql.Engine:
+    """The same data, every query planned afresh."""
+    return _engine(demo, plan_reuse=timedelta(0), plan_memo_size=0)
+
+
+@pytest.fixture
+def at(test_now: datetime) -> Iterator[datetime]:
+    """The wall clock stopped at a moment just before the suite's (set again by ``_stop``)."""
+    moment = test_now - timedelta(minutes=3, microseconds=250)
+    with time_machine.travel(moment, tick=False):
+        yield moment
+
+
+def _stop(moment: datetime) -> time_machine.travel:
+    return time_machine.travel(moment, tick=False)
+
+
+def _ask(eng: pql.Engine, tenant: str, text: str = QUERY) -> pql.Result:
+    return eng.query(text, tenant=tenant, params=PARAMS, cache=False)
+
+
+def test_a_wall_clock_query_reuses_the_plan_moved_to_its_window(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    first = _ask(reusing, tenants[0])
+    assert first.stats["plan_reused"] is False
+    later = at + timedelta(milliseconds=700)
+    with _stop(later):
+        again = _ask(reusing, tenants[0])
+        moved = reusing.prepare(QUERY, tenant=tenants[0], params=PARAMS)
+        fresh = planning.prepare(QUERY, tenant=tenants[0], params=PARAMS)
+        expected = _ask(planning, tenants[0])
+    assert again.stats["plan_reused"] is True and moved.reused is True
+    assert again.stats["window"] == expected.stats["window"] != first.stats["window"]
+    assert moved.plan == fresh.plan  # exactly the plan of the new window
+    assert all(s.end == later for s in walk(moved.plan) if isinstance(s, Scan))
+    assert again.df.sort("region").equals(expected.df.sort("region"))
+    assert again.stats["estimate"] == first.stats["estimate"]  # made for the first window
+
+
+def test_the_moved_plan_answers_for_its_own_window(
+    demo: DemoData, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    """A reuse far apart (here 2 days, and earlier) still reads the new window, not the old."""
+    eng = _engine(demo, plan_reuse=timedelta(days=2))
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 1d"
+    now_n = int(_ask(eng, tenants[0], text).df["n"].item())
+    with _stop(at - timedelta(days=1, hours=5)):
+        before = _ask(eng, tenants[0], text)
+        expected = _ask(planning, tenants[0], text)
+    assert before.stats["plan_reused"] is True
+    assert int(before.df["n"].item()) == int(expected.df["n"].item()) != now_n
+
+
+@pytest.mark.parametrize("apart", [timedelta(seconds=1), -timedelta(seconds=1)])
+def test_reuse_reaches_plan_reuse_either_way(
+    reusing: pql.Engine, tenants: list[str], at: datetime, apart: timedelta
+) -> None:
+    _ask(reusing, tenants[0])
+    with _stop(at + apart):
+        assert _ask(reusing, tenants[0]).stats["plan_reused"] is True
+
+
+@pytest.mark.parametrize("apart", [timedelta(seconds=1, microseconds=1), -timedelta(seconds=2)])
+def test_a_query_further_apart_is_planned_again_and_kept(
+    reusing: pql.Engine, tenants: list[str], at: datetime, apart: timedelta
+) -> None:
+    _ask(reusing, tenants[0])
+    with _stop(at + apart):
+        assert _ask(reusing, tenants[0]).stats["plan_reused"] is False
+    with _stop(at + apart + timedelta(milliseconds=10)):
+        assert _ask(reusing, tenants[0]).stats["plan_reused"] is True  # the new one was kept
+    assert len(reusing.plans) == 1
+
+
+def test_a_wall_clock_plan_never_crosses_tenants(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    _ask(reusing, tenants[0])
+    other = _ask(reusing, tenants[1])
+    assert other.stats["plan_reused"] is False and other.stats["tenant"] == tenants[1]
+    assert other.df.sort("region").equals(_ask(planning, tenants[1]).df.sort("region"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'FIND receipts WHERE receipts.ts >= "2020-01-01T00:00:00Z" SINCE 7d LIMIT 5',
+        "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h",
+        'FIND receipts WHERE receipts.status = "ok" AND receipts.ts > "2020-01-01" '
+        "SINCE 7d LIMIT 5",
+        "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d",  # from the rollup
+    ],
+)
+def test_plans_whose_times_do_not_move_are_not_kept(
+    demo: DemoData, tenants: list[str], at: datetime, text: str
+) -> None:
+    eng = _engine(demo, rollup_min_rows=0)
+    for _ in range(2):
+        assert _ask(eng, tenants[0], text).stats["plan_reused"] is False
+    assert len(eng.plans) == 0
+    eng.query(text, tenant=tenants[0], now=at, params=PARAMS, cache=False)  # kept, as before
+    assert len(eng.plans) == 1
+
+
+def test_the_moved_estimates_find_the_moved_join_inputs(
+    reusing: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    """Each join builds on the side estimated smaller: the moved plan's nodes must be found."""
+    first = reusing.prepare(JOIN, tenant=tenants[0], params=PARAMS)
+    with _stop(at + timedelta(milliseconds=300)):
+        moved = reusing.prepare(JOIN, tenant=tenants[0], params=PARAMS)
+    assert moved.reused is True and moved.estimates is not None and first.estimates is not None
+    joins = [n for n in walk(moved.plan) if isinstance(n, Join)]
+    assert joins
+    for join in joins:
+        for side in (join.left, join.right):
+            found = moved.estimates.find(side)
+            assert found is not None
+            assert found == first.estimates.find(_back(side, moved.plan, first.plan))
+    assert moved.estimates.cost == first.estimates.cost
+
+
+def _back(node: Node, moved: Node, first: Node) -> Node:
+    """The node of ``first`` at the place of ``node`` in ``moved`` (the same walk order)."""
+    index = next(i for i, n in enumerate(walk(moved)) if n is node)
+    return walk(first)[index]
+
+
+def test_retimed_moves_only_the_window(
+    reusing: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    reusing.prepare(JOIN, tenant=tenants[0], params=PARAMS)
+    (entry,) = (e for e in reusing.plans._entries.values())
+    assert retimable(entry)
+    assert retimed(entry, timedelta(0)) is entry
+    delta = timedelta(minutes=5)
+    moved = retimed(entry, delta)
+    assert (moved.clock, moved.start) == (entry.clock + delta, entry.start + delta)
+    assert retimable(moved)
+    for old, new in zip(walk(entry.final), walk(moved.final), strict=True):
+        if isinstance(old, Scan):
+            assert isinstance(new, Scan)
+            assert (new.start, new.end) == (old.start + delta, old.end + delta)
+            assert new.columns == old.columns and new.tenant == old.tenant
+        else:
+            assert type(new) is type(old)
+    assert moved.estimates.root == entry.estimates.root
+    assert retimed(moved, -delta).final == entry.final
+
+
+def test_an_entry_whose_scan_reads_another_window_is_not_retimable(
+    reusing: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    reusing.prepare(QUERY, tenant=tenants[0], params=PARAMS)
+    (entry,) = reusing.plans._entries.values()
+    narrowed = MemoEntry(
+        entry.view,
+        entry.analyzed,
+        entry.built,
+        entry.estimated,
+        entry.estimates,
+        entry.would_refuse,
+        entry.final,
+        entry.clock,
+        entry.start + timedelta(hours=1),
+    )
+    assert not retimable(narrowed)
+
+
+def test_a_rollup_plan_cannot_be_moved(demo: DemoData, tenants: list[str], at: datetime) -> None:
+    eng = _engine(demo, rollup_min_rows=0)
+    text = "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d"
+    eng.query(text, tenant=tenants[0], now=at, cache=False)
+    (entry,) = eng.plans._entries.values()
+    assert any(isinstance(n, RollupAggregate) for n in walk(entry.final))
+    assert not retimable(entry)
+    with pytest.raises(InternalError) as caught:
+        retimed(entry, timedelta(seconds=1))
+    assert caught.value.code == "PQL-X034"
+
+
+@pytest.mark.parametrize("name", sorted(examples()))
+def test_every_example_reused_answers_as_planned_afresh(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime, name: str
+) -> None:
+    """Every example of the contract and LANGUAGE.md: reused 400 ms later, the plan and the
+    answer are those of a fresh preparation at that moment."""
+    text = examples()[name]
+    try:
+        _ask(reusing, tenants[0], text)
+    except pql.PQLError as exc:
+        with pytest.raises(pql.PQLError) as again:
+            _ask(planning, tenants[0], text)
+        assert again.value.code == exc.code
+        return
+    with _stop(at + timedelta(milliseconds=400)):
+        reused = _ask(reusing, tenants[0], text)
+        expected = _ask(planning, tenants[0], text)
+        moved = reusing.prepare(text, tenant=tenants[0], params=PARAMS)
+        fresh = planning.prepare(text, tenant=tenants[0], params=PARAMS)
+    assert moved.plan == fresh.plan
+    assert reused.stats["window"] == expected.stats["window"]
+    assert reused.columns == expected.columns
+    assert sorted(map(repr, reused.rows())) == sorted(map(repr, expected.rows()))
