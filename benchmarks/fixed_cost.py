@@ -14,9 +14,16 @@ tenant. For each (example, tenant) the script reports the medians of:
 * DuckDB on native tables sorted by tenant and ts (SQL from ``tests/sqlref.py``), and the ratio
   pql/DuckDB of the medians.
 
-Results go to ``benchmarks/results/fixed-cost-<N>k-<stamp>.json``. Run from the repository root::
+By default every query gives the same fixed ``now``, so after the first it is a hit of the plan
+memo. ``--wall`` asks as a service does, on the wall clock (no ``now``): the generated data then
+ends at the present, and a query reuses the plan of the same query asked within the engine's
+``plan_reuse``, moved to its own window (``pql/plan/memo.py``).
+
+Results go to ``benchmarks/results/fixed-cost-<N>k-<stamp>.json`` (``-wall`` before the stamp
+with ``--wall``). Run from the repository root::
 
     python -m benchmarks.fixed_cost --receipts 1000000
+    python -m benchmarks.fixed_cost --receipts 1000000 --wall
     python -m benchmarks.fixed_cost --data LAKE_DIR      # an existing lake (its newest day is now)
 """
 
@@ -64,11 +71,12 @@ def measure(
     con: Any,
     text: str,
     tenant: str,
-    now: datetime,
+    now: datetime | None,
     *,
     repeat: int,
 ) -> dict[str, Any] | None:
-    """Medians of the stages of ``text`` for ``tenant`` and of DuckDB; ``None`` if it fails."""
+    """Medians of the stages of ``text`` for ``tenant`` and of DuckDB; ``None`` if it fails.
+    ``now=None`` asks on the wall clock (DuckDB is then asked for the last query's window)."""
     from tests.sqlref import translate
 
     try:
@@ -97,7 +105,7 @@ def measure(
     sql = translate(
         prepared.analyzed,
         tenant=tenant,
-        now=now,
+        now=prepared.now,
         window=prepared.window,
         max_rows=prepared.limits.max_rows,
     )
@@ -123,7 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="an existing lake (default: generate one)")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--wall",
+        action="store_true",
+        help="ask on the wall clock, as a service does (generated data only: it ends now)",
+    )
+    ap.add_argument(
+        "--plan-reuse",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the engine's plan_reuse (default: the engine's own; 0: every wall-clock query "
+        "is prepared afresh, the baseline)",
+    )
     args = ap.parse_args(argv)
+    if args.wall and args.data is not None:
+        ap.error("--wall needs generated data (it must end at the present); leave out --data")
     quiet = not sys.stdout.isatty()
 
     scratch = None
@@ -131,14 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         from pql.demo import generate
 
-        now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+        now = datetime.now(UTC) if args.wall else datetime(2026, 3, 2, 12, tzinfo=UTC)
         demo = generate(args.receipts, seed=args.seed, tenants=args.tenants, now=now)
         scratch = tempfile.TemporaryDirectory(prefix="pql-fixed-cost-")
         args.data = Path(scratch.name) / "lake"
         writer = pql.Engine(args.data, index=False)
         writer.ingest("receipts", demo.receipts)
         writer.ingest("decisions", demo.decisions)
-    engine = pql.Engine(args.data, cache=False, preload="all")
+    options: dict[str, Any] = {}
+    if args.plan_reuse is not None:
+        options["plan_reuse"] = timedelta(seconds=args.plan_reuse)
+    engine = pql.Engine(args.data, cache=False, preload="all", **options)
     engine.wait_ready()
     store = engine.store
     assert isinstance(store, IndexedLake)
@@ -169,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for name, text in examples().items():
         for size, tenant in (("large", large), ("small", small)):
-            row = measure(engine, con, text, tenant, now, repeat=args.repeat)
+            asked = None if args.wall else now
+            row = measure(engine, con, text, tenant, asked, repeat=args.repeat)
             if row is None:
                 continue
             row = {"example": name, "tenant": size, "query": text, **row}
@@ -185,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [r["ratio"] for r in ran if r["ratio"] is not None]
     summary = {
         "receipts": receipts.height,
+        "clock": "wall" if args.wall else "fixed",
+        "plan_reuse_s": engine.plan_reuse.total_seconds(),
         "tenants": {"large": large, "small": small},
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -209,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"fixed-cost-{receipts.height // 1000}k-{stamp}.json"
+    kind = "-wall" if args.wall else ""
+    path = args.out / f"fixed-cost-{receipts.height // 1000}k{kind}-{stamp}.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     head = {k: v for k, v in summary.items() if k != "rows"}
     print(json.dumps(head, indent=2, default=str))
