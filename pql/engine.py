@@ -198,10 +198,11 @@ class Engine:
     ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
     asked again with the same text, parameters, tenant, ``now``, limits and data version skips
     analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on
-    the wall clock (no ``now``) reuses the plan of the same query asked at most ``plan_reuse``
-    (default 1 s; ``timedelta(0)``: never) before or after, moved to its own window, with the
-    cost estimate made for that window (plans with ``ts`` constants, time series or rollups
-    are prepared afresh: their times do not move with the window).
+    the wall clock (no ``now``) or an advancing ``now`` reuses the plan of the same query asked
+    with a clock at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before
+    or after, moved to its own window, with the cost estimate made for that window (plans with
+    ``ts`` constants, time series or rollups are reused only at the same ``now``: their times
+    do not move with the window).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -261,8 +262,8 @@ class Engine:
         self.plans = PlanMemo(plan_memo_size)
         """Prepared plans reused for the same inputs (:mod:`pql.plan.memo`; size 0: none)."""
         self.plan_reuse = plan_reuse
-        """How far apart two wall-clock queries may be for the second to reuse the first's plan
-        moved to its own window (``timedelta(0)``: never)."""
+        """How far apart the clocks of two queries may be for the second to reuse the first's
+        plan moved to its own window (``timedelta(0)``: only at the same clock)."""
         self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
             self.store = store
@@ -532,8 +533,8 @@ class Engine:
             # query means, which names it knows or what its errors say.
             view = self.catalog.for_tenant(tenant)
             optimizer_settings = (self.rollups, self.rollup_min_rows, self._spark is None)
-            # A wall-clock query (no ``now``) is kept under ``now=None`` and reused, moved to
-            # its own window, within ``plan_reuse`` (see pql.plan.memo).
+            # A plan whose times move with its window is reused, moved, by the same query
+            # within ``plan_reuse`` of its clock, with or without a ``now`` (see pql.plan.memo).
             key = (
                 None
                 if now is None and self.plan_reuse <= timedelta(0)

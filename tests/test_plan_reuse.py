@@ -17,6 +17,7 @@ import time_machine
 
 import pql
 from benchmarks.examples import PARAMS, examples
+from pql.catalog import DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.plan.memo import MemoEntry, retimable, retimed
@@ -247,3 +248,51 @@ def test_every_example_reused_answers_as_planned_afresh(
     assert reused.stats["window"] == expected.stats["window"]
     assert reused.columns == expected.columns
     assert sorted(map(repr, reused.rows())) == sorted(map(repr, expected.rows()))
+
+
+def test_an_advancing_now_reuses_the_plan_moved(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    """A replay or the load harness gives a ``now`` that advances: it is reused the same way."""
+    first = reusing.query(QUERY, tenant=tenants[0], now=at, cache=False)
+    later = at + timedelta(milliseconds=300)
+    again = reusing.query(QUERY, tenant=tenants[0], now=later, cache=False)
+    expected = planning.query(QUERY, tenant=tenants[0], now=later, cache=False)
+    assert (first.stats["plan_reused"], again.stats["plan_reused"]) == (False, True)
+    assert again.stats["window"] == expected.stats["window"] != first.stats["window"]
+    assert again.df.sort("region").equals(expected.df.sort("region"))
+    moved = reusing.prepare(QUERY, tenant=tenants[0], now=later)
+    assert moved.plan == planning.prepare(QUERY, tenant=tenants[0], now=later).plan
+    assert (reusing.plans.hits, reusing.plans.misses) == (2, 1)  # counted once per query
+
+
+def test_a_plan_that_cannot_move_is_reused_only_at_its_own_now(
+    reusing: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"
+    for moment, reused in ((at, False), (at + timedelta(milliseconds=300), False), (at, True)):
+        result = reusing.query(text, tenant=tenants[0], now=moment, cache=False)
+        assert result.stats["plan_reused"] is reused
+
+
+def test_no_plan_reuse_still_reuses_at_the_same_now(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    eng = _engine(demo, plan_reuse=timedelta(0))
+    for moment, reused in ((at, False), (at, True), (at + timedelta(microseconds=1), False)):
+        result = eng.query(QUERY, tenant=tenants[0], now=moment, cache=False)
+        assert result.stats["plan_reused"] is reused
+
+
+@pytest.mark.parametrize(
+    "text", [QUERY, "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"]
+)
+def test_a_changed_catalog_is_planned_again(
+    reusing: pql.Engine, tenants: list[str], at: datetime, text: str
+) -> None:
+    """A plan kept to move and one kept for its exact ``now`` alike: a tenant's new column
+    makes a new catalog view, and nothing analyzed against the old one is used."""
+    assert reusing.query(text, tenant=tenants[0], now=at, cache=False).stats["plan_reused"] is False
+    assert reusing.query(text, tenant=tenants[0], now=at, cache=False).stats["plan_reused"] is True
+    reusing.catalog.add_extras(tenants[0], "receipts", {"team": DataType.STRING})
+    assert reusing.query(text, tenant=tenants[0], now=at, cache=False).stats["plan_reused"] is False

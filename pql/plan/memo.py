@@ -20,14 +20,16 @@ still runs, in order, on the plan; only ``cost-budget`` answers from the memo, a
 the plan it is given is equal to the one it estimated (otherwise it estimates again).
 A refused query is never kept: a refusal is raised, so it is checked again every time.
 
-A query on the wall clock (no ``now``) is never asked at the same instant twice, so its entry is
-kept under ``now=None`` with the clock it was prepared at, and reused, moved to the new window
-(:func:`retimed`), by a query at most ``within`` (the engine's ``plan_reuse``, 1 s by default)
-later or earlier. Only a plan that names no time but its window's two bounds is kept so
-(:func:`retimable`): no ``ts`` constant, no time series, no rollup (their times do not move with
-the window). The moved plan is exactly the plan of the new window but for two choices made on
-the statistics of the old one: the cost estimate (and so the refusal) and the join build side.
-On the same data version, windows ``within`` apart hold the same rows but those at their ends.
+A query on the wall clock (no ``now``), or a clock that advances (a replay, the load harness), is
+never asked at the same instant twice. So a plan that names no time but its window's two bounds
+(:func:`retimable`: no ``ts`` constant, no time series, no rollup, whose times do not move with
+the window) is kept under ``now=None`` with the clock it was prepared at, and reused, moved to
+the new window (:func:`retimed`), by a query at most ``within`` (the engine's ``plan_reuse``,
+1 s by default) later or earlier, with or without a ``now``. Any other plan is kept for its exact
+``now`` only, and not at all for the wall clock. The moved plan is exactly the plan of the new
+window but for two choices made on the statistics of the old one: the cost estimate (and so the
+refusal) and the join build side. On the same data version, windows ``within`` apart hold the
+same rows but those at their ends.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ DEFAULT_MEMO_SIZE = 2048
 """How many prepared plans an engine keeps (each is a few kilobytes)."""
 
 DEFAULT_PLAN_REUSE = timedelta(seconds=1)
-"""How far apart two wall-clock queries may be for one to reuse the other's plan, moved."""
+"""How far apart the clocks of two queries may be for one to reuse the other's plan, moved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ class MemoKey:
     params: Hashable
     tenant: str
     now: datetime | None
-    """The query's ``now``; ``None`` for the wall clock (the entry's own ``clock`` then)."""
+    """The query's ``now``; ``None`` for the wall clock, and for an entry kept to move (whose
+    own ``clock`` says when it was prepared)."""
     limits: Limits
     version: int
     rules: tuple[Rule, ...]
@@ -141,25 +144,32 @@ class PlanMemo:
     def get(
         self, key: MemoKey, view: Catalog, *, clock: datetime, within: timedelta
     ) -> MemoEntry | None:
-        """The entry for ``key``, if it was made against ``view``. Under a wall-clock key
-        (``key.now is None``) only an entry prepared at most ``within`` from ``clock``, moved to
-        the window ending at ``clock``."""
+        """The entry for ``key`` made against ``view``: the one kept for exactly ``key.now``,
+        else one kept to move (under ``now=None``) prepared at most ``within`` from ``clock``,
+        moved to the window ending at ``clock``."""
+        moving = key if key.now is None else replace(key, now=None)
         with self._lock:
-            found = self._entries.get(key)
-            if (
-                found is None
-                or found.view is not view
-                or (key.now is None and abs(clock - found.clock) > within)
-            ):
+            found = None if key.now is None else self._entries.get(key)
+            if found is not None and found.view is view:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found
+            found = self._entries.get(moving)
+            if found is None or found.view is not view or abs(clock - found.clock) > within:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(key)
+            self._entries.move_to_end(moving)
             self.hits += 1
-        return found if key.now is not None else retimed(found, clock - found.clock)
+        return retimed(found, clock - found.clock)
 
     def put(self, key: MemoKey, entry: MemoEntry) -> None:
-        """Keep ``entry`` (under a wall-clock key only if it is :func:`retimable`)."""
-        if self.size == 0 or (key.now is None and not retimable(entry)):
+        """Keep ``entry``: to move (under ``now=None``) if it is :func:`retimable`, else for
+        exactly ``key.now`` (and not at all for a wall-clock key)."""
+        if self.size == 0:
+            return
+        if retimable(entry):
+            key = replace(key, now=None)
+        elif key.now is None:
             return
         with self._lock:
             self._entries[key] = entry
