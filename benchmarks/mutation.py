@@ -91,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         chosen = _stratified(pool, args.sample, random.Random(args.seed))
     elif set(args.only) != set(PACKAGES) or args.skip:
         chosen = pool
+    listed = listed_equivalents()
+    # A chosen mutant reviewed as equivalent whose diff still adds the reviewed line survives
+    # by construction, after running every test that reaches it: it is confirmed, not run.
+    ahead = equivalent([n for n in chosen or () if n in listed], listed, _diff)
     if not args.report_only:
-        _mutmut([*mutmut, *(chosen or [])], env, deadline)
+        _mutmut([*mutmut, *(n for n in chosen or () if n not in ahead)], env, deadline)
     command = " ".join(["python -m benchmarks.mutation", *(argv or sys.argv[1:])])
     results = _results()
     survivors = [n for n in results if _status(results[n]) == "survived"]
-    same = equivalent(survivors, listed_equivalents(), _diff)
+    same = equivalent(survivors, listed, _diff) | ahead
     _report(args.report, chosen, command, time.monotonic() - started, args, same)
     print(args.report.read_text(encoding="utf-8"))
     if args.min_score is None:
@@ -115,15 +119,16 @@ def gate(
 ) -> list[str]:
     """What keeps ``names`` from passing: a mutant without a result (mutmut did not run it, or
     it ended oddly), or a package whose score (killed / judged) is under ``min_score``. A
-    survivor in ``same`` (confirmed equivalent, see :func:`equivalent`) is not judged."""
+    mutant in ``same`` (confirmed equivalent, see :func:`equivalent`) that survived, or was
+    not run because it was confirmed beforehand, is not judged."""
     problems = []
     judged: dict[str, Counter[str]] = defaultdict(Counter)
     for name in names:
         status = _status(results.get(name))
+        if status in ("survived", "not run") and name in same:
+            continue
         if status == "not run" or status.startswith("suspicious"):
             problems.append(f"{name}: {status}")
-        elif status == "survived" and name in same:
-            continue
         elif status != "no tests":
             judged[_package(name)]["killed" if status in ("killed", "timeout") else status] += 1
     if not names:
@@ -309,15 +314,17 @@ def _report(
         "",
         "Score: killed (a timeout counts as killed) / (killed + survived); a mutant no selected "
         'test reaches ("no tests") is listed apart, and so is a survivor reviewed as equivalent '
-        "(benchmarks/equivalent_mutants.toml, confirmed by its diff). Survivors are listed below "
-        "with their diff; docs/testing.md says which tests were added.",
+        "(benchmarks/equivalent_mutants.toml, confirmed by its diff; a chosen one confirmed "
+        "before the run is not run). Survivors and equivalents are listed below with their "
+        "diff; docs/testing.md says which tests were added.",
         "",
         "## Survivors",
         "",
     ]
     for name in names:
-        if _status(results.get(name)) in ("survived", "no tests"):
-            status = "survived, equivalent" if name in same else _status(results.get(name))
+        status = _status(results.get(name))
+        if status in ("survived", "no tests") or (status == "not run" and name in same):
+            status = f"{status}, equivalent" if name in same else status
             lines += [f"### `{name}` ({status})", "", "```diff"]
             lines += [_diff(name), "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,15 @@ def test_a_survivor_confirmed_equivalent_is_left_out_of_the_score() -> None:
     ]
 
 
+def test_an_equivalent_confirmed_before_the_run_need_not_run() -> None:
+    """A chosen mutant whose diff is confirmed equivalent beforehand is left out of the run;
+    any other mutant without a result still fails the gate."""
+    results: dict[str, int | None] = dict.fromkeys(PLAN[:9], 1) | {PLAN[9]: None}
+    assert gate(PLAN[:10], results, 100, same={PLAN[9]}) == []
+    assert gate(PLAN[:10], results, 100) == [f"{PLAN[9]}: not run"]
+    assert gate(PLAN[:10], results, 100, same={PLAN[8]}) == [f"{PLAN[9]}: not run"]
+
+
 def test_an_equivalent_is_confirmed_only_while_its_diff_adds_the_reviewed_line() -> None:
     listed = {PLAN[0]: "return field(kw_only=False)", PLAN[1]: "x = None"}
     diffs = {

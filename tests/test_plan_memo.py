@@ -193,3 +193,16 @@ def test_no_plan_reuse_keeps_nothing_for_the_wall_clock(demo: DemoData, tenants:
     for _ in range(2):
         assert eng.query(QUERY, tenant=tenants[0], cache=False).stats["plan_reused"] is False
     assert len(eng.plans) == 0
+
+
+def test_a_full_memo_drops_the_least_recently_used_plan(
+    fresh: pql.Engine, tenants: list[str], test_now: datetime
+) -> None:
+    fresh.plans = PlanMemo(2)
+    first, second, third = (f"{QUERY[: -len('SINCE 7d')]}SINCE {d}d" for d in (7, 8, 9))
+    for text in (first, second, first, third):  # ``first`` used again: ``second`` is oldest
+        _ask(fresh, tenants[0], test_now, text)
+    assert len(fresh.plans) == 2
+    assert _ask(fresh, tenants[0], test_now, first).stats["plan_reused"] is True
+    assert _ask(fresh, tenants[0], test_now, third).stats["plan_reused"] is True
+    assert _ask(fresh, tenants[0], test_now, second).stats["plan_reused"] is False

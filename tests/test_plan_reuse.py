@@ -192,6 +192,15 @@ def test_retimed_moves_only_the_window(
             assert type(new) is type(old)
     assert moved.estimates.root == entry.estimates.root
     assert retimed(moved, -delta).final == entry.final
+    # Each node is moved once: the plans share what they shared, and the estimates are keyed
+    # by the moved plan's own nodes (found by identity, not by comparing whole subtrees).
+    finals = {id(n) for n in walk(moved.final)}
+    assert all(id(node) in finals for node in moved.estimates._by_node)
+
+    def shared(a: Node, b: Node) -> int:
+        return len({id(n) for n in walk(a)} & {id(n) for n in walk(b)})
+
+    assert shared(moved.built, moved.estimated) == shared(entry.built, entry.estimated) > 0
 
 
 def test_an_entry_whose_scan_reads_another_window_is_not_retimable(
@@ -223,6 +232,7 @@ def test_a_rollup_plan_cannot_be_moved(demo: DemoData, tenants: list[str], at: d
     with pytest.raises(InternalError) as caught:
         retimed(entry, timedelta(seconds=1))
     assert caught.value.code == "PQL-X034"
+    assert caught.value.message == "a plan with a rollup cannot move its window"
 
 
 @pytest.mark.parametrize("name", sorted(examples()))
@@ -270,9 +280,11 @@ def test_a_plan_that_cannot_move_is_reused_only_at_its_own_now(
     reusing: pql.Engine, tenants: list[str], at: datetime
 ) -> None:
     text = "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"
-    for moment, reused in ((at, False), (at + timedelta(milliseconds=300), False), (at, True)):
+    steps = ((at, False), (at + timedelta(milliseconds=300), False), (at, True), (at, True))
+    for moment, reused in steps:
         result = reusing.query(text, tenant=tenants[0], now=moment, cache=False)
         assert result.stats["plan_reused"] is reused
+    assert (reusing.plans.hits, reusing.plans.misses) == (2, 2)
 
 
 def test_no_plan_reuse_still_reuses_at_the_same_now(

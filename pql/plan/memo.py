@@ -147,7 +147,7 @@ class PlanMemo:
         """The entry for ``key`` made against ``view``: the one kept for exactly ``key.now``,
         else one kept to move (under ``now=None``) prepared at most ``within`` from ``clock``,
         moved to the window ending at ``clock``."""
-        moving = key if key.now is None else replace(key, now=None)
+        moving = replace(key, now=None)
         with self._lock:
             found = None if key.now is None else self._entries.get(key)
             if found is not None and found.view is view:
@@ -239,7 +239,7 @@ def _holds_time(value: object) -> bool:
         return True
     if isinstance(value, tuple):
         return any(_holds_time(item) for item in value)
-    if is_dataclass(value) and not isinstance(value, type) and not _is_node(value):
+    if is_dataclass(value) and not _is_node(value):
         return any(_holds_time(getattr(value, f.name)) for f in fields(value) if f.compare)
     return False
 
@@ -276,14 +276,12 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
         return new
 
     final = move(entry.final)
-    return MemoEntry(
-        entry.view,
-        entry.analyzed,
-        move(entry.built),
-        move(entry.estimated),
-        entry.estimates.moved(final, move),
-        entry.would_refuse,
-        final,
-        entry.clock + delta,
-        entry.start + delta,
+    return replace(
+        entry,
+        built=move(entry.built),
+        estimated=move(entry.estimated),
+        estimates=entry.estimates.moved(final, move),
+        final=final,
+        clock=entry.clock + delta,
+        start=entry.start + delta,
     )
