@@ -174,3 +174,22 @@ def test_a_whole_float_finds_the_integer_it_equals_among_the_most_common_values(
     for value, share in [(3, 0.75), (3.0, 0.75), (4.0, 0.25), (3.5, 0.0), (True, 0.0)]:
         kind = DataType.FLOAT if isinstance(value, float) else DataType.INT
         assert estimator.equal(col, Const(value, kind), TENANT) == pytest.approx(share), value
+
+
+def test_a_range_over_an_incomplete_value_list_uses_the_range_not_the_list() -> None:
+    """An INT column whose most common values are not all its values: ``x > 7.5`` over [0, 10]
+    (no histogram) keeps a quarter of the rows, uniformly; the listed value 1 is not the
+    answer (from the list alone, no row would be kept)."""
+    code = ColumnSummary(mcv={"1": 3}, mcv_complete=False, low=0.0, high=10.0)
+    estimator = _estimator({"code": code}, rows=4)
+    bounds = _Bounds()
+    bounds.add(CompareOp.GT, 7.5)
+    assert estimator.interval(_col("code", DataType.INT), bounds, TENANT) == pytest.approx(0.25)
+
+
+def test_a_column_without_a_summary_has_no_value_shares() -> None:
+    estimator = _estimator({}, rows=10)
+    assert estimator.value_shares(_col("unsummarised"), TENANT) is None
+    assert (
+        _estimator({"status": ColumnSummary()}, rows=0).value_shares(_col("status"), TENANT) is None
+    )
