@@ -23,6 +23,9 @@ from tests.clock import TEST_NOW
 from tests.paths import PATHS, SPARK, StorePath, open_path, windows_of, with_edges
 from tests.strategies import SINCES
 
+# fixtures shared by a few modules, kept beside what they serve
+pytest_plugins = ["tests.reuse"]
+
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

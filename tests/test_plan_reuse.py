@@ -9,11 +9,9 @@ rollups) are never kept so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-import time_machine
 
 import pql
 from pql.catalog import DataType
@@ -21,42 +19,13 @@ from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.plan.memo import MemoEntry, retimable, retimed
 from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
+from tests.reuse import engine_over, stop
 
 QUERY = 'FIND COUNT(*) AS n WHERE receipts.status = "error" GROUP BY receipts.region SINCE 7d'
 JOIN = (
     "FIND COUNT(decisions.decisionId) AS n JOIN receipts ON decisions.executionId = "
     'receipts.executionId WHERE decisions.effect = "deny" GROUP BY decisions.rule SINCE 7d'
 )
-
-
-def _engine(demo: DemoData, **options: object) -> pql.Engine:
-    eng = pql.Engine.in_memory(cache=False, **options)  # type: ignore[arg-type]
-    eng.ingest("receipts", demo.receipts)
-    eng.ingest("decisions", demo.decisions)
-    return eng
-
-
-@pytest.fixture
-def reusing(demo: DemoData) -> pql.Engine:
-    return _engine(demo)
-
-
-@pytest.fixture
-def planning(demo: DemoData) -> pql.Engine:
-    """The same data, every query planned afresh."""
-    return _engine(demo, plan_reuse=timedelta(0), plan_memo_size=0)
-
-
-@pytest.fixture
-def at(test_now: datetime) -> Iterator[datetime]:
-    """The wall clock stopped at a moment just before the suite's (set again by ``_stop``)."""
-    moment = test_now - timedelta(minutes=3, microseconds=250)
-    with time_machine.travel(moment, tick=False):
-        yield moment
-
-
-def _stop(moment: datetime) -> time_machine.travel:
-    return time_machine.travel(moment, tick=False)
 
 
 def _ask(eng: pql.Engine, tenant: str, text: str = QUERY) -> pql.Result:
@@ -69,7 +38,7 @@ def test_a_wall_clock_query_reuses_the_plan_moved_to_its_window(
     first = _ask(reusing, tenants[0])
     assert first.stats["plan_reused"] is False
     later = at + timedelta(milliseconds=700)
-    with _stop(later):
+    with stop(later):
         again = _ask(reusing, tenants[0])
         moved = reusing.prepare(QUERY, tenant=tenants[0])
         fresh = planning.prepare(QUERY, tenant=tenants[0])
@@ -86,10 +55,10 @@ def test_the_moved_plan_answers_for_its_own_window(
     demo: DemoData, planning: pql.Engine, tenants: list[str], at: datetime
 ) -> None:
     """A reuse far apart (here 2 days, and earlier) still reads the new window, not the old."""
-    eng = _engine(demo, plan_reuse=timedelta(days=2))
+    eng = engine_over(demo, plan_reuse=timedelta(days=2))
     text = "FIND COUNT(receipts.executionId) AS n SINCE 1d"
     now_n = int(_ask(eng, tenants[0], text).df["n"].item())
-    with _stop(at - timedelta(days=1, hours=5)):
+    with stop(at - timedelta(days=1, hours=5)):
         before = _ask(eng, tenants[0], text)
         expected = _ask(planning, tenants[0], text)
     assert before.stats["plan_reused"] is True
@@ -101,7 +70,7 @@ def test_reuse_reaches_plan_reuse_either_way(
     reusing: pql.Engine, tenants: list[str], at: datetime, apart: timedelta
 ) -> None:
     _ask(reusing, tenants[0])
-    with _stop(at + apart):
+    with stop(at + apart):
         assert _ask(reusing, tenants[0]).stats["plan_reused"] is True
 
 
@@ -110,9 +79,9 @@ def test_a_query_further_apart_is_planned_again_and_kept(
     reusing: pql.Engine, tenants: list[str], at: datetime, apart: timedelta
 ) -> None:
     _ask(reusing, tenants[0])
-    with _stop(at + apart):
+    with stop(at + apart):
         assert _ask(reusing, tenants[0]).stats["plan_reused"] is False
-    with _stop(at + apart + timedelta(milliseconds=10)):
+    with stop(at + apart + timedelta(milliseconds=10)):
         assert _ask(reusing, tenants[0]).stats["plan_reused"] is True  # the new one was kept
     assert len(reusing.plans) == 1
 
@@ -139,7 +108,7 @@ def test_a_wall_clock_plan_never_crosses_tenants(
 def test_plans_whose_times_do_not_move_are_not_kept(
     demo: DemoData, tenants: list[str], at: datetime, text: str
 ) -> None:
-    eng = _engine(demo, rollup_min_rows=0)
+    eng = engine_over(demo, rollup_min_rows=0)
     for _ in range(2):
         assert _ask(eng, tenants[0], text).stats["plan_reused"] is False
     assert len(eng.plans) == 0
@@ -152,7 +121,7 @@ def test_the_moved_estimates_find_the_moved_join_inputs(
 ) -> None:
     """Each join builds on the side estimated smaller: the moved plan's nodes must be found."""
     first = reusing.prepare(JOIN, tenant=tenants[0])
-    with _stop(at + timedelta(milliseconds=300)):
+    with stop(at + timedelta(milliseconds=300)):
         moved = reusing.prepare(JOIN, tenant=tenants[0])
     assert moved.reused is True and moved.estimates is not None and first.estimates is not None
     joins = [n for n in walk(moved.plan) if isinstance(n, Join)]
@@ -222,7 +191,7 @@ def test_an_entry_whose_scan_reads_another_window_is_not_retimable(
 
 
 def test_a_rollup_plan_cannot_be_moved(demo: DemoData, tenants: list[str], at: datetime) -> None:
-    eng = _engine(demo, rollup_min_rows=0)
+    eng = engine_over(demo, rollup_min_rows=0)
     text = "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d"
     eng.query(text, tenant=tenants[0], now=at, cache=False)
     (entry,) = eng.plans._entries.values()
@@ -264,7 +233,7 @@ def test_a_plan_that_cannot_move_is_reused_only_at_its_own_now(
 def test_no_plan_reuse_still_reuses_at_the_same_now(
     demo: DemoData, tenants: list[str], at: datetime
 ) -> None:
-    eng = _engine(demo, plan_reuse=timedelta(0))
+    eng = engine_over(demo, plan_reuse=timedelta(0))
     for moment, reused in ((at, False), (at, True), (at + timedelta(microseconds=1), False)):
         result = eng.query(QUERY, tenant=tenants[0], now=moment, cache=False)
         assert result.stats["plan_reused"] is reused

@@ -4,7 +4,6 @@ docs, so it is kept apart from the files the mutation runs select)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,31 +11,6 @@ import time_machine
 
 import pql
 from benchmarks.examples import PARAMS, examples
-from pql.demo import DemoData
-
-
-def _engine(demo: DemoData, **options: object) -> pql.Engine:
-    eng = pql.Engine.in_memory(cache=False, **options)  # type: ignore[arg-type]
-    eng.ingest("receipts", demo.receipts)
-    eng.ingest("decisions", demo.decisions)
-    return eng
-
-
-@pytest.fixture
-def reusing(demo: DemoData) -> pql.Engine:
-    return _engine(demo)
-
-
-@pytest.fixture
-def planning(demo: DemoData) -> pql.Engine:
-    return _engine(demo, plan_reuse=timedelta(0), plan_memo_size=0)
-
-
-@pytest.fixture
-def at(test_now: datetime) -> Iterator[datetime]:
-    moment = test_now - timedelta(minutes=3, microseconds=250)
-    with time_machine.travel(moment, tick=False):
-        yield moment
 
 
 def _ask(eng: pql.Engine, tenant: str, text: str) -> pql.Result:
