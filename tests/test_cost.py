@@ -16,7 +16,7 @@ from pql.cli import main
 from pql.demo import DemoData
 from pql.errors import SafetyError
 from pql.limits import Limits
-from pql.plan.cost import format_cost
+from pql.plan.cost import Estimates, format_cost
 from pql.plan.nodes import Limit
 from pql.stats import HyperLogLog, SubjectSummary, summarize
 
@@ -329,6 +329,37 @@ def test_join_builds_on_the_side_estimated_smaller(demo: Any) -> None:
     with_side = engine.query(text, tenant="acme", now=demo.now).df
     plain = engine.execute(replace(prepared, estimates=None)).df
     assert with_side.equals(plain)
+
+
+def test_estimates_find_a_plan_node_and_any_node_equal_to_it(
+    engine: pql.Engine, demo: DemoData
+) -> None:
+    """A node of the estimated plan is found as itself, an equal copy of it by equality, and a
+    node of another plan not at all."""
+    from pql.errors import InternalError
+    from pql.plan.nodes import Scan, walk
+
+    estimates = engine.prepare(JOIN, tenant="acme", now=demo.now).estimates
+    assert estimates is not None
+    nodes = list(walk(estimates.plan))
+    assert len(estimates.nodes()) == len(set(nodes)) > 2
+    for node in nodes:
+        found = estimates.of(node)
+        assert estimates.find(replace(node)) is found  # an equal node, not the same object
+    assert estimates.root is estimates.of(estimates.plan)
+    assert estimates.rows == estimates.root.rows and estimates.cost == estimates.root.cost
+    scan = next(n for n in nodes if isinstance(n, Scan))
+    other = replace(scan, start=scan.start.replace(year=scan.start.year - 1))
+    assert estimates.find(other) is None
+    with pytest.raises(InternalError) as missing:
+        estimates.of(other)
+    assert missing.value.code == "PQL-X030"
+    assert missing.value.message == "no estimate for a Scan node"
+    assert [n for n, _ in estimates] == nodes
+    # The plan's own nodes are found without hashing any (no table by equality is built).
+    fresh = Estimates(estimates.plan, [(n, estimates.of(n)) for n in estimates.nodes()])
+    assert [fresh.of(n) for n in nodes] == [estimates.of(n) for n in nodes]
+    assert fresh._by_node is None
 
 
 def test_a_join_of_one_row_on_each_side_is_estimated_at_one_row(demo: DemoData) -> None:

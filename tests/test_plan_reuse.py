@@ -163,7 +163,7 @@ def test_retimed_moves_only_the_window(
     # Each node is moved once: the plans share what they shared, and the estimates are keyed
     # by the moved plan's own nodes (found by identity, not by comparing whole subtrees).
     finals = {id(n) for n in walk(moved.final)}
-    assert all(id(node) in finals for node in moved.estimates._by_node)
+    assert all(id(node) in finals for node in moved.estimates.nodes())
 
     def shared(a: Node, b: Node) -> int:
         return len({id(n) for n in walk(a)} & {id(n) for n in walk(b)})

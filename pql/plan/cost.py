@@ -50,7 +50,7 @@ Distinct counts shrink with the rows kept: ``D`` distinct values over ``N`` rows
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,18 +107,24 @@ class NodeEstimate:
 
 
 class Estimates:
-    """Estimates of every node of one plan, looked up by node (nodes are immutable values)."""
+    """Estimates of every node of one plan, looked up by node (nodes are immutable values).
 
-    def __init__(self, plan: Node, by_node: dict[Node, NodeEstimate]) -> None:
+    A node of the estimated plan itself is found by identity, without hashing it (a node's hash
+    walks its whole subtree, and nodes do not cache it); any other node equal to one of them is
+    found by equality.
+    """
+
+    def __init__(self, plan: Node, by_node: Iterable[tuple[Node, NodeEstimate]]) -> None:
         self.plan = plan
-        self._by_node = by_node
+        self._pairs = tuple(by_node)
+        self._by_id = {id(node): (node, found) for node, found in self._pairs}
+        self._by_node: dict[Node, NodeEstimate] | None = None
         self._root: NodeEstimate | None = None
 
     @property
     def root(self) -> NodeEstimate:
-        # Looked up once: hashing a plan walks the whole tree (nodes do not cache their hash).
         if self._root is None:
-            self._root = self._by_node[self.plan]
+            self._root = self.of(self.plan)
         return self._root
 
     @property
@@ -131,14 +137,23 @@ class Estimates:
 
     def find(self, node: Node) -> NodeEstimate | None:
         """The estimate of ``node``, or ``None`` if it is not part of the estimated plan."""
+        same = self._by_id.get(id(node))
+        if same is not None and same[0] is node:
+            return same[1]
+        if self._by_node is None:
+            self._by_node = dict(self._pairs)
         return self._by_node.get(node)
 
     def of(self, node: Node) -> NodeEstimate:
         """The estimate of ``node`` (equal nodes have equal estimates)."""
-        found = self._by_node.get(node)
+        found = self.find(node)
         if found is None:
             raise InternalError("PQL-X030", f"no estimate for a {type(node).__name__} node")
         return found
+
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes estimated, each once (equal nodes are one)."""
+        return tuple(node for node, _ in self._pairs)
 
     def __iter__(self) -> Iterator[tuple[Node, NodeEstimate]]:
         return ((node, self.of(node)) for node in walk(self.plan))
@@ -146,7 +161,7 @@ class Estimates:
     def moved(self, plan: Node, move: Callable[[Node], Node]) -> Estimates:
         """The same numbers for ``plan``, the estimated plan with each node ``move``-d (as
         :func:`pql.plan.memo.retimed` moves a plan's window)."""
-        return Estimates(plan, {move(node): found for node, found in self._by_node.items()})
+        return Estimates(plan, ((move(node), found) for node, found in self._pairs))
 
 
 def format_cost(value: float) -> str:
@@ -170,7 +185,7 @@ def estimate(plan: Node, stats: StatsProvider) -> Estimates:
     """Estimated rows and cost of every node of ``plan`` (see the module docs for the model)."""
     out: dict[Node, NodeEstimate] = {}
     _Estimator(stats).visit(plan, out)
-    return Estimates(plan, out)
+    return Estimates(plan, out.items())
 
 
 _Window = tuple[float, float]

@@ -39,7 +39,8 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from functools import cache
+from typing import Any, TypeVar, get_args
 
 from pql.analyze import Analyzed
 from pql.catalog import Catalog
@@ -147,18 +148,19 @@ class PlanMemo:
         """The entry for ``key`` made against ``view``: the one kept for exactly ``key.now``,
         else one kept to move (under ``now=None``) prepared at most ``within`` from ``clock``,
         moved to the window ending at ``clock``."""
-        moving = replace(key, now=None)
         with self._lock:
-            found = None if key.now is None else self._entries.get(key)
-            if found is not None and found.view is view:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return found
-            found = self._entries.get(moving)
+            if key.now is not None:
+                found = self._entries.get(key)
+                if found is not None and found.view is view:
+                    self._entries.move_to_end(key)
+                    self.hits += 1
+                    return found
+                key = replace(key, now=None)
+            found = self._entries.get(key)
             if found is None or found.view is not view or abs(clock - found.clock) > within:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(moving)
+            self._entries.move_to_end(key)
             self.hits += 1
         return retimed(found, clock - found.clock)
 
@@ -265,11 +267,11 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
         new: Node
         match node:
             case Scan():
-                new = replace(node, start=node.start + delta, end=node.end + delta)
+                new = _copy(node, start=node.start + delta, end=node.end + delta)
             case Join():
-                new = replace(node, left=move(node.left), right=move(node.right))
+                new = _copy(node, left=move(node.left), right=move(node.right))
             case Filter() | Aggregate() | Sort() | Limit() | Project():
-                new = replace(node, input=move(node.input))
+                new = _copy(node, input=move(node.input))
             case RollupAggregate():  # never kept under a wall-clock key (see retimable)
                 raise InternalError("PQL-X034", "a plan with a rollup cannot move its window")
         moved[id(node)] = new
@@ -285,3 +287,22 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
         clock=entry.clock + delta,
         start=entry.start + delta,
     )
+
+
+_N = TypeVar("_N", bound=Node)
+
+
+def _copy(node: _N, **changes: Any) -> _N:
+    """``node`` with ``changes``, without running its checks again: moving a whole plan's
+    window by one delta keeps every check true (``start <= end``, schemas), and a node's checks
+    cost more than the move (``dataclasses.replace`` runs them)."""
+    kind: type = type(node)
+    new: _N = object.__new__(kind)
+    for name in _field_names(kind):
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(node, name))
+    return new
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
