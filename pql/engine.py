@@ -33,6 +33,7 @@ from pql.deadline import Deadline
 from pql.errors import InputError, InternalError, PQLError
 from pql.execute import Compiled, compile_plan, run
 from pql.execute.admission import Admission
+from pql.execute.reuse import COMPILED_SIZE, CompiledQueries, Family, reuse_key
 from pql.execute.run import collect
 from pql.execute.spark import SparkCompiled, SparkExecutor
 from pql.limits import DEFAULT_LIMITS, Limits, TenantLimits
@@ -107,6 +108,9 @@ class Prepared:
     reused: bool = False
     """Whether the analysis, plan and cost estimate were reused from the engine's plan memo
     (:mod:`pql.plan.memo`); every safety rule ran on it all the same."""
+    family: Family | None = field(default=None, repr=False, compare=False)
+    """The plan memo entry ``plan`` belongs to, if one was kept: a plan of the same family
+    that read the same rows was compiled to the very same query (:mod:`pql.execute.reuse`)."""
 
     @property
     def start(self) -> datetime:
@@ -202,7 +206,8 @@ class Engine:
     with a clock at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before
     or after, moved to its own window, with the cost estimate made for that window (plans with
     ``ts`` constants, time series or rollups are reused only at the same ``now``: their times
-    do not move with the window).
+    do not move with the window). Such a reused plan also runs the Polars query compiled for
+    its plan a moment before, when it reads the same stored rows (:mod:`pql.execute.reuse`).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in
@@ -264,6 +269,9 @@ class Engine:
         self.plan_reuse = plan_reuse
         """How far apart the clocks of two queries may be for the second to reuse the first's
         plan moved to its own window (``timedelta(0)``: only at the same clock)."""
+        self.compiled = CompiledQueries(COMPILED_SIZE if plan_memo_size else 0)
+        """Polars queries compiled for reused plans, run again while their plan reads the
+        same rows (:mod:`pql.execute.reuse`; none when no plan is kept)."""
         self._tenant_limits: dict[str, Limits | TenantLimits] = {}
         if store is not None:
             self.store = store
@@ -516,6 +524,7 @@ class Engine:
         """:meth:`prepare`, with the tenant's limits if the caller has just read them."""
         timings: dict[str, float] = {}
         reused = False
+        family: object | None = None
         try:
             tenant = check_tenant_name(tenant)
             clock = _clock(now)
@@ -593,6 +602,7 @@ class Engine:
             # plan; run that one rather than optimizing twice.
             if entry is not None and report.estimates is entry.estimates:
                 plan = entry.final
+                family = entry.family
             elif report.estimates is not None and report.estimates.plan is not None:
                 plan = report.estimates.plan
             else:
@@ -605,20 +615,19 @@ class Engine:
                 and report.estimates is not None
                 and len(seen) == 1
             ):
-                self.plans.put(
-                    key,
-                    MemoEntry(
-                        view,
-                        analyzed,
-                        built,
-                        seen[0],
-                        report.estimates,
-                        tuple(report.would_refuse),
-                        plan,
-                        clock,
-                        clock - window,
-                    ),
+                kept = MemoEntry(
+                    view,
+                    analyzed,
+                    built,
+                    seen[0],
+                    report.estimates,
+                    tuple(report.would_refuse),
+                    plan,
+                    clock,
+                    clock - window,
                 )
+                if self.plans.put(key, kept):
+                    family = kept.family
         except PQLError as exc:
             if isinstance(text, str):
                 exc.with_text(text)
@@ -638,6 +647,7 @@ class Engine:
             self.safety_rules,
             self.executor,
             reused,
+            None if family is None else Family(family, plan, report.estimates),
         )
 
     def _memo_key(
@@ -655,6 +665,23 @@ class Engine:
             return None
         version = self.store.version(tenant)
         return MemoKey(text, frozen, tenant, clock, limits, version, self.safety_rules, optimizer)
+
+    def _compile(self, prepared: Prepared) -> Compiled:
+        """``prepared``'s Polars query: the one its plan's family compiled for the same rows
+        a moment ago, if there is one (:mod:`pql.execute.reuse`), else compiled now."""
+        plan, estimates = prepared.plan, prepared.estimates
+        key = (
+            None
+            if prepared.family is None
+            else reuse_key(prepared.family, plan, estimates, self.store, self.catalog)
+        )
+        found = None if key is None else self.compiled.get(key)
+        if found is not None:
+            return found
+        compiled = compile_plan(plan, self.store, self.catalog, estimates)
+        if key is not None:
+            self.compiled.put(key, compiled)
+        return compiled
 
     def _deadline(self, limits: Limits) -> Deadline:
         return Deadline(limits.deadline_ms, clock=self.deadline_clock)
@@ -834,9 +861,7 @@ class Engine:
                     deadline.check("compile")
                     frame, truncated = self._spark.run(compiled, prepared.plan, deadline)
                 else:
-                    compiled = compile_plan(
-                        prepared.plan, self.store, self.catalog, prepared.estimates
-                    )
+                    compiled = self._compile(prepared)
                     t = _lap(timings, "compile", t)
                     _split_reads(timings, compiled.read_s)
                     deadline.check("compile")  # a store may have loaded an index here
@@ -863,6 +888,7 @@ class Engine:
             "would_refuse": list(prepared.would_refuse),
             "executor": self.executor,
             "plan_reused": prepared.reused,
+            "compiled_reused": getattr(compiled, "reused", False),
         }
         return Result(frame, truncated, stats)
 

@@ -9,6 +9,7 @@ rollups) are never kept so.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,7 +18,7 @@ import pql
 from pql.catalog import DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
-from pql.plan.memo import MemoEntry, retimable, retimed
+from pql.plan.memo import MemoEntry, PlanMemo, retimable, retimed
 from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
 from tests.reuse import engine_over, stop
 
@@ -201,6 +202,28 @@ def test_a_rollup_plan_cannot_be_moved(demo: DemoData, tenants: list[str], at: d
         retimed(entry, timedelta(seconds=1))
     assert caught.value.code == "PQL-X034"
     assert caught.value.message == "a plan with a rollup cannot move its window"
+    # Kept for its own ``now`` only; ``put`` says whether it kept an entry, and so whether a
+    # prepared query has a family whose compiled query may be reused (pql.execute.reuse).
+    ((key, _),) = eng.plans._entries.items()
+    memo = PlanMemo(4)
+    assert memo.put(key, entry) is True
+    assert memo.put(replace(key, now=None), entry) is False
+    assert PlanMemo(0).put(key, entry) is False
+    assert len(memo) == 1
+
+
+def test_a_moving_plan_is_kept_for_the_wall_clock(reusing: pql.Engine, tenants: list[str]) -> None:
+    reusing.prepare(QUERY, tenant=tenants[0])
+    ((key, entry),) = reusing.plans._entries.items()
+    assert key.now is None
+    memo = PlanMemo(4)
+    assert memo.put(key, entry) is True
+    assert memo.put(replace(key, now=entry.clock), entry) is True  # kept to move all the same
+    assert len(memo) == 1
+    moved = memo.get(
+        key, entry.view, clock=entry.clock + timedelta(seconds=1), within=timedelta(seconds=1)
+    )
+    assert moved is not None and moved.family is entry.family
 
 
 def test_an_advancing_now_reuses_the_plan_moved(

@@ -67,6 +67,9 @@ class Compiled:
     read_s: float = 0.0
     """Seconds compiling spent reading data: the store's reads (which may wait for an index
     being mapped) and the first rows' probes; the rest of compiling is building the query."""
+    reused: bool = False
+    """Whether this query was compiled before, for a plan of the same family that read the same
+    rows (:mod:`pql.execute.reuse`): nothing was built or read for it now."""
 
     @property
     def rows_scanned(self) -> int:

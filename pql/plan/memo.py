@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar, get_args
@@ -114,6 +114,9 @@ class MemoEntry:
     """The clock it was prepared at: the window ``start <= ts <= clock`` its scans read."""
     start: datetime
     """The window's first instant (``clock`` less the query's window)."""
+    family: object = field(default_factory=object, compare=False, repr=False)
+    """Shared by this entry and every entry :func:`retimed` makes of it: their plans differ
+    only in their windows (see :mod:`pql.execute.reuse`)."""
 
 
 def frozen_params(params: Mapping[str, Any] | None) -> Hashable | None:
@@ -164,20 +167,21 @@ class PlanMemo:
             self.hits += 1
         return retimed(found, clock - found.clock)
 
-    def put(self, key: MemoKey, entry: MemoEntry) -> None:
+    def put(self, key: MemoKey, entry: MemoEntry) -> bool:
         """Keep ``entry``: to move (under ``now=None``) if it is :func:`retimable`, else for
-        exactly ``key.now`` (and not at all for a wall-clock key)."""
+        exactly ``key.now`` (and not at all for a wall-clock key). Whether it was kept."""
         if self.size == 0:
-            return
+            return False
         if retimable(entry):
             key = replace(key, now=None)
         elif key.now is None:
-            return
+            return False
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+        return True
 
     def clear(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ the deduplication and partitioning helpers below, so they answer alike.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -193,6 +193,21 @@ class LookupStore(Protocol):
         """At least the rows of ``tenant`` with ``start <= ts <= end`` whose ``column`` holds one
         of ``values`` (or null, with ``nulls``), in :meth:`Store.scan`'s order, exact in time
         and tenant; the caller applies its predicate to them. ``None``: scan instead."""
+        ...
+
+
+@runtime_checkable
+class RowsKeyStore(Protocol):
+    """A store that can tell when two windows read the same stored rows (the memory store and
+    the indexed lake, for a tenant whose index is in memory): the engine then reuses the query
+    it compiled for one window for the other (:mod:`pql.execute.reuse`)."""
+
+    def rows_key(
+        self, tenant: str, subject: Subject, start: datetime, end: datetime
+    ) -> Hashable | None:
+        """A key that two windows of ``tenant``'s ``subject`` share exactly when
+        :meth:`Store.scan` (and any lookup) would read the same rows from the same stored data
+        for both; ``None`` when the store cannot tell (nothing is reused then)."""
         ...
 
 

@@ -27,7 +27,7 @@ import threading
 import time as clock
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -214,6 +214,14 @@ class IndexedLake:
             return None
         got = index.lookup(tenant, subject, column, values, nulls, start, end, columns)
         return None if got is None else replace(got, source="index")
+
+    def rows_key(
+        self, tenant: str, subject: Subject, start: datetime, end: datetime
+    ) -> Hashable | None:
+        """The index's :meth:`MemoryStore.rows_key` while ``tenant``'s index is in memory (and
+        marked used, as a scan marks it); ``None`` otherwise, and no load is started here."""
+        index = self._loaded(tenant)
+        return None if index is None else index.rows_key(tenant, subject, start, end)
 
     def version(self, tenant: str) -> int:
         return self.lake.version(tenant)

@@ -15,10 +15,11 @@ good: sorting them into one table would cost a restart seconds of CPU and could 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
@@ -141,6 +142,10 @@ def _hashes(values: frozenset[str]) -> npt.NDArray[np.uint64]:
     return found
 
 
+_ROWS_SERIAL = itertools.count()
+"""Numbers the rows each :class:`_Table` is built on (``next`` on it is atomic)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Table:
     """The rows of one tenant's subject (or of one of its parts, :class:`_Split`), sorted, with
@@ -157,6 +162,9 @@ class _Table:
     unchecked: Mapping[str, Lookup]
     """Lookups read back with the frame, not used until :meth:`with_lookups` has checked that
     they fit it (a pass over each: done after a load, while scans answer)."""
+    rows: int = field(default_factory=lambda: next(_ROWS_SERIAL))
+    """Which rows these are: a number no other table's rows get (kept when lookups are added,
+    which changes no row), for :meth:`MemoryStore.rows_key`."""
 
     @classmethod
     def build(
@@ -410,6 +418,17 @@ class MemoryStore:
         several, :meth:`load_stored`), in the order of the parts; ``()`` when none is kept."""
         found = self._tables.get((tenant, subject))
         return () if found is None else tuple(part.lookups for part in found.parts)
+
+    def rows_key(
+        self, tenant: str, subject: Subject, start: datetime, end: datetime
+    ) -> tuple[tuple[int, int, int], ...] | None:
+        """The rows :meth:`scan` reads for this window: each part's rows' number and the
+        window's first and last row in it (``None``: the tenant has no such rows)."""
+        current = current_subject(self._catalog, subject, tenant)
+        table = self._tables.get((tenant, current.name))
+        if table is None:
+            return None
+        return tuple((part.rows, *part.window(start, end)) for part in table.parts)
 
     def scan(
         self,

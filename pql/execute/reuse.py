@@ -1,0 +1,125 @@
+"""Compiled queries reused: a plan's Polars query built once for the rows it reads.
+
+Building the lazy Polars query of a plan (:func:`~pql.execute.compile.compile_plan`) is most of
+what a query whose plan was reused (:mod:`pql.plan.memo`) still spends before it runs. The plans
+of one :class:`Family` (those of one plan memo entry: one plan, at its own ``now`` or moved from
+window to window) differ only in their scans' windows, and the compiled query depends on a
+window only through the rows the store reads for it. So when each scan of a plan reads the same
+stored rows (:meth:`~pql.storage.base.RowsKeyStore.rows_key`) as a plan of the same family
+compiled shortly before, that compiled query runs again (:func:`reuse_key`,
+:class:`CompiledQueries`). Every safety rule has run on the plan all the same; what is skipped is
+only the building of an identical query.
+
+Nothing is reused when a store cannot tell which rows a window reads (a lake's partitions, S3,
+an index not in memory), for a plan with a rollup, or for a prepared query whose plan or
+estimates are not those its family was made with. A compiled query holds views of the stored
+rows, so it is kept for at most :data:`COMPILED_TTL_S` seconds: rows a store lets go of (an
+index evicted under the memory budget, data replaced by an ingest) are not held much longer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+
+import cachetools
+
+from pql.catalog import Catalog
+from pql.execute.compile import Compiled
+from pql.plan.cost import Estimates
+from pql.plan.nodes import Node, RollupAggregate, Scan, walk
+from pql.storage.base import RowsKeyStore, Store
+
+__all__ = [
+    "COMPILED_SIZE",
+    "COMPILED_TTL_S",
+    "CompiledQueries",
+    "Family",
+    "reuse_key",
+]
+
+COMPILED_SIZE = 256
+"""How many compiled queries an engine keeps."""
+
+COMPILED_TTL_S = 2.0
+"""How long a compiled query is kept, in seconds (from when it was compiled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """The plan a prepared query runs, as one of a family of plans that differ only in their
+    windows: ``token`` is shared by the family (one plan memo entry), ``plan`` and
+    ``estimates`` are the prepared query's own."""
+
+    token: object
+    plan: Node
+    estimates: Estimates | None
+
+
+def reuse_key(
+    family: Family, plan: Node, estimates: Estimates | None, store: Store, catalog: Catalog
+) -> Hashable | None:
+    """The key under which ``plan`` (with ``estimates``) compiles to the same query as any plan
+    of its family reading the same rows; ``None`` when that cannot be told (see the module)."""
+    if family.plan is not plan or family.estimates is not estimates:
+        return None  # a prepared query changed after it was made: not the family's plan
+    if not isinstance(store, RowsKeyStore):
+        return None
+    rows: list[Hashable] = []
+    for node in walk(plan):
+        if isinstance(node, RollupAggregate):
+            return None
+        if isinstance(node, Scan):
+            found = store.rows_key(node.tenant, catalog[node.subject], node.start, node.end)
+            if found is None:
+                return None
+            rows.append(found)
+    return (family.token, tuple(rows))
+
+
+class CompiledQueries:
+    """A thread-safe, bounded map from :func:`reuse_key` to the :class:`Compiled` query, each
+    kept ``ttl`` seconds; ``size=0`` keeps none."""
+
+    def __init__(
+        self,
+        size: int = COMPILED_SIZE,
+        ttl: float = COMPILED_TTL_S,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if size < 0 or ttl < 0:
+            raise ValueError("size and ttl must not be negative")
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._entries: cachetools.TTLCache[Hashable, Compiled] = cachetools.TTLCache(
+            maxsize=size, ttl=ttl, timer=timer
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Compiled | None:
+        """The query compiled under ``key``, as a new :class:`Compiled` that read nothing."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+        return replace(found, read_s=0.0, reused=True)
+
+    def put(self, key: Hashable, compiled: Compiled) -> None:
+        if self.size == 0:
+            return
+        with self._lock:
+            self._entries[key] = compiled
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._entries.expire()
+            return len(self._entries)

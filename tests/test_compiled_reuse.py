@@ -1,0 +1,243 @@
+"""A reused plan runs the Polars query compiled a moment before when it reads the same rows
+(pql.execute.reuse).
+
+The compiled query depends on a plan's window only through the rows the store reads for it. It
+must therefore be reused only by a plan of the same family (one plan memo entry, moved) whose
+every scan reads the very same stored rows, and the answer must always be the one a fresh
+compile gives: when a row enters or leaves the window, when data is ingested, for another
+tenant, for a prepared query changed after it was made, and from several threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import pql
+from pql.demo import DemoData
+from pql.execute.compile import Compiled
+from pql.execute.reuse import CompiledQueries, reuse_key
+from pql.storage import IndexedLake
+from tests.reuse import engine_over, stop
+
+QUERY = 'FIND COUNT(*) AS n WHERE receipts.status = "error" GROUP BY receipts.region SINCE 7d'
+DAY = "FIND COUNT(receipts.executionId) AS n SINCE 1d"
+
+
+def _ask(eng: pql.Engine, tenant: str, text: str = QUERY, **kw: object) -> pql.Result:
+    return eng.query(text, tenant=tenant, cache=False, **kw)  # type: ignore[arg-type]
+
+
+def _rows(result: pql.Result) -> list[str]:
+    return sorted(map(repr, result.rows()))
+
+
+def test_a_reused_plan_runs_the_query_compiled_for_the_same_rows(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    first = _ask(reusing, tenants[0])
+    assert first.stats["compiled_reused"] is False
+    with stop(at + timedelta(milliseconds=300)):
+        again = _ask(reusing, tenants[0])
+        fresh = _ask(planning, tenants[0])
+    assert again.stats["plan_reused"] is True
+    assert again.stats["compiled_reused"] is True
+    assert fresh.stats["compiled_reused"] is False  # no plan kept, so no query either
+    assert _rows(again) == _rows(fresh) == _rows(first)
+    assert again.stats["rows_scanned"] == fresh.stats["rows_scanned"]
+    assert "read" not in again.stats["timings_ms"]  # nothing was read to compile it
+    assert (reusing.compiled.hits, reusing.compiled.misses) == (1, 1)
+    assert len(reusing.compiled) == 1
+
+
+def test_a_row_entering_the_window_compiles_afresh(
+    demo: DemoData, planning: pql.Engine, tenants: list[str]
+) -> None:
+    """Two clocks 500 ms apart whose 1-day windows differ by one receipt: the second query
+    reuses the plan but not the compiled query, and counts the receipt."""
+    eng = engine_over(demo)
+    tenant = tenants[0]
+    mine = demo.receipts.filter(pl.col("tenant") == tenant).sort("ts")
+    moment: datetime = mine.get_column("ts")[mine.height // 2]
+    outside = moment + timedelta(days=1, milliseconds=250)  # its window starts just after it
+    inside = moment + timedelta(days=1, milliseconds=-250)  # and here just before it
+    with stop(outside):
+        before = _ask(eng, tenant, DAY)
+    with stop(inside):
+        after = _ask(eng, tenant, DAY)
+        expected = _ask(planning, tenant, DAY)
+    assert after.stats["plan_reused"] is True
+    assert after.stats["compiled_reused"] is False
+    assert after.df.equals(expected.df)
+    assert after.df["n"].item() >= before.df["n"].item() + 1
+    with stop(inside + timedelta(milliseconds=10)):
+        same = _ask(eng, tenant, DAY)
+    assert same.stats["compiled_reused"] is True
+    assert same.df.equals(after.df)
+
+
+def test_new_data_is_compiled_afresh(demo: DemoData, tenants: list[str], at: datetime) -> None:
+    eng = engine_over(demo)
+    tenant = tenants[0]
+    before = _ask(eng, tenant, DAY)
+    _ask(eng, tenant, DAY)
+    mine = demo.receipts.filter(pl.col("tenant") == tenant)
+    late = mine.head(3).with_columns(
+        pl.lit(at - timedelta(hours=1)).cast(mine.schema["ts"]).alias("ts"),
+        (pl.col("executionId") + "-late").alias("executionId"),
+    )
+    eng.ingest("receipts", late)
+    after = _ask(eng, tenant, DAY)
+    assert after.stats["compiled_reused"] is False
+    assert after.df["n"].item() == before.df["n"].item() + 3
+
+
+def test_a_compiled_query_never_crosses_tenants(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    _ask(reusing, tenants[0])
+    other = _ask(reusing, tenants[-1])
+    assert other.stats["compiled_reused"] is False
+    assert _rows(other) == _rows(_ask(planning, tenants[-1]))
+    with stop(at + timedelta(milliseconds=5)):
+        assert _ask(reusing, tenants[-1]).stats["compiled_reused"] is True
+        assert _rows(_ask(reusing, tenants[0])) == _rows(_ask(planning, tenants[0]))
+
+
+def test_another_query_reading_the_same_rows_is_compiled_afresh(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str]
+) -> None:
+    """Same tenant, same window, same rows read: only the plan's own family shares its query."""
+    errors = QUERY
+    fine = QUERY.replace('"error"', '"ok"')
+    assert _ask(reusing, tenants[0], errors).df.equals(_ask(planning, tenants[0], errors).df)
+    answer = _ask(reusing, tenants[0], fine)
+    assert answer.stats["compiled_reused"] is False
+    assert (
+        _rows(answer)
+        == _rows(_ask(planning, tenants[0], fine))
+        != _rows(_ask(planning, tenants[0], errors))
+    )
+
+
+def test_a_prepared_query_changed_after_it_was_made_is_compiled_afresh(
+    reusing: pql.Engine, tenants: list[str]
+) -> None:
+    """A caller may ``replace`` a prepared query's plan or estimates: it must then run what it
+    now holds, not what its family compiled."""
+    prepared = reusing.prepare(QUERY, tenant=tenants[0])
+    reusing.execute(prepared)
+    other = reusing.prepare(DAY, tenant=tenants[0])
+    swapped = reusing.execute(replace(prepared, plan=other.plan, estimates=other.estimates))
+    assert swapped.stats["compiled_reused"] is False
+    assert swapped.columns == ["n"] and swapped.df.height == 1
+    no_estimates = reusing.execute(replace(prepared, estimates=None))
+    assert no_estimates.stats["compiled_reused"] is False
+    assert prepared.family is not None
+    assert (
+        reuse_key(prepared.family, other.plan, prepared.estimates, reusing.store, reusing.catalog)
+        is None
+    )
+
+
+def test_a_fixed_now_reuses_its_compiled_query(
+    reusing: pql.Engine, demo: DemoData, tenants: list[str]
+) -> None:
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"  # never moved
+    first = _ask(reusing, tenants[0], text, now=demo.now)
+    again = _ask(reusing, tenants[0], text, now=demo.now)
+    assert (first.stats["compiled_reused"], again.stats["compiled_reused"]) == (False, True)
+    assert again.df.equals(first.df)
+
+
+def test_nothing_is_reused_without_a_plan_memo_or_for_a_rollup(
+    demo: DemoData, tenants: list[str]
+) -> None:
+    none_kept = engine_over(demo, plan_memo_size=0)
+    assert none_kept.compiled.size == 0
+    for _ in range(2):
+        assert _ask(none_kept, tenants[0]).stats["compiled_reused"] is False
+    rolled = engine_over(demo, rollup_min_rows=0)
+    text = "FIND COUNT(receipts.executionId) AS n GROUP BY receipts.region SINCE 30d"
+    for _ in range(2):
+        result = _ask(rolled, tenants[0], text, now=demo.now)
+        assert result.stats["compiled_reused"] is False
+    assert "RollupAggregate" in str(rolled.explain(text, tenant=tenants[0], now=demo.now))
+
+
+def test_threads_asking_at_once_get_the_same_answer(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str]
+) -> None:
+    expected = {t: _rows(_ask(planning, t)) for t in tenants}
+    answers: list[tuple[str, list[str], bool]] = []
+    lock = threading.Lock()
+
+    def ask(tenant: str) -> None:
+        for _ in range(15):
+            result = _ask(reusing, tenant)
+            with lock:
+                answers.append((tenant, _rows(result), result.stats["compiled_reused"]))
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in tenants for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 30 * len(tenants)
+    assert all(rows == expected[tenant] for tenant, rows, _ in answers)
+    assert sum(reused for *_, reused in answers) >= len(answers) - 2 * len(tenants) * 2
+
+
+def test_an_index_in_memory_reuses_and_partitions_do_not(
+    demo: DemoData, tmp_path: Path, tenants: list[str]
+) -> None:
+    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    for _ in range(2):  # a lake's partitions cannot say which rows a window reads
+        assert _ask(writer, tenants[0], now=demo.now).stats["compiled_reused"] is False
+    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
+    assert served.wait_ready(timeout=120)
+    assert isinstance(served.store, IndexedLake)
+    first = _ask(served, tenants[0], now=demo.now)
+    again = _ask(served, tenants[0], now=demo.now)
+    assert (first.stats["path"], again.stats["compiled_reused"]) == ("index", True)
+    assert again.df.equals(first.df)
+    assert (
+        served.store.rows_key(tenants[-1], served.catalog["receipts"], demo.now, demo.now) is None
+    )
+
+
+def test_compiled_queries_are_kept_a_short_while_and_bounded() -> None:
+    clock = [0.0]
+    queries = CompiledQueries(size=2, ttl=2.0, timer=lambda: clock[0])
+    compiled = Compiled(pl.LazyFrame({"n": [1]}), 5, [], 0.25)
+    queries.put("a", compiled)
+    found = queries.get("a")
+    assert found is not None and found.reused and found.read_s == 0.0 and found.cap == 5
+    assert found.frame is compiled.frame and not compiled.reused
+    clock[0] = 1.9
+    assert queries.get("a") is not None
+    clock[0] = 2.1
+    assert queries.get("a") is None and len(queries) == 0
+    for key in ("a", "b", "c"):
+        queries.put(key, compiled)
+    assert len(queries) == 2 and queries.get("a") is None
+    assert (queries.hits, queries.misses) == (2, 2)
+    queries.clear()
+    assert len(queries) == 0
+    none = CompiledQueries(size=0)
+    none.put("a", compiled)
+    assert none.get("a") is None and len(none) == 0
+    with pytest.raises(ValueError, match=r"^size and ttl must not be negative$"):
+        CompiledQueries(size=-1)
+    with pytest.raises(ValueError, match=r"^size and ttl must not be negative$"):
+        CompiledQueries(ttl=-1)
+    at_once = CompiledQueries(ttl=0)  # kept for no time at all
+    at_once.put("a", compiled)
+    assert at_once.get("a") is None
