@@ -17,7 +17,10 @@ tenant. For each (example, tenant) the script reports the medians of:
 By default every query gives the same fixed ``now``, so after the first it is a hit of the plan
 memo. ``--wall`` asks as a service does, on the wall clock (no ``now``): the generated data then
 ends at the present, and a query reuses the plan of the same query asked within the engine's
-``plan_reuse``, moved to its own window (``pql/plan/memo.py``).
+``plan_reuse``, moved to its own window (``pql/plan/memo.py``), and the Polars query compiled
+for it when it reads the same rows (``pql/execute/reuse.py``; ``--no-compiled-reuse`` compiles
+every query afresh). Each pair is asked ``--repeat`` times back to back; ``--interleave`` asks
+every pair once per round instead, so the same query comes back only a round later.
 
 Results go to ``benchmarks/results/fixed-cost-<N>k-<stamp>.json`` (``-wall`` before the stamp
 with ``--wall``). Run from the repository root::
@@ -44,6 +47,7 @@ import polars as pl
 
 import pql
 from benchmarks.examples import PARAMS, examples
+from pql.execute.reuse import CompiledQueries
 from pql.storage import IndexedLake
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,41 +70,44 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4) if values else 0.0
 
 
-def measure(
+def ask(engine: pql.Engine, text: str, tenant: str, now: datetime | None) -> dict[str, float]:
+    """One query's stages outside execution (their sum ``outside``), ``read``, ``execute``,
+    ``total`` as the caller sees it, and whether the compiled query was reused (1 or 0)."""
+    t = time.perf_counter()
+    result = engine.query(text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False)
+    total = (time.perf_counter() - t) * 1000
+    timings = result.stats["timings_ms"]
+    sample = {stage: timings[stage] for stage in OUTSIDE if stage in timings}
+    sample["outside"] = sum(sample.values())
+    sample["read"] = timings.get("read", 0.0)
+    sample["outside_with_reads"] = sample["outside"] + sample["read"]
+    sample["execute"] = timings.get("execute", 0.0)
+    sample["total"] = total
+    sample["compiled_reused"] = float(bool(result.stats.get("compiled_reused")))
+    return sample
+
+
+def first(engine: pql.Engine, text: str, tenant: str, now: datetime | None) -> str | None:
+    """Ask ``text`` once (a warm-up, not measured): the error code if it fails."""
+    try:
+        engine.query(text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False)
+    except pql.PQLError as exc:
+        return exc.code
+    return None
+
+
+def summarize(
     engine: pql.Engine,
     con: Any,
     text: str,
     tenant: str,
     now: datetime | None,
-    *,
+    samples: list[dict[str, float]],
     repeat: int,
-) -> dict[str, Any] | None:
-    """Medians of the stages of ``text`` for ``tenant`` and of DuckDB; ``None`` if it fails.
-    ``now=None`` asks on the wall clock (DuckDB is then asked for the last query's window)."""
+) -> dict[str, Any]:
+    """Medians of ``samples`` (pql) and of DuckDB asked ``repeat`` times the last window."""
     from tests.sqlref import translate
 
-    try:
-        engine.query(text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False)
-    except pql.PQLError as exc:
-        return {"error": exc.code}
-    stages: dict[str, list[float]] = {}
-    totals: list[float] = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = engine.query(
-            text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False
-        )
-        totals.append((time.perf_counter() - t) * 1000)
-        timings = result.stats["timings_ms"]
-        outside = 0.0
-        for stage in OUTSIDE:
-            if stage in timings:
-                stages.setdefault(stage, []).append(timings[stage])
-                outside += timings[stage]
-        stages.setdefault("outside", []).append(outside)
-        stages.setdefault("read", []).append(timings.get("read", 0.0))
-        stages.setdefault("outside_with_reads", []).append(outside + timings.get("read", 0.0))
-        stages.setdefault("execute", []).append(timings.get("execute", 0.0))
     prepared = engine.prepare(text, tenant=tenant, now=now, params=PARAMS)
     sql = translate(
         prepared.analyzed,
@@ -115,11 +122,17 @@ def measure(
         t = time.perf_counter()
         con.sql(sql).to_arrow_table()
         duck.append((time.perf_counter() - t) * 1000)
-    row: dict[str, Any] = {s: _median(v) for s, v in stages.items()}
-    row["total"] = _median(totals)
+    names = {name for sample in samples for name in sample} - {"compiled_reused"}
+    row: dict[str, Any] = {
+        name: _median([sample[name] for sample in samples if name in sample])
+        for name in sorted(names)
+    }
+    row["compiled_reused"] = round(sum(x["compiled_reused"] for x in samples) / len(samples), 3)
     row["duckdb"] = _median(duck)
     row["ratio"] = round(row["total"] / row["duckdb"], 3) if row["duckdb"] else None
-    row["path"] = result.stats.get("path")
+    row["path"] = engine.query(
+        text, tenant=tenant, now=now, params=PARAMS, cache=False, record=False
+    ).stats.get("path")
     return row
 
 
@@ -144,6 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the engine's plan_reuse (default: the engine's own; 0: every wall-clock query "
         "is prepared afresh, the baseline)",
     )
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="ask every (example, tenant) once per round, REPEAT rounds, instead of REPEAT "
+        "times back to back",
+    )
+    ap.add_argument(
+        "--no-compiled-reuse",
+        action="store_true",
+        help="compile every query afresh (the baseline of pql/execute/reuse.py)",
+    )
     args = ap.parse_args(argv)
     if args.wall and args.data is not None:
         ap.error("--wall needs generated data (it must end at the present); leave out --data")
@@ -166,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         options["plan_reuse"] = timedelta(seconds=args.plan_reuse)
     engine = pql.Engine(args.data, cache=False, preload="all", **options)
     engine.wait_ready()
+    if args.no_compiled_reuse:
+        engine.compiled = CompiledQueries(0)
     store = engine.store
     assert isinstance(store, IndexedLake)
     lake = store.lake
@@ -192,21 +218,47 @@ def main(argv: list[str] | None = None) -> int:
     if not quiet:
         print(f"{receipts.height:,} receipts; large {large}, small {small}; setup {setup_s:.1f}s")
 
+    asked = None if args.wall else now
+    pairs = [
+        (name, text, size, tenant)
+        for name, text in examples().items()
+        for size, tenant in (("large", large), ("small", small))
+    ]
     rows: list[dict[str, Any]] = []
-    for name, text in examples().items():
-        for size, tenant in (("large", large), ("small", small)):
-            asked = None if args.wall else now
-            row = measure(engine, con, text, tenant, asked, repeat=args.repeat)
-            if row is None:
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+
+    def report(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if not quiet and "error" not in row:
+            print(
+                f"{row['example']:12} {row['tenant']:5} outside {row['outside']:7.3f} "
+                f"exec {row['execute']:8.3f} total {row['total']:8.3f} "
+                f"duckdb {row['duckdb']:8.3f} ratio {row['ratio']}"
+            )
+
+    if args.interleave:  # every pair once per round: a pair comes back a whole round later
+        runnable = []
+        for name, text, size, tenant in pairs:
+            code = first(engine, text, tenant, asked)
+            if code is None:
+                runnable.append((name, text, size, tenant))
+            else:
+                rows.append({"example": name, "tenant": size, "query": text, "error": code})
+        for _ in range(args.repeat):
+            for name, text, size, tenant in runnable:
+                samples.setdefault((name, size), []).append(ask(engine, text, tenant, asked))
+        for name, text, size, tenant in runnable:
+            got = summarize(engine, con, text, tenant, asked, samples[name, size], args.repeat)
+            report({"example": name, "tenant": size, "query": text, **got})
+    else:  # each pair asked ``repeat`` times back to back
+        for name, text, size, tenant in pairs:
+            code = first(engine, text, tenant, asked)
+            if code is not None:
+                rows.append({"example": name, "tenant": size, "query": text, "error": code})
                 continue
-            row = {"example": name, "tenant": size, "query": text, **row}
-            rows.append(row)
-            if not quiet and "error" not in row:
-                print(
-                    f"{row['example']:12} {size:5} outside {row['outside']:7.3f} "
-                    f"exec {row['execute']:8.3f} total {row['total']:8.3f} "
-                    f"duckdb {row['duckdb']:8.3f} ratio {row['ratio']}"
-                )
+            mine = [ask(engine, text, tenant, asked) for _ in range(args.repeat)]
+            got = summarize(engine, con, text, tenant, asked, mine, args.repeat)
+            report({"example": name, "tenant": size, "query": text, **got})
     ran = [r for r in rows if "error" not in r]
     outside = [r["outside"] for r in ran]
     ratios = [r["ratio"] for r in ran if r["ratio"] is not None]
@@ -214,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         "receipts": receipts.height,
         "clock": "wall" if args.wall else "fixed",
         "plan_reuse_s": engine.plan_reuse.total_seconds(),
+        "compiled_reuse": engine.compiled.size > 0,
+        "order": "interleaved" if args.interleave else "back to back",
+        "compiled_reused_share": round(statistics.fmean([r["compiled_reused"] for r in ran]), 3)
+        if ran
+        else None,
         "tenants": {"large": large, "small": small},
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -238,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kind = "-wall" if args.wall else ""
+    kind = ("-wall" if args.wall else "") + ("-interleaved" if args.interleave else "")
     path = args.out / f"fixed-cost-{receipts.height // 1000}k{kind}-{stamp}.json"
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     head = {k: v for k, v in summary.items() if k != "rows"}
