@@ -193,3 +193,43 @@ def test_a_column_without_a_summary_has_no_value_shares() -> None:
     assert (
         _estimator({"status": ColumnSummary()}, rows=0).value_shares(_col("status"), TENANT) is None
     )
+
+
+def test_a_value_seen_at_one_instant_on_the_window_start_is_in_the_window() -> None:
+    """``b`` was seen once, exactly at the window's first instant: no partition row lies strictly
+    inside its span, so it counts by where that instant is, and the window's start belongs to
+    the window. Every row in the window is then ``b``."""
+    workflow = ColumnSummary(
+        mcv={"a": 1, "b": 1},
+        mcv_complete=True,
+        spans={"a": (50.0, 100.0), "b": (0.0, 0.0)},
+    )
+    estimator = _estimator({"workflow": workflow}, receipts=(0.0, 25.0))
+    assert estimator.value_shares(_col("workflow"), TENANT) == pytest.approx({"a": 0.0, "b": 1.0})
+
+
+def test_combinations_are_counted_up_to_a_hundred_thousand() -> None:
+    """The distinct combinations of complete value lists are counted while the product of their
+    lengths (each value and null) holds at most 100,000 (10 x 10,000), and not beyond
+    (11 x 9,091 = 100,001)."""
+
+    def listed(n: int) -> ColumnSummary:
+        return ColumnSummary(mcv={f"v{i}": 1 for i in range(n)}, mcv_complete=True)
+
+    columns = {"few": listed(9), "many": listed(9_999), "ten": listed(10), "odd": listed(9_090)}
+    estimator = _estimator(columns, rows=10_000)
+    counted = estimator.combinations((_col("few"), _col("many")), 1e9, TENANT)
+    assert counted == pytest.approx(9 * 9_999, rel=1e-3)  # nulls: none, so no combination
+    assert estimator.combinations((_col("ten"), _col("odd")), 1e9, TENANT) is None
+
+
+def test_nulls_spanning_nearly_the_whole_window_count_at_their_overall_share() -> None:
+    """Four rows over [0, 100], one null seen from 1 to 50. In the window [0, 50] the nulls leave
+    2% of it uncovered (within the 5% slack): they count at their overall share, a quarter, and
+    the partitions are not consulted (which would give a half: one null in two rows)."""
+    code = ColumnSummary(nulls=1, null_span=(1.0, 50.0))
+    estimator = _estimator({"code": code}, rows=4, receipts=(0.0, 50.0))
+    assert estimator.window_rows("receipts", TENANT) == pytest.approx(2.0)
+    assert estimator.null_fraction(_col("code"), TENANT) == pytest.approx(0.25)
+    wider = _estimator({"code": code}, rows=4, receipts=(0.0, 100.0))  # half of it uncovered
+    assert wider.null_fraction(_col("code"), TENANT) == pytest.approx(0.25)

@@ -10,10 +10,12 @@ import polars as pl
 import pytest
 
 import pql
+from pql.ast import CompareOp
+from pql.catalog import DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.execute.compile import predicate
-from pql.plan.expr import NOTHING, Negate, pred_text
+from pql.plan.expr import NOTHING, AllOf, AnyOf, Cmp, Col, Const, Negate, Null, pred_text
 from pql.plan.nodes import Filter, Node, walk
 from pql.plan.optimize import optimize, push_filters
 
@@ -87,3 +89,24 @@ def test_nothing_is_shown_as_false_and_keeps_no_row() -> None:
     assert frame.filter(predicate(NOTHING)).collect().height == 0
     assert frame.filter(predicate(Negate(NOTHING))).collect().height == 2
     assert pred_text(NOTHING) == "false"
+
+
+def test_a_nested_condition_is_shown_in_parentheses() -> None:
+    """``explain`` shows a plan's conditions as they are nested: a disjunction or conjunction
+    inside another (or under NOT) keeps its parentheses; one at the top needs none."""
+    status = Col("receipts", "status", DataType.STRING)
+    ok, error = (Cmp(status, CompareOp.EQ, Const(v, DataType.STRING)) for v in ("ok", "error"))
+    missing = Null(status)
+    assert pred_text(AnyOf((AnyOf((ok, error)), missing))) == (
+        "(receipts.status = 'ok' OR receipts.status = 'error') OR receipts.status IS NULL"
+    )
+    assert pred_text(AllOf((AnyOf((ok, error)), missing))) == (
+        "(receipts.status = 'ok' OR receipts.status = 'error') AND receipts.status IS NULL"
+    )
+    assert pred_text(AnyOf((AllOf((ok, error)), missing))) == (
+        "receipts.status = 'ok' AND receipts.status = 'error' OR receipts.status IS NULL"
+    )
+    assert pred_text(Negate(AnyOf((ok, missing)))) == (
+        "NOT (receipts.status = 'ok' OR receipts.status IS NULL)"
+    )
+    assert pred_text(AnyOf((ok, missing))) == "receipts.status = 'ok' OR receipts.status IS NULL"

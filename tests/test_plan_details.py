@@ -22,7 +22,7 @@ from pql.execute.admission import Admission
 from pql.plan.cost import _Bounds
 from pql.plan.explain import describe
 from pql.plan.expr import Col, Const
-from pql.plan.nodes import RollupAggregate, walk
+from pql.plan.nodes import RollupAggregate, Scan, walk
 from pql.plan.safety import _window_text
 from pql.stats import ColumnSummary
 from tests.golden import check_golden
@@ -159,6 +159,11 @@ def test_a_rollup_node_checks_its_days_and_its_columns(rolled: pql.Engine) -> No
     latency = Col("receipts", "latency_ms", DataType.FLOAT)
     with pytest.raises(ValueError, match=r"non-grain columns: \{.*latency_ms.*\}"):
         replace(node, keys=(*node.keys, latency))
+    only_ts = Scan("receipts", "acme", NOW, NOW, (Col("receipts", "ts", DataType.TIMESTAMP),))
+    with pytest.raises(
+        ValueError, match=r"^an edge lacks columns the aggregate reads: \{'receipts.region'\}$"
+    ):
+        replace(node, edges=(only_ts,))
 
 
 # -- parameters ----------------------------------------------------------------------------------
