@@ -3,8 +3,9 @@
 A query without ``now`` is asked at a new instant every time; within the engine's ``plan_reuse``
 it reuses the plan of the same query, moved. The moved plan must be exactly the plan a fresh
 preparation makes for the new window, answer for that window, and keep the cost estimate it was
-prepared with. Plans whose times do not move with the window (``ts`` constants, time series,
-rollups) are never kept so.
+prepared with. Plans whose times do not move with the window (a ``ts`` constant inside it, time
+series, rollups) are never kept so; a plan with ``ts`` constants outside it moves less than the
+distance to the nearest one.
 """
 
 from __future__ import annotations
@@ -96,20 +97,27 @@ def test_a_wall_clock_plan_never_crosses_tenants(
     assert other.df.sort("region").equals(_ask(planning, tenants[1]).df.sort("region"))
 
 
+def _literal(moment: datetime) -> str:
+    """``moment`` as a PQL time literal."""
+    return '"' + moment.isoformat().replace("+00:00", "Z") + '"'
+
+
 @pytest.mark.parametrize(
-    "text",
+    "template",
     [
-        'FIND receipts WHERE receipts.ts >= "2020-01-01T00:00:00Z" SINCE 7d LIMIT 5',
+        "FIND receipts WHERE receipts.ts >= {inside} SINCE 7d LIMIT 5",
         "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h",
-        'FIND receipts WHERE receipts.status = "ok" AND receipts.ts > "2020-01-01" '
+        'FIND receipts WHERE receipts.status = "ok" AND receipts.ts < {inside} SINCE 7d LIMIT 5',
+        'FIND receipts WHERE receipts.ts >= "2020-01-01" AND receipts.ts <= {inside} '
         "SINCE 7d LIMIT 5",
         "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d",  # from the rollup
     ],
 )
 def test_plans_whose_times_do_not_move_are_not_kept(
-    demo: DemoData, tenants: list[str], at: datetime, text: str
+    demo: DemoData, tenants: list[str], at: datetime, template: str
 ) -> None:
     eng = engine_over(demo, rollup_min_rows=0)
+    text = template.format(inside=_literal(at - timedelta(days=1)))
     for _ in range(2):
         assert _ask(eng, tenants[0], text).stats["plan_reused"] is False
     assert len(eng.plans) == 0
@@ -274,3 +282,100 @@ def test_a_changed_catalog_is_planned_again(
     assert reusing.query(text, tenant=tenants[0], now=at, cache=False).stats["plan_reused"] is True
     reusing.catalog.add_extras(tenants[0], "receipts", {"team": DataType.STRING})
     assert reusing.query(text, tenant=tenants[0], now=at, cache=False).stats["plan_reused"] is False
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        'FIND receipts WHERE receipts.ts >= "2020-01-01T00:00:00Z" SINCE 7d LIMIT 5',
+        'FIND receipts WHERE receipts.status = "ok" AND receipts.ts > "2020-01-01" '
+        "SINCE 7d LIMIT 5",
+        "FIND COUNT(*) AS n WHERE receipts.ts < {after} GROUP BY receipts.region SINCE 7d",
+        "FIND COUNT(*) AS n WHERE receipts.ts IN ({before}, {after}) SINCE 7d",
+    ],
+)
+def test_a_plan_with_ts_constants_outside_its_window_moves(
+    reusing: pql.Engine,
+    planning: pql.Engine,
+    tenants: list[str],
+    at: datetime,
+    template: str,
+) -> None:
+    """A constant outside the window keeps every row of it or none, before and after the move:
+    the moved plan is the fresh plan of the new window, and answers like it."""
+    text = template.format(
+        before=_literal(at - timedelta(days=30)), after=_literal(at + timedelta(hours=2))
+    )
+    assert _ask(reusing, tenants[0], text).stats["plan_reused"] is False
+    later = at + timedelta(milliseconds=700)
+    with stop(later):
+        again = _ask(reusing, tenants[0], text)
+        moved = reusing.prepare(text, tenant=tenants[0])
+        fresh = planning.prepare(text, tenant=tenants[0])
+        expected = _ask(planning, tenants[0], text)
+    assert again.stats["plan_reused"] is True and moved.reused is True
+    assert moved.plan == fresh.plan
+    assert again.df.sort(again.df.columns).equals(expected.df.sort(expected.df.columns))
+    (entry,) = reusing.plans._entries.values()
+    assert retimable(entry) and entry.reach >= timedelta(hours=2)
+    assert (entry.reach == timedelta(hours=2)) is ("{after}" in template)
+
+
+@pytest.mark.parametrize(
+    ("apart", "reused"),
+    [
+        (timedelta(milliseconds=-300), True),
+        (timedelta(milliseconds=300), True),  # away from the constant, but reach is one bound
+        (timedelta(milliseconds=-499), True),
+        (timedelta(milliseconds=-500), False),  # the window would start at the constant
+        (timedelta(milliseconds=-700), False),  # the constant would be inside the window
+        (timedelta(milliseconds=700), False),
+    ],
+)
+def test_a_plan_moves_less_than_the_distance_to_its_nearest_constant(
+    reusing: pql.Engine,
+    planning: pql.Engine,
+    tenants: list[str],
+    at: datetime,
+    apart: timedelta,
+    reused: bool,
+) -> None:
+    """``ts > C`` with ``C`` 500 ms before the window: moved 500 ms or more earlier, ``C`` is no
+    longer outside the window (the fresh plan narrows its scans to it), so it is planned again."""
+    constant = at - timedelta(days=7, milliseconds=500)
+    text = f"FIND COUNT(*) AS n WHERE receipts.ts > {_literal(constant)} SINCE 7d"
+    _ask(reusing, tenants[0], text)
+    (entry,) = reusing.plans._entries.values()
+    assert entry.reach == timedelta(milliseconds=500)
+    with stop(at + apart):
+        again = _ask(reusing, tenants[0], text)
+        moved = reusing.prepare(text, tenant=tenants[0])
+        fresh = planning.prepare(text, tenant=tenants[0])
+        expected = _ask(planning, tenants[0], text)
+    assert again.stats["plan_reused"] is reused
+    assert moved.plan == fresh.plan
+    assert again.df.equals(expected.df)
+    if apart <= timedelta(milliseconds=-500):
+        narrowed = [n for n in walk(fresh.plan) if isinstance(n, Scan)]
+        assert narrowed and all(n.start != at + apart - timedelta(days=7) for n in narrowed)
+
+
+def test_the_reach_counts_every_constant_of_every_input(
+    reusing: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    """The nearest constant may be on a join's second input; one inside the window stops it."""
+    near = _literal(at + timedelta(seconds=40))
+    far = _literal(at - timedelta(days=9))
+    join = (
+        "FIND COUNT(decisions.decisionId) AS n JOIN receipts ON decisions.executionId = "
+        "receipts.executionId WHERE decisions.ts > {far} AND receipts.ts < {near} SINCE 7d"
+    )
+    reusing.prepare(join.format(far=far, near=near), tenant=tenants[0])
+    (entry,) = reusing.plans._entries.values()
+    assert entry.reach == timedelta(seconds=40)
+    assert retimed(entry, timedelta(seconds=15)).reach == timedelta(seconds=25)
+    assert retimed(entry, -timedelta(seconds=15)).reach == timedelta(seconds=25)
+    inside = join.format(far=far, near=_literal(at - timedelta(hours=1)))
+    with stop(at + timedelta(seconds=5)):
+        reusing.prepare(inside, tenant=tenants[0])
+    assert len(reusing.plans) == 1  # kept neither to move nor, on the wall clock, at all

@@ -21,15 +21,17 @@ the plan it is given is equal to the one it estimated (otherwise it estimates ag
 A refused query is never kept: a refusal is raised, so it is checked again every time.
 
 A query on the wall clock (no ``now``), or a clock that advances (a replay, the load harness), is
-never asked at the same instant twice. So a plan that names no time but its window's two bounds
-(:func:`retimable`: no ``ts`` constant, no time series, no rollup, whose times do not move with
-the window) is kept under ``now=None`` with the clock it was prepared at, and reused, moved to
-the new window (:func:`retimed`), by a query at most ``within`` (the engine's ``plan_reuse``,
-1 s by default) later or earlier, with or without a ``now``. Any other plan is kept for its exact
-``now`` only, and not at all for the wall clock. The moved plan is exactly the plan of the new
-window but for two choices made on the statistics of the old one: the cost estimate (and so the
-refusal) and the join build side. On the same data version, windows ``within`` apart hold the
-same rows but those at their ends.
+never asked at the same instant twice. So a plan whose times all move with its window
+(:func:`retimable`: every scan reads exactly the window, no time series, no rollup, and every
+``ts`` constant outside the window) is kept under ``now=None`` with the clock it was prepared at,
+and reused, moved to the new window (:func:`retimed`), by a query at most ``within`` (the
+engine's ``plan_reuse``, 1 s by default) later or earlier, with or without a ``now``, and less
+than its :func:`reach` (the distance from the window to its nearest ``ts`` constant) away: a
+constant that stays outside the window keeps every row of it or none, so the planner makes the
+same plan for both windows. Any other plan is kept for its exact ``now`` only, and not at all for
+the wall clock. The moved plan is exactly the plan of the new window but for two choices made on
+the statistics of the old one: the cost estimate (and so the refusal) and the join build side.
+On the same data version, windows ``within`` apart hold the same rows but those at their ends.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pql.catalog import Catalog
 from pql.errors import InternalError
 from pql.limits import Limits
 from pql.plan.cost import Estimates
+from pql.plan.expr import Const
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -68,6 +71,7 @@ __all__ = [
     "MemoKey",
     "PlanMemo",
     "frozen_params",
+    "reach",
     "retimable",
     "retimed",
     "with_recorded_cost",
@@ -117,6 +121,9 @@ class MemoEntry:
     family: object = field(default_factory=object, compare=False, repr=False)
     """Shared by this entry and every entry :func:`retimed` makes of it: their plans differ
     only in their windows (see :mod:`pql.execute.reuse`)."""
+    reach: timedelta = timedelta(0)
+    """How far its window may move (less than this) with its plans still the planner's own for
+    the moved window: see :func:`reach`. Set by :meth:`PlanMemo.put`; 0 until then."""
 
 
 def frozen_params(params: Mapping[str, Any] | None) -> Hashable | None:
@@ -160,7 +167,7 @@ class PlanMemo:
                     return found
                 key = replace(key, now=None)
             found = self._entries.get(key)
-            if found is None or found.view is not view or abs(clock - found.clock) > within:
+            if found is None or found.view is not view or not _near(found, clock, within):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
@@ -172,7 +179,8 @@ class PlanMemo:
         exactly ``key.now`` (and not at all for a wall-clock key). Whether it was kept."""
         if self.size == 0:
             return False
-        if retimable(entry):
+        entry = replace(entry, reach=reach(entry))
+        if entry.reach:
             key = replace(key, now=None)
         elif key.now is None:
             return False
@@ -222,32 +230,63 @@ def with_remembered_cost(rules: tuple[Rule, ...], entry: MemoEntry) -> tuple[Rul
     return tuple(remembered if rule is cost_budget else rule for rule in rules)
 
 
+def _near(entry: MemoEntry, clock: datetime, within: timedelta) -> bool:
+    """Whether ``entry``, kept to move, may be moved to the window ending at ``clock``."""
+    apart = abs(clock - entry.clock)
+    return apart <= within and apart < entry.reach
+
+
 def retimable(entry: MemoEntry) -> bool:
-    """Whether ``entry``'s plans name no time but their window's bounds: every scan reads
-    exactly ``entry.start`` to ``entry.clock`` and nothing else in them holds a time (no ``ts``
-    constant, no time series, no rollup), so moving the window moves the whole plan."""
+    """Whether ``entry``'s plans may move their window at all (:func:`reach` is not 0)."""
+    return reach(entry) > timedelta(0)
+
+
+def reach(entry: MemoEntry) -> timedelta:
+    """How far ``entry``'s window may move, less than this, with its plans still the ones the
+    planner makes for the moved window: the distance from the window to the nearest ``ts``
+    constant of its plans (``timedelta.max`` without one). 0 when any plan holds a time that
+    does not move with the window: a scan reading anything but exactly ``entry.start`` to
+    ``entry.clock``, a rollup (whole days), a time series (its buckets), or a constant inside
+    the window (the planner narrows the scans to it)."""
     window = (entry.start, entry.clock)
+    nearest = timedelta.max
     for plan in (entry.built, entry.estimated, entry.final):
         for node in walk(plan):
             if isinstance(node, RollupAggregate):
-                return False
+                return timedelta(0)
             if isinstance(node, Scan):
                 if (node.start, node.end) != window:
-                    return False
-            elif any(_holds_time(getattr(node, f.name)) for f in fields(node) if f.compare):
-                return False
-    return True
+                    return timedelta(0)
+                continue
+            for f in fields(node):
+                if f.compare:
+                    nearest = min(nearest, _reach_of(getattr(node, f.name), window))
+            if not nearest:
+                return nearest
+    return nearest
 
 
-def _holds_time(value: object) -> bool:
-    """Whether ``value`` (a plan's field, but not a node: nodes are walked) holds a time."""
+def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
+    """The distance from ``window`` to the nearest ``ts`` constant in ``value`` (a plan's
+    field, but not a node: nodes are walked); 0 for any other time, which would not move."""
+    if isinstance(value, Const):
+        moment = value.value
+        return _outside(moment, window) if isinstance(moment, datetime) else timedelta.max
     if isinstance(value, datetime):
-        return True
+        return timedelta(0)
     if isinstance(value, tuple):
-        return any(_holds_time(item) for item in value)
-    if is_dataclass(value) and not _is_node(value):
-        return any(_holds_time(getattr(value, f.name)) for f in fields(value) if f.compare)
-    return False
+        items: tuple[object, ...] = value
+    elif is_dataclass(value) and not _is_node(value):
+        items = tuple(getattr(value, f.name) for f in fields(value) if f.compare)
+    else:
+        return timedelta.max
+    return min((_reach_of(item, window) for item in items), default=timedelta.max)
+
+
+def _outside(moment: datetime, window: tuple[datetime, datetime]) -> timedelta:
+    """How far ``moment`` lies outside ``window`` (0 inside it, ends included)."""
+    start, end = window
+    return max(start - moment, moment - end, timedelta(0))
 
 
 _NODE_TYPES: tuple[type, ...] = get_args(Node)
@@ -258,8 +297,9 @@ def _is_node(value: object) -> bool:
 
 
 def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
-    """``entry`` with its window moved by ``delta`` (see :func:`retimable`): every scan's
-    ``start`` and ``end``, in each plan and in the estimates, which keep their numbers."""
+    """``entry`` with its window moved by ``delta`` (less than its :func:`reach`): every scan's
+    ``start`` and ``end``, in each plan and in the estimates, which keep their numbers. Its
+    ``ts`` constants stay where they are, outside the window."""
     if not delta:
         return entry
     moved: dict[int, Node] = {}
@@ -290,6 +330,7 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
         final=final,
         clock=entry.clock + delta,
         start=entry.start + delta,
+        reach=entry.reach - abs(delta),
     )
 
 
