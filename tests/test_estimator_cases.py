@@ -233,3 +233,15 @@ def test_nulls_spanning_nearly_the_whole_window_count_at_their_overall_share() -
     assert estimator.null_fraction(_col("code"), TENANT) == pytest.approx(0.25)
     wider = _estimator({"code": code}, rows=4, receipts=(0.0, 100.0))  # half of it uncovered
     assert wider.null_fraction(_col("code"), TENANT) == pytest.approx(0.25)
+
+
+def test_a_join_missing_either_key_is_a_cartesian_product() -> None:
+    """Without a key on either side there is no condition: every pair of rows (the join policy
+    refuses it). With both keys, four distinct ids on ten rows keep far fewer."""
+    ids = ColumnSummary(mcv={f"e{i}": 1 for i in range(4)}, mcv_complete=True)
+    estimator = _estimator({"executionId": ids}, rows=10)
+    key = _col("executionId")
+    assert estimator.join_rows(10.0, 20.0, key, None, TENANT) == 200.0
+    assert estimator.join_rows(10.0, 20.0, None, key, TENANT) == 200.0
+    assert estimator.join_rows(10.0, 20.0, None, None, TENANT) == 200.0
+    assert estimator.join_rows(10.0, 20.0, key, key, TENANT) < 200.0
