@@ -11,7 +11,7 @@ distance to the nearest one.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -110,7 +110,7 @@ def _literal(moment: datetime) -> str:
         'FIND receipts WHERE receipts.status = "ok" AND receipts.ts < {inside} SINCE 7d LIMIT 5',
         'FIND receipts WHERE receipts.ts >= "2020-01-01" AND receipts.ts <= {inside} '
         "SINCE 7d LIMIT 5",
-        "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d",  # from the rollup
+        "FIND COUNT(receipts.executionId) AS n SINCE 30d TIMESERIES 1d",  # the rollup, by day
     ],
 )
 def test_plans_whose_times_do_not_move_are_not_kept(
@@ -199,20 +199,82 @@ def test_an_entry_whose_scan_reads_another_window_is_not_retimable(
     assert not retimable(narrowed)
 
 
-def test_a_rollup_plan_cannot_be_moved(demo: DemoData, tenants: list[str], at: datetime) -> None:
+ROLLUP = "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d"
+
+
+def test_a_rollup_plan_moves_within_its_days(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """The rollup reads the same whole days; each edge's outer bound moves with the window."""
     eng = engine_over(demo, rollup_min_rows=0)
-    text = "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d"
-    eng.query(text, tenant=tenants[0], now=at, cache=False)
+    fresh_eng = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    first = eng.prepare(ROLLUP, tenant=tenants[0])
     (entry,) = eng.plans._entries.values()
-    assert any(isinstance(n, RollupAggregate) for n in walk(entry.final))
-    assert not retimable(entry)
+    rollups = [n for n in walk(entry.final) if isinstance(n, RollupAggregate)]
+    assert len(rollups) == 1 and len(rollups[0].edges) == 2
+    days_start, days_end = rollups[0].days_window
+    assert entry.reach == min(
+        at - timedelta(days=30) - (days_start - timedelta(days=1)),
+        days_start - (at - timedelta(days=30)),
+        at - days_end,
+        days_end + timedelta(days=1) - at,
+    )
+    later = at + timedelta(milliseconds=300)
+    with stop(later):
+        moved = eng.prepare(ROLLUP, tenant=tenants[0])
+        again = _ask(eng, tenants[0], ROLLUP)
+        fresh = fresh_eng.prepare(ROLLUP, tenant=tenants[0])
+        expected = _ask(fresh_eng, tenants[0], ROLLUP)
+    assert moved.reused is True and again.stats["plan_reused"] is True
+    assert moved.plan == fresh.plan != first.plan
+    assert again.df.sort("region").equals(expected.df.sort("region"))
+    assert "rollup:" in str(eng.explain(ROLLUP, tenant=tenants[0], now=later))
+
+
+def test_a_rollup_plan_is_not_moved_across_a_day_boundary(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """Kept at 200 ms past midnight, its reach is 200 ms: 100 ms later or earlier it moves,
+    300 ms earlier (a day less, another end edge) it is planned again, as the fresh plan is."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    fresh = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    midnight = datetime.combine(at.date(), time(), UTC)
+    kept = midnight + timedelta(milliseconds=200)
+    eng.query(ROLLUP, tenant=tenants[0], now=kept, cache=False)
+    (entry,) = eng.plans._entries.values()
+    assert entry.reach == timedelta(milliseconds=200)
+    for apart, reused in ((100, True), (-100, True), (-300, False)):
+        now = kept + timedelta(milliseconds=apart)
+        result = eng.query(ROLLUP, tenant=tenants[0], now=now, cache=False)
+        expected = fresh.query(ROLLUP, tenant=tenants[0], now=now, cache=False)
+        assert result.stats["plan_reused"] is reused
+        assert eng.prepare(ROLLUP, tenant=tenants[0], now=now).plan == (
+            fresh.prepare(ROLLUP, tenant=tenants[0], now=now).plan
+        )
+        assert result.df.sort("region").equals(expected.df.sort("region"))
     with pytest.raises(InternalError) as caught:
-        retimed(entry, timedelta(seconds=1))
+        retimed(entry, timedelta(milliseconds=-200))
     assert caught.value.code == "PQL-X034"
-    assert caught.value.message == "a plan with a rollup cannot move its window"
+    assert caught.value.message == (
+        "a plan was asked to move its window 0:00:00.200000, its reach or further"
+    )
+
+
+def test_a_plan_that_cannot_move_is_kept_for_its_own_now_only(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """A window starting at midnight has no first edge: moving it either way changes the plan."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    midnight = datetime.combine(at.date(), time(), UTC)
+    eng.query(ROLLUP, tenant=tenants[0], now=midnight, cache=False)
+    ((key, entry),) = eng.plans._entries.items()
+    assert any(isinstance(n, RollupAggregate) for n in walk(entry.final))
+    assert entry.reach == timedelta(0) and not retimable(entry)
+    assert key.now == midnight
+    with pytest.raises(InternalError):
+        retimed(entry, timedelta(microseconds=1))
     # Kept for its own ``now`` only; ``put`` says whether it kept an entry, and so whether a
     # prepared query has a family whose compiled query may be reused (pql.execute.reuse).
-    ((key, _),) = eng.plans._entries.items()
     memo = PlanMemo(4)
     assert memo.put(key, entry) is True
     assert memo.put(replace(key, now=None), entry) is False

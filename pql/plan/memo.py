@@ -22,15 +22,17 @@ A refused query is never kept: a refusal is raised, so it is checked again every
 
 A query on the wall clock (no ``now``), or a clock that advances (a replay, the load harness), is
 never asked at the same instant twice. So a plan whose times all move with its window
-(:func:`retimable`: every scan reads exactly the window, no time series, no rollup, and every
-``ts`` constant outside the window) is kept under ``now=None`` with the clock it was prepared at,
-and reused, moved to the new window (:func:`retimed`), by a query at most ``within`` (the
-engine's ``plan_reuse``, 1 s by default) later or earlier, with or without a ``now``, and less
-than its :func:`reach` (the distance from the window to its nearest ``ts`` constant) away: a
-constant that stays outside the window keeps every row of it or none, so the planner makes the
-same plan for both windows. Any other plan is kept for its exact ``now`` only, and not at all for
-the wall clock. The moved plan is exactly the plan of the new window but for two choices made on
-the statistics of the old one: the cost estimate (and so the refusal) and the join build side.
+(:func:`retimable`: every scan reads exactly the window, or a rollup's edge one end of it; no
+time series; every ``ts`` constant outside the window) is kept under ``now=None`` with the clock
+it was prepared at, and reused, moved to the new window (:func:`retimed`), by a query at most
+``within`` (the engine's ``plan_reuse``, 1 s by default) later or earlier, with or without a
+``now``, and less than its :func:`reach` away: the distance from the window to its nearest ``ts``
+constant (one that stays outside the window keeps every row of it or none) and, with a rollup,
+to the day boundaries (the rollup then reads the same whole days, and each edge the rest), so the
+planner makes the same plan for both windows. Any other plan is kept for its exact ``now`` only,
+and not at all for the wall clock. The moved plan is exactly the plan of the new window but for
+three choices made on the statistics of the old one: the cost estimate (and so the refusal), the
+join build side, and whether an aggregate reads the rollups (``rollup_min_rows``).
 On the same data version, windows ``within`` apart hold the same rows but those at their ends.
 """
 
@@ -83,6 +85,8 @@ DEFAULT_MEMO_SIZE = 2048
 
 DEFAULT_PLAN_REUSE = timedelta(seconds=1)
 """How far apart the clocks of two queries may be for one to reuse the other's plan, moved."""
+
+_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,18 +248,21 @@ def retimable(entry: MemoEntry) -> bool:
 def reach(entry: MemoEntry) -> timedelta:
     """How far ``entry``'s window may move, less than this, with its plans still the ones the
     planner makes for the moved window: the distance from the window to the nearest ``ts``
-    constant of its plans (``timedelta.max`` without one). 0 when any plan holds a time that
+    constant of its plans and, with a rollup, to the day boundaries that would add or drop a
+    whole day or an edge (``timedelta.max`` without either). 0 when any plan holds a time that
     does not move with the window: a scan reading anything but exactly ``entry.start`` to
-    ``entry.clock``, a rollup (whole days), a time series (its buckets), or a constant inside
-    the window (the planner narrows the scans to it)."""
+    ``entry.clock`` (a rollup's edge: one of them, and a day boundary), a time series (its
+    buckets), or a constant inside the window (the planner narrows the scans to it)."""
     window = (entry.start, entry.clock)
     nearest = timedelta.max
     for plan in (entry.built, entry.estimated, entry.final):
-        for node in walk(plan):
+        edges: set[int] = set()
+        for node in walk(plan):  # root first: a rollup before its edges
             if isinstance(node, RollupAggregate):
-                return timedelta(0)
-            if isinstance(node, Scan):
-                if (node.start, node.end) != window:
+                nearest = min(nearest, _days_reach(node, window))
+                edges.update(id(n) for edge in node.edges for n in walk(edge))
+            elif isinstance(node, Scan):
+                if not _reads(node, window, edge=id(node) in edges):
                     return timedelta(0)
                 continue
             for f in fields(node):
@@ -264,6 +271,23 @@ def reach(entry: MemoEntry) -> timedelta:
             if not nearest:
                 return nearest
     return nearest
+
+
+def _reads(scan: Scan, window: tuple[datetime, datetime], *, edge: bool) -> bool:
+    """Whether ``scan`` reads the window (a rollup's edge: from its start or to its end)."""
+    if edge:
+        return scan.start == window[0] or scan.end == window[1]
+    return (scan.start, scan.end) == window
+
+
+def _days_reach(rollup: RollupAggregate, window: tuple[datetime, datetime]) -> timedelta:
+    """How far ``window`` may move, less than this, with ``rollup`` reading the same whole days
+    and both its edges still there: its start stays strictly between the midnights around it,
+    its end strictly between the last instants of two days: 0 without both edges (a window
+    starting at a midnight, or ending at a day's last instant)."""
+    start, end = window
+    first, last = rollup.days_window
+    return min(start - (first - _DAY), first - start, end - last, last + _DAY - end)
 
 
 def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
@@ -302,6 +326,10 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
     ``ts`` constants stay where they are, outside the window."""
     if not delta:
         return entry
+    if abs(delta) >= entry.reach:  # PlanMemo.get never asks this (see _near)
+        raise InternalError(
+            "PQL-X034", f"a plan was asked to move its window {abs(delta)}, its reach or further"
+        )
     moved: dict[int, Node] = {}
 
     def move(node: Node) -> Node:
@@ -310,14 +338,16 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
             return found
         new: Node
         match node:
-            case Scan():
-                new = _copy(node, start=node.start + delta, end=node.end + delta)
+            case Scan():  # a rollup's edge moves only the bound it shares with the window
+                start = node.start + delta if node.start == entry.start else node.start
+                end = node.end + delta if node.end == entry.clock else node.end
+                new = _copy(node, start=start, end=end)
             case Join():
                 new = _copy(node, left=move(node.left), right=move(node.right))
             case Filter() | Aggregate() | Sort() | Limit() | Project():
                 new = _copy(node, input=move(node.input))
-            case RollupAggregate():  # never kept under a wall-clock key (see retimable)
-                raise InternalError("PQL-X034", "a plan with a rollup cannot move its window")
+            case RollupAggregate():
+                new = _copy(node, edges=tuple(move(edge) for edge in node.edges))
         moved[id(node)] = new
         return new
 
