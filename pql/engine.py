@@ -208,8 +208,8 @@ class Engine:
     a ``ts`` constant inside the window or a time series are reused only at the same ``now``:
     their times do not move with the window; one with ``ts`` constants outside it, or reading
     rollups, moves less than the distance to the nearest constant or day boundary). Such a
-    reused plan without rollups also runs the Polars query compiled for its plan a moment
-    before, when it reads the same stored rows (:mod:`pql.execute.reuse`).
+    reused plan also runs the Polars query compiled for its plan a moment before, when it
+    reads the same stored rows (:mod:`pql.execute.reuse`).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in

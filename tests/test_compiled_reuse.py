@@ -3,7 +3,7 @@
 
 The compiled query depends on a plan's window only through the rows the store reads for it. It
 must therefore be reused only by a plan of the same family (one plan memo entry, moved) whose
-every scan reads the very same stored rows, and the answer must always be the one a fresh
+every scan (and rollup) reads the very same stored rows, and the answer must always be the one a fresh
 compile gives: when a row enters or leaves the window, when data is ingested, for another
 tenant, for a prepared query changed after it was made, and from several threads at once.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +21,8 @@ import pytest
 import pql
 from pql.demo import DemoData
 from pql.execute.compile import Compiled
-from pql.execute.reuse import CompiledQueries, reuse_key
+from pql.execute.reuse import CompiledQueries, Family, reuse_key
+from pql.plan.nodes import RollupAggregate, walk
 from pql.storage import IndexedLake
 from tests.reuse import engine_over, stop
 
@@ -86,12 +87,7 @@ def test_new_data_is_compiled_afresh(demo: DemoData, tenants: list[str], at: dat
     tenant = tenants[0]
     before = _ask(eng, tenant, DAY)
     _ask(eng, tenant, DAY)
-    mine = demo.receipts.filter(pl.col("tenant") == tenant)
-    late = mine.head(3).with_columns(
-        pl.lit(at - timedelta(hours=1)).cast(mine.schema["ts"]).alias("ts"),
-        (pl.col("executionId") + "-late").alias("executionId"),
-    )
-    eng.ingest("receipts", late)
+    eng.ingest("receipts", _late(demo, tenant, at - timedelta(hours=1)))
     after = _ask(eng, tenant, DAY)
     assert after.stats["compiled_reused"] is False
     assert after.df["n"].item() == before.df["n"].item() + 3
@@ -155,19 +151,64 @@ def test_a_fixed_now_reuses_its_compiled_query(
     assert again.df.equals(first.df)
 
 
-def test_nothing_is_reused_without_a_plan_memo_or_for_a_rollup(
-    demo: DemoData, tenants: list[str]
-) -> None:
+def test_nothing_is_reused_without_a_plan_memo(demo: DemoData, tenants: list[str]) -> None:
     none_kept = engine_over(demo, plan_memo_size=0)
     assert none_kept.compiled.size == 0
     for _ in range(2):
         assert _ask(none_kept, tenants[0]).stats["compiled_reused"] is False
-    rolled = engine_over(demo, rollup_min_rows=0)
-    text = "FIND COUNT(receipts.executionId) AS n GROUP BY receipts.region SINCE 30d"
-    for _ in range(2):
-        result = _ask(rolled, tenants[0], text, now=demo.now)
-        assert result.stats["compiled_reused"] is False
-    assert "RollupAggregate" in str(rolled.explain(text, tenant=tenants[0], now=demo.now))
+
+
+ROLLUP = "FIND COUNT(receipts.executionId) AS n GROUP BY receipts.region SINCE 30d"
+
+
+def _late(demo: DemoData, tenant: str, ts: datetime) -> pl.DataFrame:
+    """Three new receipts of ``tenant`` at ``ts``."""
+    mine = demo.receipts.filter(pl.col("tenant") == tenant)
+    return mine.head(3).with_columns(
+        pl.lit(ts).cast(mine.schema["ts"]).alias("ts"),
+        (pl.col("executionId") + "-late").alias("executionId"),
+    )
+
+
+def test_a_rollup_plan_reuses_its_compiled_query(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """Moved within its days, a rollup plan reads the same rollup rows and edges: the compiled
+    query runs again, and answers as a fresh compile does."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    fresh = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    first = _ask(eng, tenants[0], ROLLUP)
+    assert first.stats["compiled_reused"] is False
+    assert "RollupAggregate" in str(eng.explain(ROLLUP, tenant=tenants[0]))
+    with stop(at + timedelta(milliseconds=300)):
+        again = _ask(eng, tenants[0], ROLLUP)
+        expected = _ask(fresh, tenants[0], ROLLUP)
+    assert again.stats["plan_reused"] is True and again.stats["compiled_reused"] is True
+    assert _rows(again) == _rows(expected) == _rows(first)
+
+
+def test_a_rollup_over_new_data_is_compiled_afresh(demo: DemoData, tenants: list[str]) -> None:
+    """An ingest into the whole days a rollup reads compiles afresh. A window of the language
+    always has an edge, whose rows change too; the rollup's own key is what tells for a plan
+    of whole days only."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    tenant = tenants[0]
+    midnight = datetime.combine(demo.now.date(), time(), UTC)
+    before = _ask(eng, tenant, ROLLUP, now=midnight)
+    assert _ask(eng, tenant, ROLLUP, now=midnight).stats["compiled_reused"] is True
+    prepared = eng.prepare(ROLLUP, tenant=tenant, now=midnight)
+    (rollup,) = (n for n in walk(prepared.plan) if isinstance(n, RollupAggregate))
+    days = replace(rollup, edges=())
+    family = Family(object(), days, None)
+    kept = reuse_key(family, days, None, eng.store, eng.catalog)
+    assert kept is not None
+    assert reuse_key(family, days, None, eng.store, eng.catalog) == kept
+    eng.ingest("receipts", _late(demo, tenant, midnight - timedelta(days=10, hours=5)))
+    assert reuse_key(family, days, None, eng.store, eng.catalog) not in (None, kept)
+    after = _ask(eng, tenant, ROLLUP, now=midnight)
+    assert after.stats["compiled_reused"] is False
+    total = sum(int(n) for n in after.df["n"])
+    assert total == sum(int(n) for n in before.df["n"]) + 3
 
 
 def test_threads_asking_at_once_get_the_same_answer(

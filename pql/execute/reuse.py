@@ -5,14 +5,14 @@ what a query whose plan was reused (:mod:`pql.plan.memo`) still spends before it
 of one :class:`Family` (those of one plan memo entry: one plan, at its own ``now`` or moved from
 window to window) differ only in their scans' windows, and the compiled query depends on a
 window only through the rows the store reads for it. So when each scan of a plan reads the same
-stored rows (:meth:`~pql.storage.base.RowsKeyStore.rows_key`) as a plan of the same family
-compiled shortly before, that compiled query runs again (:func:`reuse_key`,
-:class:`CompiledQueries`). Every safety rule has run on the plan all the same; what is skipped is
-only the building of an identical query.
+stored rows (:meth:`~pql.storage.base.RowsKeyStore.rows_key`), and each rollup the same whole
+days of the same stored data, as a plan of the same family compiled shortly before, that
+compiled query runs again (:func:`reuse_key`, :class:`CompiledQueries`). Every safety rule has
+run on the plan all the same; what is skipped is only the building of an identical query.
 
 Nothing is reused when a store cannot tell which rows a window reads (a lake's partitions, S3,
-an index not in memory), for a plan with a rollup, or for a prepared query whose plan or
-estimates are not those its family was made with. A compiled query holds views of the stored
+an index not in memory), or for a prepared query whose plan or estimates are not those its
+family was made with. A compiled query holds views of the stored
 rows, so it is kept for at most :data:`COMPILED_TTL_S` seconds: rows a store lets go of (an
 index evicted under the memory budget, data replaced by an ingest) are not held much longer.
 """
@@ -69,9 +69,13 @@ def reuse_key(
         return None
     rows: list[Hashable] = []
     for node in walk(plan):
-        if isinstance(node, RollupAggregate):
-            return None
-        if isinstance(node, Scan):
+        if isinstance(node, RollupAggregate):  # its whole days' rollup rows, then its edges
+            first, last = node.days_window
+            found = store.rows_key(node.tenant, catalog[node.subject], first, last)
+            if found is None:
+                return None
+            rows.append((node.first_day, node.last_day, found))
+        elif isinstance(node, Scan):
             found = store.rows_key(node.tenant, catalog[node.subject], node.start, node.end)
             if found is None:
                 return None

@@ -207,7 +207,8 @@ class RowsKeyStore(Protocol):
     ) -> Hashable | None:
         """A key that two windows of ``tenant``'s ``subject`` share exactly when
         :meth:`Store.scan` (and any lookup) would read the same rows from the same stored data
-        for both; ``None`` when the store cannot tell (nothing is reused then)."""
+        for both, and a rollup read of whole days (``RollupStore.rollup``) the same rollup rows;
+        ``None`` when the store cannot tell (nothing is reused then)."""
         ...
 
 

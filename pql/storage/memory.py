@@ -423,7 +423,9 @@ class MemoryStore:
         self, tenant: str, subject: Subject, start: datetime, end: datetime
     ) -> tuple[tuple[int, int, int], ...] | None:
         """The rows :meth:`scan` reads for this window: each part's rows' number and the
-        window's first and last row in it (``None``: the tenant has no such rows)."""
+        window's first and last row in it (``None``: the tenant has no such rows). The rollups
+        change only with the rows (:meth:`ingest`, :meth:`load_stored`), so whole days with
+        the same key read the same rollup rows."""
         current = current_subject(self._catalog, subject, tenant)
         table = self._tables.get((tenant, current.name))
         if table is None:
