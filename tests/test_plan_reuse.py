@@ -4,8 +4,9 @@ A query without ``now`` is asked at a new instant every time; within the engine'
 it reuses the plan of the same query, moved. The moved plan must be exactly the plan a fresh
 preparation makes for the new window, answer for that window, and keep the cost estimate it was
 prepared with. Plans whose times do not move with the window (a ``ts`` constant inside it, time
-series, rollups) are never kept so; a plan with ``ts`` constants outside it moves less than the
-distance to the nearest one.
+series) are never kept so. A plan with ``ts`` constants outside it moves less than the distance
+to the nearest one, and a rollup plan less than the distance to the day boundaries that would
+change its whole days or edges.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pql
 from pql.catalog import DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
+from pql.plan.expr import Const
 from pql.plan.memo import MemoEntry, PlanMemo, retimable, retimed
 from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
 from tests.reuse import engine_over, stop
@@ -99,7 +101,7 @@ def test_a_wall_clock_plan_never_crosses_tenants(
 
 def _literal(moment: datetime) -> str:
     """``moment`` as a PQL time literal."""
-    return '"' + moment.isoformat().replace("+00:00", "Z") + '"'
+    return str(Const(moment, DataType.TIMESTAMP))
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,7 @@ from pql.plan.nodes import (
     Sort,
     walk,
 )
+from pql.plan.rollups import ONE_DAY
 from pql.plan.safety import Rule, SafetyContext, cost_budget
 
 __all__ = [
@@ -85,8 +86,6 @@ DEFAULT_MEMO_SIZE = 2048
 
 DEFAULT_PLAN_REUSE = timedelta(seconds=1)
 """How far apart the clocks of two queries may be for one to reuse the other's plan, moved."""
-
-_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +286,7 @@ def _days_reach(rollup: RollupAggregate, window: tuple[datetime, datetime]) -> t
     starting at a midnight, or ending at a day's last instant)."""
     start, end = window
     first, last = rollup.days_window
-    return min(start - (first - _DAY), first - start, end - last, last + _DAY - end)
+    return min(start - (first - ONE_DAY), first - start, end - last, last + ONE_DAY - end)
 
 
 def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:

@@ -51,6 +51,7 @@ from pql.storage.rollups import RollupSpec
 
 __all__ = [
     "MIN_ROWS",
+    "ONE_DAY",
     "edge_windows",
     "use_rollups",
     "whole_days",
@@ -60,7 +61,9 @@ MIN_ROWS = 100_000
 """The engine's default ``rollup_min_rows``: the estimated rows of the scan's window below which
 an aggregate reads rows instead (measured at 10M receipts, docs/pql/ROLLUPS.md)."""
 
-_DAY = timedelta(days=1)
+ONE_DAY = timedelta(days=1)
+"""A whole day, the rollups' unit."""
+
 _TICK = timedelta(microseconds=1)
 
 
@@ -177,12 +180,12 @@ def whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
     if start != _midnight(first):
         if first == date.max:
             return None
-        first += _DAY
+        first += ONE_DAY
     last = end.date()
     if end != _last_instant(last):
         if last == date.min:
             return None
-        last -= _DAY
+        last -= ONE_DAY
     return (first, last) if first <= last else None
 
 
