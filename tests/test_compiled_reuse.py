@@ -3,9 +3,10 @@
 
 The compiled query depends on a plan's window only through the rows the store reads for it. It
 must therefore be reused only by a plan of the same family (one plan memo entry, moved) whose
-every scan (and rollup) reads the very same stored rows, and the answer must always be the one a fresh
-compile gives: when a row enters or leaves the window, when data is ingested, for another
-tenant, for a prepared query changed after it was made, and from several threads at once.
+every scan (and rollup) reads the very same stored rows, and the answer must always be the one
+a fresh compile gives: when a row enters or leaves the window, when data is ingested, for
+another tenant, for a prepared query changed after it was made, and from several threads at
+once.
 """
 
 from __future__ import annotations
@@ -187,6 +188,29 @@ def test_a_rollup_plan_reuses_its_compiled_query(
     assert _rows(again) == _rows(expected) == _rows(first)
 
 
+def test_a_row_entering_a_rollup_edge_compiles_afresh(demo: DemoData, tenants: list[str]) -> None:
+    """Two clocks 500 ms apart, far from midnight: the rollup reads the same whole days, but a
+    receipt enters the window's last, partial day. The plan moves; the compiled query does not
+    (each edge has its own key beside the whole days'), and the receipt is counted."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    fresh = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    tenant = tenants[0]
+    mine = demo.receipts.filter(
+        (pl.col("tenant") == tenant) & pl.col("ts").dt.hour().is_between(2, 21)
+    ).sort("ts")
+    moment: datetime = mine.get_column("ts")[mine.height // 2]
+    with stop(moment - timedelta(milliseconds=250)):
+        before = _ask(eng, tenant, ROLLUP)
+    with stop(moment + timedelta(milliseconds=250)):
+        after = _ask(eng, tenant, ROLLUP)
+        expected = _ask(fresh, tenant, ROLLUP)
+        plan = eng.explain(ROLLUP, tenant=tenant)
+    assert "RollupAggregate" in str(plan)
+    assert after.stats["plan_reused"] is True
+    assert after.stats["compiled_reused"] is False
+    assert _rows(after) == _rows(expected) != _rows(before)
+
+
 def test_a_rollup_over_new_data_is_compiled_afresh(demo: DemoData, tenants: list[str]) -> None:
     """An ingest into the whole days a rollup reads compiles afresh. A window of the language
     always has an edge, whose rows change too; the rollup's own key is what tells for a plan
@@ -249,9 +273,8 @@ def test_an_index_in_memory_reuses_and_partitions_do_not(
     again = _ask(served, tenants[0], now=demo.now)
     assert (first.stats["path"], again.stats["compiled_reused"]) == ("index", True)
     assert again.df.equals(first.df)
-    assert (
-        served.store.rows_key(tenants[-1], served.catalog["receipts"], demo.now, demo.now) is None
-    )
+    window = [(demo.now, demo.now)]
+    assert served.store.rows_keys(tenants[-1], served.catalog["receipts"], window) is None
 
 
 def test_compiled_queries_are_kept_a_short_while_and_bounded() -> None:

@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 import pql.storage.lake as lake_module
 from pql.catalog import DECISIONS, RECEIPTS, Catalog, DataType, Subject
 from pql.errors import InputError, PQLError, SafetyError
-from pql.storage import IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
+from pql.storage.base import LookupStore, RowsKeyStore, provides
 from pql.storage.rollup_files import ROLLUP_DIR
+from pql.storage.rollups import RollupStore
 from pql.storage.s3 import S3Lake
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -171,6 +173,19 @@ def parquet_files(root: Path) -> list[Path]:
 
 def test_stores_implement_the_protocol(kit: Kit) -> None:
     assert isinstance(kit.store, Store)
+
+
+def test_provides_answers_as_isinstance_does(kit: Kit) -> None:
+    """``provides`` decides once per type of store what ``isinstance`` decides every time."""
+    stores: list[object] = [kit.store, object()]
+    if isinstance(kit.store, Lake | S3Lake):
+        stores.append(IndexedLake(kit.store, kit.catalog, background=False))
+    for store in stores:
+        for protocol in (Store, LookupStore, RowsKeyStore, RollupStore):
+            for _ in range(2):  # decided, then remembered
+                assert provides(store, protocol) is isinstance(store, protocol)
+    assert provides(MemoryStore(kit.catalog), RowsKeyStore)
+    assert not provides(Lake(kit.root, kit.catalog), RowsKeyStore)
 
 
 def test_round_trip_receipts_and_decisions(kit: Kit) -> None:

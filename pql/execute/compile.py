@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,7 @@ from pql.plan.nodes import (
     Sort,
     SortKey,
 )
-from pql.storage.base import LookupStore, Store
+from pql.storage.base import LookupStore, Store, provides
 from pql.storage.base import Scan as StoredScan
 from pql.storage.rollups import RollupStore
 
@@ -219,7 +219,7 @@ class _Compiler:
         """Whether ``pred`` would read ``node``'s rows by an id column's lookup."""
         subject = self.catalog[node.subject]
         ids = {f"{subject.name}.{name}" for name in subject.ids}
-        return isinstance(self.store, LookupStore) and key_part(pred, ids) is not None
+        return provides(self.store, LookupStore) and key_part(pred, ids) is not None
 
     def scan(self, node: Scan) -> pl.LazyFrame:
         got = self.read(node)
@@ -249,7 +249,7 @@ class _Compiler:
     def lookup(self, node: Scan, pred: Pred) -> pl.LazyFrame | None:
         """``node``'s rows that ``pred`` may keep, read by an id column's lookup when ``pred``
         pins that column to a few values or null (:func:`key_part`); ``None``: scan them."""
-        if not isinstance(self.store, LookupStore):
+        if not provides(self.store, LookupStore):
             return None
         subject = self.catalog[node.subject]
         ids = {f"{subject.name}.{name}": name for name in subject.ids}
@@ -260,7 +260,7 @@ class _Compiler:
         wanted = [c.name for c in node.columns]
         request = list(dict.fromkeys([*wanted, "tenant", "ts"]))
         with self.reading():
-            got = self.store.lookup(
+            got = cast(LookupStore, self.store).lookup(
                 node.tenant, subject, ids[column], values, nulls, node.start, node.end, request
             )
         if got is None:
@@ -270,10 +270,11 @@ class _Compiler:
 
     def rollup(self, node: RollupAggregate) -> pl.LazyFrame:
         """Rollup rows of the whole days and raw rows of the edge days, aggregated together."""
-        if not isinstance(self.store, RollupStore):
+        if not provides(self.store, RollupStore):
             raise InternalError("PQL-X060", "a rollup plan reached a store that keeps no rollups")
+        rollups = cast(RollupStore, self.store)
         with self.reading():
-            got = self.store.rollup(node.tenant, node.subject, node.first_day, node.last_day)
+            got = rollups.rollup(node.tenant, node.subject, node.first_day, node.last_day)
         self.scans.append(ScanInfo(node.subject, got.days, got.rows, got.source))
         where = None if node.predicate is None else predicate(node.predicate)
         edges = [self.compile(edge) for edge in node.edges]

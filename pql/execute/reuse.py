@@ -12,9 +12,9 @@ run on the plan all the same; what is skipped is only the building of an identic
 
 Nothing is reused when a store cannot tell which rows a window reads (a lake's partitions, S3,
 an index not in memory), or for a prepared query whose plan or estimates are not those its
-family was made with. A compiled query holds views of the stored
-rows, so it is kept for at most :data:`COMPILED_TTL_S` seconds: rows a store lets go of (an
-index evicted under the memory budget, data replaced by an ingest) are not held much longer.
+family was made with. A compiled query holds views of the stored rows, so it is kept for at
+most :data:`COMPILED_TTL_S` seconds: rows a store lets go of (an index evicted under the memory
+budget, data replaced by an ingest) are not held much longer.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import cast
 
 import cachetools
 
@@ -30,7 +32,7 @@ from pql.catalog import Catalog
 from pql.execute.compile import Compiled
 from pql.plan.cost import Estimates
 from pql.plan.nodes import Node, RollupAggregate, Scan, walk
-from pql.storage.base import RowsKeyStore, Store
+from pql.storage.base import RowsKeyStore, Store, provides
 
 __all__ = [
     "COMPILED_SIZE",
@@ -65,22 +67,32 @@ def reuse_key(
     of its family reading the same rows; ``None`` when that cannot be told (see the module)."""
     if family.plan is not plan or family.estimates is not estimates:
         return None  # a prepared query changed after it was made: not the family's plan
-    if not isinstance(store, RowsKeyStore):
+    if not provides(store, RowsKeyStore):
         return None
-    rows: list[Hashable] = []
+    told = cast(RowsKeyStore, store)  # as ``provides`` found
+    # Every window the plan reads, in walk order, asked of the store once per (tenant, subject).
+    windows: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
+    reads: list[tuple[tuple[str, str], int, tuple[date, date] | None]] = []
     for node in walk(plan):
         if isinstance(node, RollupAggregate):  # its whole days' rollup rows, then its edges
-            first, last = node.days_window
-            found = store.rows_key(node.tenant, catalog[node.subject], first, last)
-            if found is None:
-                return None
-            rows.append((node.first_day, node.last_day, found))
+            window, days = node.days_window, (node.first_day, node.last_day)
         elif isinstance(node, Scan):
-            found = store.rows_key(node.tenant, catalog[node.subject], node.start, node.end)
-            if found is None:
-                return None
-            rows.append(found)
-    return (family.token, tuple(rows))
+            window, days = (node.start, node.end), None
+        else:
+            continue
+        asked = windows.setdefault((node.tenant, node.subject), [])
+        reads.append(((node.tenant, node.subject), len(asked), days))
+        asked.append(window)
+    keys: dict[tuple[str, str], tuple[Hashable, ...]] = {}
+    for (tenant, subject), asked in windows.items():
+        found = told.rows_keys(tenant, catalog[subject], asked)
+        if found is None:
+            return None
+        keys[(tenant, subject)] = found
+    rows = tuple(
+        keys[which][at] if days is None else (*days, keys[which][at]) for which, at, days in reads
+    )
+    return (family.token, rows)
 
 
 class CompiledQueries:

@@ -40,6 +40,7 @@ __all__ = [
     "micros",
     "partitions_of",
     "project",
+    "provides",
     "sort_columns",
     "split_duplicates",
     "with_partition_keys",
@@ -202,14 +203,29 @@ class RowsKeyStore(Protocol):
     the indexed lake, for a tenant whose index is in memory): the engine then reuses the query
     it compiled for one window for the other (:mod:`pql.execute.reuse`)."""
 
-    def rows_key(
-        self, tenant: str, subject: Subject, start: datetime, end: datetime
-    ) -> Hashable | None:
-        """A key that two windows of ``tenant``'s ``subject`` share exactly when
-        :meth:`Store.scan` (and any lookup) would read the same rows from the same stored data
-        for both, and a rollup read of whole days (``RollupStore.rollup``) the same rollup rows;
-        ``None`` when the store cannot tell (nothing is reused then)."""
+    def rows_keys(
+        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+    ) -> tuple[Hashable, ...] | None:
+        """A key for each of ``windows`` (``start``, ``end``) of ``tenant``'s ``subject``: two
+        windows share a key exactly when :meth:`Store.scan` (and any lookup) would read the
+        same rows from the same stored data for both, and a rollup read of whole days
+        (``RollupStore.rollup``) the same rollup rows. ``None`` when the store cannot tell
+        (nothing is reused then). All of one plan's windows of a subject are asked at once."""
         ...
+
+
+def provides(store: object, protocol: type) -> bool:
+    """Whether ``store`` offers ``protocol`` (one of this module's runtime-checkable protocols,
+    or ``RollupStore``), decided once per type of store: an ``isinstance`` against a protocol
+    inspects its members every time, which costs more than some queries' planning steps."""
+    key = (type(store), protocol)
+    found = _PROVIDED.get(key)
+    if found is None:
+        found = _PROVIDED[key] = issubclass(key[0], protocol)
+    return found
+
+
+_PROVIDED: dict[tuple[type, type], bool] = {}
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -215,13 +215,13 @@ class IndexedLake:
         got = index.lookup(tenant, subject, column, values, nulls, start, end, columns)
         return None if got is None else replace(got, source="index")
 
-    def rows_key(
-        self, tenant: str, subject: Subject, start: datetime, end: datetime
-    ) -> Hashable | None:
-        """The index's :meth:`MemoryStore.rows_key` while ``tenant``'s index is in memory (and
+    def rows_keys(
+        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+    ) -> tuple[Hashable, ...] | None:
+        """The index's :meth:`MemoryStore.rows_keys` while ``tenant``'s index is in memory (and
         marked used, as a scan marks it); ``None`` otherwise, and no load is started here."""
         index = self._loaded(tenant)
-        return None if index is None else index.rows_key(tenant, subject, start, end)
+        return None if index is None else index.rows_keys(tenant, subject, windows)
 
     def version(self, tenant: str) -> int:
         return self.lake.version(tenant)

@@ -395,6 +395,7 @@ class Lake:
 
     def __init__(self, root: Path | str, catalog: Catalog, *, durable: bool = True) -> None:
         self._root = Path(root)
+        self._manifest_path = self._root / META_DIR / MANIFEST_NAME  # asked on every query
         self._durable = durable
         self._catalog = catalog
         self._lock = threading.RLock()
@@ -423,7 +424,7 @@ class Lake:
     @property
     def manifest_path(self) -> Path:
         """Where the manifest lives."""
-        return self._root / META_DIR / MANIFEST_NAME
+        return self._manifest_path
 
     def manifest(self) -> Manifest:
         """The committed state, reloaded if another process changed it."""
@@ -889,7 +890,7 @@ class Lake:
         known = self._signature
         if known is not None:
             try:
-                if _signature(os.stat(self.manifest_path)) == known:
+                if _signature(os.stat(self._manifest_path)) == known:
                     return self._manifest
             except OSError:
                 pass  # decided under the lock, below

@@ -164,7 +164,7 @@ class _Table:
     they fit it (a pass over each: done after a load, while scans answer)."""
     rows: int = field(default_factory=lambda: next(_ROWS_SERIAL))
     """Which rows these are: a number no other table's rows get (kept when lookups are added,
-    which changes no row), for :meth:`MemoryStore.rows_key`."""
+    which changes no row), for :meth:`MemoryStore.rows_keys`."""
 
     @classmethod
     def build(
@@ -419,10 +419,10 @@ class MemoryStore:
         found = self._tables.get((tenant, subject))
         return () if found is None else tuple(part.lookups for part in found.parts)
 
-    def rows_key(
-        self, tenant: str, subject: Subject, start: datetime, end: datetime
-    ) -> tuple[tuple[int, int, int], ...] | None:
-        """The rows :meth:`scan` reads for this window: each part's rows' number and the
+    def rows_keys(
+        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+    ) -> tuple[tuple[tuple[int, int, int], ...], ...] | None:
+        """The rows :meth:`scan` reads for each window: each part's rows' number and the
         window's first and last row in it (``None``: the tenant has no such rows). The rollups
         change only with the rows (:meth:`ingest`, :meth:`load_stored`), so whole days with
         the same key read the same rollup rows."""
@@ -430,7 +430,10 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return None
-        return tuple((part.rows, *part.window(start, end)) for part in table.parts)
+        parts = table.parts
+        return tuple(
+            tuple((part.rows, *part.window(start, end)) for part in parts) for start, end in windows
+        )
 
     def scan(
         self,
