@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -373,15 +373,17 @@ class Engine:
         """Load the indexes of ``tenants`` (``"all"`` or a list) in the background; queries are
         answered meanwhile (from partitions until a tenant's index is ready). Nothing to do for
         an engine without indexes."""
-        if tenants is None or not isinstance(self.store, IndexedLake):
+        if tenants is None:
             return
-        if isinstance(tenants, str) and tenants != "all":
+        if tenants != "all" and (isinstance(tenants, str) or not isinstance(tenants, Iterable)):
             raise InputError(
                 "PQL-E161",
                 f"preload {tenants!r} is neither 'all' nor a list of tenants",
                 hints=("use preload='all' or preload=['acme', 'globex']",),
             )
-        self.store.preload("all" if tenants == "all" else [check_tenant_name(t) for t in tenants])
+        wanted = "all" if tenants == "all" else [check_tenant_name(t) for t in tenants]
+        if isinstance(self.store, IndexedLake):
+            self.store.preload(wanted)
 
     def ready(self) -> bool:
         """Whether every preloaded tenant's index is in memory (or known not to fit)."""

@@ -316,10 +316,18 @@ def test_a_budget_that_is_not_a_size_is_refused(lake: Path, bad: Any) -> None:
     assert caught.value.code == "PQL-E160"
 
 
-def test_preload_takes_all_or_a_list(lake: Path) -> None:
+@pytest.mark.parametrize("bad", ["acme", True, 3, 1.5])
+def test_preload_takes_all_or_a_list(lake: Path, bad: Any) -> None:
     with pytest.raises(InputError) as caught:
-        pql.Engine(lake, preload="acme")
+        pql.Engine(lake, preload=bad)
     assert caught.value.code == "PQL-E161"
+    assert str(caught.value) == f"[PQL-E161] preload {bad!r} is neither 'all' nor a list of tenants"
+    with pytest.raises(InputError) as caught:  # checked as well where nothing would load
+        pql.Engine.in_memory().preload(bad)
+    assert caught.value.code == "PQL-E161"
+    with pytest.raises(InputError) as caught:
+        pql.Engine(lake, preload=["acme", "Not A Tenant"])
+    assert caught.value.code == "PQL-E030"
 
 
 def test_rollups_from_partitions_of_no_whole_day_are_empty(lake: Path, tenants: list[str]) -> None:
