@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 
 import pql
 from pql import ast
+from pql.catalog import DECISIONS, RECEIPTS, Catalog
 from pql.demo import DemoData, generate
 from pql.plan.expr import NOTHING
 from pql.plan.nodes import Filter, Node, RollupAggregate, walk
 from pql.plan.optimize import optimize
 from pql.plan.rollups import MIN_ROWS, edge_windows, whole_days
 from pql.storage import MemoryStore
-from pql.storage.rollups import DAY, ROWS, Rollups
+from pql.storage.rollups import DAY, ROWS, Rollups, spec_for
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
 from tests.sqlref import translate
@@ -610,3 +611,15 @@ def test_rollups_are_read_from_exactly_rollup_min_rows(demo: DemoData) -> None:
         eng = pql.Engine.in_memory(cache=False, rollup_min_rows=least)
         eng.ingest("receipts", frame)
         assert _uses_rollup(eng, text, "acme", demo.now) is used, least
+
+
+def test_a_subject_registered_later_gets_its_spec() -> None:
+    """Specs are remembered per registered subject, and a subject registered after the rollups
+    were made (or after a first ask found none) is rolled up as any other."""
+    catalog = Catalog(subjects=(RECEIPTS,))
+    rollups = Rollups(catalog)
+    assert rollups.spec("receipts") is rollups.spec("receipts") is not None
+    assert rollups.spec("decisions") is None and set(rollups.specs()) == {"receipts"}
+    catalog.register(DECISIONS)
+    assert rollups.spec("decisions") == spec_for(DECISIONS, KEYS["decisions"])
+    assert set(rollups.specs()) == {"receipts", "decisions"}

@@ -222,6 +222,7 @@ class Rollups:
         self._catalog = catalog
         self._keys = dict(DEFAULT_KEYS if keys is None else keys)
         self._rollups: dict[tuple[str, str], Rollup] = {}
+        self._specs: dict[str, tuple[Subject, RollupSpec | None]] = {}
         self._lock = threading.Lock()
 
     def spec(self, subject: str) -> RollupSpec | None:
@@ -229,7 +230,12 @@ class Rollups:
         found = self._catalog.get(subject)
         if found is None or subject not in self._keys:
             return None
-        return spec_for(found, self._keys[subject])
+        known = self._specs.get(subject)
+        if known is not None and known[0] is found:  # asked on every query: hashing a
+            return known[1]  # subject to find its cached spec costs more than this
+        spec = spec_for(found, self._keys[subject])
+        self._specs[subject] = (found, spec)
+        return spec
 
     def specs(self) -> dict[str, RollupSpec]:
         """The spec of every rolled-up subject, by name."""
