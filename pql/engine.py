@@ -375,13 +375,14 @@ class Engine:
         an engine without indexes."""
         if tenants is None:
             return
-        if tenants != "all" and (isinstance(tenants, str) or not isinstance(tenants, Iterable)):
+        everyone = isinstance(tenants, str) and tenants == "all"  # never compares an array
+        if not everyone and (isinstance(tenants, str) or not isinstance(tenants, Iterable)):
             raise InputError(
                 "PQL-E161",
                 f"preload {tenants!r} is neither 'all' nor a list of tenants",
                 hints=("use preload='all' or preload=['acme', 'globex']",),
             )
-        wanted = "all" if tenants == "all" else [check_tenant_name(t) for t in tenants]
+        wanted = "all" if everyone else [check_tenant_name(t) for t in tenants]
         if isinstance(self.store, IndexedLake):
             self.store.preload(wanted)
 

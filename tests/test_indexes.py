@@ -166,6 +166,17 @@ def test_preload_at_open(lake: Path, tenants: list[str]) -> None:
     assert _indexed(served).loaded() == (tenants[2],)
 
 
+def test_preload_a_column_of_tenants(lake: Path, tenants: list[str]) -> None:
+    """A NumPy array or a Polars series of names is a list too (``== "all"`` would compare it
+    element by element, and its truth value would be refused)."""
+    column: Any = pl.Series([tenants[1]]).to_numpy()
+    served = pql.Engine(lake, preload=column)
+    assert served.wait_ready(timeout=60)
+    served.preload(pl.Series([tenants[2]]))
+    assert served.wait_ready(timeout=60)
+    assert set(_indexed(served).loaded()) == {tenants[1], tenants[2]}
+
+
 def test_least_recently_used_tenants_are_dropped_to_stay_within_the_budget(
     lake: Path, demo: DemoData, tenants: list[str]
 ) -> None:
