@@ -144,12 +144,15 @@ def test_internal_errors_keep_their_codes() -> None:
     assert caught.value.code == "PQL-X002"
 
 
-def test_a_scan_refuses_an_empty_window() -> None:
+def test_a_scan_refuses_an_empty_window_and_other_subjects_columns() -> None:
     later, earlier = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match=r"^scan window is empty$"):
         Scan("receipts", TENANT, later, earlier, ())
     with pytest.raises(ValueError, match=r"^a scan always has a tenant$"):
         Scan("receipts", "", earlier, later, ())
+    foreign = _col("rule", subject="decisions")
+    with pytest.raises(ValueError, match=r"^a scan reads only its own subject's columns$"):
+        Scan("receipts", TENANT, earlier, later, (foreign,))
 
 
 def test_conditions_whose_values_do_not_compare_are_taken_as_independent() -> None:
