@@ -20,7 +20,7 @@ from pql.plan.nodes import Filter, Node, RollupAggregate, walk
 from pql.plan.optimize import optimize
 from pql.plan.rollups import MIN_ROWS, edge_windows, whole_days
 from pql.storage import MemoryStore
-from pql.storage.rollups import DAY, ROWS, Rollups, spec_for
+from pql.storage.rollups import DAY, ROWS, Rollups, rollup_specs, spec_for
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
 from tests.sqlref import translate
@@ -623,3 +623,19 @@ def test_a_subject_registered_later_gets_its_spec() -> None:
     catalog.register(DECISIONS)
     assert rollups.spec("decisions") == spec_for(DECISIONS, KEYS["decisions"])
     assert set(rollups.specs()) == {"receipts", "decisions"}
+
+
+def test_a_catalogs_specs_follow_its_subjects() -> None:
+    """A lake's specs are remembered per catalog (planning asks on every query) while it holds
+    the same subjects; a subject registered later is rolled up, and a caller's copy is its own."""
+    catalog = Catalog(subjects=(RECEIPTS,))
+    first = rollup_specs(catalog)
+    assert first == {"receipts": spec_for(RECEIPTS)}
+    first.clear()
+    assert set(rollup_specs(catalog)) == {"receipts"}
+    catalog.register(DECISIONS)
+    assert rollup_specs(catalog) == {
+        "receipts": spec_for(RECEIPTS),
+        "decisions": spec_for(DECISIONS),
+    }
+    assert rollup_specs(Catalog(subjects=(DECISIONS,))) == {"decisions": spec_for(DECISIONS)}

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Protocol, TypeVar, runtime_checkable
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
@@ -149,8 +150,26 @@ def _spec_for(subject: Subject, wanted: tuple[str, ...]) -> RollupSpec | None:
 
 
 def rollup_specs(catalog: Catalog) -> dict[str, RollupSpec]:
-    """The spec of every subject of ``catalog`` that is rolled up, by subject name."""
-    return {s.name: spec for s in catalog if (spec := spec_for(s)) is not None}
+    """The spec of every subject of ``catalog`` that is rolled up, by subject name.
+
+    Planning asks on every query, so the answer is remembered per catalog while it holds the
+    very same subjects (hashing each subject to find its memoized spec costs more than this).
+    """
+    subjects = tuple(catalog)
+    known = _specs_of.get(catalog)
+    if known is None or not _same(known[0], subjects):
+        known = (subjects, {s.name: spec for s in subjects if (spec := spec_for(s)) is not None})
+        _specs_of[catalog] = known
+    return dict(known[1])
+
+
+_specs_of: WeakKeyDictionary[Catalog, tuple[tuple[Subject, ...], dict[str, RollupSpec]]] = (
+    WeakKeyDictionary()
+)
+
+
+def _same(before: tuple[Subject, ...], now: tuple[Subject, ...]) -> bool:
+    return len(before) == len(now) and all(a is b for a, b in zip(before, now, strict=True))
 
 
 def _is_key(column: Column) -> bool:
