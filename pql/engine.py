@@ -44,6 +44,7 @@ from pql.plan.cost import Estimates
 from pql.plan.memo import (
     DEFAULT_MEMO_SIZE,
     DEFAULT_PLAN_REUSE,
+    DEFAULT_PLAN_REUSE_SHARE,
     MemoEntry,
     MemoKey,
     PlanMemo,
@@ -204,10 +205,12 @@ class Engine:
     analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on
     the wall clock (no ``now``) or an advancing ``now`` reuses the plan of the same query asked
     with a clock at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before
-    or after, moved to its own window, with the cost estimate made for that window (plans with
-    a ``ts`` constant inside the window or a time series are reused only at the same ``now``:
-    their times do not move with the window; one with ``ts`` constants outside it, or reading
-    rollups, moves less than the distance to the nearest constant or day boundary). Such a
+    or after, or ``plan_reuse_share`` of its window when that is longer (default 1/10,000: a
+    minute for 7 days; 0: ``plan_reuse`` alone), moved to its own window, with the cost
+    estimate made for that window (plans with a ``ts`` constant inside the window or a time
+    series are reused only at the same ``now``: their times do not move with the window; one
+    with ``ts`` constants outside it, or reading rollups, moves less than the distance to the
+    nearest constant or day boundary). Such a
     reused plan also runs the Polars query compiled for its plan a moment before, when it
     reads the same stored rows (:mod:`pql.execute.reuse`).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
@@ -240,6 +243,7 @@ class Engine:
         s3: Mapping[str, Any] | None = None,
         plan_memo_size: int = DEFAULT_MEMO_SIZE,
         plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
+        plan_reuse_share: float = DEFAULT_PLAN_REUSE_SHARE,
         snapshots: bool = True,
     ) -> None:
         if executor not in EXECUTORS:
@@ -271,6 +275,8 @@ class Engine:
         self.plan_reuse = plan_reuse
         """How far apart the clocks of two queries may be for the second to reuse the first's
         plan moved to its own window (``timedelta(0)``: only at the same clock)."""
+        self.plan_reuse_share = _share(plan_reuse_share)
+        """The share of its window by which a plan may move, when more than ``plan_reuse``."""
         self.compiled = CompiledQueries(COMPILED_SIZE if plan_memo_size else 0)
         """Polars queries compiled for reused plans, run again while their plan reads the
         same rows (:mod:`pql.execute.reuse`; none when no plan is kept)."""
@@ -346,6 +352,7 @@ class Engine:
         region: str | None = None,
         plan_memo_size: int = DEFAULT_MEMO_SIZE,
         plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
+        plan_reuse_share: float = DEFAULT_PLAN_REUSE_SHARE,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
@@ -366,6 +373,7 @@ class Engine:
             region=region,
             plan_memo_size=plan_memo_size,
             plan_reuse=plan_reuse,
+            plan_reuse_share=plan_reuse_share,
         )
 
     # indexes ----------------------------------------------------------------------------
@@ -559,7 +567,9 @@ class Engine:
             entry = (
                 None
                 if key is None
-                else self.plans.get(key, view, clock=clock, within=self.plan_reuse)
+                else self.plans.get(
+                    key, view, clock=clock, within=self.plan_reuse, share=self.plan_reuse_share
+                )
             )
             since = tree.since
             window = (
@@ -1010,6 +1020,17 @@ def _region(region: str | None) -> str | None:
             hints=("a region looks like us-east-1 (set region= or PQL_REGION)",),
         )
     return region
+
+
+def _share(share: float) -> float:
+    """``plan_reuse_share`` as given; PQL-E162 unless a number from 0 up to (not including) 1."""
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise InputError(
+            "PQL-E162",
+            f"plan_reuse_share {share!r} is not a share of a window from 0 up to 1",
+            hints=("use a small share such as 0.0001 (a minute of 7 days), or 0 for none",),
+        )
+    return float(share)
 
 
 def _lake_of(store: Store) -> Lake | None:

@@ -19,9 +19,16 @@ import pytest
 import pql
 from pql.catalog import DataType
 from pql.demo import DemoData
-from pql.errors import InternalError
+from pql.errors import InputError, InternalError
 from pql.plan.expr import Const
-from pql.plan.memo import MemoEntry, PlanMemo, retimable, retimed
+from pql.plan.memo import (
+    DEFAULT_PLAN_REUSE_SHARE,
+    MemoEntry,
+    PlanMemo,
+    retimable,
+    retimed,
+    reuse_limit,
+)
 from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
 from tests.reuse import engine_over, stop
 
@@ -80,14 +87,64 @@ def test_reuse_reaches_plan_reuse_either_way(
 
 @pytest.mark.parametrize("apart", [timedelta(seconds=1, microseconds=1), -timedelta(seconds=2)])
 def test_a_query_further_apart_is_planned_again_and_kept(
-    reusing: pql.Engine, tenants: list[str], at: datetime, apart: timedelta
+    demo: DemoData, tenants: list[str], at: datetime, apart: timedelta
 ) -> None:
-    _ask(reusing, tenants[0])
+    eng = engine_over(demo, plan_reuse_share=0)  # plan_reuse alone
+    _ask(eng, tenants[0])
     with stop(at + apart):
-        assert _ask(reusing, tenants[0]).stats["plan_reused"] is False
+        assert _ask(eng, tenants[0]).stats["plan_reused"] is False
     with stop(at + apart + timedelta(milliseconds=10)):
-        assert _ask(reusing, tenants[0]).stats["plan_reused"] is True  # the new one was kept
-    assert len(reusing.plans) == 1
+        assert _ask(eng, tenants[0]).stats["plan_reused"] is True  # the new one was kept
+    assert len(eng.plans) == 1
+
+
+SHARE_OF_7D = timedelta(seconds=60.48)
+"""A ten-thousandth of 7 days, the default share: how far a 7-day plan moves."""
+
+
+@pytest.mark.parametrize(
+    ("apart", "reused"),
+    [
+        (SHARE_OF_7D, True),
+        (-SHARE_OF_7D, True),
+        (SHARE_OF_7D + timedelta(microseconds=1), False),
+        (-SHARE_OF_7D - timedelta(microseconds=1), False),
+    ],
+)
+def test_a_plan_moves_a_share_of_its_window(
+    demo: DemoData,
+    planning: pql.Engine,
+    tenants: list[str],
+    at: datetime,
+    apart: timedelta,
+    reused: bool,
+) -> None:
+    """Past ``plan_reuse``, a plan still moves up to ``plan_reuse_share`` of its window (a
+    minute of 7 days), and answers for its own window."""
+    eng = engine_over(demo)
+    first = _ask(eng, tenants[0])
+    with stop(at + apart):
+        again = _ask(eng, tenants[0])
+        expected = _ask(planning, tenants[0])
+    assert again.stats["plan_reused"] is reused
+    assert again.stats["window"] == expected.stats["window"] != first.stats["window"]
+    assert again.df.sort("region").equals(expected.df.sort("region"))
+
+
+def test_the_reuse_limit_is_plan_reuse_or_a_share_of_the_window() -> None:
+    second = timedelta(seconds=1)
+    assert reuse_limit(second, timedelta(days=7), DEFAULT_PLAN_REUSE_SHARE) == SHARE_OF_7D
+    assert reuse_limit(second, timedelta(hours=1), DEFAULT_PLAN_REUSE_SHARE) == second
+    assert reuse_limit(second, timedelta(days=7), 0.0) == second
+    assert reuse_limit(timedelta(0), timedelta(days=7), DEFAULT_PLAN_REUSE_SHARE) == timedelta(0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1, 1.5, True, "0.1", None])
+def test_a_share_that_is_not_one_is_refused(bad: object) -> None:
+    with pytest.raises(InputError) as caught:
+        pql.Engine.in_memory(plan_reuse_share=bad)  # type: ignore[arg-type]
+    assert caught.value.code == "PQL-E162"
+    assert "plan_reuse_share" in str(caught.value)
 
 
 def test_a_wall_clock_plan_never_crosses_tenants(

@@ -25,15 +25,18 @@ never asked at the same instant twice. So a plan whose times all move with its w
 (:func:`retimable`: every scan reads exactly the window, or a rollup's edge one end of it; no
 time series; every ``ts`` constant outside the window) is kept under ``now=None`` with the clock
 it was prepared at, and reused, moved to the new window (:func:`retimed`), by a query at most
-``within`` (the engine's ``plan_reuse``, 1 s by default) later or earlier, with or without a
-``now``, and less than its :func:`reach` away: the distance from the window to its nearest ``ts``
-constant (one that stays outside the window keeps every row of it or none) and, with a rollup,
-to the day boundaries (the rollup then reads the same whole days, and each edge the rest), so the
-planner makes the same plan for both windows. Any other plan is kept for its exact ``now`` only,
-and not at all for the wall clock. The moved plan is exactly the plan of the new window but for
-three choices made on the statistics of the old one: the cost estimate (and so the refusal), the
-join build side, and whether an aggregate reads the rollups (``rollup_min_rows``).
-On the same data version, windows ``within`` apart hold the same rows but those at their ends.
+``within`` (the engine's ``plan_reuse``, 1 s by default, or its ``plan_reuse_share`` of the
+window when that is longer: a minute for 7 days; see :func:`reuse_limit`) later or earlier, with
+or without a ``now``, and less than its :func:`reach` away: the distance from the window to its
+nearest ``ts`` constant (one that stays outside the window keeps every row of it or none) and,
+with a rollup, to the day boundaries (the rollup then reads the same whole days, and each edge
+the rest), so the planner makes the same plan for both windows. Any other plan is kept for its
+exact ``now`` only, and not at all for the wall clock. The moved plan is exactly the plan of the
+new window but for three choices made on the statistics of the old one: the cost estimate (and
+so the refusal), the join build side, and whether an aggregate reads the rollups
+(``rollup_min_rows``).
+On the same data version, windows ``within`` apart hold the same rows but those at their ends:
+a share of the window as small as the default leaves the estimate all but the same.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from pql.plan.safety import Rule, SafetyContext, cost_budget
 __all__ = [
     "DEFAULT_MEMO_SIZE",
     "DEFAULT_PLAN_REUSE",
+    "DEFAULT_PLAN_REUSE_SHARE",
     "MemoEntry",
     "MemoKey",
     "PlanMemo",
@@ -77,6 +81,7 @@ __all__ = [
     "reach",
     "retimable",
     "retimed",
+    "reuse_limit",
     "with_recorded_cost",
     "with_remembered_cost",
 ]
@@ -86,6 +91,11 @@ DEFAULT_MEMO_SIZE = 2048
 
 DEFAULT_PLAN_REUSE = timedelta(seconds=1)
 """How far apart the clocks of two queries may be for one to reuse the other's plan, moved."""
+
+DEFAULT_PLAN_REUSE_SHARE = 1e-4
+"""The share of its window by which a plan may move when that is more than ``plan_reuse``: a
+7-day plan moves up to a minute, a 30-day one 4.3 minutes (the rows at the two ends, all its
+estimate can miss, are then about a ten-thousandth of the window's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +166,18 @@ class PlanMemo:
         self._lock = threading.Lock()
 
     def get(
-        self, key: MemoKey, view: Catalog, *, clock: datetime, within: timedelta
+        self,
+        key: MemoKey,
+        view: Catalog,
+        *,
+        clock: datetime,
+        within: timedelta,
+        share: float = 0.0,
     ) -> MemoEntry | None:
         """The entry for ``key`` made against ``view``: the one kept for exactly ``key.now``,
-        else one kept to move (under ``now=None``) prepared at most ``within`` from ``clock``,
-        moved to the window ending at ``clock``."""
+        else one kept to move (under ``now=None``) prepared at most :func:`reuse_limit` (of
+        ``within`` and ``share`` of its window) from ``clock``, moved to the window ending at
+        ``clock``."""
         with self._lock:
             if key.now is not None:
                 found = self._entries.get(key)
@@ -170,7 +187,7 @@ class PlanMemo:
                     return found
                 key = replace(key, now=None)
             found = self._entries.get(key)
-            if found is None or found.view is not view or not _near(found, clock, within):
+            if found is None or found.view is not view or not _near(found, clock, within, share):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
@@ -233,10 +250,19 @@ def with_remembered_cost(rules: tuple[Rule, ...], entry: MemoEntry) -> tuple[Rul
     return tuple(remembered if rule is cost_budget else rule for rule in rules)
 
 
-def _near(entry: MemoEntry, clock: datetime, within: timedelta) -> bool:
+def reuse_limit(within: timedelta, window: timedelta, share: float) -> timedelta:
+    """How far a plan of ``window`` may move: ``within``, or ``share`` of the window when that
+    is longer; nothing moves when ``within`` is 0 (or less)."""
+    if within <= timedelta(0):
+        return within
+    return max(within, window * share)
+
+
+def _near(entry: MemoEntry, clock: datetime, within: timedelta, share: float) -> bool:
     """Whether ``entry``, kept to move, may be moved to the window ending at ``clock``."""
     apart = abs(clock - entry.clock)
-    return apart <= within and apart < entry.reach
+    limit = reuse_limit(within, entry.clock - entry.start, share)
+    return apart <= limit and apart < entry.reach
 
 
 def retimable(entry: MemoEntry) -> bool:
