@@ -207,12 +207,12 @@ class Engine:
     with a clock at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before
     or after, or ``plan_reuse_share`` of its window when that is longer (default 1/10,000: a
     minute for 7 days; 0: ``plan_reuse`` alone), moved to its own window, with the cost
-    estimate made for that window (plans with a ``ts`` constant inside the window or a time
-    series are reused only at the same ``now``: their times do not move with the window; one
-    with ``ts`` constants outside it, or reading rollups, moves less than the distance to the
-    nearest constant or day boundary). Such a
-    reused plan also runs the Polars query compiled for its plan a moment before, when it
-    reads the same stored rows (:mod:`pql.execute.reuse`).
+    estimate made for that window (plans with a ``ts`` constant inside the window are reused
+    only at the same ``now``: it does not move with the window; one with ``ts`` constants
+    outside it, reading rollups or with a time series moves less than the distance to the
+    nearest constant, day boundary or bucket start). Such a reused plan also runs the Polars
+    query compiled for its plan a moment before, when it reads the same stored rows
+    (:mod:`pql.execute.reuse`).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in

@@ -3,10 +3,11 @@
 A query without ``now`` is asked at a new instant every time; within the engine's ``plan_reuse``
 it reuses the plan of the same query, moved. The moved plan must be exactly the plan a fresh
 preparation makes for the new window, answer for that window, and keep the cost estimate it was
-prepared with. Plans whose times do not move with the window (a ``ts`` constant inside it, time
-series) are never kept so. A plan with ``ts`` constants outside it moves less than the distance
-to the nearest one, and a rollup plan less than the distance to the day boundaries that would
-change its whole days or edges.
+prepared with. Plans whose times do not move with the window (a ``ts`` constant inside it) are
+never kept so. A plan with ``ts`` constants outside it moves less than the distance to the
+nearest one, a rollup plan less than the distance to the day boundaries that would change its
+whole days or edges, and a time series less than the distance to the bucket starts that would
+change its buckets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pql
 from pql.catalog import DataType
 from pql.demo import DemoData
 from pql.errors import InputError, InternalError
-from pql.plan.expr import Const
+from pql.plan.expr import Buckets, Col, Const
 from pql.plan.memo import (
     DEFAULT_PLAN_REUSE_SHARE,
     MemoEntry,
@@ -29,6 +30,7 @@ from pql.plan.memo import (
     retimed,
     reuse_limit,
 )
+from pql.plan.memo import _buckets_reach as buckets_reach
 from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
 from tests.reuse import engine_over, stop
 
@@ -165,11 +167,10 @@ def _literal(moment: datetime) -> str:
     "template",
     [
         "FIND receipts WHERE receipts.ts >= {inside} SINCE 7d LIMIT 5",
-        "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h",
         'FIND receipts WHERE receipts.status = "ok" AND receipts.ts < {inside} SINCE 7d LIMIT 5',
         'FIND receipts WHERE receipts.ts >= "2020-01-01" AND receipts.ts <= {inside} '
         "SINCE 7d LIMIT 5",
-        "FIND COUNT(receipts.executionId) AS n SINCE 30d TIMESERIES 1d",  # the rollup, by day
+        "FIND COUNT(receipts.executionId) AS n WHERE receipts.ts < {inside} SINCE 2d TIMESERIES 1h",
     ],
 )
 def test_plans_whose_times_do_not_move_are_not_kept(
@@ -371,10 +372,88 @@ def test_an_advancing_now_reuses_the_plan_moved(
     assert (reusing.plans.hits, reusing.plans.misses) == (2, 1)  # counted once per query
 
 
+SERIES = {
+    "hourly": "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h",
+    "daily, from the rollups": "FIND COUNT(receipts.executionId) AS n SINCE 30d TIMESERIES 1d",
+}
+WIDTHS = {"hourly": timedelta(hours=1), "daily, from the rollups": timedelta(days=1)}
+
+
+def _room(moment: datetime, width: timedelta) -> timedelta:
+    """From ``moment`` to the nearer start of a ``width``-wide bucket (negative: behind it)."""
+    since = (moment - datetime(1970, 1, 1, tzinfo=UTC)) % width
+    return width - since if width - since <= since else -since
+
+
+@pytest.mark.parametrize("kind", SERIES)
+def test_a_time_series_moves_while_its_buckets_stay(
+    demo: DemoData, tenants: list[str], at: datetime, kind: str
+) -> None:
+    """While the window's ends stay inside the buckets that hold them, the buckets are the same
+    and the plan moves; once an end reaches a bucket's start, the query is planned afresh. (The
+    window is whole hours or days long, so both ends are as far from their buckets' starts.)"""
+    text = SERIES[kind]
+    eng = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(days=2))
+    planning = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    _ask(eng, tenants[0], text)
+    room = _room(at, WIDTHS[kind])
+    inside = (
+        room - timedelta(milliseconds=1)
+        if room > timedelta(0)
+        else room + timedelta(milliseconds=1)
+    )
+    for apart, reused in ((inside, True), (room, False)):
+        with stop(at + apart):
+            again = _ask(eng, tenants[0], text)
+            expected = _ask(planning, tenants[0], text)
+            moved = eng.prepare(text, tenant=tenants[0])
+            assert moved.plan == planning.prepare(text, tenant=tenants[0]).plan
+        assert again.stats["plan_reused"] is reused
+        assert again.stats["window"] == expected.stats["window"]
+        assert again.df.equals(expected.df)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [  # hourly buckets; each of the four distances the nearest in turn
+        ("00:10", "05:30", timedelta(minutes=10)),  # the start, from its bucket's start
+        ("00:55", "05:30", timedelta(minutes=5)),  # the start, to the next bucket
+        ("00:30", "05:07", timedelta(minutes=7)),  # the end, from its bucket's start
+        ("00:30", "05:52", timedelta(minutes=8)),  # the end, to the next bucket
+        ("01:00", "05:30", timedelta(0)),  # starting on a bucket: it is lost at once
+    ],
+)
+def test_a_time_series_reaches_the_nearest_bucket_start(
+    start: str, end: str, expected: timedelta
+) -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    window = (
+        datetime.combine(day, time.fromisoformat(start), UTC),
+        datetime.combine(day, time.fromisoformat(end), UTC),
+    )
+    hourly = Buckets(Col("receipts", "ts", DataType.TIMESTAMP), 3600)
+    assert buckets_reach(hourly, window) == timedelta.max  # not placed: no time held
+    assert buckets_reach(hourly.over(*window), window) == expected
+    later = (window[0] + timedelta(hours=1), window[1] + timedelta(hours=1))
+    assert buckets_reach(hourly.over(*later), window) == timedelta(0)  # another window's
+    assert buckets_reach(hourly.over(window[0], later[1]), window) == timedelta(0)
+    assert buckets_reach(hourly.over(later[0], window[1]), window) == timedelta(0)
+
+
+def test_a_time_series_starting_on_a_bucket_is_not_kept(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """A window starting on a bucket's first instant loses that bucket as soon as it moves."""
+    eng = engine_over(demo, plan_reuse=timedelta(hours=1))
+    with stop(at.replace(minute=0, second=0, microsecond=0)):
+        assert _ask(eng, tenants[0], SERIES["hourly"]).stats["plan_reused"] is False
+    assert len(eng.plans) == 0
+
+
 def test_a_plan_that_cannot_move_is_reused_only_at_its_own_now(
     reusing: pql.Engine, tenants: list[str], at: datetime
 ) -> None:
-    text = "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"
+    text = f"FIND receipts WHERE receipts.ts >= {_literal(at - timedelta(days=1))} SINCE 7d LIMIT 5"
     steps = ((at, False), (at + timedelta(milliseconds=300), False), (at, True), (at, True))
     for moment, reused in steps:
         result = reusing.query(text, tenant=tenants[0], now=moment, cache=False)
@@ -392,7 +471,7 @@ def test_no_plan_reuse_still_reuses_at_the_same_now(
 
 
 @pytest.mark.parametrize(
-    "text", [QUERY, "FIND COUNT(receipts.executionId) AS n SINCE 2d TIMESERIES 1h"]
+    "text", [QUERY, 'FIND receipts WHERE receipts.ts >= "2020-01-01T00:00:00Z" SINCE 7d LIMIT 5']
 )
 def test_a_changed_catalog_is_planned_again(
     reusing: pql.Engine, tenants: list[str], at: datetime, text: str

@@ -47,7 +47,7 @@ def test_every_example_reused_answers_as_planned_afresh(
         moved = reusing.prepare(text, tenant=tenants[0], params=PARAMS)
         fresh = planning.prepare(text, tenant=tenants[0], params=PARAMS)
     assert moved.plan == fresh.plan
-    # A rollup's plan moves while its whole days stay the same (and a time series never does).
+    # A rollup's plan moves while its whole days stay the same (a time series while its buckets do).
     of_day = at - datetime.combine(at.date(), time(), UTC)
     if any(isinstance(n, RollupAggregate) and n.buckets is None for n in walk(fresh.plan)) and (
         timedelta(seconds=1) < of_day < timedelta(days=1, seconds=-1)

@@ -22,21 +22,21 @@ A refused query is never kept: a refusal is raised, so it is checked again every
 
 A query on the wall clock (no ``now``), or a clock that advances (a replay, the load harness), is
 never asked at the same instant twice. So a plan whose times all move with its window
-(:func:`retimable`: every scan reads exactly the window, or a rollup's edge one end of it; no
-time series; every ``ts`` constant outside the window) is kept under ``now=None`` with the clock
-it was prepared at, and reused, moved to the new window (:func:`retimed`), by a query at most
-``within`` (the engine's ``plan_reuse``, 1 s by default, or its ``plan_reuse_share`` of the
-window when that is longer: a minute for 7 days; see :func:`reuse_limit`) later or earlier, with
-or without a ``now``, and less than its :func:`reach` away: the distance from the window to its
-nearest ``ts`` constant (one that stays outside the window keeps every row of it or none) and,
-with a rollup, to the day boundaries (the rollup then reads the same whole days, and each edge
-the rest), so the planner makes the same plan for both windows. Any other plan is kept for its
-exact ``now`` only, and not at all for the wall clock. The moved plan is exactly the plan of the
-new window but for three choices made on the statistics of the old one: the cost estimate (and
-so the refusal), the join build side, and whether an aggregate reads the rollups
-(``rollup_min_rows``).
-On the same data version, windows ``within`` apart hold the same rows but those at their ends:
-a share of the window as small as the default leaves the estimate all but the same.
+(:func:`retimable`: every scan reads exactly the window, or a rollup's edge one end of it; a time
+series' buckets placed over it; every ``ts`` constant outside the window) is kept under ``now=None``
+with the clock it was prepared at, and reused, moved to the new window (:func:`retimed`), by a query
+at most ``within`` (the engine's ``plan_reuse``, 1 s by default, or its ``plan_reuse_share`` of the
+window when that is longer: a minute for 7 days; see :func:`reuse_limit`) later or earlier, with or
+without a ``now``, and less than its :func:`reach` away: the distance from the window to its nearest
+``ts`` constant (one that stays outside the window keeps every row of it or none) and, with a
+rollup, to the day boundaries (the rollup then reads the same whole days, and each edge the rest)
+and, with a time series, to the starts of the buckets around its ends (the series then has the same
+buckets), so the planner makes the same plan for both windows. Any other plan is kept for its exact
+``now`` only, and not at all for the wall clock. The moved plan is exactly the plan of the new
+window but for three choices made on the statistics of the old one: the cost estimate (and so the
+refusal), the join build side, and whether an aggregate reads the rollups (``rollup_min_rows``).
+On the same data version, windows ``within`` apart hold the same rows but those at their ends: a
+share of the window as small as the default leaves the estimate all but the same.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from pql.catalog import Catalog
 from pql.errors import InternalError
 from pql.limits import Limits
 from pql.plan.cost import Estimates
-from pql.plan.expr import Const
+from pql.plan.expr import Buckets, Const
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -273,11 +273,12 @@ def retimable(entry: MemoEntry) -> bool:
 def reach(entry: MemoEntry) -> timedelta:
     """How far ``entry``'s window may move, less than this, with its plans still the ones the
     planner makes for the moved window: the distance from the window to the nearest ``ts``
-    constant of its plans and, with a rollup, to the day boundaries that would add or drop a
-    whole day or an edge (``timedelta.max`` without either). 0 when any plan holds a time that
-    does not move with the window: a scan reading anything but exactly ``entry.start`` to
-    ``entry.clock`` (a rollup's edge: one of them, and a day boundary), a time series (its
-    buckets), or a constant inside the window (the planner narrows the scans to it)."""
+    constant of its plans, with a rollup to the day boundaries that would add or drop a whole
+    day or an edge, and with a time series to the bucket starts that would add or drop a bucket
+    (``timedelta.max`` without any). 0 when any plan holds a time that does not move with the
+    window: a scan reading anything but exactly ``entry.start`` to ``entry.clock`` (a rollup's
+    edge: one of them, and a day boundary), buckets placed over another window or starting at
+    one of its ends, or a constant inside the window (the planner narrows the scans to it)."""
     window = (entry.start, entry.clock)
     nearest = timedelta.max
     for plan in (entry.built, entry.estimated, entry.final):
@@ -321,6 +322,8 @@ def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
     if isinstance(value, Const):
         moment = value.value
         return _outside(moment, window) if isinstance(moment, datetime) else timedelta.max
+    if isinstance(value, Buckets):
+        return _buckets_reach(value, window)
     if isinstance(value, datetime):
         return timedelta(0)
     if isinstance(value, tuple):
@@ -330,6 +333,20 @@ def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
     else:
         return timedelta.max
     return min((_reach_of(item, window) for item in items), default=timedelta.max)
+
+
+def _buckets_reach(buckets: Buckets, window: tuple[datetime, datetime]) -> timedelta:
+    """How far ``window`` may move, less than this, with a time series placed over it keeping
+    its buckets: its start and its end stay inside the buckets that hold them. 0 for buckets
+    placed over another window, or a window starting or ending on a bucket's first instant."""
+    if buckets.first is None or buckets.last is None:
+        return timedelta.max  # not placed yet: it holds no time
+    start, end = window
+    first, last = buckets.first, buckets.last
+    if buckets.floor(start) != first or buckets.floor(end) != last:
+        return timedelta(0)
+    width = buckets.width
+    return min(start - first, first + width - start, end - last, last + width - end)
 
 
 def _outside(moment: datetime, window: tuple[datetime, datetime]) -> timedelta:
