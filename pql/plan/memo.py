@@ -339,11 +339,11 @@ def _buckets_reach(buckets: Buckets, window: tuple[datetime, datetime]) -> timed
     """How far ``window`` may move, less than this, with a time series placed over it keeping
     its buckets: its start and its end stay inside the buckets that hold them. 0 for buckets
     placed over another window, or a window starting or ending on a bucket's first instant."""
-    if buckets.first is None or buckets.last is None:
-        return timedelta.max  # not placed yet: it holds no time
+    if not buckets.placed:
+        return timedelta.max  # it holds no time yet
     start, end = window
-    first, last = buckets.first, buckets.last
-    if buckets.floor(start) != first or buckets.floor(end) != last:
+    first, last = buckets.floor(start), buckets.floor(end)
+    if (first, last) != (buckets.first, buckets.last):
         return timedelta(0)
     width = buckets.width
     return min(start - first, first + width - start, end - last, last + width - end)
