@@ -46,6 +46,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, get_args
 
@@ -281,6 +282,7 @@ def reach(entry: MemoEntry) -> timedelta:
     one of its ends, or a constant inside the window (the planner narrows the scans to it)."""
     window = (entry.start, entry.clock)
     nearest = timedelta.max
+    seen: dict[int, timedelta] = {}  # the three plans share their columns, predicates, ...
     for plan in (entry.built, entry.estimated, entry.final):
         edges: set[int] = set()
         for node in walk(plan):  # root first: a rollup before its edges
@@ -291,9 +293,8 @@ def reach(entry: MemoEntry) -> timedelta:
                 if not _reads(node, window, edge=id(node) in edges):
                     return timedelta(0)
                 continue
-            for f in fields(node):
-                if f.compare:
-                    nearest = min(nearest, _reach_of(getattr(node, f.name), window))
+            for name in _compared(type(node)) or ():
+                nearest = min(nearest, _reach_of(getattr(node, name), window, seen))
             if not nearest:
                 return nearest
     return nearest
@@ -316,9 +317,15 @@ def _days_reach(rollup: RollupAggregate, window: tuple[datetime, datetime]) -> t
     return min(start - (first - ONE_DAY), first - start, end - last, last + ONE_DAY - end)
 
 
-def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
+def _reach_of(
+    value: object, window: tuple[datetime, datetime], seen: dict[int, timedelta]
+) -> timedelta:
     """The distance from ``window`` to the nearest ``ts`` constant in ``value`` (a plan's
-    field, but not a node: nodes are walked); 0 for any other time, which would not move."""
+    field, but not a node: nodes are walked); 0 for any other time, which would not move.
+    ``seen`` keeps the answer for each tuple and dataclass already met in the plans being
+    walked (by identity: they are alive while the plans are), which share most of them."""
+    if isinstance(value, _PLAIN) or value is None:
+        return timedelta.max
     if isinstance(value, Const):
         moment = value.value
         return _outside(moment, window) if isinstance(moment, datetime) else timedelta.max
@@ -326,13 +333,35 @@ def _reach_of(value: object, window: tuple[datetime, datetime]) -> timedelta:
         return _buckets_reach(value, window)
     if isinstance(value, datetime):
         return timedelta(0)
+    found = seen.get(id(value))
+    if found is not None:
+        return found
     if isinstance(value, tuple):
         items: tuple[object, ...] = value
-    elif is_dataclass(value) and not _is_node(value):
-        items = tuple(getattr(value, f.name) for f in fields(value) if f.compare)
     else:
-        return timedelta.max
-    return min((_reach_of(item, window) for item in items), default=timedelta.max)
+        names = _compared(type(value))
+        if names is None or _is_node(value):
+            return timedelta.max
+        items = tuple(getattr(value, name) for name in names)
+    nearest = min((_reach_of(item, window, seen) for item in items), default=timedelta.max)
+    seen[id(value)] = nearest
+    return nearest
+
+
+_PLAIN: tuple[type, ...] = (str, int, float, Enum)
+"""Values that hold no time (``bool`` is an ``int``), answered before anything else."""
+
+
+_COMPARED: dict[type, tuple[str, ...] | None] = {}
+
+
+def _compared(kind: type) -> tuple[str, ...] | None:
+    """The names of the fields a dataclass ``kind`` compares (what its equality, and so a plan's,
+    depends on); ``None`` for any other type. Kept per type (the types are few)."""
+    if kind not in _COMPARED:
+        names = tuple(f.name for f in fields(kind) if f.compare) if is_dataclass(kind) else None
+        _COMPARED[kind] = names
+    return _COMPARED[kind]
 
 
 def _buckets_reach(buckets: Buckets, window: tuple[datetime, datetime]) -> timedelta:
