@@ -321,6 +321,28 @@ def test_a_rollup_plan_is_not_moved_across_a_day_boundary(
     )
 
 
+def test_a_rollup_plan_ending_just_before_midnight_stops_short_of_it(
+    demo: DemoData, tenants: list[str], at: datetime
+) -> None:
+    """Kept 200 ms before midnight, the window's end would reach its day's last instant (the
+    end edge then goes, a whole day comes in) 1 µs before midnight: its reach is 200 ms less
+    1 µs, the nearest of the four day boundaries; moved by that much it is planned again."""
+    eng = engine_over(demo, rollup_min_rows=0)
+    fresh = engine_over(demo, rollup_min_rows=0, plan_reuse=timedelta(0), plan_memo_size=0)
+    midnight = datetime.combine(at.date(), time(), UTC)
+    kept = midnight - timedelta(milliseconds=200)
+    eng.query(ROLLUP, tenant=tenants[0], now=kept, cache=False)
+    (entry,) = eng.plans._entries.values()
+    assert entry.reach == timedelta(milliseconds=200) - timedelta(microseconds=1)
+    for apart, reused in ((timedelta(milliseconds=150), True), (entry.reach, False)):
+        now = kept + apart
+        result = eng.query(ROLLUP, tenant=tenants[0], now=now, cache=False)
+        assert result.stats["plan_reused"] is reused
+        assert eng.prepare(ROLLUP, tenant=tenants[0], now=now).plan == (
+            fresh.prepare(ROLLUP, tenant=tenants[0], now=now).plan
+        )
+
+
 def test_a_plan_that_cannot_move_is_kept_for_its_own_now_only(
     demo: DemoData, tenants: list[str], at: datetime
 ) -> None:
