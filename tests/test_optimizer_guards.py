@@ -4,6 +4,7 @@ tenant-folding rule may and may not decide when planning."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -16,7 +17,7 @@ from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.execute.compile import predicate
 from pql.plan.expr import NOTHING, AllOf, AnyOf, Cmp, Col, Const, Negate, Null, pred_text
-from pql.plan.nodes import Filter, Node, walk
+from pql.plan.nodes import Filter, Join, Node, Scan, walk
 from pql.plan.optimize import optimize, push_filters
 
 
@@ -82,6 +83,30 @@ def test_comparisons_of_the_tenant_are_decided_when_planning(
         assert engine.query(
             f"FIND COUNT(*) AS n WHERE {where} SINCE 7d", tenant="acme", now=demo.now
         ).rows() == [(0,)]
+
+
+def test_a_rule_reaches_both_sides_of_a_join(engine: pql.Engine, demo: DemoData) -> None:
+    """A bound on ``ts`` narrows the scan of its own side, on the join's left as on its right, and
+    leaves no filter behind: the rules walk into both inputs of a join below an aggregate."""
+    text = (
+        "FIND COUNT(*) AS n JOIN receipts ON decisions.executionId = receipts.executionId "
+        "WHERE decisions.ts >= '{left}' AND receipts.ts < '{right}' SINCE 7d"
+    )
+    left, right = demo.now - timedelta(days=3), demo.now - timedelta(days=1)
+    plan = engine.prepare(
+        text.format(left=_iso(left), right=_iso(right)), tenant="acme", now=demo.now
+    ).plan
+    (join,) = (n for n in walk(plan) if isinstance(n, Join))
+    assert isinstance(join.left, Scan) and isinstance(join.right, Scan)
+    assert (join.left.subject, join.left.start) == ("decisions", left)
+    assert join.left.end == demo.now
+    assert (join.right.subject, join.right.end) == ("receipts", right - timedelta(microseconds=1))
+    assert join.right.start == demo.now - timedelta(days=7)
+    assert not [n for n in walk(plan) if isinstance(n, Filter)]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_nothing_is_shown_as_false_and_keeps_no_row() -> None:
