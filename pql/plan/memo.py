@@ -47,8 +47,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from functools import cache
-from typing import Any, TypeVar, get_args
+from typing import Any, NamedTuple, TypeVar, get_args
 
 from pql.analyze import Analyzed
 from pql.catalog import Catalog
@@ -293,7 +292,7 @@ def reach(entry: MemoEntry) -> timedelta:
                 if not _reads(node, window, edge=id(node) in edges):
                     return timedelta(0)
                 continue
-            for name in _compared(type(node)) or ():
+            for name in _fields_of(type(node)).compared:
                 nearest = min(nearest, _reach_of(getattr(node, name), window, seen))
             if not nearest:
                 return nearest
@@ -339,8 +338,8 @@ def _reach_of(
     if isinstance(value, tuple):
         items: tuple[object, ...] = value
     else:
-        names = _compared(type(value))
-        if names is None or _is_node(value):
+        names = _fields_of(type(value)).compared
+        if not names or _is_node(value):
             return timedelta.max
         items = tuple(getattr(value, name) for name in names)
     nearest = min((_reach_of(item, window, seen) for item in items), default=timedelta.max)
@@ -352,16 +351,23 @@ _PLAIN: tuple[type, ...] = (str, int, float, Enum)
 """Values that hold no time (``bool`` is an ``int``), answered before anything else."""
 
 
-_COMPARED: dict[type, tuple[str, ...] | None] = {}
+class _Fields(NamedTuple):
+    every: tuple[str, ...]
+    compared: tuple[str, ...]  # what its equality, and so a plan's, depends on
 
 
-def _compared(kind: type) -> tuple[str, ...] | None:
-    """The names of the fields a dataclass ``kind`` compares (what its equality, and so a plan's,
-    depends on); ``None`` for any other type. Kept per type (the types are few)."""
-    if kind not in _COMPARED:
-        names = tuple(f.name for f in fields(kind) if f.compare) if is_dataclass(kind) else None
-        _COMPARED[kind] = names
-    return _COMPARED[kind]
+_FIELDS: dict[type, _Fields] = {}
+
+
+def _fields_of(kind: type) -> _Fields:
+    """The names of a dataclass ``kind``'s fields, every one and the compared ones; none for any
+    other type. Kept per type (the types are few)."""
+    found = _FIELDS.get(kind)
+    if found is None:
+        every = fields(kind) if is_dataclass(kind) else ()
+        found = _Fields(tuple(f.name for f in every), tuple(f.name for f in every if f.compare))
+        _FIELDS[kind] = found
+    return found
 
 
 def _buckets_reach(buckets: Buckets, window: tuple[datetime, datetime]) -> timedelta:
@@ -444,11 +450,6 @@ def _copy(node: _N, **changes: Any) -> _N:
     cost more than the move (``dataclasses.replace`` runs them)."""
     kind: type = type(node)
     new: _N = object.__new__(kind)
-    for name in _field_names(kind):
+    for name in _fields_of(kind).every:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(node, name))
     return new
-
-
-@cache
-def _field_names(kind: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(kind))
