@@ -139,13 +139,15 @@ def summarize(
     text: str,
     tenant: str,
     now: datetime | None,
+    sql_of: Callable[[], str],
     samples: list[dict[str, float]],
     repeat: int,
     duck_in_rounds: list[float] | None = None,
 ) -> dict[str, Any]:
     """Medians of ``samples`` (pql) and of DuckDB: asked in the same rounds as pql
-    (``duck_in_rounds``, with ``--interleave``) and ``repeat`` times in a row the last window."""
-    sql = sql_for(engine, text, tenant, now)()
+    (``duck_in_rounds``, with ``--interleave``) and ``repeat`` times in a row the last window
+    (``sql_of``, from ``sql_for``)."""
+    sql = sql_of()
     con.sql(sql).to_arrow_table()
     duck = [duck_ms(con, sql) for _ in range(repeat)]
     names = {name for sample in samples for name in sample} - {"compiled_reused"}
@@ -288,7 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                 duck.setdefault((name, size), []).append(duck_ms(con, sql))
         for name, text, size, tenant in runnable:
             got = summarize(
-                engine, con, text, tenant, asked, samples[name, size], args.repeat, duck[name, size]
+                engine,
+                con,
+                text,
+                tenant,
+                asked,
+                sqls[name, size],
+                samples[name, size],
+                args.repeat,
+                duck[name, size],
             )
             report({"example": name, "tenant": size, "query": text, **got})
     else:  # each pair asked ``repeat`` times back to back
@@ -298,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"example": name, "tenant": size, "query": text, "error": code})
                 continue
             mine = [ask(engine, text, tenant, asked) for _ in range(args.repeat)]
-            got = summarize(engine, con, text, tenant, asked, mine, args.repeat)
+            sql_of = sql_for(engine, text, tenant, asked)
+            got = summarize(engine, con, text, tenant, asked, sql_of, mine, args.repeat)
             report({"example": name, "tenant": size, "query": text, **got})
     ran = [r for r in rows if "error" not in r]
     outside = [r["outside"] for r in ran]
