@@ -170,7 +170,8 @@ class Engine:
     its partitions. ``preload`` (``"all"`` or a list of tenants) loads indexes in the background
     from the start; :meth:`ready` and :meth:`wait_ready` say when they are in memory.
     ``result.stats["path"]`` says what answered (``"index"``, ``"partitions"`` or ``"memory"``),
-    ``result.stats["lookups"]`` the id columns whose lookups read rows instead of a window scan.
+    ``result.stats["lookups"]`` the id columns whose lookups read rows instead of a window scan,
+    ``result.stats["join_codes"]`` the join keys joined on the indexes' join codes.
     ``index=False`` reads only the partitions in each window (one-shot commands).
     On a local directory each index is also saved as snapshots in its tenant's buckets, which a
     later engine on the same directory loads in milliseconds (``snapshots=False``: none are read
@@ -896,6 +897,7 @@ class Engine:
             "partitions_read": compiled.partitions_read,
             "path": getattr(compiled, "path", None) or _path_of(self.store),
             "lookups": list(getattr(compiled, "lookups", ())),
+            "join_codes": list(getattr(compiled, "join_codes", ())),
             "tenant": prepared.tenant,
             "window": {"start": _iso(prepared.start), "end": _iso(prepared.now)},
             "timings_ms": timings,

@@ -113,11 +113,22 @@ def _lookup_bytes(store: IndexedLake, tenant: str) -> int:
     )
 
 
+def _code_bytes(store: IndexedLake, tenant: str) -> int:
+    index = store._indexes[tenant].store
+    return sum(
+        codes.nbytes
+        for t in index._tables.values()
+        for part in t.parts
+        for codes in part.codes.values()
+    )
+
+
 def test_an_index_builds_its_lookups_after_loading_and_counts_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lookups are built once an index answers; ``wait_ready`` waits for them, ``memory_bytes``
-    counts them, and a filter on an id column then reads its rows by lookup."""
+    """Lookups (and join codes) are built once an index answers; ``wait_ready`` waits for
+    them, ``memory_bytes`` counts them, and a filter on an id column then reads its rows by
+    lookup."""
     monkeypatch.setattr(memory_module, "LOOKUP_MIN_WINDOW", 0)
     demo = _data()
     writer = pql.Engine(tmp_path / "lake", index=False)
@@ -148,8 +159,10 @@ def test_an_index_builds_its_lookups_after_loading_and_counts_them(
     assert got.stats["lookups"] == ["decisions.executionId"]
     assert set(got.df["executionId"].to_list()) == {wanted}
 
+    codes = _code_bytes(store, "acme")
+    assert codes >= 8 * (receipts + decisions.height)  # a 64-bit code a row, and null flags
     # A budget the rows fit but not their lookups: the index is kept, without lookups.
-    rows_only = store.memory_bytes() - lookups
+    rows_only = store.memory_bytes() - lookups - codes
     tight = pql.Engine(
         tmp_path / "lake", cache=False, preload=["acme"], memory_budget=rows_only, snapshots=False
     )
@@ -157,6 +170,7 @@ def test_an_index_builds_its_lookups_after_loading_and_counts_them(
     assert isinstance(tight.store, IndexedLake)
     assert tight.store.loaded() == ("acme",)
     assert _lookup_bytes(tight.store, "acme") == 0
+    assert _code_bytes(tight.store, "acme") == 0
     assert tight.store.memory_bytes() == rows_only
     again = tight.query(
         f"FIND decisions WHERE executionId = '{wanted}' SINCE 30d", tenant="acme", now=demo.now

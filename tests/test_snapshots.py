@@ -24,8 +24,9 @@ from pql.adapters.tenancy import Registry, TenantSpec
 from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
 from pql.catalog import Catalog
 from pql.demo import DemoData, generate
-from pql.storage import IndexedLake, Lake
+from pql.storage import IndexedLake, Lake, MemoryStore
 from pql.storage import snapshots as snapshots_module
+from pql.storage.codes import JoinCodes
 from pql.storage.lake import SNAPSHOT_DIR, Manifest, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
@@ -564,7 +565,11 @@ def test_a_tenant_of_several_regions_is_kept_in_its_parts_with_their_saved_looku
     parts = store.lookups_of(tenant, "decisions")
     assert len(parts) >= 2 and not any(parts)  # mapped, not used before they are checked
     before = store.memory_bytes()
-    assert store.add_lookups() and store.memory_bytes() == before  # nothing built
+    assert store.add_lookups()
+    codes = sum(  # only the join codes are made: they are never saved
+        c.nbytes for name in ("receipts", "decisions") for c in _codes_of(store, tenant, name)
+    )
+    assert codes and store.memory_bytes() == before + codes
     parts = store.lookups_of(tenant, "decisions")
     assert all(set(part) == {"decisionId", "executionId"} for part in parts)
     mapped = [lookup for part in parts for lookup in part.values()]
@@ -769,3 +774,8 @@ def test_files_in_order_are_loaded_without_a_sort(
         assert frame.equals(frame.sort(order)) and frame.n_chunks() == 1
     assert sum(frame.height for frame in loaded) == rows.height
     assert (len(files) > len({(e.storage, e.day) for e in files})) == interleaved
+
+
+def _codes_of(store: MemoryStore, tenant: str, subject: str) -> list[JoinCodes]:
+    """The join codes of each part of ``tenant``'s ``subject`` in ``store``."""
+    return [c for part in store._tables[(tenant, subject)].parts for c in part.codes.values()]

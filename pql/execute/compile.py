@@ -40,7 +40,7 @@ from pql.plan.nodes import (
     Sort,
     SortKey,
 )
-from pql.storage.base import LookupStore, Store, provides
+from pql.storage.base import JOIN_CODE, JoinCodeStore, LookupStore, Store, provides
 from pql.storage.base import Scan as StoredScan
 from pql.storage.rollups import RollupStore
 
@@ -55,6 +55,8 @@ class ScanInfo:
     source: str = "partitions"
     lookup: str | None = None
     """The qualified id column whose lookup found the rows, if they were not scanned."""
+    coded: str | None = None
+    """The qualified join key whose join codes were read beside the rows, if a join used them."""
 
 
 @dataclass(slots=True)
@@ -83,6 +85,11 @@ class Compiled:
     def lookups(self) -> list[str]:
         """The id columns (qualified) whose lookups read rows instead of a window scan."""
         return [s.lookup for s in self.scans if s.lookup is not None]
+
+    @property
+    def join_codes(self) -> list[str]:
+        """The join keys (qualified) whose joins compared join codes instead of values."""
+        return [s.coded for s in self.scans if s.coded is not None]
 
     @property
     def path(self) -> str | None:
@@ -143,13 +150,29 @@ class _Compiler:
                 return self.compile(inner).filter(predicate(pred))
             case Join(left=left, right=right):
                 lk, rk = node.keys()
+                build = _POLARS_BUILD[build_side(node, self.estimates)]
+                coded = self.coded_inputs(node)
+                if coded is not None:
+                    codes = (f"{JOIN_CODE}.left", f"{JOIN_CODE}.right")
+                    return (
+                        coded[0]
+                        .join(
+                            coded[1],
+                            left_on=codes[0],
+                            right_on=codes[1],
+                            how="inner",
+                            coalesce=False,
+                            build_side=build,
+                        )
+                        .drop(codes)
+                    )
                 return self.compile(left).join(
                     self.compile(right),
                     left_on=lk.qualified,
                     right_on=rk.qualified,
                     how="inner",
                     coalesce=False,
-                    build_side=_POLARS_BUILD[build_side(node, self.estimates)],
+                    build_side=build,
                 )
             case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
                 frame = self.compile(inner)
@@ -215,6 +238,44 @@ class _Compiler:
                 firsts = _first(frame, got.rows, pred, ts, desc, count)
         return _sorted(firsts, keys).head(count)
 
+    def coded_inputs(self, node: Join) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
+        """The join's two inputs with their keys' join codes (as ``JOIN_CODE.left`` and
+        ``JOIN_CODE.right``), when the store has codes of one domain for both
+        (:class:`~pql.storage.base.JoinCodeStore`); ``None``: join the values. Only a scan, or
+        a filter over one that reads no lookup, is read with codes."""
+        if not provides(self.store, JoinCodeStore):
+            return None
+        sides = [
+            side
+            for side in (_scanned(node.left), _scanned(node.right))
+            if side is not None and (side[1] is None or not self.has_lookup(side[0], side[1]))
+        ]
+        if len(sides) != 2:
+            return None
+        store = cast(JoinCodeStore, self.store)
+        reads: list[StoredScan] = []
+        for (scan, _), key in zip(sides, node.keys(), strict=True):
+            request = list(dict.fromkeys([*(c.name for c in scan.columns), "tenant", "ts"]))
+            subject = self.catalog[scan.subject]
+            window = (scan.tenant, subject, scan.start, scan.end)
+            with self.reading():
+                got = store.scan_coded(*window, request, key.name)
+            if got is None or got.codes is None or (reads and got.codes != reads[0].codes):
+                return None  # the sides are read again, as values
+            reads.append(got)
+        frames: list[pl.LazyFrame] = []
+        for got, (scan, pred), key, name in zip(
+            reads, sides, node.keys(), ("left", "right"), strict=True
+        ):
+            self.scans.append(
+                ScanInfo(scan.subject, got.partitions, got.rows, got.source, coded=key.qualified)
+            )
+            if got.parts:  # nothing here needs ts order: the parts side by side, not merged
+                got = replace(got, frame=pl.concat([part for part, _ in got.parts]))
+            frame = self.shaped(got, scan, f"{JOIN_CODE}.{name}")
+            frames.append(frame if pred is None else frame.filter(predicate(pred)))
+        return frames[0], frames[1]
+
     def has_lookup(self, node: Scan, pred: Pred) -> bool:
         """Whether ``pred`` would read ``node``'s rows by an id column's lookup."""
         subject = self.catalog[node.subject]
@@ -237,14 +298,18 @@ class _Compiler:
         self.scans.append(ScanInfo(node.subject, got.partitions, got.rows, got.source))
         return got
 
-    def shaped(self, got: StoredScan, node: Scan) -> pl.LazyFrame:
-        """``got``'s rows of ``node``'s tenant and window, as ``node``'s qualified columns."""
+    def shaped(self, got: StoredScan, node: Scan, code: str | None = None) -> pl.LazyFrame:
+        """``got``'s rows of ``node``'s tenant and window, as ``node``'s qualified columns (and
+        the join codes, named ``code``)."""
         frame = got.frame
         if not got.single_tenant:  # defence in depth for stores that cannot guarantee it (lake)
             frame = frame.filter(pl.col("tenant") == node.tenant)
         if not got.exact:
             frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
-        return frame.select([pl.col(c.name).alias(c.qualified) for c in node.columns])
+        columns = [pl.col(c.name).alias(c.qualified) for c in node.columns]
+        if code is not None:
+            columns.append(pl.col(JOIN_CODE).alias(code))
+        return frame.select(columns)
 
     def lookup(self, node: Scan, pred: Pred) -> pl.LazyFrame | None:
         """``node``'s rows that ``pred`` may keep, read by an id column's lookup when ``pred``
@@ -454,3 +519,14 @@ def _aggregate(spec: AggSpec) -> pl.Expr:
         case AggFunc.MAX:
             expr = col.max()
     return expr.alias(spec.name)
+
+
+def _scanned(node: Node) -> tuple[Scan, Pred | None] | None:
+    """``node`` as a scan and the filter over it (``None``: no filter); ``None`` for any other
+    node."""
+    match node:
+        case Scan():
+            return node, None
+        case Filter(input=Scan() as scan, predicate=pred):
+            return scan, pred
+    return None

@@ -22,9 +22,11 @@ from pql.errors import InputError, InternalError, PQLError
 __all__ = [
     "DAY",
     "GLOBAL_REGION",
+    "JOIN_CODE",
     "MAX_DUPLICATE_KEYS",
     "REGION",
     "IngestReport",
+    "JoinCodeStore",
     "LookupStore",
     "Partition",
     "PartitionStats",
@@ -54,6 +56,9 @@ DAY = "__pql_day"
 
 REGION = "__pql_region"
 """The temporary column holding each row's region while partitioning."""
+
+JOIN_CODE = "__pql_join_code"
+"""The column of a :meth:`JoinCodeStore.scan_coded` frame holding each row's join code."""
 
 PART = "__pql_part"
 """The temporary column holding each row's (tenant, region, day) while partitioning."""
@@ -100,6 +105,8 @@ class Scan:
     ``parts``, for rows kept in several parts each in ``ts`` order (a tenant of several storage
     regions), holds each part's frame and rows: ``frame`` is their merge, which a reader of the
     first rows of a window can skip (the first rows of each part hold those of the merge).
+    ``codes``, for a :meth:`JoinCodeStore.scan_coded` read, names the domain of the codes in
+    the :data:`JOIN_CODE` column (the frame and each part have it).
     """
 
     frame: pl.LazyFrame
@@ -110,6 +117,7 @@ class Scan:
     source: str = "partitions"
     ordered: bool = False
     parts: tuple[tuple[pl.LazyFrame, int], ...] = ()
+    codes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,28 @@ class LookupStore(Protocol):
         """At least the rows of ``tenant`` with ``start <= ts <= end`` whose ``column`` holds one
         of ``values`` (or null, with ``nulls``), in :meth:`Store.scan`'s order, exact in time
         and tenant; the caller applies its predicate to them. ``None``: scan instead."""
+        ...
+
+
+@runtime_checkable
+class JoinCodeStore(Protocol):
+    """A store that can give a join key's values as integer codes (the memory store and the
+    indexed lake, for a tenant whose index is in memory): the compiler joins two scans on their
+    codes, a join of 64-bit integers instead of strings, when both come from one domain."""
+
+    def scan_coded(
+        self,
+        tenant: str,
+        subject: Subject,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None,
+        column: str,
+    ) -> Scan | None:
+        """:meth:`Store.scan`'s rows, with a :data:`JOIN_CODE` column: ``column``'s code in
+        each row (null where it is null), and the codes' domain in :attr:`Scan.codes`. Within
+        one domain two codes are equal exactly when the values are (the store proved it over
+        every value of the domain). ``None``: no codes; scan instead."""
         ...
 
 

@@ -196,6 +196,23 @@ class IndexedLake:
             return self.lake.scan(tenant, subject, start, end, columns)
         return replace(index.scan(tenant, subject, start, end, columns), source="index")
 
+    def scan_coded(
+        self,
+        tenant: str,
+        subject: Subject,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None,
+        column: str,
+    ) -> Scan | None:
+        """The index's :meth:`MemoryStore.scan_coded` while ``tenant``'s index is in memory;
+        ``None`` otherwise (:meth:`scan` answers, and starts its load)."""
+        index = self._loaded(tenant)
+        if index is None:
+            return None
+        got = index.scan_coded(tenant, subject, start, end, columns, column)
+        return None if got is None else replace(got, source="index")
+
     def lookup(
         self,
         tenant: str,

@@ -10,6 +10,10 @@ A tenant whose rows are stored in several regions, as loaded from the snapshots 
 (:mod:`pql.storage.snapshots`), is kept in those parts, each sorted with its own lookups, for
 good: sorting them into one table would cost a restart seconds of CPU and could not be saved
 (a snapshot never holds rows of two regions). A scan merges the parts' windows in ``ts`` order.
+
+The columns a join may use also get join codes (:mod:`pql.storage.codes`), one domain per
+tenant and column name, made again whenever a tenant's rows change:
+:meth:`MemoryStore.scan_coded` reads them beside a window's rows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pql.catalog import Catalog, DataType, Subject
 from pql.errors import InternalError, PQLError
 from pql.storage.base import (
     DAY,
+    JOIN_CODE,
     REGION,
     IngestReport,
     PartitionStats,
@@ -45,6 +50,7 @@ from pql.storage.base import (
     split_duplicates,
     with_partition_keys,
 )
+from pql.storage.codes import JoinCodes, code_values, join_columns, prove
 from pql.storage.rollups import RollupRead, Rollups, RollupSpec
 from pql.storage.validate import check_extras, extra_columns, validate
 
@@ -162,6 +168,8 @@ class _Table:
     unchecked: Mapping[str, Lookup]
     """Lookups read back with the frame, not used until :meth:`with_lookups` has checked that
     they fit it (a pass over each: done after a load, while scans answer)."""
+    codes: Mapping[str, JoinCodes] = field(default_factory=dict)
+    """The join codes of the columns a join may use (:func:`_with_join_codes`)."""
     rows: int = field(default_factory=lambda: next(_ROWS_SERIAL))
     """Which rows these are: a number no other table's rows get (kept when lookups are added,
     which changes no row), for :meth:`MemoryStore.rows_keys`."""
@@ -204,12 +212,19 @@ class _Table:
     def parts(self) -> tuple[_Table, ...]:
         return (self,)
 
+    def code_values(self, name: str) -> pl.Series:
+        """The codes of column ``name``: the ones kept, else made."""
+        kept = self.codes.get(name)
+        return code_values(self.frame.get_column(name)) if kept is None else kept.values
+
     @property
     def nbytes(self) -> int:
-        """The rows (:attr:`frame_bytes`), the ts index and the lookups (checked or not)."""
+        """The rows (:attr:`frame_bytes`), the ts index, the lookups (checked or not) and the
+        join codes."""
         kept = [*self.lookups.values(), *self.unchecked.values()]
         lookups = sum(lookup.nbytes for lookup in kept)
-        return self.frame_bytes + self.ts_us.nbytes + lookups
+        codes = sum(found.nbytes for found in self.codes.values())
+        return self.frame_bytes + self.ts_us.nbytes + lookups + codes
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
         """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
@@ -270,6 +285,48 @@ class _Split:
         return self if same else _Split(parts)
 
 
+def _with_join_codes(
+    tables: Mapping[str, _Table | _Split], columns: Mapping[str, Sequence[str]]
+) -> dict[str, _Table | _Split]:
+    """One tenant's ``tables`` (by subject) with the join codes of ``columns`` (by subject,
+    :func:`~pql.storage.codes.join_columns`): for each column name, over every subject that has
+    it, in a new domain if :func:`~pql.storage.codes.prove` finds one (otherwise the tables are
+    left without that column's codes, and joins on it compare the values). A column whose
+    tables all hold codes of one domain already is left as it is."""
+    found = dict(tables)
+    by_name: dict[str, list[str]] = {}
+    for subject, names in columns.items():
+        table = tables.get(subject)
+        if table is not None:
+            for name in string_columns(table.parts[0].frame.schema, names):
+                by_name.setdefault(name, []).append(subject)
+    for name, subjects in by_name.items():
+        parts = [part for subject in subjects for part in found[subject].parts]
+        domains = {part.codes[name].domain if name in part.codes else None for part in parts}
+        if len(domains) == 1 and None not in domains:
+            continue
+        made = {id(part): part.code_values(name) for part in parts}
+        values = [part.frame.get_column(name) for part in parts]
+        domain = prove(values, list(made.values()))
+        for subject in subjects:
+            coded = tuple(
+                replace(part, codes=_codes_with(part, name, domain, made[id(part)]))
+                for part in found[subject].parts
+            )
+            found[subject] = coded[0] if isinstance(found[subject], _Table) else _Split(coded)
+    return found
+
+
+def _codes_with(
+    part: _Table, name: str, domain: int | None, values: pl.Series
+) -> dict[str, JoinCodes]:
+    """``part``'s codes with ``name``'s set to ``values`` in ``domain`` (dropped for ``None``)."""
+    codes = {k: v for k, v in part.codes.items() if k != name}
+    if domain is not None:
+        codes[name] = JoinCodes(domain, values)
+    return codes
+
+
 _DAY_US = 86_400_000_000
 
 
@@ -286,6 +343,43 @@ def _day_starts(ts: npt.NDArray[np.int64]) -> tuple[int, ...]:
         midnights = np.arange(first + 1, last + 1, dtype=np.int64) * _DAY_US
         starts = np.unique(np.searchsorted(ts, midnights, side="left"))
     return (0, *starts.tolist())
+
+
+def _window(
+    table: _Table | _Split,
+    subject: Subject,
+    names: Sequence[str],
+    start: datetime,
+    end: datetime,
+    coded: str | None = None,
+) -> Scan:
+    """The ``names`` columns of ``table``'s rows with ``start <= ts <= end`` (with ``coded``'s
+    join codes as :data:`~pql.storage.base.JOIN_CODE`), a zero-copy slice of each part."""
+    windows = [(part, *part.window(start, end)) for part in table.parts]
+    frames: list[pl.LazyFrame] = []
+    for part, lo, hi in windows:
+        rows = conform(part.frame.slice(lo, hi - lo), subject)
+        if coded is not None:
+            rows = rows.hstack([part.codes[coded].values.slice(lo, hi - lo).alias(JOIN_CODE)])
+        # The projection stays lazy so it runs inside the query's collect, and several parts'
+        # windows are merged there.
+        frames.append(rows.lazy().select([*names, *([JOIN_CODE] if coded else [])]))
+    merged, ordered = _in_order(frames, names)
+    days = sum(part.days_in(lo, hi) for part, lo, hi in windows)
+    sizes = [hi - lo for _, lo, hi in windows]
+    parts = tuple(zip(frames, sizes, strict=True)) if ordered and len(frames) > 1 else ()
+    domain = None if coded is None else table.parts[0].codes[coded].domain
+    return Scan(
+        merged,
+        days,
+        sum(sizes),
+        True,
+        single_tenant=True,
+        source="memory",
+        ordered=ordered,
+        parts=parts,
+        codes=domain,
+    )
 
 
 def _in_order(frames: Sequence[pl.LazyFrame], names: Sequence[str]) -> tuple[pl.LazyFrame, bool]:
@@ -406,6 +500,8 @@ class MemoryStore:
                 kept = [(whole, {}, None)]
             tables = tuple(_Table.build(frame, ids, found, size) for frame, found, size in kept)
             self._tables[key] = tables[0] if len(tables) == 1 else _Split(tables)
+            if lookups:
+                self._code_locked(tenant)
             if self.rollups is not None and partials:
                 self.rollups.add_partials(tenant, declared, partials)
             elif self.rollups is not None:
@@ -451,21 +547,28 @@ class MemoryStore:
             return Scan(
                 empty_frame(current).select(names).lazy(), 0, 0, True, source="memory", ordered=True
             )
-        windows = [(part, *part.window(start, end)) for part in table.parts]
-        frames = [
-            conform(p.frame.slice(lo, hi - lo), current).lazy().select(names)
-            for p, lo, hi in windows
-        ]
-        # A zero-copy slice of each part; the projection stays lazy so it runs inside the
-        # query's collect, and several parts' windows are merged there.
-        rows, ordered = _in_order(frames, names)
-        days = sum(p.days_in(lo, hi) for p, lo, hi in windows)
-        sizes = [hi - lo for _, lo, hi in windows]
-        parts = tuple(zip(frames, sizes, strict=True)) if ordered and len(frames) > 1 else ()
-        kept = Scan(
-            rows, days, sum(sizes), True, single_tenant=True, source="memory", ordered=ordered
-        )
-        return replace(kept, parts=parts) if parts else kept
+        return _window(table, current, names, start, end)
+
+    def scan_coded(
+        self,
+        tenant: str,
+        subject: Subject,
+        start: datetime,
+        end: datetime,
+        columns: Sequence[str] | None,
+        column: str,
+    ) -> Scan | None:
+        """:meth:`scan`'s rows with ``column``'s join codes beside them (a zero-copy slice of
+        them too), or ``None`` when ``column`` has none (or the tenant no such rows)."""
+        current = current_subject(self._catalog, subject, tenant)
+        table = self._tables.get((tenant, current.name))
+        if table is None:
+            return None
+        codes = [part.codes.get(column) for part in table.parts]
+        domains = {None if found is None else found.domain for found in codes}
+        if len(domains) != 1 or None in domains:
+            return None
+        return _window(table, current, project(current, columns), start, end, column)
 
     def lookup(
         self,
@@ -510,9 +613,9 @@ class MemoryStore:
 
     def add_lookups(self, budget: int | None = None) -> bool:
         """Build the id columns' lookups the tables ``load_stored(lookups=False)`` kept lack
-        (each part's, for a tenant kept in parts), kept unless the store's bytes with them would
-        exceed ``budget``; whether the lookups were kept. Built outside the lock: scans go on
-        meanwhile."""
+        (each part's, for a tenant kept in parts), and their join codes, kept unless the
+        store's bytes with them would exceed ``budget``; whether they were kept. Built outside
+        the lock: scans go on meanwhile."""
         with self._lock:
             tables = dict(self._tables)
         catalog = self._catalog
@@ -520,6 +623,11 @@ class MemoryStore:
             (tenant, name): table.with_lookups(current_subject(catalog, catalog[name], tenant).ids)
             for (tenant, name), table in tables.items()
         }
+        columns = join_columns(catalog)
+        for tenant in {tenant for tenant, _ in built}:
+            mine = {name: table for (t, name), table in built.items() if t == tenant}
+            for name, table in _with_join_codes(mine, columns).items():
+                built[(tenant, name)] = table
         built = {key: table for key, table in built.items() if table is not tables[key]}
         if not built:
             return True
@@ -619,7 +727,15 @@ class MemoryStore:
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
             touched.append(tenant)
+        for tenant in touched:
+            self._code_locked(tenant)
         return tuple(touched)
+
+    def _code_locked(self, tenant: str) -> None:
+        """Make ``tenant``'s join codes again (its rows changed); under the lock."""
+        mine = {name: table for (t, name), table in self._tables.items() if t == tenant}
+        for name, table in _with_join_codes(mine, join_columns(self._catalog)).items():
+            self._tables[(tenant, name)] = table
 
 
 def _stats_of(catalog: Catalog, subject: str, frame: pl.DataFrame) -> list[PartitionStats]:
