@@ -4,6 +4,7 @@ rewritten; they stay in the tenant's buckets and out of the way of the lake's ma
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,13 +13,17 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pql
+import pql.storage.memory as memory_module
 from pql.adapters.residency import audit
 from pql.adapters.tenancy import Registry, TenantSpec
 from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
@@ -779,3 +784,55 @@ def test_files_in_order_are_loaded_without_a_sort(
 def _codes_of(store: MemoryStore, tenant: str, subject: str) -> list[JoinCodes]:
     """The join codes of each part of ``tenant``'s ``subject`` in ``store``."""
     return [c for part in store._tables[(tenant, subject)].parts for c in part.codes.values()]
+
+
+def _proved_in_files(lake: Path, tenant: str) -> list[list[str]]:
+    """What each of ``tenant``'s lookups files says was proved (its ``pql.join_codes``)."""
+    said = []
+    for path in sorted(lake.glob(f"mc-{tenant}-*/{SNAPSHOT_DIR}/*.lookup.arrow")):
+        metadata = ipc.open_file(pa.memory_map(str(path))).schema.metadata or {}
+        said.append(json.loads(metadata.get(b"pql.join_codes", b"null")))
+    return said
+
+
+def test_a_restart_makes_join_codes_without_counting_again(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots say which columns' join codes were proved distinct at their key; a restart
+    whose every part says so makes the codes without counting the values, and joins on them.
+    A lookups file that says nothing (an older one) has them counted again."""
+    opened(lake)  # loads from Parquet, proves, writes the snapshots
+    tenant = sorted(sources(opened(lake)))[0]
+    files = _proved_in_files(lake, tenant)
+    assert files and all(said == ["executionId"] for said in files), files
+    counted: list[bool] = []
+    real = memory_module.prove
+
+    def spy(*args: Any, proved: bool = False) -> int | None:
+        counted.append(not proved)
+        return real(*args, proved=proved)
+
+    monkeypatch.setattr(memory_module, "prove", spy)
+    engine = opened(lake)
+    assert set(sources(engine).values()) == {"snapshot"}
+    assert counted and not any(counted)  # every tenant's codes made without counting
+    text = "FIND COUNT(*) JOIN decisions ON receipts.executionId = decisions.executionId SINCE 30d"
+    got = engine.query(text, tenant=tenant, now=TEST_NOW)
+    assert sorted(got.stats["join_codes"]) == ["decisions.executionId", "receipts.executionId"]
+    plain = pql.Engine(lake, index=False).query(text, tenant=tenant, now=TEST_NOW)
+    assert got.df.rows() == plain.df.rows()
+
+    # One part's file without the word: that tenant's values are counted again, and the file
+    # is written again with it.
+    path = sorted(lake.glob(f"mc-{tenant}-*-decisions/{SNAPSHOT_DIR}/*.lookup.arrow"))[0]
+    table = ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    metadata = dict(table.schema.metadata or {})
+    del metadata[b"pql.join_codes"]
+    temp = path.with_name(f".{path.name}.tmp")  # replaced, not written over: engines map it
+    with ipc.new_file(str(temp), table.schema.with_metadata(metadata)) as writer:
+        writer.write_table(table.replace_schema_metadata(metadata))
+    temp.replace(path)
+    counted.clear()
+    opened(lake)
+    assert counted.count(True) == 1  # the one tenant, counted
+    assert all(said == ["executionId"] for said in _proved_in_files(lake, tenant))

@@ -50,15 +50,16 @@ from pql.storage.base import (
     split_duplicates,
     with_partition_keys,
 )
-from pql.storage.codes import JoinCodes, code_values, join_columns, prove
+from pql.storage.codes import HASH_SEED, JoinCodes, code_values, join_columns, prove
 from pql.storage.rollups import RollupRead, Rollups, RollupSpec
 from pql.storage.validate import check_extras, extra_columns, validate
 
 __all__ = ["Lookup", "MemoryStore"]
 
-_HASH_SEED = 0x5051_4C00
-"""The seed of the hashes a :class:`Lookup` sorts. Part of the snapshot format: lookups saved
-with one seed are useless with another (:data:`pql.storage.snapshots.FORMAT` changes with it)."""
+_HASH_SEED = HASH_SEED
+"""The seed of the hashes a :class:`Lookup` sorts: the join codes' (equal hashes, equal codes).
+Part of the snapshot format: lookups saved with one seed are useless with another
+(:data:`pql.storage.snapshots.FORMAT` changes with it)."""
 
 LOOKUP_SHARE = 0.25
 """A lookup whose rows are more than this share of the window's (and more than
@@ -286,13 +287,16 @@ class _Split:
 
 
 def _with_join_codes(
-    tables: Mapping[str, _Table | _Split], columns: Mapping[str, Sequence[str]]
+    tables: Mapping[str, _Table | _Split],
+    columns: Mapping[str, Sequence[str]],
+    proved: Collection[str] = (),
 ) -> dict[str, _Table | _Split]:
     """One tenant's ``tables`` (by subject) with the join codes of ``columns`` (by subject,
     :func:`~pql.storage.codes.join_columns`): for each column name, over every subject that has
     it, in a new domain if :func:`~pql.storage.codes.prove` finds one (otherwise the tables are
     left without that column's codes, and joins on it compare the values). A column whose
-    tables all hold codes of one domain already is left as it is."""
+    tables all hold codes of one domain already is left as it is; one of ``proved`` is not
+    counted again (:meth:`MemoryStore.proved`)."""
     found = dict(tables)
     by_name: dict[str, list[str]] = {}
     for subject, names in columns.items():
@@ -307,7 +311,7 @@ def _with_join_codes(
             continue
         made = {id(part): part.code_values(name) for part in parts}
         values = [part.frame.get_column(name) for part in parts]
-        domain = prove(values, list(made.values()))
+        domain = prove(values, list(made.values()), proved=name in proved)
         for subject in subjects:
             coded = tuple(
                 replace(part, codes=_codes_with(part, name, domain, made[id(part)]))
@@ -409,6 +413,7 @@ class MemoryStore:
         self._versions: dict[str, int] = {}
         self._extras: dict[str, dict[str, dict[str, DataType]]] = {}
         self._stats: dict[tuple[str, str], list[PartitionStats]] = {}
+        self._proved: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -508,6 +513,19 @@ class MemoryStore:
                 self.rollups.add(tenant, declared, whole)
             self._stats.pop(key, None)
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
+
+    def proved(self, tenant: str, columns: Collection[str]) -> None:
+        """Say that ``tenant``'s values of ``columns``, as loaded, were found to share no join
+        code before (the snapshots they were mapped from say so): :meth:`add_lookups` then
+        makes their codes without counting the values again. Forgotten at an ingest."""
+        with self._lock:
+            self._proved[tenant] = frozenset(columns)
+
+    def coded_of(self, tenant: str, subject: str) -> tuple[frozenset[str], ...]:
+        """The columns with join codes of each part of ``tenant``'s ``subject`` (in the order
+        of the parts, :meth:`lookups_of`); ``()`` when none is kept."""
+        found = self._tables.get((tenant, subject))
+        return () if found is None else tuple(frozenset(part.codes) for part in found.parts)
 
     def lookups_of(self, tenant: str, subject: str) -> tuple[Mapping[str, Lookup], ...]:
         """The lookups of each part of ``tenant``'s ``subject`` (one part unless it is kept in
@@ -626,7 +644,8 @@ class MemoryStore:
         columns = join_columns(catalog)
         for tenant in {tenant for tenant, _ in built}:
             mine = {name: table for (t, name), table in built.items() if t == tenant}
-            for name, table in _with_join_codes(mine, columns).items():
+            proved = self._proved.get(tenant, frozenset())
+            for name, table in _with_join_codes(mine, columns, proved).items():
                 built[(tenant, name)] = table
         built = {key: table for key, table in built.items() if table is not tables[key]}
         if not built:
@@ -728,6 +747,7 @@ class MemoryStore:
             self._versions[tenant] = self._versions.get(tenant, 0) + 1
             touched.append(tenant)
         for tenant in touched:
+            self._proved.pop(tenant, None)
             self._code_locked(tenant)
         return tuple(touched)
 

@@ -9,8 +9,10 @@ an uncompressed Arrow IPC file in the bucket itself::
 
 The next load memory-maps it (zero copy: pyarrow's memory map, as Polars' ``read_ipc`` copies)
 instead of reading Parquet and sorting. Beside it are the rows' rollup partials and the lookups
-of its id columns (``{key}.lookup.arrow``: each column's hashes, sorted, and their rows), so a
-restarted service maps what it would otherwise compute for seconds. Only a local
+of its id columns (``{key}.lookup.arrow``: each column's hashes, sorted, and their rows, and
+which columns' join codes were proved distinct for the tenant's data at ``key``,
+:mod:`pql.storage.codes`), so a restarted service maps what it would otherwise compute for
+seconds. Only a local
 :class:`~pql.storage.lake.Lake` keeps snapshots; an :class:`~pql.storage.s3.S3Lake` does not.
 
 A snapshot is in its bucket, so a tenant's rows never leave the folder of their storage region
@@ -35,7 +37,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +51,7 @@ import pyarrow.ipc as ipc
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
 from pql.storage.base import conform, current_subject, sort_columns
+from pql.storage.codes import join_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
 from pql.storage.rollups import ROWS, RollupSpec, combine, partials, schema_of
@@ -64,6 +67,11 @@ the lookups file (its hashes are the memory store's, with its fixed seed: the fo
 _NULLS = b"pql.nulls"
 """The lookups file's metadata key: how many rows each id column holds null for (JSON)."""
 
+_PROVED = b"pql.join_codes"
+"""The lookups file's metadata key: the columns whose join codes were proved distinct over the
+tenant's values at the snapshot's key (JSON list, :mod:`pql.storage.codes`); a tenant whose
+every part says so for a column gets its codes without counting again."""
+
 LoadSource = Literal["snapshot", "parquet", "mixed"]
 """Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
 
@@ -74,8 +82,9 @@ class Pending:
     rollup partials (``None``: none kept, or the file is good), and where they go. With
     ``lookups``, the store the rows were loaded into, whose lookups of the bucket's part
     (``part`` of ``subject``'s, :meth:`MemoryStore.lookups_of`) are written once they are
-    built: unless they are the ones ``mapped`` from the lookups file (those that failed their
-    check after the load are built again, and the file rewritten)."""
+    built, with the columns whose join codes were proved: unless they are the ones ``mapped``
+    from the lookups file and it says as much (lookups that failed their check after the load
+    are built again, and the file rewritten)."""
 
     tenant: str
     key: str
@@ -86,6 +95,8 @@ class Pending:
     part: int = 0
     lookups: MemoryStore | None = None
     mapped: Mapping[str, Lookup] = field(default_factory=dict)
+    proved: frozenset[str] = frozenset()
+    """The columns the mapped lookups file says were proved (:data:`_PROVED`)."""
 
     @property
     def partials_path(self) -> Path:
@@ -105,8 +116,11 @@ class Pending:
         if self.lookups is not None:
             parts = self.lookups.lookups_of(self.tenant, self.subject)
             built = parts[self.part] if self.part < len(parts) else {}
-            if any(lookup is not self.mapped.get(name) for name, lookup in built.items()):
-                files.append((self.lookups_path, _lookups_table(built)))
+            coded = self.lookups.coded_of(self.tenant, self.subject)
+            proved = coded[self.part] if self.part < len(coded) else frozenset()
+            changed = any(lookup is not self.mapped.get(name) for name, lookup in built.items())
+            if built and (changed or proved != self.proved):
+                files.append((self.lookups_path, _lookups_table(built, proved)))
         return files
 
     @property
@@ -211,6 +225,8 @@ class Snapshots:
         store = MemoryStore(catalog, rollups=rollups) if into is None else into
         pending: list[Pending] = []
         found = 0
+        coded = join_columns(catalog)
+        proved = {name for names in coded.values() for name in names}
         for subject in catalog:
             buckets = _buckets(manifest, tenant, subject)
             if not buckets:
@@ -235,9 +251,8 @@ class Snapshots:
                         rolled.append(self._partials(spec, files, frame))
                     else:
                         rolled.append(partial)
-                lookups = (
-                    None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
-                )
+                read = None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
+                lookups, said = read if read is not None else (None, frozenset[str]())
                 found += not fresh
                 kept = frame.height > 0  # an empty part is not kept (load_stored)
                 item = Pending(
@@ -250,10 +265,12 @@ class Snapshots:
                     len(parts),
                     store if kept and ids else None,
                     lookups or {},
+                    said,
                 )
                 if item.due:
                     pending.append(item)
                 if kept:
+                    proved.difference_update(set(coded.get(subject.name, ())) - said)
                     parts.append(frame)
                     saved.append(lookups or {})
                     sizes.append(None if fresh else path.stat().st_size)  # None: estimated
@@ -270,6 +287,8 @@ class Snapshots:
                     saved=saved,
                     sizes=sizes,
                 )
+        if proved:
+            store.proved(tenant, proved)
         source: LoadSource = (
             "parquet"
             if not found
@@ -428,10 +447,10 @@ def _read(
         return None
 
 
-def _lookups_table(lookups: Mapping[str, Lookup]) -> pa.Table:
+def _lookups_table(lookups: Mapping[str, Lookup], proved: Collection[str] = ()) -> pa.Table:
     """``lookups`` as one table: for each id column, ``{name}:hash`` (the hashes, sorted, then
     a zero for each null) and ``{name}:row`` (their rows, then the null rows), as long as the
-    rows; how many nulls each has is in the schema's metadata."""
+    rows; how many nulls each has, and the ``proved`` columns, are in the schema's metadata."""
     columns: dict[str, pa.Array] = {}
     nulls: dict[str, int] = {}
     for name, lookup in sorted(lookups.items()):
@@ -439,17 +458,23 @@ def _lookups_table(lookups: Mapping[str, Lookup]) -> pa.Table:
         columns[f"{name}:hash"] = pa.array(np.concatenate([lookup.hashes, pad]))
         columns[f"{name}:row"] = pa.array(np.concatenate([lookup.rows, lookup.nulls]))
         nulls[name] = len(lookup.nulls)
-    return pa.table(columns).replace_schema_metadata({_NULLS: json.dumps(nulls).encode()})
+    metadata = {_NULLS: json.dumps(nulls).encode(), _PROVED: json.dumps(sorted(proved)).encode()}
+    return pa.table(columns).replace_schema_metadata(metadata)
 
 
-def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup] | None:
+def _read_lookups(
+    path: Path, ids: Sequence[str], rows: int
+) -> tuple[dict[str, Lookup], frozenset[str]] | None:
     """The lookups of ``ids`` in the file at ``path``, mapped (no copy), if it is whole: each
     column as many values as the part's ``rows``, of its type, no null, and the null count
     saved; else ``None`` (the lookups are built again). Whether each fits the part (sorted,
-    every row inside, :meth:`Lookup.fits`) is checked before it is used, after the load."""
+    every row inside, :meth:`Lookup.fits`) is checked before it is used, after the load. With
+    them, the columns the file says were proved (:data:`_PROVED`; none if it says nothing
+    readable)."""
     try:
         table = ipc.open_file(pa.memory_map(str(path))).read_all()
-        nulls = json.loads((table.schema.metadata or {})[_NULLS])
+        metadata = table.schema.metadata or {}
+        nulls = json.loads(metadata[_NULLS])
         found: dict[str, Lookup] = {}
         for name in ids:
             hashes = _array(table, f"{name}:hash", np.dtype(np.uint64), rows)
@@ -461,7 +486,10 @@ def _read_lookups(path: Path, ids: Sequence[str], rows: int) -> dict[str, Lookup
                 return None
             present = rows - missing
             found[name] = Lookup(hashes[:present], at[:present], at[present:])
-        return found
+        said = json.loads(metadata.get(_PROVED, b"[]"))
+        if not isinstance(said, list) or not all(isinstance(name, str) for name in said):
+            said = []
+        return found, frozenset(said)
     except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
         return None
 
