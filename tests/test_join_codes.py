@@ -98,10 +98,10 @@ def test_a_shared_code_leaves_the_join_on_the_values(
     codes would pair every receipt with every decision; the join compares the values instead."""
     expected, _ = _values(_memory(demo), JOIN)
 
-    def collide(values: pl.Series) -> pl.Series:
-        return pl.Series(values.name, [0] * values.len(), dtype=pl.UInt64)
+    def collide(table: memory_module._Table, name: str) -> pl.Series:
+        return pl.Series(name, [0] * table.frame.height, dtype=pl.UInt64)
 
-    monkeypatch.setattr(memory_module, "code_values", collide)
+    monkeypatch.setattr(memory_module._Table, "code_values", collide)
     engine = _memory(demo)
     store = engine.store
     assert isinstance(store, MemoryStore)
@@ -218,3 +218,19 @@ def _decisions(ids: list[str | None], at: datetime) -> pl.DataFrame:
         },
         schema_overrides={"ts": pl.Datetime("us", "UTC")},
     )
+
+
+def test_codes_put_back_from_a_lookup_are_the_codes_made_from_the_values(demo: DemoData) -> None:
+    """A table with a lookup takes its codes from it (no string hashed again): the same codes,
+    nulls included, as hashing the values."""
+    store = _memory(demo).store
+    assert isinstance(store, MemoryStore)
+    table = store._tables[("acme", "decisions")]
+    assert isinstance(table, memory_module._Table)
+    column = table.frame.get_column("executionId")
+    assert column.null_count() > 0
+    bare = replace(table, codes={})
+    from_lookup = bare.code_values("executionId")
+    assert from_lookup.equals(code_values(column), check_names=False)
+    assert from_lookup.null_count() == column.null_count()
+    assert replace(bare, lookups={}).code_values("executionId").equals(from_lookup)

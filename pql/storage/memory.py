@@ -214,9 +214,21 @@ class _Table:
         return (self,)
 
     def code_values(self, name: str) -> pl.Series:
-        """The codes of column ``name``: the ones kept, else made."""
+        """The codes of column ``name``: the ones kept, else its lookup's hashes put back in
+        row order (the codes share their seed; no string is hashed again, and the query
+        engine's threads are left to the queries), else made."""
         kept = self.codes.get(name)
-        return code_values(self.frame.get_column(name)) if kept is None else kept.values
+        if kept is not None:
+            return kept.values
+        lookup = self.lookups.get(name)
+        if lookup is None:
+            return code_values(self.frame.get_column(name))
+        codes = np.zeros(self.frame.height, dtype=np.uint64)
+        codes[lookup.rows] = lookup.hashes
+        missing = np.zeros(self.frame.height, dtype=np.bool_)
+        missing[lookup.nulls] = True
+        array = pa.array(codes, mask=missing if len(lookup.nulls) else None)
+        return pl.Series(name, array)
 
     @property
     def nbytes(self) -> int:
