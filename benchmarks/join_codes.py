@@ -1,0 +1,177 @@
+"""Join codes against DuckDB and Polars: receipts-decisions joins on the largest and the smallest
+tenant of a demo lake, answered by the default ``Engine(DIR)`` with every index loaded.
+
+Run from the repository root (the data is generated once into ``benchmarks/.data``)::
+
+    python -m benchmarks.join_codes --receipts 10000000
+
+Each query is timed joining on the indexes' join codes and joining on the ``executionId``
+strings (the compiler told not to read codes, as before they existed), the two interleaved so
+that both see the same load (each query compiled afresh: a compiled query, reused, would keep
+the join it was compiled with); against DuckDB on sorted native tables; and the count joins
+against the same join written by hand in Polars over the tenant's in-memory frames. Every
+answer is checked against DuckDB's first. The medians (cache off) go to
+``benchmarks/results/join-codes-<receipts>k-<stamp>.json``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+import pql
+from benchmarks.data import cached_data, options, progress, write_result
+from pql.execute import compile as compile_mod
+from pql.execute.reuse import CompiledQueries
+from pql.storage import IndexedLake
+
+JOIN = "JOIN decisions ON receipts.executionId = decisions.executionId"
+SHAPES = {
+    # docs/pql/LANGUAGE.md's output-names example, and the same over a longer window
+    "count_7d": f"FIND COUNT(*), COUNT(decisions.decisionId) {JOIN} SINCE 7d",
+    "count_30d": f"FIND COUNT(*), COUNT(decisions.decisionId) {JOIN} SINCE 30d",
+    # the contract's first example: denials by rule
+    "deny_by_rule_7d": "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId "
+    '= receipts.executionId WHERE decisions.effect = "deny" GROUP BY decisions.rule SINCE 7d',
+    "latency_by_rule_30d": f"FIND AVG(receipts.latency_ms) {JOIN} GROUP BY decisions.rule "
+    "SINCE 30d",
+}
+HAND_WRITTEN = {"count_7d": 7, "count_30d": 30}
+"""The shapes also written by hand in Polars: a count of the join over so many days."""
+
+
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def _ab_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Medians of ``fn`` joining on codes and on the strings, interleaved."""
+    real = compile_mod._Compiler.coded_inputs
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for i in range(2 * repeat + 2):
+            use = i % 2 == 0
+            compile_mod._Compiler.coded_inputs = real if use else (lambda *_: None)  # type: ignore[method-assign]
+            started = time.perf_counter()
+            fn()
+            if i >= 2:
+                times[use].append((time.perf_counter() - started) * 1000)
+    finally:
+        compile_mod._Compiler.coded_inputs = real  # type: ignore[method-assign]
+    return round(statistics.median(times[True]), 3), round(statistics.median(times[False]), 3)
+
+
+def _by_hand(
+    receipts: pl.DataFrame, decisions: pl.DataFrame, now: datetime, days: int
+) -> Callable[[], pl.DataFrame]:
+    """The count join written by hand in Polars: each side's window, joined on the strings."""
+    start = now - timedelta(days=days)
+
+    def run() -> pl.DataFrame:
+        r = receipts.lazy().filter(pl.col("ts").is_between(start, now))
+        d = decisions.lazy().filter(pl.col("ts").is_between(start, now))
+        joined = r.join(d, on="executionId", how="inner")
+        return joined.select(pl.len(), pl.col("decisionId").count()).collect()
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = options(__doc__.splitlines()[0], repeat=21)
+    args = ap.parse_args(argv)
+    import duckdb
+
+    from tests.compare import assert_same_frame
+    from tests.sqlref import translate
+
+    data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
+    progress("loading every tenant's index")
+    engine = pql.Engine(data.lake, cache=False)
+    engine.compiled = CompiledQueries(0)
+    started = time.perf_counter()
+    engine.preload("all")
+    engine.wait_ready()
+    load_s = time.perf_counter() - started
+    store = engine.store
+    assert isinstance(store, IndexedLake)
+    con = duckdb.connect()
+    for name, frame in (("receipts", data.receipts), ("decisions", data.decisions)):
+        con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
+        con.unregister(f"{name}_src")
+    sizes = data.receipts.group_by("tenant").len().sort("len")
+    picks = {"largest": sizes["tenant"][-1], "smallest": sizes["tenant"][0]}
+    now = data.now
+    rows: dict[str, Any] = {}
+    for which, tenant in picks.items():
+        mine = {
+            name: frame.filter(pl.col("tenant") == tenant).sort("ts")
+            for name, frame in (("receipts", data.receipts), ("decisions", data.decisions))
+        }
+        for shape, text in SHAPES.items():
+            progress(f"{shape}/{which}")
+            prepared = engine.prepare(text, tenant=tenant, now=now)
+            sql = translate(
+                prepared.analyzed,
+                tenant=tenant,
+                now=prepared.now,
+                window=prepared.window,
+                max_rows=prepared.limits.max_rows,
+            )
+            result = engine.query(text, tenant=tenant, now=now, cache=False)
+            ours, theirs = (frame.sort(frame.columns) for frame in (result.df, con.sql(sql).pl()))
+            assert_same_frame(ours, theirs, f"{shape}/{which}")
+            pql_ms, strings_ms = _ab_ms(
+                lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
+                args.repeat,
+            )
+            duck_ms = _median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            row: dict[str, Any] = {
+                "tenant": tenant,
+                "query": text,
+                "rows_out": result.df.height,
+                "path": result.stats.get("path"),
+                "join_codes": result.stats.get("join_codes"),
+                "pql_ms": pql_ms,
+                "pql_strings_ms": strings_ms,
+                "duckdb_ms": duck_ms,
+                "ratio_pql_duckdb": round(pql_ms / duck_ms, 2),
+                "ratio_pql_strings_duckdb": round(strings_ms / duck_ms, 2),
+            }
+            if shape in HAND_WRITTEN:
+                hand = _by_hand(mine["receipts"], mine["decisions"], now, HAND_WRITTEN[shape])
+                assert hand().rows() == result.df.rows(), (shape, which)
+                row["polars_ms"] = _median_ms(hand, args.repeat)
+                row["ratio_pql_polars"] = round(pql_ms / row["polars_ms"], 2)
+            rows[f"{shape}/{which}"] = row
+            print(
+                f"{shape}/{which}: pql {pql_ms} ms (strings: {strings_ms} ms), duckdb {duck_ms} "
+                f"ms, polars {row.get('polars_ms', '-')} ms, ratio {pql_ms / duck_ms:.2f} "
+                f"(strings: {strings_ms / duck_ms:.2f}) {result.stats.get('join_codes')}",
+                flush=True,
+            )
+    summary = {
+        "receipts": args.receipts,
+        "tenants": args.tenants,
+        "seed": args.seed,
+        "index_memory_bytes": store.memory_bytes(),
+        "preload_s": round(load_s, 2),
+        "repeat": args.repeat,
+        "shapes": rows,
+    }
+    print(write_result(args.out, "join-codes", args.receipts, summary))
+
+
+if __name__ == "__main__":
+    main()
