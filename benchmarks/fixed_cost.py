@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         engine.compiled = CompiledQueries(0)
     store = engine.store
     assert isinstance(store, IndexedLake)
+    # Steady state: the snapshots of the loads just done are written in the background after
+    # them (seconds of disk writes and CPU at 10M), which would run beside the first rounds.
+    store.wait_snapshots()
     lake = store.lake
     frames: dict[str, pl.DataFrame] = {}
     for subject in ("receipts", "decisions"):

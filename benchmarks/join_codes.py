@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     load_s = time.perf_counter() - started
     store = engine.store
     assert isinstance(store, IndexedLake)
+    store.wait_snapshots()  # written after the loads: not beside the measurements
     con = duckdb.connect()
     for name, frame in (("receipts", data.receipts), ("decisions", data.decisions)):
         con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
