@@ -234,3 +234,22 @@ def test_codes_put_back_from_a_lookup_are_the_codes_made_from_the_values(demo: D
     assert from_lookup.equals(code_values(column), check_names=False)
     assert from_lookup.null_count() == column.null_count()
     assert replace(bare, lookups={}).code_values("executionId").equals(from_lookup)
+
+
+def test_a_side_read_by_its_lookup_joins_on_the_values(
+    demo: DemoData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter pinning ``executionId`` reads its few rows by lookup, not its window with
+    codes; the join then compares the values of those rows."""
+    monkeypatch.setattr(memory_module, "LOOKUP_MIN_WINDOW", 0)
+    engine = _memory(demo)
+    mine = demo.decisions.filter(pl.col("tenant") == "acme").sort("ts")
+    wanted = mine["executionId"].drop_nulls()[-1]
+    text = (
+        f"FIND COUNT(*) JOIN decisions ON receipts.executionId = decisions.executionId "
+        f'WHERE decisions.executionId = "{wanted}" SINCE 30d'
+    )
+    got = engine.query(text, tenant="acme", now=TEST_NOW)
+    assert got.stats["lookups"] == ["decisions.executionId"]
+    assert got.stats["join_codes"] == []
+    assert got.df.item() == mine.filter(pl.col("executionId") == wanted).height > 0
