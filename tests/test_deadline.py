@@ -83,7 +83,10 @@ def test_collect_cancels_a_slow_query_at_its_deadline() -> None:
 
 
 def test_fast_queries_finish_under_the_deadline() -> None:
-    assert collect(pl.LazyFrame({"a": [1, 2]}).select(pl.len()), 2_000).item() == 2
+    # The deadline is generous on purpose: a query cancelled just before (the test above) may
+    # still hold Polars' threads until its operator ends, and on a loaded machine that has taken
+    # over 2 s. What is tested is that an answer in time is returned, not how fast it comes.
+    assert collect(pl.LazyFrame({"a": [1, 2]}).select(pl.len()), 60_000).item() == 2
 
 
 def test_engine_deadline(big: tuple[pl.DataFrame, pl.DataFrame]) -> None:
