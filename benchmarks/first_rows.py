@@ -12,9 +12,6 @@ with it switched off, and by DuckDB on a native table sorted by tenant and ts; m
 from __future__ import annotations
 
 import json
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -23,6 +20,7 @@ import polars as pl
 import pql
 import pql.execute.compile as compile_module
 from benchmarks.data import cached_data, options, progress, write_result
+from benchmarks.timing import median_ms
 from pql.execute.compile import predicate
 from pql.plan.expr import Pred
 
@@ -31,16 +29,6 @@ QUERIES = (
     "FIND receipts ORDER BY ts DESC SINCE 30d LIMIT 20",
     "FIND receipts WHERE latency_ms > 1000 ORDER BY ts DESC SINCE 7d LIMIT 10",
 )
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return round(statistics.median(times), 3)
 
 
 def _whole(
@@ -77,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                 window=prepared.window,
                 max_rows=prepared.limits.max_rows,
             )
-            duck = _median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
             answers = []
             timings = []
             for cut in (early, _whole):  # the early stop, then the plain plan
                 compile_module._first = cut
                 timings.append(
-                    _median_ms(
+                    median_ms(
                         lambda t=text, n=tenant: engine.query(t, tenant=n, now=now), args.repeat
                     )
                 )

@@ -49,6 +49,7 @@ import polars as pl
 import pql
 from benchmarks.data import CACHE, Clock, Data, cached_data
 from benchmarks.examples import PARAMS, examples
+from benchmarks.timing import median_ms
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, MemoryStore
 
@@ -388,16 +389,6 @@ def _polars_answer(
     return q.collect()
 
 
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return round(statistics.median(times), 3)
-
-
 def compare(
     engine: pql.Engine,
     data: DemoData | Data,
@@ -443,17 +434,17 @@ def compare(
                 max_rows=prepared.limits.max_rows,
             )
             pql_ms.append(
-                _median_ms(
+                median_ms(
                     lambda r=req: engine.query(
                         r.text, tenant=r.tenant, now=now, params=r.params, cache=False
                     ),
                     repeat,
                 )
             )
-            duck_ms.append(_median_ms(lambda s=sql: con.sql(s).to_arrow_table(), repeat))
+            duck_ms.append(median_ms(lambda s=sql: con.sql(s).to_arrow_table(), repeat))
             if _polars_answer(frames, shape, req.tenant, now, req.text) is not None:
                 polars_ms.append(
-                    _median_ms(
+                    median_ms(
                         lambda r=req: _polars_answer(frames, r.shape, r.tenant, now, r.text), repeat
                     )
                 )

@@ -16,7 +16,6 @@ answer is checked against DuckDB's first. The medians (cache off) go to
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ import polars as pl
 
 import pql
 from benchmarks.data import cached_data, options, progress, write_result
+from benchmarks.timing import ab_ms, median_ms
 from pql.execute import compile as compile_mod
 from pql.execute.reuse import CompiledQueries
 from pql.storage import IndexedLake
@@ -43,33 +43,6 @@ SHAPES = {
 }
 HAND_WRITTEN = {"count_7d": 7, "count_30d": 30}
 """The shapes also written by hand in Polars: a count of the join over so many days."""
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 3)
-
-
-def _ab_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Medians of ``fn`` joining on codes and on the strings, interleaved."""
-    real = compile_mod._Compiler.coded_inputs
-    times: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for i in range(2 * repeat + 2):
-            use = i % 2 == 0
-            compile_mod._Compiler.coded_inputs = real if use else (lambda *_: None)  # type: ignore[method-assign]
-            started = time.perf_counter()
-            fn()
-            if i >= 2:
-                times[use].append((time.perf_counter() - started) * 1000)
-    finally:
-        compile_mod._Compiler.coded_inputs = real  # type: ignore[method-assign]
-    return round(statistics.median(times[True]), 3), round(statistics.median(times[False]), 3)
 
 
 def _by_hand(
@@ -133,11 +106,13 @@ def main(argv: list[str] | None = None) -> None:
             result = engine.query(text, tenant=tenant, now=now, cache=False)
             ours, theirs = (frame.sort(frame.columns) for frame in (result.df, con.sql(sql).pl()))
             assert_same_frame(ours, theirs, f"{shape}/{which}")
-            pql_ms, strings_ms = _ab_ms(
+            pql_ms, strings_ms = ab_ms(
                 lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
                 args.repeat,
+                compile_mod._Compiler,
+                "coded_inputs",
             )
-            duck_ms = _median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck_ms = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
             row: dict[str, Any] = {
                 "tenant": tenant,
                 "query": text,
@@ -153,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             if shape in HAND_WRITTEN:
                 hand = _by_hand(mine["receipts"], mine["decisions"], now, HAND_WRITTEN[shape])
                 assert hand().rows() == result.df.rows(), (shape, which)
-                row["polars_ms"] = _median_ms(hand, args.repeat)
+                row["polars_ms"] = median_ms(hand, args.repeat)
                 row["ratio_pql_polars"] = round(pql_ms / row["polars_ms"], 2)
             rows[f"{shape}/{which}"] = row
             print(

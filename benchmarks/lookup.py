@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,37 +23,11 @@ from typing import Any
 import polars as pl
 
 import pql
+from benchmarks.timing import ab_ms, median_ms
 from pql.demo import generate
 from pql.execute import compile as compile_mod
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 3)
-
-
-def _ab_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Medians of ``fn`` with lookups and with the compiler scanning instead, interleaved."""
-    real = compile_mod._Compiler.lookup
-    times: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for i in range(2 * repeat + 2):
-            use = i % 2 == 0
-            compile_mod._Compiler.lookup = real if use else (lambda *_: None)  # type: ignore[method-assign]
-            started = time.perf_counter()
-            fn()
-            if i >= 2:
-                times[use].append((time.perf_counter() - started) * 1000)
-    finally:
-        compile_mod._Compiler.lookup = real  # type: ignore[method-assign]
-    return round(statistics.median(times[True]), 3), round(statistics.median(times[False]), 3)
 
 
 def queries(decisions: pl.DataFrame, tenant: str) -> dict[str, str]:
@@ -119,11 +91,13 @@ def main(argv: list[str] | None = None) -> None:
                 max_rows=prepared.limits.max_rows,
             )
             result = engine.query(text, tenant=tenant, now=now, cache=False)
-            pql_ms, scan_ms = _ab_ms(
+            pql_ms, scan_ms = ab_ms(
                 lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
                 args.repeat,
+                compile_mod._Compiler,
+                "lookup",
             )
-            duck_ms = _median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck_ms = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
             rows[f"{shape}/{which}"] = {
                 "tenant": tenant,
                 "decisions": int(sizes.filter(pl.col("tenant") == tenant)["len"][0]),
