@@ -58,6 +58,19 @@ def write_result(out: Path, kind: str, receipts: int, summary: dict[str, Any]) -
     return path
 
 
+def duckdb_tables(frames: dict[str, pl.DataFrame]) -> Any:
+    """A DuckDB connection holding each frame as a native table of its name, in ``tenant, ts``
+    order (how the benchmarks give DuckDB the data pql answers from)."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name, frame in frames.items():
+        con.register(f"{name}_src", frame.to_arrow())
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
+        con.unregister(f"{name}_src")
+    return con
+
+
 def progress(message: str) -> None:
     """A progress line on a terminal; nothing when stderr is piped."""
     if sys.stderr.isatty():

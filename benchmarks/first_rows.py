@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import duckdb
 import polars as pl
 
 import pql
 import pql.execute.compile as compile_module
-from benchmarks.data import cached_data, options, progress, write_result
+from benchmarks.data import cached_data, duckdb_tables, options, progress, write_result
 from benchmarks.timing import median_ms
 from pql.execute.compile import predicate
 from pql.plan.expr import Pred
@@ -46,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
     engine = pql.Engine.in_memory(cache=False)
     engine.ingest("receipts", data.receipts)
-    con = duckdb.connect()
-    con.register("src", data.receipts.sort("tenant", "ts").to_arrow())
-    con.execute("CREATE TABLE receipts AS SELECT * FROM src ORDER BY tenant, ts")
-    con.unregister("src")
+    con = duckdb_tables({"receipts": data.receipts})
     sizes = data.receipts["tenant"].value_counts(sort=True)
     large, small = str(sizes["tenant"][0]), str(sizes["tenant"][-1])
     now = pql.cache.floor_clock(data.now, engine.cache_granularity)

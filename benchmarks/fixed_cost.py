@@ -51,6 +51,7 @@ from typing import Any
 import polars as pl
 
 import pql
+from benchmarks.data import duckdb_tables
 from benchmarks.examples import PARAMS, examples
 from pql.execute.reuse import CompiledQueries
 from pql.storage import IndexedLake
@@ -58,17 +59,6 @@ from pql.storage import IndexedLake
 RESULTS = Path(__file__).parent / "results"
 OUTSIDE = ("parse", "analyze", "plan", "safety", "optimize", "prepare", "compile")
 """The stages outside execution, as ``result.stats["timings_ms"]`` names them."""
-
-
-def _duck(data: dict[str, pl.DataFrame]) -> Any:
-    import duckdb
-
-    con = duckdb.connect()
-    for name, frame in data.items():
-        con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
-        con.unregister(f"{name}_src")
-    return con
 
 
 def _median(values: list[float]) -> float:
@@ -249,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ts_max = receipts["ts"].max()
     assert isinstance(ts_max, datetime)
     now = ts_max.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    con = _duck(frames)
+    con = duckdb_tables(frames)
     setup_s = time.perf_counter() - t
     if not quiet:
         print(f"{receipts.height:,} receipts; large {large}, small {small}; setup {setup_s:.1f}s")

@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 
 import pql
-from benchmarks.data import CACHE, Clock, Data, cached_data
+from benchmarks.data import CACHE, Clock, Data, cached_data, duckdb_tables
 from benchmarks.examples import PARAMS, examples
 from benchmarks.timing import median_ms
 from pql.demo import DemoData, generate
@@ -399,19 +399,14 @@ def compare(
     clock: Clock | None = None,
 ) -> dict[str, Any]:
     """Distinct workload queries single-client (cache off): pql vs DuckDB vs hand-written Polars."""
-    import duckdb
 
     from tests.sqlref import translate
 
-    con = duckdb.connect()
     frames = {
         "receipts": data.receipts.sort("tenant", "ts"),
         "decisions": data.decisions.sort("tenant", "ts"),
     }
-    for name, frame in frames.items():
-        con.register(f"{name}_src", frame.to_arrow())
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
-        con.unregister(f"{name}_src")
+    con = duckdb_tables(frames)
     wall = clock.now() if clock is not None else datetime.now(UTC)
     now = pql.cache.floor_clock(wall, engine.cache_granularity)
     chosen: dict[str, list[Request]] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 import pql
-from benchmarks.data import cached_data, options, progress, write_result
+from benchmarks.data import cached_data, duckdb_tables, options, progress, write_result
 from benchmarks.timing import ab_ms, median_ms
 from pql.execute import compile as compile_mod
 from pql.execute.reuse import CompiledQueries
@@ -63,7 +63,6 @@ def _by_hand(
 def main(argv: list[str] | None = None) -> None:
     ap = options(__doc__.splitlines()[0], repeat=21)
     args = ap.parse_args(argv)
-    import duckdb
 
     from tests.compare import assert_same_frame
     from tests.sqlref import translate
@@ -79,11 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     store = engine.store
     assert isinstance(store, IndexedLake)
     store.wait_snapshots()  # written after the loads: not beside the measurements
-    con = duckdb.connect()
-    for name, frame in (("receipts", data.receipts), ("decisions", data.decisions)):
-        con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
-        con.unregister(f"{name}_src")
+    con = duckdb_tables({"receipts": data.receipts, "decisions": data.decisions})
     sizes = data.receipts.group_by("tenant").len().sort("len")
     picks = {"largest": sizes["tenant"][-1], "smallest": sizes["tenant"][0]}
     now = data.now

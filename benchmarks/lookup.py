@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 import pql
+from benchmarks.data import duckdb_tables
 from benchmarks.timing import ab_ms, median_ms
 from pql.demo import generate
 from pql.execute import compile as compile_mod
@@ -55,7 +56,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lake", type=Path, default=None)
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    import duckdb
 
     from tests.sqlref import translate
 
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     engine.preload("all")
     engine.wait_ready()
     load_s = time.perf_counter() - started
-    con = duckdb.connect()
-    for name, frame in (("receipts", data.receipts), ("decisions", data.decisions)):
-        con.register(f"{name}_src", frame.sort("tenant", "ts").to_arrow())
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
-        con.unregister(f"{name}_src")
+    con = duckdb_tables({"receipts": data.receipts, "decisions": data.decisions})
     sizes = data.decisions.group_by("tenant").len().sort("len")
     picks = {"largest": sizes["tenant"][-1], "smallest": sizes["tenant"][0]}
     now = data.now

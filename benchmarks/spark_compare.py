@@ -52,7 +52,7 @@ import numpy as np
 import polars as pl
 
 import pql
-from benchmarks.data import CACHE, Data, cached_data, progress
+from benchmarks.data import CACHE, Data, cached_data, duckdb_tables, progress
 from benchmarks.harness import RESULTS, Request, workload
 
 SHAPES = (
@@ -289,12 +289,8 @@ def run_duckdb(
     engine = pql.Engine(data.lake, index=False, cache=False)  # only to prepare the SQL
     side: dict[str, Any] = {"engine": f"duckdb {duckdb.__version__}, native tables", "shapes": {}}
     with load_noted(side):
-        con = duckdb.connect()
         t = time.perf_counter()
-        for name, frame in (("receipts", data.receipts), ("decisions", data.decisions)):
-            con.register(f"{name}_src", frame.to_arrow())
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_src ORDER BY tenant, ts")
-            con.unregister(f"{name}_src")
+        con = duckdb_tables({"receipts": data.receipts, "decisions": data.decisions})
         side["load_s"] = round(time.perf_counter() - t, 2)
         for shape, reqs in queries.items():
             progress(f"duckdb {shape}")
