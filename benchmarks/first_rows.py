@@ -40,7 +40,7 @@ def _whole(
 
 def main(argv: list[str] | None = None) -> int:
     args = options(__doc__.split("\n")[0], repeat=15).parse_args(argv)
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
     engine = pql.Engine.in_memory(cache=False)
@@ -54,13 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     for text in QUERIES:
         for tenant in (large, small):
             prepared = engine.prepare(text, tenant=tenant, now=now)
-            sql = translate(
-                prepared.analyzed,
-                tenant=tenant,
-                now=prepared.now,
-                window=prepared.window,
-                max_rows=prepared.limits.max_rows,
-            )
+            sql = translate_prepared(prepared, tenant)
             duck = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
             answers = []
             timings = []

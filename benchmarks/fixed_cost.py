@@ -96,17 +96,13 @@ def sql_for(engine: pql.Engine, text: str, tenant: str, now: datetime | None) ->
     of the window ending at ``now``, or (``None``) at the wall clock when it is called. The
     query is prepared once, here, so that translating it again later does not touch the plans
     the engine keeps (which would help pql's next ask)."""
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     prepared = engine.prepare(text, tenant=tenant, now=now, params=PARAMS)
 
     def sql() -> str:
-        return translate(
-            prepared.analyzed,
-            tenant=tenant,
-            now=prepared.now if now is not None else datetime.now(UTC),
-            window=prepared.window,
-            max_rows=prepared.limits.max_rows,
+        return translate_prepared(
+            prepared, tenant, now=prepared.now if now is not None else datetime.now(UTC)
         )
 
     return sql

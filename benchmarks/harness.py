@@ -400,7 +400,7 @@ def compare(
 ) -> dict[str, Any]:
     """Distinct workload queries single-client (cache off): pql vs DuckDB vs hand-written Polars."""
 
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     frames = {
         "receipts": data.receipts.sort("tenant", "ts"),
@@ -421,13 +421,7 @@ def compare(
         pql_ms, duck_ms, polars_ms = [], [], []
         for req in reqs:
             prepared = engine.prepare(req.text, tenant=req.tenant, now=now, params=req.params)
-            sql = translate(
-                prepared.analyzed,
-                tenant=req.tenant,
-                now=now,
-                window=prepared.window,
-                max_rows=prepared.limits.max_rows,
-            )
+            sql = translate_prepared(prepared, req.tenant, now=now)
             pql_ms.append(
                 median_ms(
                     lambda r=req: engine.query(

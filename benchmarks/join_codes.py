@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from tests.compare import assert_same_frame
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
     progress("loading every tenant's index")
@@ -91,13 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         for shape, text in SHAPES.items():
             progress(f"{shape}/{which}")
             prepared = engine.prepare(text, tenant=tenant, now=now)
-            sql = translate(
-                prepared.analyzed,
-                tenant=tenant,
-                now=prepared.now,
-                window=prepared.window,
-                max_rows=prepared.limits.max_rows,
-            )
+            sql = translate_prepared(prepared, tenant)
             result = engine.query(text, tenant=tenant, now=now, cache=False)
             ours, theirs = (frame.sort(frame.columns) for frame in (result.df, con.sql(sql).pl()))
             assert_same_frame(ours, theirs, f"{shape}/{which}")

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
 
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     data = generate(args.receipts, seed=1, tenants=args.tenants)
     lake = args.lake or Path(tempfile.mkdtemp(prefix="pql-lookup-"))
@@ -79,13 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     for which, tenant in picks.items():
         for shape, text in queries(data.decisions, tenant).items():
             prepared = engine.prepare(text, tenant=tenant, now=now)
-            sql = translate(
-                prepared.analyzed,
-                tenant=tenant,
-                now=prepared.now,
-                window=prepared.window,
-                max_rows=prepared.limits.max_rows,
-            )
+            sql = translate_prepared(prepared, tenant)
             result = engine.query(text, tenant=tenant, now=now, cache=False)
             pql_ms, scan_ms = ab_ms(
                 lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),

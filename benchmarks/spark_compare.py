@@ -284,7 +284,7 @@ def run_duckdb(
     """DuckDB over native tables sorted by tenant and ts, as the harness builds them."""
     import duckdb
 
-    from tests.sqlref import translate
+    from tests.sqlref import translate_prepared
 
     engine = pql.Engine(data.lake, index=False, cache=False)  # only to prepare the SQL
     side: dict[str, Any] = {"engine": f"duckdb {duckdb.__version__}, native tables", "shapes": {}}
@@ -297,13 +297,7 @@ def run_duckdb(
             times, rows = [], []
             for req in reqs:
                 prepared = engine.prepare(req.text, tenant=req.tenant, now=data.now)
-                sql = translate(
-                    prepared.analyzed,
-                    tenant=req.tenant,
-                    now=data.now,
-                    window=prepared.window,
-                    max_rows=prepared.limits.max_rows,
-                )
+                sql = translate_prepared(prepared, req.tenant, now=data.now)
                 got, answer = timed_runs(
                     lambda s=sql: con.sql(s).to_arrow_table(),  # type: ignore[misc]
                     warmup=warmup,

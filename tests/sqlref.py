@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pql.analyze import Analyzed
+from pql.engine import Prepared
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 
 ALIAS = {"receipts": "r", "decisions": "d"}
@@ -61,6 +62,20 @@ def agg(a: AggSpec) -> str:
 
 
 EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+
+
+def translate_prepared(
+    prepared: Prepared, tenant: str, *, now: datetime | None = None, max_rows: int | None = None
+) -> str:
+    """:func:`translate` for a prepared query: its window, its ``now`` and its row cap unless
+    given."""
+    return translate(
+        prepared.analyzed,
+        tenant=tenant,
+        now=prepared.now if now is None else now,
+        window=prepared.window,
+        max_rows=prepared.limits.max_rows if max_rows is None else max_rows,
+    )
 
 
 def translate(an: Analyzed, *, tenant: str, now: datetime, window: timedelta, max_rows: int) -> str:

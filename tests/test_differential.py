@@ -22,7 +22,7 @@ from pql.plan.nodes import RollupAggregate, walk
 from tests.cases import DIFFERENTIAL_CASES, WINDOW_CASES, WINDOWS
 from tests.compare import assert_same_frame
 from tests.paths import PATHS, SPARK, StorePath, edge_times
-from tests.sqlref import translate
+from tests.sqlref import translate_prepared
 from tests.strategies import queries
 
 
@@ -30,13 +30,7 @@ def check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: Any) -> pq
     prepared = engine.prepare(text, tenant=tenant, now=now)
     result = engine.execute(prepared)
     max_rows = prepared.limits.max_rows
-    sql = translate(
-        prepared.analyzed,
-        tenant=tenant,
-        now=prepared.now,
-        window=prepared.window,
-        max_rows=max_rows,
-    )
+    sql = translate_prepared(prepared, tenant, max_rows=max_rows)
     theirs = pl.from_arrow(duck.sql(sql).to_arrow_table())
     assert isinstance(theirs, pl.DataFrame)
     truncated = theirs.height > max_rows

@@ -23,7 +23,7 @@ from pql.storage import MemoryStore
 from pql.storage.rollups import DAY, ROWS, Rollups, rollup_specs, spec_for
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
-from tests.sqlref import translate
+from tests.sqlref import translate_prepared
 from tests.strategies import POOLS
 
 KEYS = {
@@ -96,13 +96,7 @@ def check(
     assert_same_frame(ours.df, reference.df, context + " against the raw path")
     assert ours.df.schema == reference.df.schema, context
     assert ours.truncated == reference.truncated
-    sql = translate(
-        prepared.analyzed,
-        tenant=tenant,
-        now=prepared.now,
-        window=prepared.window,
-        max_rows=prepared.limits.max_rows,
-    )
+    sql = translate_prepared(prepared, tenant)
     theirs = pl.from_arrow(duck.sql(sql).to_arrow_table())
     assert isinstance(theirs, pl.DataFrame)
     assert_same_frame(ours.df, theirs.head(prepared.limits.max_rows), f"{context}\nSQL: {sql}")

@@ -23,7 +23,7 @@ from pql.demo import DemoData, generate
 from pql.examples import CONTRACT_EXAMPLES
 from pql.execute.spark import SparkExecutor
 from tests.compare import assert_same_frame
-from tests.sqlref import translate
+from tests.sqlref import translate_prepared
 from tests.strategies import queries
 from tests.test_docs import LANGUAGE_BLOCKS, NOW, PARAMS, TENANT
 
@@ -70,13 +70,7 @@ def three_way(
     assert ours.truncated == polars.truncated, f"truncated differs for {text!r}"
     assert_same_frame(ours.df, polars.df, f"spark vs polars for {text!r} ({tenant})")
     max_rows = prepared.limits.max_rows
-    sql = translate(
-        prepared.analyzed,
-        tenant=tenant,
-        now=prepared.now,
-        window=prepared.window,
-        max_rows=max_rows,
-    )
+    sql = translate_prepared(prepared, tenant, max_rows=max_rows)
     theirs = pl.from_arrow(duck.sql(sql).to_arrow_table())
     assert isinstance(theirs, pl.DataFrame)
     assert ours.truncated == (theirs.height > max_rows)

@@ -19,7 +19,7 @@ from pql.plan.expr import Buckets, Col
 from pql.plan.nodes import RollupAggregate, walk
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
-from tests.sqlref import translate
+from tests.sqlref import translate_prepared
 
 WHERES = {
     "none": "",
@@ -67,13 +67,7 @@ def _text(aggs: str, join: str, where: str, group: str, width: str, since: str) 
 def _check(engine: pql.Engine, duck: Any, text: str, tenant: str, now: datetime) -> pl.DataFrame:
     prepared = engine.prepare(text, tenant=tenant, now=now)
     result = engine.execute(prepared)
-    sql = translate(
-        prepared.analyzed,
-        tenant=tenant,
-        now=prepared.now,
-        window=prepared.window,
-        max_rows=prepared.limits.max_rows,
-    )
+    sql = translate_prepared(prepared, tenant)
     theirs = pl.from_arrow(duck.sql(sql).to_arrow_table())
     assert isinstance(theirs, pl.DataFrame)
     assert result.truncated == (theirs.height > prepared.limits.max_rows)
