@@ -67,6 +67,7 @@ def test_a_join_without_a_condition_never_runs(demo: DemoData) -> None:
     with pytest.raises(InternalError) as err:
         compile_plan(join, MemoryStore(catalog), catalog)
     assert err.value.code == "PQL-X004"
+    assert err.value.message == "a join without a condition reached an executor"
     assert Join(join.left, join.right, key, other).keys() == (key, other)
 
 
