@@ -27,7 +27,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -63,6 +63,9 @@ MCV_MAX = 64
 
 MCV_PROBE = 4 * MCV_MAX
 """Above this sketch estimate a column's values are not counted at all (ids, not categories)."""
+
+SUMMARY_BATCH_ROWS = 1_000_000
+"""A lake's files are summarised together up to this many rows (a batch's frame in memory)."""
 
 _SEED = 0x5EED
 _HASH_ID = f"polars-{pl.__version__}"
@@ -680,8 +683,11 @@ class _LakeSidecar:
     ) -> SubjectSummary:
         """The summary, extended with the files in ``window`` (all: ``None``) not in it yet.
 
-        Files are summarised one at a time, checking ``deadline`` before each; what was done
-        before the deadline passed is saved, so the next query goes on from there.
+        Files are read and summarised in batches: one file first, then twice as many each
+        time (up to :data:`SUMMARY_BATCH_ROWS` rows), so a first query with a short deadline
+        still gets one file done and a large ingest pays a few dozen summaries, not one per
+        file. ``deadline`` is checked before each batch; what was done before it passed is
+        saved, so the next query goes on from there.
         """
         done, summary = self._load()
         lo, hi = (-math.inf, math.inf) if window is None else window
@@ -694,19 +700,19 @@ class _LakeSidecar:
         self.lake.check_files(new)
         added: list[str] = []
         try:
-            for entry in new:
+            for batch in _batches(new):
                 deadline.check("safety")
-                summary = summary.merge(summarize(self.subject, self._read(entry)))
-                added.append(entry.path)
+                summary = summary.merge(summarize(self.subject, self._read(batch)))
+                added.extend(entry.path for entry in batch)
         finally:
             if added:
                 self._save(sorted({*done, *added}), summary)
         return summary
 
-    def _read(self, entry: FileEntry) -> pl.DataFrame:
+    def _read(self, entries: Sequence[FileEntry]) -> pl.DataFrame:
         try:
             return pl.scan_parquet(
-                str(self.lake.root / entry.path),
+                [str(self.lake.root / entry.path) for entry in entries],
                 schema=self.subject.polars_schema(),
                 missing_columns="insert",
                 extra_columns="ignore",
@@ -714,7 +720,7 @@ class _LakeSidecar:
                 glob=False,
             ).collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise self.lake.read_error([entry], exc) from None
+            raise self.lake.read_error(entries, exc) from None
 
     def _load(self) -> tuple[set[str], SubjectSummary]:
         """The files summarized and their summary; nothing when the sidecar cannot be used.
@@ -746,6 +752,21 @@ class _LakeSidecar:
             os.replace(temp, self.path)
         except OSError:
             pass  # a read-only lake: the summary stays in memory only
+
+
+def _batches(entries: Sequence[FileEntry]) -> Iterator[list[FileEntry]]:
+    """``entries`` in order, in batches of 1, 2, 4, ... files, each under
+    :data:`SUMMARY_BATCH_ROWS` rows unless it is one file."""
+    batch: list[FileEntry] = []
+    rows, size = 0, 1
+    for entry in entries:
+        if batch and (len(batch) == size or rows + entry.rows > SUMMARY_BATCH_ROWS):
+            yield batch
+            batch, rows, size = [], 0, 2 * size
+        batch.append(entry)
+        rows += entry.rows
+    if batch:
+        yield batch
 
 
 class _NoStats:

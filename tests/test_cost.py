@@ -101,6 +101,45 @@ def test_lake_keeps_summaries_beside_the_data_and_merges_new_files(
     assert reopened is not None and reopened.to_json() == summary.to_json()
 
 
+def test_a_lake_summarises_its_files_in_doubling_batches(
+    demo: DemoData, lake_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file first (a short deadline still gets one done), then 2, 4, ... files: many small
+    partitions take a few summaries, not one each; a batch stays under the row cap."""
+    engine = pql.Engine(lake_dir)
+    engine.ingest("receipts", demo.receipts)
+    entries = engine.store.lake.manifest().files_of("acme", "receipts")
+    assert len(entries) > 100
+    (lake_dir / "_pql" / "stats" / "acme" / "receipts.json").unlink()
+    heights: list[int] = []
+    real = pql.stats.summarize
+
+    def counting(subject: Any, frame: pl.DataFrame) -> Any:
+        heights.append(frame.height)
+        return real(subject, frame)
+
+    monkeypatch.setattr(pql.stats, "summarize", counting)
+    rows = [e.rows for e in entries]
+    again = pql.Engine(lake_dir).statistics.summary("acme", "receipts")
+    assert again is not None and again.rows == sum(rows) == sum(heights)
+    sizes, start = [], 0
+    for height in heights:  # the files of each batch, in the manifest's order
+        end = start
+        while sum(rows[start:end]) < height:
+            end += 1
+        assert sum(rows[start:end]) == height
+        sizes.append(end - start)
+        start = end
+    assert sizes[:-1] == [2**i for i in range(len(sizes) - 1)] and sizes[-1] <= 2 ** len(sizes)
+    # Under a row cap of 40 rows, a batch holds at most 40 rows, or a single file.
+    monkeypatch.setattr(pql.stats, "SUMMARY_BATCH_ROWS", 40)
+    heights.clear()
+    (lake_dir / "_pql" / "stats" / "acme" / "receipts.json").unlink()
+    capped = pql.Engine(lake_dir).statistics.summary("acme", "receipts")
+    assert capped is not None and capped.to_json()["rows"] == sum(rows)
+    assert all(h <= 40 or h in rows for h in heights) and len(heights) > len(sizes)
+
+
 # -- estimates ---------------------------------------------------------------------------------
 
 

@@ -203,7 +203,7 @@ def history(tmp_path: Path) -> Path:
 
 
 def _count_summaries(monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = None) -> list[int]:
-    """Count the data files summarised (and let each take 10 ms on ``clock``)."""
+    """The rows of each batch of data files summarised (each batch takes 10 ms on ``clock``)."""
     calls: list[int] = []
     real = pql.stats.summarize
 
@@ -217,14 +217,16 @@ def _count_summaries(monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = 
     return calls
 
 
-def _files_in_window(lake: Path, start: datetime, end: datetime) -> int:
+def _in_window(lake: Path, start: datetime, end: datetime) -> tuple[int, int]:
+    """The data files of the window and their rows."""
     from pql.catalog import Catalog
     from pql.storage import Lake
     from pql.storage.base import micros
 
     entries = Lake(lake, Catalog()).manifest().files_of("acme", "receipts")
     assert len(entries) >= DAYS
-    return sum(1 for e in entries if e.ts_max >= micros(start) and e.ts_min <= micros(end))
+    inside = [e for e in entries if e.ts_max >= micros(start) and e.ts_min <= micros(end)]
+    return len(inside), sum(e.rows for e in inside)
 
 
 @pytest.mark.parametrize("index", [False, True])
@@ -235,18 +237,23 @@ def test_planning_summarises_only_the_window(
     engine = pql.Engine(history, index=index)
     prepared = engine.prepare(WINDOWED, tenant="acme", now=NOW)
     assert prepared.estimates is not None
-    in_window = _files_in_window(history, NOW - timedelta(days=1), NOW)
+    in_window, rows = _in_window(history, NOW - timedelta(days=1), NOW)
     assert 1 <= in_window <= 2
-    assert len(calls) == in_window  # not the 60 days of the tenant's history
+    assert sum(calls) == rows  # not the 60 days of the tenant's history
     sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
     assert len(sidecar["files"]) == in_window
     if index:
         assert engine.store.loaded() == ()  # planning never loads the tenant's index
     # The same window again summarises nothing; a longer one adds only its new files.
     engine.prepare(WINDOWED, tenant="acme", now=NOW)
-    assert len(calls) == in_window
+    assert sum(calls) == rows
     engine.prepare(WINDOWED.replace("1d", "7d"), tenant="acme", now=NOW)
-    assert len(calls) == _files_in_window(history, NOW - timedelta(days=7), NOW)
+    week, rows = _in_window(history, NOW - timedelta(days=7), NOW)
+    assert sum(calls) == rows
+    sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
+    assert len(sidecar["files"]) == week
+    # Batches double (1, 2, 4 files): a week's new files take three summaries, not one each.
+    assert len(calls) < week
     hours = DAYS * 24  # row i is at NOW - (hours - 1 - i) h, an error when i % 7 == 0
     errors = sum(1 for i in range(hours) if i % 7 == 0 and hours - 1 - i <= 24)
     assert engine.query(WINDOWED, tenant="acme", now=NOW).df.item() == errors
@@ -266,7 +273,7 @@ def test_a_tiny_deadline_stops_the_query_while_it_summarises(
     assert caught.value.code == "PQL-S006" and caught.value.exit_code == 3
     assert caught.value.details["stage"] == "safety"
     assert "5 ms" in caught.value.message
-    assert len(calls) == 1  # the loop over the window's 30 files stopped at the deadline
+    assert len(calls) == 1  # the first batch (one of the window's 30 files), then the deadline
     assert ran == []
     # What was summarised is kept: the next query goes on from there.
     sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
