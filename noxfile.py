@@ -8,13 +8,15 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "venv"
 
 SOURCES = ["pql", "tests", "benchmarks", "noxfile.py"]
+# the test files spread over the cores, each in one process (its fixtures built once)
+PYTEST = ["python", "-m", "pytest", "-n", "auto", "--dist", "loadfile"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (differential, property, golden, CLI)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run(*PYTEST, *session.posargs)
 
 
 @nox.session
@@ -22,7 +24,7 @@ def clock(session: nox.Session) -> None:
     """The tests that read the suite's clock, at several fixed dates (none may depend on today)."""
     session.install("-e", ".[test]")
     for moment in ("2028-02-29T00:00:00Z", "2026-12-31T23:59:59.999999Z", "2027-07-04T06:30:00Z"):
-        session.run("python", "-m", "pytest", "-m", "clock", env={"PQL_TEST_NOW": moment})
+        session.run(*PYTEST, "-m", "clock", env={"PQL_TEST_NOW": moment})
 
 
 @nox.session
