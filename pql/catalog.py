@@ -117,6 +117,12 @@ class Subject:
     def column(self, name: str) -> Column | None:
         return self._by_name.get(name)
 
+    def never_null(self, name: str) -> bool:
+        """Whether ``name`` holds a value in every stored row, whatever the catalog's
+        ``nullable`` says: the key, the tenant and the timestamp (every write refuses a null in
+        them, and a subject cannot be declared without them)."""
+        return name in (self.key, "tenant", "ts")
+
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 

@@ -12,12 +12,12 @@ import pytest
 
 import pql
 import pql.storage.memory as memory_module
-from pql.ast import CompareOp
+from pql.ast import AggFunc, CompareOp
 from pql.catalog import DECISIONS, DataType
 from pql.demo import DemoData
 from pql.errors import InternalError
-from pql.execute.compile import compile_plan, key_part, predicate
-from pql.plan.expr import AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
+from pql.execute.compile import _aggregate, compile_plan, key_part, predicate
+from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 from pql.plan.nodes import Join, RollupAggregate, Scan, walk
 from pql.storage import MemoryStore
 from pql.storage.memory import LOOKUP_ROWS
@@ -244,3 +244,28 @@ def test_an_in_list_of_integers_compares_integers_exactly() -> None:
     assert kept.to_list() == [big + 1]
     with_float = In(col, (Const(big + 1, DataType.INT), Const(0.5, DataType.FLOAT)))
     assert frame.filter(predicate(with_float)).collect().height == 2  # compared as floats
+
+
+@pytest.mark.parametrize(
+    ("column", "reads"),
+    [
+        ("decisionId", False),  # the key
+        ("tenant", False),
+        ("ts", False),
+        ("executionId", True),  # a reference: a decision may have none
+        ("policy_version", True),
+    ],
+)
+def test_count_of_a_column_never_null_reads_no_value(column: str, reads: bool) -> None:
+    """COUNT of the key, tenant or ts counts rows (``pl.len()``), so a join below it gathers
+    none of the column's values; COUNT of a column that may be null reads it."""
+    catalog = pql.Engine.in_memory().catalog
+    kind = DECISIONS.column(column)
+    assert kind is not None
+    spec = AggSpec(AggFunc.COUNT, Col("decisions", column, kind.type), "n", DataType.INT)
+    expr = _aggregate(spec, catalog)
+    assert expr.meta.root_names() == ([f"decisions.{column}"] if reads else [])
+    assert DECISIONS.never_null(column) is not reads
+    frame = pl.DataFrame({f"decisions.{column}": ["a", None, "b"]})
+    if reads:  # and counts only values, as SQL does
+        assert frame.select(expr).item() == 2

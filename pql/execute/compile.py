@@ -176,7 +176,7 @@ class _Compiler:
                 )
             case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
                 frame = self.compile(inner)
-                exprs = [_aggregate(a) for a in aggs]
+                exprs = [_aggregate(a, self.catalog) for a in aggs]
                 if buckets is not None:
                     bucket = bucket_of(buckets.col.qualified, buckets)
                     grouped = frame.group_by([bucket, *(k.qualified for k in keys)]).agg(exprs)
@@ -502,8 +502,12 @@ def predicate(pred: Pred) -> pl.Expr:
     raise InternalError("PQL-X006", f"the compiler met an unknown predicate {type(pred).__name__}")
 
 
-def _aggregate(spec: AggSpec) -> pl.Expr:
-    if spec.col is None:
+def _aggregate(spec: AggSpec, catalog: Catalog) -> pl.Expr:
+    # COUNT of a column that is never null counts rows: no value of it is read, so a join
+    # below gathers none (COUNT(decisions.decisionId) over a join would gather the strings).
+    if spec.col is None or (
+        spec.func is AggFunc.COUNT and catalog[spec.col.subject].never_null(spec.col.name)
+    ):
         return pl.len().cast(pl.Int64).alias(spec.name)
     col = pl.col(spec.col.qualified)
     match spec.func:

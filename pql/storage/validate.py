@@ -442,7 +442,7 @@ def _nullable(subject: Subject, column: Column) -> bool:
     """Keys, tenants, regions and timestamps always need a value, whatever the column says."""
     if column.name == "region" and not has_region(subject):
         return column.nullable
-    return column.nullable and column.name not in (subject.key, "tenant", "region", "ts")
+    return column.nullable and column.name != "region" and not subject.never_null(column.name)
 
 
 def _check_pattern(
