@@ -103,23 +103,14 @@ def test_one_load_at_a_time_the_most_demanded_first(tmp_path: Path) -> None:
     assert engine.query(text, tenant="acme", now=demo.now).stats["path"] == "index"
 
 
-def _lookup_bytes(store: IndexedLake, tenant: str) -> int:
+def _extra_bytes(store: IndexedLake, tenant: str, kind: str) -> int:
+    """The bytes of ``tenant``'s ``kind`` (``"lookups"`` or ``"codes"``) over all its parts."""
     index = store._indexes[tenant].store
     return sum(
-        lk.nbytes
+        array.nbytes
         for t in index._tables.values()
         for part in t.parts
-        for lk in part.lookups.values()
-    )
-
-
-def _code_bytes(store: IndexedLake, tenant: str) -> int:
-    index = store._indexes[tenant].store
-    return sum(
-        codes.nbytes
-        for t in index._tables.values()
-        for part in t.parts
-        for codes in part.codes.values()
+        for array in getattr(part, kind).values()
     )
 
 
@@ -145,7 +136,7 @@ def test_an_index_builds_its_lookups_after_loading_and_counts_them(
         ("decisionId", "executionId")
     }
     assert {tuple(p) for p in index.lookups_of("acme", "receipts")} == {("executionId",)}
-    lookups = _lookup_bytes(store, "acme")
+    lookups = _extra_bytes(store, "acme", "lookups")
     decisions = demo.decisions.filter(pl.col("tenant") == "acme")
     receipts = demo.receipts.filter(pl.col("tenant") == "acme").height
     nulls = decisions["executionId"].null_count()
@@ -159,7 +150,7 @@ def test_an_index_builds_its_lookups_after_loading_and_counts_them(
     assert got.stats["lookups"] == ["decisions.executionId"]
     assert set(got.df["executionId"].to_list()) == {wanted}
 
-    codes = _code_bytes(store, "acme")
+    codes = _extra_bytes(store, "acme", "codes")
     assert codes >= 8 * (receipts + decisions.height)  # a 64-bit code a row, and null flags
     # A budget the rows fit but not their lookups: the index is kept, without lookups.
     rows_only = store.memory_bytes() - lookups - codes
@@ -169,8 +160,8 @@ def test_an_index_builds_its_lookups_after_loading_and_counts_them(
     assert tight.wait_ready(timeout=120)
     assert isinstance(tight.store, IndexedLake)
     assert tight.store.loaded() == ("acme",)
-    assert _lookup_bytes(tight.store, "acme") == 0
-    assert _code_bytes(tight.store, "acme") == 0
+    assert _extra_bytes(tight.store, "acme", "lookups") == 0
+    assert _extra_bytes(tight.store, "acme", "codes") == 0
     assert tight.store.memory_bytes() == rows_only
     again = tight.query(
         f"FIND decisions WHERE executionId = '{wanted}' SINCE 30d", tenant="acme", now=demo.now
