@@ -148,34 +148,21 @@ class _Compiler:
                 return frame.filter(predicate(pred))
             case Filter(input=inner, predicate=pred):
                 return self.compile(inner).filter(predicate(pred))
-            case Join(left=left, right=right):
-                lk, rk = node.keys()
-                build = _POLARS_BUILD[build_side(node, self.estimates)]
-                coded = self.coded_inputs(node)
-                if coded is not None:
-                    codes = (f"{JOIN_CODE}.left", f"{JOIN_CODE}.right")
-                    return (
-                        coded[0]
-                        .join(
-                            coded[1],
-                            left_on=codes[0],
-                            right_on=codes[1],
-                            how="inner",
-                            coalesce=False,
-                            build_side=build,
-                        )
-                        .drop(codes)
-                    )
-                return self.compile(left).join(
-                    self.compile(right),
-                    left_on=lk.qualified,
-                    right_on=rk.qualified,
-                    how="inner",
-                    coalesce=False,
-                    build_side=build,
-                )
+            case Join():
+                return self.join(node)
             case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
-                frame = self.compile(inner)
+                if isinstance(inner, Join):
+                    used = {k.qualified for k in keys}
+                    used |= {
+                        a.col.qualified
+                        for a in aggs
+                        if a.col is not None and not _counts_rows(a, self.catalog)
+                    }
+                    if buckets is not None:
+                        used.add(buckets.col.qualified)
+                    frame = self.join(inner, used)
+                else:
+                    frame = self.compile(inner)
                 exprs = [_aggregate(a, self.catalog) for a in aggs]
                 if buckets is not None:
                     bucket = bucket_of(buckets.col.qualified, buckets)
@@ -201,6 +188,52 @@ class _Compiler:
             case RollupAggregate():
                 return self.rollup(node)
         raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
+
+    def join(self, node: Join, used: Collection[str] | None = None) -> pl.LazyFrame:
+        """The inner join of ``node``'s inputs, on their join codes when the store has them
+        (:meth:`coded_inputs`), else on the values. When ``used`` (the columns read above the
+        join) names none of one side's columns and that side joins on its subject's key, which
+        is unique within a tenant, each row of the other side meets at most one of its rows: the
+        join keeps that side's rows that have a match (a semi join), and neither builds pairs
+        nor gathers the first side's rows."""
+        lk, rk = node.keys()
+        semi = self.semi_side(node, used)
+        coded = self.coded_inputs(node)
+        if coded is not None:
+            left, right = coded
+            left_on, right_on = f"{JOIN_CODE}.left", f"{JOIN_CODE}.right"
+        else:
+            left, right = self.compile(node.left), self.compile(node.right)
+            left_on, right_on = lk.qualified, rk.qualified
+        if semi == "right":  # keep the right side's rows
+            left, right, left_on, right_on = right, left, right_on, left_on
+        if semi is not None:
+            joined = left.join(
+                right.select(right_on), left_on=left_on, right_on=right_on, how="semi"
+            )
+        else:
+            joined = left.join(
+                right,
+                left_on=left_on,
+                right_on=right_on,
+                how="inner",
+                coalesce=False,
+                build_side=_POLARS_BUILD[build_side(node, self.estimates)],
+            )
+        return joined if coded is None else joined.drop(left_on, right_on, strict=False)
+
+    def semi_side(
+        self, node: Join, used: Collection[str] | None
+    ) -> Literal["left", "right"] | None:
+        """The side whose rows a semi join keeps for ``node`` (see :meth:`join`), if any."""
+        if used is None:
+            return None
+        lk, rk = node.keys()
+        for keep, other, key in (("left", node.right, rk), ("right", node.left, lk)):
+            names = {name for name, _ in other.schema()}
+            if key.name == self.catalog[key.subject].key and not names & set(used):
+                return cast(Literal["left", "right"], keep)
+        return None
 
     def first_rows(
         self, scan: Scan, pred: Pred | None, keys: tuple[SortKey, ...], count: int, node: Limit
@@ -502,12 +535,17 @@ def predicate(pred: Pred) -> pl.Expr:
     raise InternalError("PQL-X006", f"the compiler met an unknown predicate {type(pred).__name__}")
 
 
-def _aggregate(spec: AggSpec, catalog: Catalog) -> pl.Expr:
-    # COUNT of a column that is never null counts rows: no value of it is read, so a join
-    # below gathers none (COUNT(decisions.decisionId) over a join would gather the strings).
-    if spec.col is None or (
+def _counts_rows(spec: AggSpec, catalog: Catalog) -> bool:
+    """Whether ``spec`` counts rows: ``COUNT(*)``, or COUNT of a column that is never null. No
+    value of that column is read, so a join below gathers none (``COUNT(decisions.decisionId)``
+    over a join would otherwise gather the ids)."""
+    return spec.col is None or (
         spec.func is AggFunc.COUNT and catalog[spec.col.subject].never_null(spec.col.name)
-    ):
+    )
+
+
+def _aggregate(spec: AggSpec, catalog: Catalog) -> pl.Expr:
+    if spec.col is None or _counts_rows(spec, catalog):
         return pl.len().cast(pl.Int64).alias(spec.name)
     col = pl.col(spec.col.qualified)
     match spec.func:
