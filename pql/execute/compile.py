@@ -25,6 +25,7 @@ from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.buckets import bucket_of, fill
+from pql.execute.joins import counts_rows, semi_side
 from pql.execute.rollups import aggregate_rollup
 from pql.plan.cost import Estimates, build_side
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
@@ -151,16 +152,9 @@ class _Compiler:
             case Join():
                 return self.join(node)
             case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
-                if isinstance(inner, Join):
-                    used = {k.qualified for k in keys}
-                    used |= {
-                        a.col.qualified
-                        for a in aggs
-                        if a.col is not None and not _counts_rows(a, self.catalog)
-                    }
-                    if buckets is not None:
-                        used.add(buckets.col.qualified)
-                    frame = self.join(inner, used)
+                semi = semi_side(node, self.catalog)
+                if semi is not None and isinstance(inner, Join):
+                    frame = self.join(inner, semi)
                 else:
                     frame = self.compile(inner)
                 exprs = [_aggregate(a, self.catalog) for a in aggs]
@@ -189,15 +183,12 @@ class _Compiler:
                 return self.rollup(node)
         raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
 
-    def join(self, node: Join, used: Collection[str] | None = None) -> pl.LazyFrame:
+    def join(self, node: Join, semi: Literal["left", "right"] | None = None) -> pl.LazyFrame:
         """The inner join of ``node``'s inputs, on their join codes when the store has them
-        (:meth:`coded_inputs`), else on the values. When ``used`` (the columns read above the
-        join) names none of one side's columns and that side joins on its subject's key, which
-        is unique within a tenant, each row of the other side meets at most one of its rows: the
-        join keeps that side's rows that have a match (a semi join), and neither builds pairs
-        nor gathers the first side's rows."""
+        (:meth:`coded_inputs`), else on the values; with ``semi``, only that side's rows that
+        have a match (:func:`~pql.execute.joins.semi_side`): no pair is built, and none of the
+        other side's rows is gathered."""
         lk, rk = node.keys()
-        semi = self.semi_side(node, used)
         coded = self.coded_inputs(node)
         if coded is not None:
             left, right = coded
@@ -221,19 +212,6 @@ class _Compiler:
                 build_side=_POLARS_BUILD[build_side(node, self.estimates)],
             )
         return joined if coded is None else joined.drop(left_on, right_on, strict=False)
-
-    def semi_side(
-        self, node: Join, used: Collection[str] | None
-    ) -> Literal["left", "right"] | None:
-        """The side whose rows a semi join keeps for ``node`` (see :meth:`join`), if any."""
-        if used is None:
-            return None
-        lk, rk = node.keys()
-        for keep, other, key in (("left", node.right, rk), ("right", node.left, lk)):
-            names = {name for name, _ in other.schema()}
-            if key.name == self.catalog[key.subject].key and not names & set(used):
-                return cast(Literal["left", "right"], keep)
-        return None
 
     def first_rows(
         self, scan: Scan, pred: Pred | None, keys: tuple[SortKey, ...], count: int, node: Limit
@@ -535,17 +513,8 @@ def predicate(pred: Pred) -> pl.Expr:
     raise InternalError("PQL-X006", f"the compiler met an unknown predicate {type(pred).__name__}")
 
 
-def _counts_rows(spec: AggSpec, catalog: Catalog) -> bool:
-    """Whether ``spec`` counts rows: ``COUNT(*)``, or COUNT of a column that is never null. No
-    value of that column is read, so a join below gathers none (``COUNT(decisions.decisionId)``
-    over a join would otherwise gather the ids)."""
-    return spec.col is None or (
-        spec.func is AggFunc.COUNT and catalog[spec.col.subject].never_null(spec.col.name)
-    )
-
-
 def _aggregate(spec: AggSpec, catalog: Catalog) -> pl.Expr:
-    if spec.col is None or _counts_rows(spec, catalog):
+    if spec.col is None or counts_rows(spec, catalog):
         return pl.len().cast(pl.Int64).alias(spec.name)
     col = pl.col(spec.col.qualified)
     match spec.func:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.compile import ScanInfo
+from pql.execute.joins import counts_rows, semi_side
 from pql.plan.expr import (
     BUCKET,
     AggSpec,
@@ -101,14 +102,15 @@ class _Compiler:
                 return self.scan(node)
             case Filter(input=inner, predicate=pred):
                 return self.compile(inner).where(predicate(pred))
-            case Join(left=left, right=right):
-                lk, rk = node.keys()
-                return self.compile(left).join(
-                    self.compile(right), c(lk.qualified) == c(rk.qualified), "inner"
-                )
+            case Join():
+                return self.join(node)
             case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
-                frame = self.compile(inner)
-                exprs = [_aggregate(a) for a in aggs]
+                semi = semi_side(node, self.catalog)
+                if semi is not None and isinstance(inner, Join):
+                    frame = self.join(inner, semi)
+                else:
+                    frame = self.compile(inner)
+                exprs = [_aggregate(a, self.catalog) for a in aggs]
                 names = [c(k.qualified) for k in keys]
                 if buckets is not None:
                     bucket = _bucket_of(buckets.col.qualified, buckets)
@@ -164,6 +166,19 @@ class _Compiler:
             & F.col("ts").between(_lit_ts(node.start), _lit_ts(node.end))
         )
         return frame.select(*(F.col(col.name).alias(col.qualified) for col in node.columns))
+
+    def join(self, node: Join, semi: Literal["left", "right"] | None = None) -> DataFrame:
+        """The inner join of ``node``'s inputs; with ``semi``, that side's rows that have a
+        match (Spark's ``left_semi``, see :func:`~pql.execute.joins.semi_side`)."""
+        lk, rk = node.keys()
+        left, right = self.compile(node.left), self.compile(node.right)
+        if semi is None:
+            return left.join(right, c(lk.qualified) == c(rk.qualified), "inner")
+        if semi == "right":
+            left, right, lk, rk = right, left, rk, lk
+        return left.join(
+            right.select(c(rk.qualified)), c(lk.qualified) == c(rk.qualified), "left_semi"
+        )
 
     def fill(
         self,
@@ -285,10 +300,10 @@ def predicate(pred: Pred) -> Column:
     )
 
 
-def _aggregate(spec: AggSpec) -> Column:
+def _aggregate(spec: AggSpec, catalog: Catalog) -> Column:
     from pyspark.sql import functions as F
 
-    if spec.col is None:
+    if spec.col is None or counts_rows(spec, catalog):
         return F.count(F.lit(1)).alias(spec.name)
     col = c(spec.col.qualified)
     match spec.func:
