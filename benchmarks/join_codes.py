@@ -6,7 +6,8 @@ Run from the repository root (the data is generated once into ``benchmarks/.data
     python -m benchmarks.join_codes --receipts 10000000
 
 Each query is timed joining on the indexes' join codes and joining on the ``executionId``
-strings (the compiler told not to read codes, as before they existed), the two interleaved so
+strings (the compiler told not to read codes, as before they existed), and with every join an
+inner join (no semi join, see ``pql/execute/joins.py``), each interleaved with the default so
 that both see the same load (each query compiled afresh: a compiled query, reused, would keep
 the join it was compiled with); against DuckDB on sorted native tables; and the count joins
 against the same join written by hand in Polars over the tenant's in-memory frames. Every
@@ -101,6 +102,12 @@ def main(argv: list[str] | None = None) -> None:
                 compile_mod._Compiler,
                 "coded_inputs",
             )
+            _, inner_ms = ab_ms(
+                lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
+                args.repeat,
+                compile_mod,
+                "semi_side",
+            )
             duck_ms = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
             row: dict[str, Any] = {
                 "tenant": tenant,
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                 "join_codes": result.stats.get("join_codes"),
                 "pql_ms": pql_ms,
                 "pql_strings_ms": strings_ms,
+                "pql_inner_join_ms": inner_ms,
                 "duckdb_ms": duck_ms,
                 "ratio_pql_duckdb": round(pql_ms / duck_ms, 2),
                 "ratio_pql_strings_duckdb": round(strings_ms / duck_ms, 2),
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                 row["ratio_pql_polars"] = round(pql_ms / row["polars_ms"], 2)
             rows[f"{shape}/{which}"] = row
             print(
-                f"{shape}/{which}: pql {pql_ms} ms (strings: {strings_ms} ms), duckdb {duck_ms} "
+                f"{shape}/{which}: pql {pql_ms} ms (strings: {strings_ms} ms, inner join: "
+                f"{inner_ms} ms), duckdb {duck_ms} "
                 f"ms, polars {row.get('polars_ms', '-')} ms, ratio {pql_ms / duck_ms:.2f} "
                 f"(strings: {strings_ms / duck_ms:.2f}) {result.stats.get('join_codes')}",
                 flush=True,

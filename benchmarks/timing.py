@@ -20,9 +20,9 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return round(statistics.median(times), 3)
 
 
-def ab_ms(fn: Callable[[], object], repeat: int, owner: type, name: str) -> tuple[float, float]:
-    """Medians of ``fn`` with ``owner.name`` as it is (A) and replaced by a method that returns
-    ``None`` (B), interleaved call by call so that both see the same noise; the first call of
+def ab_ms(fn: Callable[[], object], repeat: int, owner: object, name: str) -> tuple[float, float]:
+    """Medians of ``fn`` with ``owner.name`` as it is (A) and replaced by a function that returns
+    ``None`` (B; ``owner`` a class or a module), interleaved call by call so that both see the same noise; the first call of
     each is a warm-up. The attribute is put back even when ``fn`` raises."""
     real = getattr(owner, name)
     times: dict[bool, list[float]] = {True: [], False: []}
