@@ -78,6 +78,8 @@ PLAN_CASES = [
     "FIND COUNT(*) AS n, AVG(receipts.latency_ms) WHERE status != 'ok' GROUP BY receipts.region TIMESERIES 1h SINCE 2d",
     "FIND COUNT(decisions.decisionId) AS denies JOIN receipts ON decisions.executionId = receipts.executionId "
     "WHERE decisions.effect = 'deny' GROUP BY decisions.rule TIMESERIES 1d SINCE 30d ORDER BY bucket DESC",
+    # a list in each sense, as explain writes them
+    "FIND receipts WHERE workflow NOT IN ('sync', 'etl') AND region IN ('us-east-1') SINCE 7d",
 ]
 
 DIFFERENTIAL_CASES = [

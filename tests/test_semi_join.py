@@ -20,6 +20,8 @@ import pql
 from pql.demo import DemoData
 from pql.execute import compile as compile_module
 from pql.execute.compile import compile_plan
+from pql.execute.joins import semi_side
+from pql.plan.nodes import Aggregate, Join, walk
 from tests.clock import TEST_NOW
 from tests.test_join_codes import CODED, _decisions, _receipts
 
@@ -56,6 +58,31 @@ def test_which_joins_are_semi_joins(
     engine: pql.Engine, demo: DemoData, text: str, semi: bool
 ) -> None:
     assert ("SEMI JOIN" in _frame_plan(engine, text, demo.now)) is semi
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"FIND COUNT(decisions.decisionId) {_ON_RECEIPTS} GROUP BY decisions.rule SINCE 7d", True),
+        (f"FIND COUNT(*) {_ON_DECISIONS} SINCE 30d", True),
+        (f"FIND SUM(receipts.cost_usd) {_ON_DECISIONS} SINCE 30d", False),
+    ],
+)
+def test_the_side_kept_is_the_one_not_joined_on_its_key(
+    engine: pql.Engine, demo: DemoData, text: str, kept: bool
+) -> None:
+    """``semi_side`` names the side whose rows are kept: the decisions, whichever side of the
+    join they are on (receipts join on their key)."""
+    plan = engine.prepare(text, tenant="acme", now=demo.now).plan
+    (aggregate,) = [n for n in walk(plan) if isinstance(n, Aggregate)]
+    assert isinstance(aggregate.input, Join)
+    side = semi_side(aggregate, engine.catalog)
+    if not kept:
+        assert side is None
+        return
+    assert side in ("left", "right")
+    rows = aggregate.input.left if side == "left" else aggregate.input.right
+    assert {name.split(".")[0] for name, _ in rows.schema()} == {"decisions"}
 
 
 _KEYS = st.sampled_from(["ex-1", "ex-2", "ex-3", "ex-\u00e9", "EX-1", "ex-1 ", "ex-10"])

@@ -290,6 +290,13 @@ def test_the_bucket_holds_the_instant(instant: datetime, seconds: int) -> None:
     assert (start - datetime(1970, 1, 1, tzinfo=UTC)) % buckets.width == timedelta(0)
 
 
+@pytest.mark.parametrize("seconds", [0, -60])
+def test_a_bucket_is_longer_than_zero(seconds: int) -> None:
+    """A bucket of no width holds no instant (``floor`` would divide by zero)."""
+    with pytest.raises(ValueError, match="longer than zero"):
+        Buckets(_TS, seconds)
+
+
 @given(_instants, st.integers(1, 400 * 86400), st.integers(60, 30 * 86400))
 def test_every_bucket_of_the_window_is_counted(
     instant: datetime, length: int, seconds: int
