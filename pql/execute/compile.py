@@ -25,7 +25,7 @@ from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.buckets import bucket_of, fill
-from pql.execute.joins import counts_rows, semi_side
+from pql.execute.joins import Side, aggregate_input, counts_rows
 from pql.execute.rollups import aggregate_rollup
 from pql.plan.cost import Estimates, build_side
 from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
@@ -151,12 +151,8 @@ class _Compiler:
                 return self.compile(inner).filter(predicate(pred))
             case Join():
                 return self.join(node)
-            case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
-                semi = semi_side(node, self.catalog)
-                if semi is not None and isinstance(inner, Join):
-                    frame = self.join(inner, semi)
-                else:
-                    frame = self.compile(inner)
+            case Aggregate(keys=keys, aggregates=aggs, buckets=buckets):
+                frame = aggregate_input(node, self.catalog, self.compile, self.join)
                 exprs = [_aggregate(a, self.catalog) for a in aggs]
                 if buckets is not None:
                     bucket = bucket_of(buckets.col.qualified, buckets)
@@ -183,7 +179,7 @@ class _Compiler:
                 return self.rollup(node)
         raise InternalError("PQL-X005", f"the compiler met an unknown node {type(node).__name__}")
 
-    def join(self, node: Join, semi: Literal["left", "right"] | None = None) -> pl.LazyFrame:
+    def join(self, node: Join, semi: Side | None = None) -> pl.LazyFrame:
         """The inner join of ``node``'s inputs, on their join codes when the store has them
         (:meth:`coded_inputs`), else on the values; with ``semi``, only that side's rows that
         have a match (:func:`~pql.execute.joins.semi_side`): no pair is built, and none of the

@@ -12,14 +12,18 @@ Two rules, both from the catalog rather than from any subject's name:
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from pql.ast import AggFunc
 from pql.catalog import Catalog
 from pql.plan.expr import AggSpec
 from pql.plan.nodes import Aggregate, Join, Node
 
-__all__ = ["counts_rows", "semi_side"]
+__all__ = ["Side", "aggregate_input", "counts_rows", "semi_side"]
+
+Side = Literal["left", "right"]
+F = TypeVar("F")
 
 
 def counts_rows(spec: AggSpec, catalog: Catalog) -> bool:
@@ -29,7 +33,7 @@ def counts_rows(spec: AggSpec, catalog: Catalog) -> bool:
     )
 
 
-def semi_side(node: Aggregate, catalog: Catalog) -> Literal["left", "right"] | None:
+def semi_side(node: Aggregate, catalog: Catalog) -> Side | None:
     """The side of ``node``'s input join whose rows a semi join keeps (the other side joins on
     its key and none of its columns is read above the join); ``None``: an inner join, or no
     join directly below ``node``."""
@@ -46,6 +50,21 @@ def semi_side(node: Aggregate, catalog: Catalog) -> Literal["left", "right"] | N
     if lk.name == catalog[lk.subject].key and not read & _names(join.left):
         return "right"
     return None
+
+
+def aggregate_input(
+    node: Aggregate,
+    catalog: Catalog,
+    compile_node: Callable[[Node], F],
+    join: Callable[[Join, Side | None], F],
+) -> F:
+    """The frame an executor aggregates for ``node``: its input join as a semi join when
+    :func:`semi_side` finds a side to keep, else its input compiled as it is. ``compile_node`` and
+    ``join`` are the executor's own (a Polars or a Spark frame)."""
+    semi = semi_side(node, catalog)
+    if semi is not None and isinstance(node.input, Join):
+        return join(node.input, semi)
+    return compile_node(node.input)
 
 
 def _names(node: Node) -> set[str]:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pql.ast import AggFunc, CompareOp
 from pql.catalog import Catalog, DataType
 from pql.errors import InternalError
 from pql.execute.compile import ScanInfo
-from pql.execute.joins import counts_rows, semi_side
+from pql.execute.joins import Side, aggregate_input, counts_rows
 from pql.plan.expr import (
     BUCKET,
     AggSpec,
@@ -104,12 +104,8 @@ class _Compiler:
                 return self.compile(inner).where(predicate(pred))
             case Join():
                 return self.join(node)
-            case Aggregate(input=inner, keys=keys, aggregates=aggs, buckets=buckets):
-                semi = semi_side(node, self.catalog)
-                if semi is not None and isinstance(inner, Join):
-                    frame = self.join(inner, semi)
-                else:
-                    frame = self.compile(inner)
+            case Aggregate(keys=keys, aggregates=aggs, buckets=buckets):
+                frame = aggregate_input(node, self.catalog, self.compile, self.join)
                 exprs = [_aggregate(a, self.catalog) for a in aggs]
                 names = [c(k.qualified) for k in keys]
                 if buckets is not None:
@@ -167,7 +163,7 @@ class _Compiler:
         )
         return frame.select(*(F.col(col.name).alias(col.qualified) for col in node.columns))
 
-    def join(self, node: Join, semi: Literal["left", "right"] | None = None) -> DataFrame:
+    def join(self, node: Join, semi: Side | None = None) -> DataFrame:
         """The inner join of ``node``'s inputs; with ``semi``, that side's rows that have a
         match (Spark's ``left_semi``, see :func:`~pql.execute.joins.semi_side`)."""
         lk, rk = node.keys()
