@@ -54,9 +54,14 @@ NO_DEADLINE = Deadline(None)
 """No deadline: every check passes."""
 
 
-def expired(deadline_ms: float, stage: str = "execute") -> SafetyError:
-    """The ``PQL-S006`` error of a query past its deadline, in ``stage``."""
-    if stage == "execute":
+def expired(deadline_ms: float, stage: str = "execute", *, cancelled: bool = True) -> SafetyError:
+    """The ``PQL-S006`` error of a query past its deadline, in ``stage``; ``cancelled=False``:
+    the query could not be cancelled and is left to run out (a streaming join)."""
+    details: dict[str, object] = {"deadline_ms": deadline_ms, "stage": stage}
+    if stage == "execute" and not cancelled:
+        what = "and is left to finish in the background (a streaming join cannot be cancelled)"
+        details["cancelled"] = False
+    elif stage == "execute":
         what = "and was cancelled"
     else:
         what = f"before it ran (in {stage}) and was stopped"
@@ -68,5 +73,5 @@ def expired(deadline_ms: float, stage: str = "execute") -> SafetyError:
             "raise Limits.deadline_ms if queries this long are expected",
         ),
         setting="Limits.deadline_ms",
-        details={"deadline_ms": deadline_ms, "stage": stage},
+        details=details,
     )

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -32,9 +32,9 @@ from pql.catalog import Catalog
 from pql.deadline import Deadline
 from pql.errors import InputError, InternalError, PQLError
 from pql.execute import Compiled, compile_plan, run
-from pql.execute.admission import Admission
+from pql.execute.admission import Admission, Hold
 from pql.execute.reuse import COMPILED_SIZE, CompiledQueries, Family, reuse_key
-from pql.execute.run import collect
+from pql.execute.run import STREAMING_ROWS, collect, streams
 from pql.execute.spark import SparkCompiled, SparkExecutor
 from pql.limits import DEFAULT_LIMITS, Limits, TenantLimits
 from pql.metrics import Metrics, default_metrics, outcome_of
@@ -201,6 +201,12 @@ class Engine:
     ``"spark"``, which compiles the same safe plans to Apache Spark over the lake's files and runs
     them on the ``spark`` session given (a lake engine only; see ``docs/scale-out.md``). The
     query text never chooses it. Spark reads no rollups, so its plans never use them.
+    On Polars, a query whose inner join reads at least ``streaming_rows`` rows (default
+    :data:`~pql.execute.run.STREAMING_ROWS`) runs on Polars' streaming engine, about twice as
+    fast there; that engine cannot be cancelled, so past its deadline such a query's caller gets
+    ``PQL-S006`` while the query runs out, keeping its admission slot. ``None``: every query runs
+    on the in-memory engine and is cancelled at its deadline. ``result.stats["polars_engine"]``
+    says which ran (``docs/pql/SAFETY.md``).
     ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
     asked again with the same text, parameters, tenant, ``now``, limits and data version skips
     analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on
@@ -246,6 +252,7 @@ class Engine:
         plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
         plan_reuse_share: float = DEFAULT_PLAN_REUSE_SHARE,
         snapshots: bool = True,
+        streaming_rows: int | None = STREAMING_ROWS,
     ) -> None:
         if executor not in EXECUTORS:
             raise InputError(
@@ -309,6 +316,9 @@ class Engine:
             )
         self.executor = executor
         """What runs the plans: ``polars`` or ``spark``."""
+        self.streaming_rows = streaming_rows
+        """The rows read from which an inner join runs on Polars' streaming engine (``None``:
+        none does); may be changed on a live engine."""
         self._spark = (
             SparkExecutor.of(spark, self.store, self.catalog) if executor == "spark" else None
         )
@@ -354,6 +364,7 @@ class Engine:
         plan_memo_size: int = DEFAULT_MEMO_SIZE,
         plan_reuse: timedelta = DEFAULT_PLAN_REUSE,
         plan_reuse_share: float = DEFAULT_PLAN_REUSE_SHARE,
+        streaming_rows: int | None = STREAMING_ROWS,
     ) -> Engine:
         """An engine that keeps its data in memory (tests, notebooks); options as for ``Engine``."""
         cat = catalog or Catalog()
@@ -375,6 +386,7 @@ class Engine:
             plan_memo_size=plan_memo_size,
             plan_reuse=plan_reuse,
             plan_reuse_share=plan_reuse_share,
+            streaming_rows=streaming_rows,
         )
 
     # indexes ----------------------------------------------------------------------------
@@ -867,7 +879,8 @@ class Engine:
         t = time.perf_counter()
         if deadline is None:
             deadline = self._deadline(prepared.limits)
-        with self._admitted(prepared.tenant, prepared.limits):
+        engine: str | None = None
+        with self._admitted(prepared.tenant, prepared.limits) as hold:
             try:
                 deadline.check("admission")
                 compiled: Compiled | SparkCompiled
@@ -881,7 +894,9 @@ class Engine:
                     t = _lap(timings, "compile", t)
                     _split_reads(timings, compiled.read_s)
                     deadline.check("compile")  # a store may have loaded an index here
-                    frame, truncated = run(compiled, deadline)
+                    streaming = streams(compiled, self.streaming_rows)
+                    engine = "streaming" if streaming else "in-memory"
+                    frame, truncated = run(compiled, deadline, streaming=streaming, hold=hold)
                 _lap(timings, "execute", t)
             except PQLError:
                 raise
@@ -904,6 +919,7 @@ class Engine:
             "estimate": _estimate_stats(prepared),
             "would_refuse": list(prepared.would_refuse),
             "executor": self.executor,
+            "polars_engine": engine,
             "plan_reused": prepared.reused,
             "compiled_reused": getattr(compiled, "reused", False),
         }
@@ -954,8 +970,10 @@ class Engine:
         return counts
 
     @contextmanager
-    def _admitted(self, tenant: str, limits: Limits | None = None) -> Iterator[None]:
-        """A running slot of the tenant's share (if it has one), then of the engine.
+    def _admitted(self, tenant: str, limits: Limits | None = None) -> Iterator[Hold]:
+        """A running slot of the tenant's share (if it has one), then of the engine, released
+        when the body ends or, if it left work running (:class:`~pql.execute.admission.Hold`),
+        when that work ends.
 
         ``limits`` are the tenant's as the query read them (default: read now)."""
         mine = limits if limits is not None else self.limits_for(tenant)
@@ -969,8 +987,15 @@ class Engine:
                 queued=mine.max_queued,
                 where=f"tenant {tenant!r}'s share of this engine",
             )
-        with share.slot(wait) if share is not None else nullcontext(), self._admission.slot(wait):
-            yield
+        with ExitStack() as slots:
+            if share is not None:
+                slots.enter_context(share.slot(wait))
+            slots.enter_context(self._admission.slot(wait))
+            hold = Hold()
+            try:
+                yield hold
+            finally:
+                hold.release(slots.pop_all().close)
 
 
 def _register_subjects(catalog: Catalog, adapters: adapters_mod.Adapters) -> None:

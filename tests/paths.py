@@ -12,6 +12,8 @@ way a user gets it:
 ``indexed+rollup`` the same with ``rollup_min_rows=0``: every exact aggregate reads the rollups
 ``memory``         ``pql.Engine.in_memory()``
 ``memory+rollup``  the same with ``rollup_min_rows=0``
+``streaming``      ``pql.Engine(DIR, streaming_rows=0)``: every inner join collected on Polars'
+                   streaming engine (by default only those reading millions of rows are)
 ``restart``        the indexes as a restarted service has them: mapped from snapshots with their
                    lookups, a tenant kept in several storage regions in one sorted part per
                    region (scans merge the parts' windows, lookups read each part's)
@@ -61,7 +63,16 @@ __all__ = [
     "write_lake",
 ]
 
-PATHS = ("cli", "service", "indexed", "indexed+rollup", "memory", "memory+rollup", "restart")
+PATHS = (
+    "cli",
+    "service",
+    "indexed",
+    "indexed+rollup",
+    "memory",
+    "memory+rollup",
+    "streaming",
+    "restart",
+)
 SPARK = "spark"
 """The Spark executor over the lake: a path only the tests that name it run (about a second a
 query; the matrix runs thousands)."""
@@ -164,6 +175,8 @@ def open_path(name: str, data: DemoData, lake: Path, *, spark: Any = None) -> St
         engine = pql.Engine(lake, index=True)
     elif name == "indexed+rollup":
         engine = pql.Engine(lake, index=True, rollup_min_rows=0)
+    elif name == "streaming":
+        engine = pql.Engine(lake, streaming_rows=0)
     elif name == "restart":
         engine = _restarted(lake)
     elif name == SPARK:

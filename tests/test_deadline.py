@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pql.engine
 import pql.stats
 from pql.cli import main
 from pql.errors import SafetyError
+from pql.execute.admission import Hold
 from pql.execute.run import collect
 from pql.limits import Limits
 
@@ -80,6 +83,31 @@ def test_collect_cancels_a_slow_query_at_its_deadline() -> None:
     assert caught.value.code == "PQL-S006" and caught.value.exit_code == 3
     assert caught.value.setting == "Limits.deadline_ms"
     assert "5 ms" in caught.value.message
+
+
+def test_a_streaming_collect_past_its_deadline_runs_out_holding_its_slots() -> None:
+    """The streaming engine cannot be cancelled: the caller gets PQL-S006 at the deadline, the
+    query goes on, and what it holds is released only when it ends."""
+    keys = pl.LazyFrame({"k": [0] * 15_000, "v": range(15_000)})
+    slow = keys.join(keys, on="k").select(pl.col("v").sum())  # 225 million pairs
+    hold, freed = Hold(), threading.Event()
+    started = time.perf_counter()
+    with pytest.raises(SafetyError) as caught:
+        collect(slow, 5, streaming=True, hold=hold)
+    assert time.perf_counter() - started < 1.0
+    hold.release(freed.set)
+    assert not freed.is_set()  # still running: not cancelled
+    assert freed.wait(60)  # and it ends on its own
+    error = caught.value
+    assert error.code == "PQL-S006" and error.setting == "Limits.deadline_ms"
+    assert error.details == {"deadline_ms": 5, "stage": "execute", "cancelled": False}
+    assert "left to finish in the background" in error.message
+
+
+def test_a_hold_without_work_left_releases_at_once() -> None:
+    freed: list[bool] = []
+    Hold().release(lambda: freed.append(True))
+    assert freed == [True]
 
 
 def test_fast_queries_finish_under_the_deadline() -> None:
@@ -159,6 +187,65 @@ def test_admission_with_a_query_running(big: tuple[pl.DataFrame, pl.DataFrame]) 
     assert "ok" in outcomes
     assert set(outcomes) <= {"ok", "PQL-S007"}
     assert len(outcomes) == 4
+
+
+JOINED = (
+    "FIND AVG(receipts.latency_ms) JOIN decisions ON receipts.executionId = "
+    "decisions.executionId GROUP BY decisions.rule SINCE 30d"
+)
+
+
+class GatedThreads:
+    """A stand-in for the streaming threads whose work starts only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def later() -> Any:
+            assert self.gate.wait(60)
+            return fn(*args, **kwargs)
+
+        return self.pool.submit(later)
+
+
+def test_a_streaming_join_past_its_deadline_keeps_its_admission_slot(
+    big: tuple[pl.DataFrame, pl.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot of a query left running is taken until the query ends, so ``max_concurrent``
+    bounds the work in flight, not only the callers waiting."""
+    engine = _engine(big, max_concurrent=1, max_queued=0, deadline_ms=300)
+    engine.deadline_clock = FakeClock()  # the stages pass; the collect waits 300 real ms
+    engine.streaming_rows = 0  # every inner join streams
+    threads = GatedThreads()
+    runner = importlib.import_module("pql.execute.run")  # the module, not the function
+    monkeypatch.setattr(runner, "_STREAMERS", threads)
+    with pytest.raises(SafetyError) as caught:
+        engine.query(JOINED, tenant="acme", now=NOW, cache=False)
+    assert caught.value.code == "PQL-S006" and caught.value.details["cancelled"] is False
+    assert engine._admission.running == 1  # still held by the query left running
+    with pytest.raises(SafetyError) as refused:
+        engine.query(WINDOWED, tenant="acme", now=NOW, cache=False)
+    assert refused.value.code == "PQL-S007"
+    threads.gate.set()
+    give_up = time.monotonic() + 60
+    while engine._admission.running and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert engine._admission.running == 0
+    engine.limits = Limits(max_concurrent=1, max_queued=0, deadline_ms=60_000)
+    answer = engine.query(JOINED, tenant="acme", now=NOW, cache=False)
+    assert answer.stats["polars_engine"] == "streaming" and answer.df.height == 1
+
+
+def test_a_cancelled_query_frees_its_slot_at_once(big: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    engine = _engine(big, max_concurrent=1, max_queued=0, deadline_ms=1)
+    engine.deadline_clock = FakeClock()  # the stages pass; the collect waits 1 real ms
+    engine.streaming_rows = None  # every query on the in-memory engine, cancellable
+    with pytest.raises(SafetyError) as caught:
+        engine.query(JOINED, tenant="acme", now=NOW, cache=False)
+    assert caught.value.details == {"deadline_ms": 1, "stage": "execute"}
+    assert engine._admission.running == 0
 
 
 # -- work before execution: bounded by the window, and under the deadline -------------------------

@@ -168,6 +168,29 @@ def test_forced_rollup_paths_read_rollups(
         assert not any(used), used
 
 
+def test_only_the_streaming_path_streams_joins_this_small(
+    store_path: StorePath, edge_data: DemoData, edge_tenants: list[str]
+) -> None:
+    """Guard against a vacuous path: the ``streaming`` path collects every inner join on Polars'
+    streaming engine (and nothing else); the others, on data this small, never do."""
+    engines = {
+        text: store_path.engine.query(
+            text, tenant=edge_tenants[0], now=edge_data.now, cache=False
+        ).stats["polars_engine"]
+        for text in (
+            "FIND AVG(receipts.latency_ms) JOIN decisions ON receipts.executionId = "
+            "decisions.executionId GROUP BY decisions.rule SINCE 30d",
+            "FIND COUNT(*) JOIN decisions ON receipts.executionId = decisions.executionId "
+            "SINCE 30d",  # a semi join: no pairs built
+            "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d",
+        )
+    }
+    streamed = list(engines.values()) == ["streaming", "in-memory", "in-memory"]
+    assert streamed == (store_path.name == "streaming"), engines
+    if store_path.name != "streaming":
+        assert set(engines.values()) == {"in-memory"}, engines
+
+
 def test_row_cap_truncates_like_sql(
     engine: pql.Engine, duck: Any, demo: Any, tenants: list[str]
 ) -> None:

@@ -2,17 +2,23 @@
 
 A bounded queue: up to ``running`` queries run; up to ``queued`` more wait (each at most its
 ``timeout``); anything beyond is refused at once (``PQL-S007``) instead of piling up.
+
+A query whose caller stopped waiting while its work goes on (a streaming join past its deadline
+cannot be cancelled) keeps its slots until that work ends (:class:`Hold`), so the bound holds
+for the work in flight, not only for the callers waiting.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any
 
 from pql.errors import SafetyError
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "Hold"]
 
 
 class Admission:
@@ -72,3 +78,34 @@ class Admission:
             setting="Limits.max_concurrent",
             details={"max_concurrent": self.max_running, "max_queued": self.max_queued},
         )
+
+
+class Hold:
+    """The slots of one admitted query, released when its caller is done or, if the caller left
+    work running (:meth:`keep_until`), when that work ends.
+
+    >>> freed = []
+    >>> work: Future[int] = Future()
+    >>> hold = Hold()
+    >>> hold.keep_until(work)
+    >>> hold.release(lambda: freed.append(True))
+    >>> freed
+    []
+    >>> work.set_result(1)
+    >>> freed
+    [True]
+    """
+
+    def __init__(self) -> None:
+        self._work: Future[Any] | None = None
+
+    def keep_until(self, work: Future[Any]) -> None:
+        """Keep the slots taken until ``work`` ends (its answer or its error)."""
+        self._work = work
+
+    def release(self, free: Callable[[], object]) -> None:
+        """Call ``free`` now, or when the work kept ends if it is still running."""
+        if self._work is None:
+            free()
+        else:
+            self._work.add_done_callback(lambda _: free())

@@ -70,6 +70,8 @@ class Compiled:
     read_s: float = 0.0
     """Seconds compiling spent reading data: the store's reads (which may wait for an index
     being mapped) and the first rows' probes; the rest of compiling is building the query."""
+    pairs: bool = False
+    """Whether the query builds the pairs of an inner join (a semi join builds none)."""
     reused: bool = False
     """Whether this query was compiled before, for a plan of the same family that read the same
     rows (:mod:`pql.execute.reuse`): nothing was built or read for it now."""
@@ -119,7 +121,7 @@ def compile_plan(
         frame = compiler.compile(Limit(plan.input, cap + 1))
     else:
         frame = compiler.compile(plan)
-    return Compiled(frame, cap, compiler.scans, compiler.read_s)
+    return Compiled(frame, cap, compiler.scans, compiler.read_s, compiler.pairs)
 
 
 @dataclass(slots=True)
@@ -129,6 +131,7 @@ class _Compiler:
     estimates: Estimates | None
     scans: list[ScanInfo] = field(default_factory=list)
     read_s: float = 0.0
+    pairs: bool = False
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -199,6 +202,7 @@ class _Compiler:
                 right.select(right_on), left_on=left_on, right_on=right_on, how="semi"
             )
         else:
+            self.pairs = True
             joined = left.join(
                 right,
                 left_on=left_on,
