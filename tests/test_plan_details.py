@@ -21,8 +21,8 @@ from pql.errors import InternalError, QueryError, SafetyError
 from pql.execute.admission import Admission
 from pql.plan.cost import _Bounds
 from pql.plan.explain import describe
-from pql.plan.expr import Col, Const
-from pql.plan.nodes import RollupAggregate, Scan, walk
+from pql.plan.expr import Cmp, Col, Const
+from pql.plan.nodes import Filter, RollupAggregate, Scan, walk
 from pql.plan.safety import _window_text
 from pql.stats import ColumnSummary
 from tests.golden import check_golden
@@ -164,6 +164,15 @@ def test_a_rollup_node_checks_its_days_and_its_columns(rolled: pql.Engine) -> No
         ValueError, match=r"^an edge lacks columns the aggregate reads: \{'receipts.region'\}$"
     ):
         replace(node, edges=(only_ts,))
+
+
+def test_a_filter_names_the_columns_its_input_lacks() -> None:
+    only_ts = Scan("receipts", "acme", NOW, NOW, (Col("receipts", "ts", DataType.TIMESTAMP),))
+    status = Col("receipts", "status", DataType.STRING)
+    with pytest.raises(
+        ValueError, match=r"^filter reads columns its input lacks: \['receipts.status'\]$"
+    ):
+        Filter(only_ts, Cmp(status, CompareOp.EQ, Const("error", DataType.STRING)))
 
 
 # -- parameters ----------------------------------------------------------------------------------
