@@ -122,7 +122,7 @@ _REASONS: Final = {
     422: "refused by a safety rule (PQL-S…)",
     429: "the tenant's admission queue is full (PQL-S007); see Retry-After",
     500: "a bug in pql (PQL-X…); quote the request id",
-    504: "the query ran past its deadline and was cancelled (PQL-S006)",
+    504: "the query ran past its deadline (PQL-S006): cancelled, or a large join left to finish",
 }
 
 
