@@ -72,8 +72,9 @@ _PROVED = b"pql.join_codes"
 tenant's values at the snapshot's key (JSON list, :mod:`pql.storage.codes`); a tenant whose
 every part says so for a column gets its codes without counting again."""
 
-LoadSource = Literal["snapshot", "parquet", "mixed"]
-"""Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
+LoadSource = Literal["snapshot", "rows", "parquet", "mixed"]
+"""Where a load found a tenant's rows: only snapshots, only row files
+(:mod:`pql.storage.row_files`), only Parquet files, or more than one of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class Snapshots:
         key = self.key(manifest, catalog, tenant)
         store = MemoryStore(catalog, rollups=rollups) if into is None else into
         pending: list[Pending] = []
-        found = 0
+        sources: set[LoadSource] = set()
         coded = join_columns(catalog)
         proved = {name for names in coded.values() for name in names}
         for subject in catalog:
@@ -241,9 +242,10 @@ class Snapshots:
             for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
-                fresh = frame is None
+                fresh, mapped = frame is None, False
                 if frame is None:
-                    frame = self._from_parquet(tenant, current, files)
+                    frame, mapped = self._from_files(tenant, current, files)
+                sources.add("snapshot" if not fresh else "rows" if mapped else "parquet")
                 partial = None
                 if spec is not None:
                     partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
@@ -253,7 +255,6 @@ class Snapshots:
                         rolled.append(partial)
                 read = None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
                 lookups, said = read if read is not None else (None, frozenset[str]())
-                found += not fresh
                 kept = frame.height > 0  # an empty part is not kept (load_stored)
                 item = Pending(
                     tenant,
@@ -289,13 +290,7 @@ class Snapshots:
                 )
         if proved:
             store.proved(tenant, proved)
-        source: LoadSource = (
-            "parquet"
-            if not found
-            else "mixed"
-            if any(p.rows is not None for p in pending)
-            else "snapshot"
-        )
+        source: LoadSource = "mixed" if len(sources) > 1 else min(sources, default="parquet")
         return Loaded(store, source, tuple(pending))
 
     def write(self, pending: Sequence[Pending]) -> int:
@@ -349,17 +344,23 @@ class Snapshots:
                 return combine(spec, found)
         return partials(spec, frame)
 
-    def _from_parquet(
+    def _from_files(
         self, tenant: str, subject: Subject, files: Sequence[FileEntry]
-    ) -> pl.DataFrame:
-        """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted."""
-        # The lake validated and deduplicated these rows when they were ingested: they are
-        # sorted, not checked again.
-        rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
-        rows = conform(rows, subject)
+    ) -> tuple[pl.DataFrame, bool]:
+        """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted,
+        and whether they were mapped from their row files (when every file has a good one: no
+        decoding, the copy into one piece is the load's work) rather than read from Parquet."""
+        saved = self.lake.saved_rows(subject, files)
+        if saved is not None:
+            rows = saved
+        else:
+            # The lake validated and deduplicated these rows when they were ingested: they
+            # are sorted, not checked again.
+            rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
+            rows = conform(rows, subject)
         if not in_order(subject, files, rows):
             rows = rows.sort(sort_columns(subject))
-        return rows.rechunk()
+        return rows.rechunk(), saved is not None
 
 
 def in_order(subject: Subject, files: Sequence[FileEntry], rows: pl.DataFrame) -> bool:
