@@ -131,13 +131,9 @@ def cached_data(receipts: int, *, tenants: int, seed: int, cache: Path = CACHE) 
     now = datetime.fromisoformat(json.loads(meta.read_text())["now"])
     # Data cached by an older pql lacks what today's ingest writes beside each file: written
     # once here (nothing to do after), so that every run reads the lake as ingest leaves it.
-    lake = Lake(home / "lake", Catalog())
-    written = lake.write_missing_rollups()
+    written = Lake(home / "lake", Catalog()).write_missing_rollups()
     if written:
         progress(f"wrote the {written:,} rollup files the cached lake lacked")
-    written = lake.write_missing_rows()
-    if written:
-        progress(f"wrote the {written:,} row files the cached lake lacked")
     return Data(home / "lake", home, now, None)
 
 

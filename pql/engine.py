@@ -174,10 +174,8 @@ class Engine:
     ``result.stats["join_codes"]`` the join keys joined on the indexes' join codes.
     ``index=False`` reads only the partitions in each window (one-shot commands).
     On a local directory each index is also saved as snapshots in its tenant's buckets, which a
-    later engine on the same directory loads in milliseconds, and ingest writes each data
-    file's rows beside it as the index keeps them, which a first load maps instead of decoding
-    Parquet (``snapshots=False``: neither is read or written; :mod:`pql.storage.snapshots`,
-    :mod:`pql.storage.row_files`). See ``docs/pql/MEMORY.md``.
+    later engine on the same directory loads in milliseconds (``snapshots=False``: none are read
+    or written; :mod:`pql.storage.snapshots`). See ``docs/pql/MEMORY.md``.
     With ``rollups=True`` (the default) the memory store and the indexed lake keep per-day
     partial aggregates at ingest, and aggregate queries they answer exactly read them for the
     whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the
@@ -297,7 +295,7 @@ class Engine:
             lake: Lake | S3Lake = (
                 S3Lake(str(path), self.catalog, clock=self._trusted_clock, **dict(s3 or {}))
                 if is_s3(path)
-                else Lake(Path(path), self.catalog, row_files=snapshots)
+                else Lake(Path(path), self.catalog)
             )
             self.store = (  # Spark reads the lake's files itself: no index to keep
                 IndexedLake(

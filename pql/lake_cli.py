@@ -4,7 +4,6 @@
     pql lake quarantine       --data DIR FILE ...
     pql lake orphans          --data DIR [--delete]
     pql lake rollups          --data DIR
-    pql lake rows             --data DIR
 
 Errors are raised as :class:`~pql.errors.PQLError` and rendered by :mod:`pql.cli`.
 """
@@ -14,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pql.errors import InputError
 
@@ -51,12 +50,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
     p.set_defaults(handler=cmd_rollups)
-
-    p = sub.add_parser(
-        "rows", help="write the row files of data files ingested before pql wrote them"
-    )
-    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
-    p.set_defaults(handler=cmd_rows)
 
 
 def _existing(data: str) -> Path:
@@ -122,15 +115,6 @@ def cmd_orphans(args: argparse.Namespace) -> int:
 
 
 def cmd_rollups(args: argparse.Namespace) -> int:
-    return _write_missing(args, "rollup")
-
-
-def cmd_rows(args: argparse.Namespace) -> int:
-    return _write_missing(args, "row")
-
-
-def _write_missing(args: argparse.Namespace, kind: Literal["rollup", "row"]) -> int:
-    """Write the ``kind`` files (:mod:`pql.storage.beside`) the lake's data files lack."""
     from pql.catalog import Catalog
     from pql.storage.lake import Lake
 
@@ -139,12 +123,11 @@ def _write_missing(args: argparse.Namespace, kind: Literal["rollup", "row"]) -> 
 
     def progress(done: int, total: int) -> None:  # on a terminal only: quiet when piped
         end = "\n" if done == total else ""
-        print(f"\r{kind} files: {done:,} of {total:,}", end=end, file=sys.stderr, flush=True)
+        print(f"\rrollup files: {done:,} of {total:,}", end=end, file=sys.stderr, flush=True)
 
-    write = lake.write_missing_rollups if kind == "rollup" else lake.write_missing_rows
-    written = write(progress if show else None)
-    files = f"{kind} file" if written == 1 else f"{kind} files"
-    print(f"wrote {written:,} {files}" if written else f"every data file has its {kind} file")
+    written = lake.write_missing_rollups(progress if show else None)
+    files = "rollup file" if written == 1 else "rollup files"
+    print(f"wrote {written:,} {files}" if written else "every data file has its rollup file")
     return 0
 
 

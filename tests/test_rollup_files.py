@@ -19,7 +19,7 @@ import pql
 from pql.catalog import Catalog
 from pql.cli import main
 from pql.demo import DemoData
-from pql.storage import IndexedLake, Lake, beside
+from pql.storage import IndexedLake, Lake
 from pql.storage import rollup_files as files
 from pql.storage.lake import FileEntry
 from pql.storage.rollup_files import ROLLUP_DIR
@@ -142,7 +142,7 @@ def test_a_rollup_file_lives_and_dies_with_its_data_file(lake_dir: Path) -> None
     lake.swap(tenant, [e.path for e in live], copies, home="eu-central-1")
     assert lake.gc_orphans() == []
     purged = lake.purge_retired(tenant)
-    assert purged and all(not beside.files_of(lake_dir, e.path, e.bytes) for e in purged)
+    assert purged and all(not files._files_of(lake_dir, e.path, e.bytes) for e in purged)
     assert lake.gc_orphans() == []
     # One of a data file no commit lists (a crash, a copy by hand) is an orphan, and so is a
     # temp file a crash left.
@@ -173,9 +173,8 @@ def test_a_damaged_data_file_is_named_though_its_rollup_file_is_whole(
     assert caught.value.code == "PQL-E102" and entry.path in caught.value.message
 
 
-@pytest.mark.parametrize("mapped", [True, False], ids=["row-files", "parquet"])
-def test_an_index_loaded_from_the_data_files_takes_its_rollups_from_the_files(
-    lake_dir: Path, tenants: list[str], monkeypatch: pytest.MonkeyPatch, mapped: bool
+def test_an_index_loaded_from_parquet_takes_its_rollups_from_the_files(
+    lake_dir: Path, tenants: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected = _answers(pql.Engine(lake_dir, index=False), tenants[0])
 
@@ -184,9 +183,9 @@ def test_an_index_loaded_from_the_data_files_takes_its_rollups_from_the_files(
 
     monkeypatch.setattr("pql.storage.snapshots.partials", refuse)
     catalog = Catalog()
-    store = IndexedLake(Lake(lake_dir, catalog, row_files=mapped), catalog, background=False)
+    store = IndexedLake(Lake(lake_dir, catalog), catalog, background=False)
     store.load(tenants[0])
-    assert store.loads()[tenants[0]].source == ("rows" if mapped else "parquet")
+    assert store.loads()[tenants[0]].source == "parquet"
     engine = pql.Engine(store=store, catalog=catalog, rollup_min_rows=0)
     got = _answers(engine, tenants[0])
     assert store.state(tenants[0]) == "index"

@@ -112,7 +112,7 @@ def snapshot_files(root: Path, tenant: str | None = None, kind: str = "*") -> li
 def test_a_restarted_engine_loads_the_snapshots_and_answers_the_same(lake: Path) -> None:
     first = opened(lake)
     tenants = set(first.store.tenants())
-    assert set(sources(first).values()) == {"rows"}
+    assert set(sources(first).values()) == {"parquet"}
     files = snapshot_files(lake)
     # One file per bucket (tenant, storage region, subject), inside that bucket.
     buckets = {p.parent.parent.name for p in files}
@@ -142,7 +142,7 @@ def test_an_ingest_makes_the_tenants_snapshots_unusable(lake: Path, demo: DemoDa
     pql.Engine(lake, index=False).ingest("receipts", more)
     restarted = opened(lake)
     found = sources(restarted)
-    assert found.pop("acme") == "rows"
+    assert found.pop("acme") == "parquet"
     assert set(found.values()) == {"snapshot"}  # the other tenants did not change
     same_as_partitions(restarted, lake)
     assert sources(opened(lake))["acme"] == "snapshot"  # written again, for the new data
@@ -160,7 +160,7 @@ def test_new_extra_columns_make_the_snapshots_unusable(lake: Path, demo: DemoDat
     more = more.with_columns(pl.col("executionId") + "-x", pl.lit("blue").alias("team"))
     pql.Engine(lake, index=False).ingest("receipts", more)
     restarted = opened(lake)
-    assert sources(restarted)["acme"] == "rows"
+    assert sources(restarted)["acme"] == "parquet"
     result = restarted.query("FIND COUNT(*) AS n WHERE team = 'blue' SINCE 180d", tenant="acme")
     assert result.df["n"][0] == 5
     same_as_partitions(restarted, lake)
@@ -230,24 +230,24 @@ def test_another_tenants_snapshot_under_the_right_name_is_refused(lake: Path) ->
         source = next(p for p in globex if p.parent.parent.name.endswith(f"-{subject}"))
         shutil.copyfile(source, target)
     restarted = opened(lake)
-    assert sources(restarted)["acme"] == "rows"
+    assert sources(restarted)["acme"] == "parquet"
     same_as_partitions(restarted, lake)
 
 
 def test_a_snapshot_of_data_changed_meanwhile_is_not_written(lake: Path, demo: DemoData) -> None:
     """An ingest between reading a tenant's rows and writing its snapshot: nothing is written,
-    so the next load reads the data files (and the new rows)."""
+    so the next load reads the Parquet files (and the new rows)."""
     catalog = Catalog()
     snapshots = Snapshots(Lake(lake, catalog))
     loaded = snapshots.load("acme", catalog, rollups=True)
-    assert loaded.source == "rows" and loaded.pending
+    assert loaded.source == "parquet" and loaded.pending
     more = demo.receipts.filter(pl.col("tenant") == "acme").head(3)
     pql.Engine(lake, index=False).ingest(
         "receipts", more.with_columns(pl.col("executionId") + "-n")
     )
     assert snapshots.write(loaded.pending) == 0
     assert snapshot_files(lake, "acme") == []
-    assert sources(opened(lake))["acme"] == "rows"
+    assert sources(opened(lake))["acme"] == "parquet"
 
 
 def test_a_snapshot_write_never_recreates_a_lake_that_went_away(lake: Path) -> None:
@@ -404,13 +404,13 @@ def test_quarantine_and_a_rebuilt_manifest_drop_the_snapshots(lake: Path) -> Non
     plain.quarantine(victim.path)
     assert snapshot_files(lake, "acme") == [] and snapshot_files(lake, "globex")
     restarted = opened(lake)
-    assert sources(restarted)["acme"] == "rows"
+    assert sources(restarted)["acme"] == "parquet"
     same_as_partitions(restarted, lake)
     report = rebuild_manifest(lake, force=True)
     assert report.skipped == ()  # the snapshots are not data files
     assert snapshot_files(lake) == []
     restarted = opened(lake)
-    assert set(sources(restarted).values()) == {"rows"}
+    assert set(sources(restarted).values()) == {"parquet"}
     same_as_partitions(restarted, lake)
 
 
@@ -454,13 +454,13 @@ def test_migration_rollback_and_purge_leave_no_snapshot_behind(registered: Path)
     migrate(engine, "acme", "ap-south-1", now=TEST_NOW)
     assert snapshot_files(root, "acme") == []  # none left in the regions it left
     moved = opened(root)
-    assert sources(moved)["acme"] == "rows"
+    assert sources(moved)["acme"] == "parquet"
     assert _regions(root, "acme") == {"ap-south-1"}  # written where its rows live now
     same_as_partitions(moved, root)
     rollback(moved, "acme", now=TEST_NOW)
     assert snapshot_files(root, "acme") == []
     back = opened(root)
-    assert sources(back)["acme"] == "rows"
+    assert sources(back)["acme"] == "parquet"
     assert _regions(root, "acme") == before
     same_as_partitions(back, root)
     migrate(back, "acme", "ap-south-1", now=TEST_NOW)
@@ -699,7 +699,7 @@ def test_the_loader_maps_tenants_with_snapshots_before_it_reads_any_from_parquet
     store.preload("all")  # the largest first, were it not for the snapshots of the others
     assert store.wait_snapshots(120)
     assert order[-1] == largest and len(order) == len(store.tenants()), order
-    assert store.loads()[largest].source == "rows"
+    assert store.loads()[largest].source == "parquet"
 
 
 def _rows(root: Path, tenant: str) -> int:
@@ -745,19 +745,13 @@ def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
     store.close(120)
 
 
-@pytest.mark.parametrize("mapped", [True, False], ids=["row-files", "parquet"])
 @pytest.mark.parametrize("interleaved", [False, True], ids=["in-order", "interleaved"])
 def test_files_in_order_are_loaded_without_a_sort(
-    tmp_path: Path,
-    demo: DemoData,
-    interleaved: bool,
-    mapped: bool,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, demo: DemoData, interleaved: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bucket's files, each sorted by ingest, in order of their times, are loaded as they are
-    read (from their row files, or from Parquet); two ingests whose times interleave (a day
-    with two files) are sorted: either way the index holds the bucket's rows in the subject's
-    order."""
+    read; two ingests whose times interleave (a day with two files) are sorted: either way the
+    index holds the bucket's rows in the subject's order."""
     catalog = Catalog()
     subject = catalog["receipts"]
     tenant = str(demo.receipts.get_column("tenant")[0])
@@ -769,14 +763,13 @@ def test_files_in_order_are_loaded_without_a_sort(
             engine.ingest("receipts", numbered.filter(pl.col("n") % 2 == odd).drop("n"))
     else:
         engine.ingest("receipts", rows)
-    lake = Lake(tmp_path / "lake", catalog, row_files=mapped)
+    lake = Lake(tmp_path / "lake", catalog)
     files = lake.manifest().files_of(tenant, "receipts")
-    assert (lake.saved_rows(subject, files) is not None) is mapped
     sorts: list[object] = []
     real = pl.DataFrame.sort
     monkeypatch.setattr(pl.DataFrame, "sort", lambda *a, **k: sorts.append(a) or real(*a, **k))
     loaded = [
-        Snapshots(lake)._from_files(tenant, subject, group)[0]
+        Snapshots(lake)._from_parquet(tenant, subject, group)
         for group in snapshots_module._buckets(lake.manifest(), tenant, subject).values()
     ]
     monkeypatch.undo()

@@ -27,7 +27,7 @@ from pql.catalog import DECISIONS, RECEIPTS, Catalog, DataType, Subject
 from pql.errors import InputError, PQLError, SafetyError
 from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, Store, validate
 from pql.storage.base import LookupStore, RowsKeyStore, provides
-from pql.storage.beside import ROLLUP_DIR, ROWS_DIR
+from pql.storage.rollup_files import ROLLUP_DIR
 from pql.storage.rollups import RollupStore
 from pql.storage.s3 import S3Lake
 
@@ -813,10 +813,8 @@ def test_crash_before_the_manifest_leaves_nothing_visible(
         assert everything(store, "acme")["executionId"].to_list() == ["old0", "old1"]
         assert store.version("acme") == 1
         assert store.extras("acme") == {}
-    orphans = lake.gc_orphans()  # the two day files, their rollup files and row files
-    assert len(orphans) == 6
-    assert sum(p.parent.name == ROLLUP_DIR for p in orphans) == 2
-    assert sum(p.parent.name == ROWS_DIR for p in orphans) == 2
+    orphans = lake.gc_orphans()  # the two day files and their rollup files
+    assert len(orphans) == 4 and sum(p.parent.name == ROLLUP_DIR for p in orphans) == 2
     report = lake.ingest(RECEIPTS, receipts(48))
     assert (report.written, report.duplicates) == (48, 0)
     assert everything(Lake(lake_kit.root, Catalog()), "acme").height == 50

@@ -96,8 +96,7 @@ class LoadInfo:
     """How a tenant's last index load went: where its rows came from, how long it took."""
 
     source: LoadSource
-    """``"snapshot"`` (every bucket from its snapshot), ``"rows"`` (from the data files' row
-    files), ``"parquet"`` or ``"mixed"``."""
+    """``"snapshot"`` (every bucket from its snapshot), ``"parquet"`` or ``"mixed"``."""
     seconds: float
     rows: int
 

@@ -15,8 +15,6 @@ Layout::
                                          :mod:`pql.storage.snapshots`), never a data file
         _rollup/part-{uuid}.*.arrow      each data file's rollup partials, written with it
                                          (:mod:`pql.storage.rollup_files`)
-        _rows/part-{uuid}.*.arrow        each data file's rows as an index keeps them,
-                                         written with it (:mod:`pql.storage.row_files`)
 
 A bucket's region is the *storage* region (where the bytes are kept), recorded per file as
 :attr:`FileEntry.storage`; :attr:`FileEntry.region` is the ``region`` column of the rows (where
@@ -63,7 +61,7 @@ import pyarrow as pa
 
 from pql.catalog import Catalog, DataType, Subject
 from pql.errors import InputError, InternalError, PQLError
-from pql.storage import beside, rollup_files, row_files
+from pql.storage import rollup_files
 from pql.storage.base import (
     GLOBAL_REGION,
     IngestReport,
@@ -78,7 +76,7 @@ from pql.storage.base import (
     project,
     split_duplicates,
 )
-from pql.storage.beside import FOLDERS
+from pql.storage.rollup_files import ROLLUP_DIR
 from pql.storage.rollups import RollupSpec, rollup_specs
 from pql.storage.validate import (
     REGION_PATTERN,
@@ -395,13 +393,8 @@ class Lake:
     loss (not a mere process crash) committed files may be missing or incomplete.
     """
 
-    def __init__(
-        self, root: Path | str, catalog: Catalog, *, durable: bool = True, row_files: bool = True
-    ) -> None:
+    def __init__(self, root: Path | str, catalog: Catalog, *, durable: bool = True) -> None:
         self._root = Path(root)
-        self.row_files = row_files
-        """Whether ingest writes each data file's row file and loads take rows from them
-        (:mod:`pql.storage.row_files`)."""
         self._manifest_path = self._root / META_DIR / MANIFEST_NAME  # asked on every query
         self._durable = durable
         self._catalog = catalog
@@ -472,46 +465,6 @@ class Lake:
 
             return rollup_files.write_missing(
                 self._root, self._catalog, files, rows, durable=self._durable, progress=progress
-            )
-
-    def saved_rows(self, subject: Subject, entries: Sequence[FileEntry]) -> pl.DataFrame | None:
-        """The rows of ``entries`` (one bucket's files of ``subject``, its current form for
-        their tenant, in order) from their row files, not yet in one piece, or ``None`` when
-        any lacks a good one (or the lake keeps none): then the data files must be read. The
-        data files are checked first, like any read (PQL-E102), so a damaged one is named
-        though its row file is whole."""
-        if not self.row_files or not entries:
-            return None
-        self.check_files(entries)
-        tables = []
-        for entry in entries:
-            table = row_files.read(
-                self._root,
-                entry.path,
-                entry.bytes,
-                rows=entry.rows,
-                ts_range=(entry.ts_min, entry.ts_max),
-            )
-            if table is None:
-                return None
-            tables.append(table)
-        return row_files.frame(tables, subject, entries[0].tenant)
-
-    def write_missing_rows(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Write the row files the committed files lack (a lake ingested before row files were
-        written); ``progress(done, total)`` after each. Returns how many."""
-        with self._lock, self._exclusive():
-            manifest = self._refresh()
-            by_path = {e.path: e for e in manifest.files}
-
-            def rows(path: str) -> pl.DataFrame:
-                entry = by_path[path]
-                current = current_subject(self._catalog, self._catalog[entry.subject], entry.tenant)
-                return self.read_files(current, [entry]).collect()
-
-            files = [(e.path, e.bytes) for e in manifest.files]
-            return row_files.write_missing(
-                self._root, files, rows, durable=self._durable, progress=progress
             )
 
     # -- Store ---------------------------------------------------------------------------------
@@ -604,8 +557,8 @@ class Lake:
     # -- maintenance ---------------------------------------------------------------------------
 
     def gc_orphans(self, delete: bool = False) -> list[Path]:
-        """Data files no committed manifest lists (left by a crash), and derived files (rollup
-        and row files, :mod:`pql.storage.beside`) of no listed data file, sorted.
+        """Data files no committed manifest lists (left by a crash), and rollup files of no
+        listed data file, sorted.
 
         With ``delete=True`` they are removed, under the ingest lock so that no ingest in
         progress loses its files. Files the manifest lists are never touched. Without a
@@ -618,7 +571,7 @@ class Lake:
             manifest = self._refresh()
             candidates = (
                 *self._root.glob("mc-*/day=*/*"),
-                *(p for folder in FOLDERS for p in self._root.glob(f"mc-*/{folder}/*")),
+                *self._root.glob(f"mc-*/{ROLLUP_DIR}/*"),
                 *self._meta(TMP_DIR).glob("*"),
                 *self._meta().glob(f".{MANIFEST_NAME}.*.tmp"),
             )
@@ -632,7 +585,7 @@ class Lake:
                 for p in candidates
                 if p.is_file()
                 and p not in listed
-                and (p.parent.name not in FOLDERS or beside.owner(p) not in owners)
+                and (p.parent.name != ROLLUP_DIR or rollup_files.owner(p) not in owners)
             )
             if delete:
                 for path in orphans:
@@ -672,7 +625,7 @@ class Lake:
                 target = self._meta(QUARANTINE_DIR, entry.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
-            beside.remove(self._root, entry.path, entry.bytes)
+            rollup_files.remove(self._root, entry.path, entry.bytes)
         return entry
 
     def drop_snapshots(self, tenant: str | None = None) -> int:
@@ -706,7 +659,7 @@ class Lake:
         final = self._root / relative
         same_size = final.is_file() and final.stat().st_size == entry.bytes
         if same_size and self.digest(copied) == self.digest(entry):
-            beside.copy(self._root, entry.path, relative, entry.bytes)
+            rollup_files.copy(self._root, entry.path, relative, entry.bytes)
             return copied
         temp = self._meta(TMP_DIR, f"{final.name}.{uuid.uuid4().hex}.tmp")
         temp.parent.mkdir(parents=True, exist_ok=True)
@@ -721,7 +674,7 @@ class Lake:
         if self._durable:
             for directory in _with_parents({final.parent}, self._root):
                 _fsync_dir(directory)
-        beside.copy(self._root, entry.path, relative, entry.bytes)
+        rollup_files.copy(self._root, entry.path, relative, entry.bytes)
         return copied
 
     def swap(
@@ -779,7 +732,7 @@ class Lake:
             self._signature = _signature(os.stat(self.manifest_path))
             for entry in purged:
                 (self._root / entry.path).unlink(missing_ok=True)
-                beside.remove(self._root, entry.path, entry.bytes)
+                rollup_files.remove(self._root, entry.path, entry.bytes)
             self.drop_snapshots(tenant)
         return purged
 
@@ -996,7 +949,8 @@ class Lake:
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
             entries = list(pool.map(partial(self._write_file, subject, manifest.homes), parts))
             written = {(self._root / e.path).parent for e in entries}
-            written |= {self._root / e.path.split("/")[0] / f for e in entries for f in FOLDERS}
+            if self.rollup_specs:
+                written |= {self._root / e.path.split("/")[0] / ROLLUP_DIR for e in entries}
             dirs = _with_parents({d for d in written if d.is_dir()}, self._root)
             if self._durable:
                 list(pool.map(_fsync_dir, dirs))
@@ -1037,9 +991,6 @@ class Lake:
                 rollup_files.write(
                     self._root, relative, size, spec, part.rows, durable=self._durable
                 )
-        if self.row_files:
-            with suppress(OSError):  # and so does a missing row file
-                row_files.write(self._root, relative, size, part.rows, durable=self._durable)
         return FileEntry(
             path=relative,
             tenant=part.tenant,

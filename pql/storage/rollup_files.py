@@ -10,21 +10,26 @@ these rows instead of reading every row of the window (:meth:`IndexedLake.rollup
 <pql.storage.indexed.IndexedLake.rollup>`), and an index loaded from Parquet takes its rollups
 from them instead of computing them.
 
-A rollup file is derived data that lives and dies with its data file (:mod:`pql.storage.beside`):
-it is named after the file and after the rollup spec and this format (:func:`spec_key`), so a
-file of another spec or pql version is never read. A missing or unreadable rollup file only
-costs speed: the rows are read.
+A rollup file is derived data that lives and dies with its data file: it is named after the
+file (its name and size: data files are written once, under a unique name) and after the
+rollup spec and this format (:func:`spec_key`), so a file of another spec or pql version is
+never read; it is copied with the file to another storage region, deleted when the file is
+purged or quarantined, and listed by :meth:`Lake.gc_orphans <pql.storage.lake.Lake.gc_orphans>`
+once its file is gone. A missing or unreadable rollup file only costs speed: the rows are read.
 :func:`missing` and :func:`write_missing` (``pql lake rollups``) write those a lake ingested
 before rollup files existed lacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
+import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import cast
 
 import polars as pl
@@ -32,20 +37,23 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog
-from pql.storage import beside
-from pql.storage.beside import ROLLUP_DIR
 from pql.storage.rollups import RollupSpec, partials, rollup_specs, schema_of
 
 __all__ = [
     "ROLLUP_DIR",
+    "copy",
     "frame",
     "missing",
     "path_of",
     "read",
+    "remove",
     "spec_key",
     "write",
     "write_missing",
 ]
+
+ROLLUP_DIR = "_rollup"
+"""The folder of a bucket that holds its data files' rollup files."""
 
 FORMAT = 1
 """The layout of a rollup file; part of :func:`spec_key`, so a new layout never reads an old one."""
@@ -61,7 +69,18 @@ def spec_key(spec: RollupSpec) -> str:
 def path_of(root: Path, data_path: str, size: int, spec: RollupSpec) -> Path:
     """Where the rollup file of the data file at ``data_path`` (relative to the lake's ``root``,
     ``size`` bytes) is kept."""
-    return beside.path_of(root, ROLLUP_DIR, data_path, size, spec_key(spec))
+    parts = PurePosixPath(data_path)
+    name = f"{parts.stem}.{size}.{spec_key(spec)}.arrow"
+    return root / parts.parts[0] / ROLLUP_DIR / name
+
+
+def owner(path: Path) -> tuple[str, str, int] | None:
+    """``(bucket, data file name, size)`` of the data file a rollup file at ``path`` belongs to,
+    or ``None`` when the name is not a rollup file's (a temp file, a stranger)."""
+    pieces = path.name.split(".")
+    if len(pieces) != 4 or pieces[3] != "arrow" or not pieces[1].isdigit():
+        return None
+    return path.parent.parent.name, f"{pieces[0]}.parquet", int(pieces[1])
 
 
 def write(
@@ -71,8 +90,24 @@ def write(
     final = path_of(root, data_path, size, spec)
     sink = io.BytesIO()
     partials(spec, rows).write_ipc(sink, compression="uncompressed")
-    beside.put(final, sink.getvalue(), durable=durable)
+    _put(final, sink.getvalue(), durable=durable)
     return final
+
+
+def _put(final: Path, payload: bytes, *, durable: bool) -> None:
+    """Write ``payload`` to ``final`` (in its bucket's rollup folder, made if missing) through a
+    temp file beside it, renamed into place: a reader sees the whole file or none."""
+    final.parent.mkdir(exist_ok=True)
+    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def read(root: Path, data_path: str, size: int, spec: RollupSpec) -> pa.Table | None:
@@ -99,6 +134,28 @@ def _arrow_schema(spec: RollupSpec) -> pa.Schema:
     sink = io.BytesIO()
     pl.DataFrame(schema=schema_of(spec)).write_ipc(sink, compression="uncompressed")
     return ipc.open_file(pa.BufferReader(sink.getvalue())).schema
+
+
+def copy(root: Path, source: str, target: str, size: int) -> None:
+    """Copy the rollup files of the data file at ``source`` to go with its copy at ``target``
+    (same name and bytes, another bucket); one that cannot be copied is left out (it costs
+    only speed)."""
+    for found in _files_of(root, source, size):
+        final = root / PurePosixPath(target).parts[0] / ROLLUP_DIR / found.name
+        with contextlib.suppress(OSError):
+            _put(final, found.read_bytes(), durable=False)
+
+
+def remove(root: Path, data_path: str, size: int) -> None:
+    """Delete the rollup files (of any spec) of the data file at ``data_path``."""
+    for found in _files_of(root, data_path, size):
+        found.unlink(missing_ok=True)
+
+
+def _files_of(root: Path, data_path: str, size: int) -> list[Path]:
+    parts = PurePosixPath(data_path)
+    folder = root / parts.parts[0] / ROLLUP_DIR
+    return sorted(folder.glob(f"{parts.stem}.{size}.*.arrow")) if folder.is_dir() else []
 
 
 def missing(root: Path, catalog: Catalog, files: Iterable[tuple[str, str, int]]) -> list[str]:

@@ -72,9 +72,8 @@ _PROVED = b"pql.join_codes"
 tenant's values at the snapshot's key (JSON list, :mod:`pql.storage.codes`); a tenant whose
 every part says so for a column gets its codes without counting again."""
 
-LoadSource = Literal["snapshot", "rows", "parquet", "mixed"]
-"""Where a load found a tenant's rows: only snapshots, only row files
-(:mod:`pql.storage.row_files`), only Parquet files, or more than one of these."""
+LoadSource = Literal["snapshot", "parquet", "mixed"]
+"""Where a load found a tenant's rows: only snapshots, only Parquet files, or both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +224,7 @@ class Snapshots:
         key = self.key(manifest, catalog, tenant)
         store = MemoryStore(catalog, rollups=rollups) if into is None else into
         pending: list[Pending] = []
-        sources: set[LoadSource] = set()
+        found = 0
         coded = join_columns(catalog)
         proved = {name for names in coded.values() for name in names}
         for subject in catalog:
@@ -242,10 +241,9 @@ class Snapshots:
             for storage, files in buckets.items():
                 path = self.path(tenant, storage, subject.name, key)
                 frame = _read(path, tenant, current, files)
-                fresh, mapped = frame is None, False
+                fresh = frame is None
                 if frame is None:
-                    frame, mapped = self._from_files(tenant, current, files)
-                sources.add("snapshot" if not fresh else "rows" if mapped else "parquet")
+                    frame = self._from_parquet(tenant, current, files)
                 partial = None
                 if spec is not None:
                     partial = None if fresh else _read_partials(path, tenant, spec, frame.height)
@@ -255,6 +253,7 @@ class Snapshots:
                         rolled.append(partial)
                 read = None if fresh else _read_lookups(_beside(path, "lookup"), ids, frame.height)
                 lookups, said = read if read is not None else (None, frozenset[str]())
+                found += not fresh
                 kept = frame.height > 0  # an empty part is not kept (load_stored)
                 item = Pending(
                     tenant,
@@ -290,7 +289,13 @@ class Snapshots:
                 )
         if proved:
             store.proved(tenant, proved)
-        source: LoadSource = "mixed" if len(sources) > 1 else min(sources, default="parquet")
+        source: LoadSource = (
+            "parquet"
+            if not found
+            else "mixed"
+            if any(p.rows is not None for p in pending)
+            else "snapshot"
+        )
         return Loaded(store, source, tuple(pending))
 
     def write(self, pending: Sequence[Pending]) -> int:
@@ -344,23 +349,17 @@ class Snapshots:
                 return combine(spec, found)
         return partials(spec, frame)
 
-    def _from_files(
+    def _from_parquet(
         self, tenant: str, subject: Subject, files: Sequence[FileEntry]
-    ) -> tuple[pl.DataFrame, bool]:
-        """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted,
-        and whether they were mapped from their row files (when every file has a good one: no
-        decoding, the copy into one piece is the load's work) rather than read from Parquet."""
-        saved = self.lake.saved_rows(subject, files)
-        if saved is not None:
-            rows = saved
-        else:
-            # The lake validated and deduplicated these rows when they were ingested: they
-            # are sorted, not checked again.
-            rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
-            rows = conform(rows, subject)
+    ) -> pl.DataFrame:
+        """The rows of ``files`` (one bucket of ``tenant``'s ``subject``), conformed and sorted."""
+        # The lake validated and deduplicated these rows when they were ingested: they are
+        # sorted, not checked again.
+        rows = self.lake.read_files(subject, files).filter(pl.col("tenant") == tenant).collect()
+        rows = conform(rows, subject)
         if not in_order(subject, files, rows):
             rows = rows.sort(sort_columns(subject))
-        return rows.rechunk(), saved is not None
+        return rows.rechunk()
 
 
 def in_order(subject: Subject, files: Sequence[FileEntry], rows: pl.DataFrame) -> bool:
