@@ -1,9 +1,11 @@
-"""``pql lake``: look after a lake directory (rebuild its manifest, quarantine, orphans).
+"""``pql lake``: look after a lake directory (rebuild its manifest, quarantine, orphans, the
+files written beside the data: rollup files and index snapshots).
 
     pql lake rebuild-manifest --data DIR [--force]
     pql lake quarantine       --data DIR FILE ...
     pql lake orphans          --data DIR [--delete]
     pql lake rollups          --data DIR
+    pql lake snapshots        --data DIR [--tenant T ...]
 
 Errors are raised as :class:`~pql.errors.PQLError` and rendered by :mod:`pql.cli`.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
     p.set_defaults(handler=cmd_rollups)
+
+    p = sub.add_parser(
+        "snapshots",
+        help="write the index snapshots an engine would load from Parquet, so that its first "
+        "open maps them (a restart)",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="the data directory")
+    p.add_argument(
+        "--tenant",
+        action="append",
+        metavar="T",
+        help="only this tenant (repeatable; default: every tenant with stored rows)",
+    )
+    p.set_defaults(handler=cmd_snapshots)
 
 
 def _existing(data: str) -> Path:
@@ -128,6 +145,34 @@ def cmd_rollups(args: argparse.Namespace) -> int:
     written = lake.write_missing_rollups(progress if show else None)
     files = "rollup file" if written == 1 else "rollup files"
     print(f"wrote {written:,} {files}" if written else "every data file has its rollup file")
+    return 0
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    from pql.catalog import Catalog
+    from pql.storage.lake import Lake
+    from pql.storage.prepare import prepare
+
+    catalog = Catalog()
+    lake = Lake(_existing(args.data), catalog)
+    show = sys.stderr.isatty()
+
+    def progress(tenant: str, done: int, total: int) -> None:  # on a terminal only
+        end = "\n" if done == total else ""
+        line = f"\rsnapshots: {done:,} of {total:,} tenants ({tenant})"
+        print(f"{line:<72}", end=end, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    done = prepare(lake, catalog, args.tenant, progress=progress if show else None)
+    seconds = time.perf_counter() - started
+    if done.written:
+        tenants = "1 tenant" if len(done.written) == 1 else f"{len(done.written)} tenants"
+        print(
+            f"wrote the snapshots of {tenants} ({done.files} files) in {seconds:.1f}s: "
+            f"{', '.join(done.written)}"
+        )
+    if done.current:
+        print(f"current already: {', '.join(done.current)}")
     return 0
 
 

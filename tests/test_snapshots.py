@@ -5,6 +5,7 @@ rewritten; they stay in the tenant's buckets and out of the way of the lake's ma
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pql.adapters.residency import audit
 from pql.adapters.tenancy import Registry, TenantSpec
 from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
 from pql.catalog import Catalog
+from pql.cli import main
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, Lake, MemoryStore
 from pql.storage import snapshots as snapshots_module
@@ -122,6 +124,44 @@ def test_a_restarted_engine_loads_the_snapshots_and_answers_the_same(lake: Path)
     assert sources(restarted) == dict.fromkeys(tenants, "snapshot")
     same_as_partitions(restarted, lake)
     assert snapshot_files(lake) == files  # read, not rewritten
+
+
+def test_the_snapshots_command_makes_a_first_open_a_restart(
+    lake: Path, demo: DemoData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pql lake snapshots`` writes what an engine's loads would, before any engine opens: the
+    first engine then maps every index, and answers as the partitions do. It writes nothing for
+    tenants whose snapshots are current, and again for one whose data changed."""
+    tenants = Lake(lake, Catalog()).tenants()
+    assert snapshot_files(lake) == []
+    assert main(["lake", "snapshots", "--data", str(lake)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # piped: no progress line
+    assert re.fullmatch(
+        rf"wrote the snapshots of {len(tenants)} tenants \((\d+) files\) in [0-9.]+s: "
+        rf"{', '.join(tenants)}\n",
+        out,
+    ), out
+    files = snapshot_files(lake)
+    assert {p.name.split(".")[1] for p in files} == {"rows", "rollup", "lookup"}
+    first = opened(lake)
+    assert sources(first) == dict.fromkeys(tenants, "snapshot")
+    same_as_partitions(first, lake)
+    assert snapshot_files(lake) == files  # nothing left to write
+    assert main(["lake", "snapshots", "--data", str(lake)]) == 0
+    assert capsys.readouterr().out == f"current already: {', '.join(tenants)}\n"
+    more = demo.receipts.filter(pl.col("tenant") == "acme").head(5)
+    pql.Engine(lake, index=False).ingest(
+        "receipts", more.with_columns(pl.col("executionId") + "-s")
+    )
+    assert main(["lake", "snapshots", "--data", str(lake), "--tenant", "acme"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote the snapshots of 1 tenant (") and out.endswith("s: acme\n")
+    assert sources(opened(lake))["acme"] == "snapshot"
+    assert main(["lake", "snapshots", "--data", str(lake), "--tenant", "nobody"]) == 2
+    err = capsys.readouterr().err
+    assert "PQL-E104" in err and "tenant 'nobody' has no stored rows" in err
+    assert f"tenants with stored rows: {', '.join(tenants)}" in err and "Traceback" not in err
 
 
 def test_snapshots_can_be_turned_off(lake: Path) -> None:
