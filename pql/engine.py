@@ -327,6 +327,8 @@ class Engine:
         self.rollup_min_rows = rollup_min_rows
         """Estimated rows an aggregate must be spared before it reads the rollup instead."""
         self._rollup_store = self.store if isinstance(self.store, RollupStore) else None
+        if isinstance(self.store, IndexedLake):  # its compiled queries hold an index's rows
+            self.store.on_release.append(self._index_released)
         self.saved_store = SavedStore.beside(self.store)
         """The signed saved queries of this engine's data (``DATA/_pql/saved.sqlite``)."""
         self.data_dir: Path | None = (
@@ -495,6 +497,7 @@ class Engine:
                 context=context,
             )
         report = self.store.ingest(target, data)  # the store checks what it was given
+        self.compiled.clear()  # none is used again (new rows, new keys): let go of the old rows
         if self.adapters.implements("pql_on_ingest"):
             arrow = data if isinstance(data, pa.Table) else data.to_arrow()
             self.adapters.call(
@@ -693,6 +696,11 @@ class Engine:
             return None
         version = self.store.version(tenant)
         return MemoKey(text, frozen, tenant, clock, limits, version, self.safety_rules, optimizer)
+
+    def _index_released(self, tenant: str) -> None:
+        """An index was let go of: drop the compiled queries (they may hold its rows, which
+        no query reads again) rather than keep its memory until they expire."""
+        self.compiled.clear()
 
     def _compile(self, prepared: Prepared) -> Compiled:
         """``prepared``'s Polars query: the one its plan's family compiled for the same rows

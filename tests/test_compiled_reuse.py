@@ -88,7 +88,9 @@ def test_new_data_is_compiled_afresh(demo: DemoData, tenants: list[str], at: dat
     tenant = tenants[0]
     before = _ask(eng, tenant, DAY)
     _ask(eng, tenant, DAY)
+    assert len(eng.compiled) == 1
     eng.ingest("receipts", _late(demo, tenant, at - timedelta(hours=1)))
+    assert len(eng.compiled) == 0  # the old rows are let go of at once
     after = _ask(eng, tenant, DAY)
     assert after.stats["compiled_reused"] is False
     assert after.df["n"].item() == before.df["n"].item() + 3
@@ -277,7 +279,61 @@ def test_an_index_in_memory_reuses_and_partitions_do_not(
     assert served.store.rows_keys(tenants[-1], served.catalog["receipts"], window) is None
 
 
-def test_compiled_queries_are_kept_a_short_while_and_bounded() -> None:
+def test_a_query_asked_every_second_and_a_half_stays_compiled(
+    reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
+) -> None:
+    """Each use keeps a compiled query another ``ttl`` (2 s): a dashboard asking every 1.5 s
+    never compiles again, however long it asks; left unasked for 2 s, it is compiled afresh."""
+    clock = [0.0]
+    reusing.compiled = CompiledQueries(ttl=2.0, timer=lambda: clock[0])
+    first = _ask(reusing, tenants[0])
+    assert first.stats["compiled_reused"] is False
+    for step in range(1, 5):  # 6 s in all, three times the ttl
+        clock[0] = 1.5 * step
+        with stop(at + timedelta(seconds=1.5 * step)):
+            again = _ask(reusing, tenants[0])
+            expected = _ask(planning, tenants[0])
+        assert again.stats["compiled_reused"] is True, step
+        assert _rows(again) == _rows(expected)
+    clock[0] += 2.1
+    with stop(at + timedelta(seconds=8.1)):
+        assert _ask(reusing, tenants[0]).stats["compiled_reused"] is False
+
+
+def test_an_index_loaded_again_is_compiled_afresh(
+    demo: DemoData, tmp_path: Path, tenants: list[str]
+) -> None:
+    """A compiled query holds views of an index's rows: when the index is let go of (here
+    evicted under the memory budget) the engine drops its compiled queries at once, and once
+    loaded again the new rows get new keys, so nothing compiled for the old ones is used."""
+    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
+    assert served.wait_ready(timeout=120)
+    store = served.store
+    assert isinstance(store, IndexedLake)
+    first = _ask(served, tenants[0], now=demo.now)
+    assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
+    window = [(demo.now - timedelta(days=7), demo.now)]
+    keys = store.rows_keys(tenants[0], served.catalog["receipts"], window)
+    assert keys is not None and len(served.compiled) == 1
+    # Room for one index at a time: tenants[1] has fewer rows than tenants[0], so it fits.
+    store.memory_budget = store.memory_bytes() + 1
+    store.load(tenants[1])
+    assert store.loaded() == (tenants[1],)
+    assert len(served.compiled) == 0  # dropped with the index, not kept until they expire
+    store.memory_budget = 1 << 40
+    store.load(tenants[0])
+    assert set(store.loaded()) == {tenants[0], tenants[1]}
+    assert store.rows_keys(tenants[0], served.catalog["receipts"], window) != keys
+    again = _ask(served, tenants[0], now=demo.now)
+    assert (again.stats["path"], again.stats["compiled_reused"]) == ("index", False)
+    assert again.df.equals(first.df)
+    assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
+
+
+def test_compiled_queries_are_kept_a_short_while_after_their_last_use_and_bounded() -> None:
     clock = [0.0]
     queries = CompiledQueries(size=2, ttl=2.0, timer=lambda: clock[0])
     compiled = Compiled(pl.LazyFrame({"n": [1]}), 5, [], 0.25)
@@ -286,13 +342,15 @@ def test_compiled_queries_are_kept_a_short_while_and_bounded() -> None:
     assert found is not None and found.reused and found.read_s == 0.0 and found.cap == 5
     assert found.frame is compiled.frame and not compiled.reused
     clock[0] = 1.9
+    assert queries.get("a") is not None  # used: kept 2 s from now
+    clock[0] = 3.8
     assert queries.get("a") is not None
-    clock[0] = 2.1
-    assert queries.get("a") is None and len(queries) == 0
+    clock[0] = 5.9
+    assert queries.get("a") is None and len(queries) == 0  # 2.1 s unused
     for key in ("a", "b", "c"):
         queries.put(key, compiled)
     assert len(queries) == 2 and queries.get("a") is None
-    assert (queries.hits, queries.misses) == (2, 2)
+    assert (queries.hits, queries.misses) == (3, 2)
     queries.clear()
     assert len(queries) == 0
     none = CompiledQueries(size=0)

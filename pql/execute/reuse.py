@@ -12,9 +12,13 @@ run on the plan all the same; what is skipped is only the building of an identic
 
 Nothing is reused when a store cannot tell which rows a window reads (a lake's partitions, S3,
 an index not in memory), or for a prepared query whose plan or estimates are not those its
-family was made with. A compiled query holds views of the stored rows, so it is kept for at
-most :data:`COMPILED_TTL_S` seconds: rows a store lets go of (an index evicted under the memory
-budget, data replaced by an ingest) are not held much longer.
+family was made with. A key names the stored rows themselves (an index loaded again, or data
+changed by an ingest, gets new keys), so a query compiled for rows a store has let go of is
+never used again. It holds views of those rows, though: the engine drops its compiled queries
+when an index is let go of (evicted under the memory budget, replaced by a newer load) and
+after an ingest, and keeps each for at most :data:`COMPILED_TTL_S` seconds after its last use.
+A query asked again within that, by a dashboard or a service, stays compiled however long it
+is asked.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ __all__ = [
 COMPILED_SIZE = 256
 """How many compiled queries an engine keeps."""
 
-COMPILED_TTL_S = 2.0
-"""How long a compiled query is kept, in seconds (from when it was compiled)."""
+COMPILED_TTL_S = 30.0
+"""How long a compiled query is kept, in seconds from when it was last used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ def reuse_key(
 
 class CompiledQueries:
     """A thread-safe, bounded map from :func:`reuse_key` to the :class:`Compiled` query, each
-    kept ``ttl`` seconds; ``size=0`` keeps none."""
+    kept ``ttl`` seconds from its last use (put or found); ``size=0`` keeps none."""
 
     def __init__(
         self,
@@ -123,6 +127,7 @@ class CompiledQueries:
                 self.misses += 1
                 return None
             self.hits += 1
+            self._entries[key] = found  # used: kept another ``ttl`` from now
         return replace(found, read_s=0.0, reused=True)
 
     def put(self, key: Hashable, compiled: Compiled) -> None:

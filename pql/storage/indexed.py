@@ -125,6 +125,9 @@ class IndexedLake:
     (:mod:`pql.storage.rollups`), built when the index is loaded. ``background=False`` loads an
     index inside the query that needs it (tests, scripts that want the index at once).
     ``on_load`` is called with the tenant at the start of every load, in the loading thread.
+    Each of ``on_release`` is called with a tenant whose index is let go of (evicted under the
+    budget, replaced by a newer load, dropped by an ingest), with the store's lock held: it must
+    be quick and must not call the store (the engine drops the queries it compiled over it).
     With ``snapshots`` (the default) and a local :class:`~pql.storage.lake.Lake`, indexes are
     loaded from and saved as snapshots (:mod:`pql.storage.snapshots`); an ``S3Lake`` keeps none.
     """
@@ -148,6 +151,7 @@ class IndexedLake:
         """The most bytes the indexes keep together."""
         self.background = background
         self.on_load = on_load
+        self.on_release: list[Callable[[str], None]] = []
         self._catalog = catalog
         self._rollups = rollups
         # Bookkeeping only: this lock is never held while an index loads, so a tenant that
@@ -179,7 +183,8 @@ class IndexedLake:
         report = self.lake.ingest(subject, data)
         with self._lock:
             for tenant in report.tenants:
-                self._indexes.pop(tenant, None)
+                if self._indexes.pop(tenant, None) is not None:
+                    self._released_locked(tenant)
                 self._drop_days_locked(tenant)
         return report
 
@@ -666,8 +671,11 @@ class IndexedLake:
 
     def _keep(self, tenant: str, index: _Index) -> None:
         """Keep ``index`` and drop the least recently used others until all fit (lock held)."""
+        previous = self._indexes.get(tenant)
         self._indexes[tenant] = index
         self._indexes.move_to_end(tenant)
+        if previous is not None and previous.store is not index.store:
+            self._released_locked(tenant)
         self._drop_days_locked(tenant)  # the index's own rollups answer now
         if self._bytes_locked() > self.memory_budget:
             self._drop_days_locked()  # computed again if asked for: before any index goes
@@ -677,6 +685,12 @@ class IndexedLake:
                 break
             if other != tenant:
                 total -= self._indexes.pop(other).nbytes
+                self._released_locked(other)
+
+    def _released_locked(self, tenant: str) -> None:
+        """Tell ``on_release`` that ``tenant``'s index was let go of (lock held)."""
+        for listener in self.on_release:
+            listener(tenant)
 
 
 def _by_day(
