@@ -611,7 +611,7 @@ def test_a_tenant_of_several_regions_is_kept_in_its_parts_with_their_saved_looku
     assert len(parts) >= 2 and not any(parts)  # mapped, not used before they are checked
     before = store.memory_bytes()
     assert store.add_lookups()
-    codes = sum(  # only the join codes are made: they are never saved
+    codes = sum(  # only the join codes are added: mapped from the lookups files
         c.nbytes for name in ("receipts", "decisions") for c in _codes_of(store, tenant, name)
     )
     assert codes and store.memory_bytes() == before + codes
@@ -876,3 +876,66 @@ def test_a_restart_makes_join_codes_without_counting_again(
     opened(lake)
     assert counted.count(True) == 1  # the one tenant, counted
     assert all(said == ["executionId"] for said in _proved_in_files(lake, tenant))
+
+
+def _rewrite(path: Path, table: pa.Table) -> None:
+    """``table`` in place of the file at ``path`` (replaced, not written over: engines map it)."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with ipc.new_file(str(temp), table.schema) as writer:
+        writer.write_table(table)
+    temp.replace(path)
+
+
+def test_a_restart_maps_the_join_codes_saved_in_row_order(
+    lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookups file keeps a join column's hashes in row order too: a restart maps them as
+    its join codes instead of scattering the sorted hashes back over every row. Codes that are
+    not the column's (another column's, shifted) fail the check on sampled rows and are made
+    again; a file without them (an older one) gets them written."""
+    opened(lake)
+    tenant = sorted(sources(opened(lake)))[0]
+    path = sorted(lake.glob(f"mc-{tenant}-*-decisions/{SNAPSHOT_DIR}/*.lookup.arrow"))[0]
+    table = ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    assert "executionId:code" in table.column_names  # a join column
+    assert "decisionId:code" not in table.column_names  # an id no join uses
+    scattered: list[str] = []
+    agree = memory_module._codes_agree
+
+    def spy(values: pl.Series, codes: Any) -> bool:
+        ok = agree(values, codes)
+        if not ok:
+            scattered.append(str(values.name))
+        return ok
+
+    monkeypatch.setattr(memory_module, "_codes_agree", spy)
+    text = "FIND COUNT(*) JOIN decisions ON receipts.executionId = decisions.executionId SINCE 30d"
+    plain = pql.Engine(lake, index=False).query(text, tenant=tenant, now=TEST_NOW).df.rows()
+
+    engine = opened(lake)
+    store = engine.store
+    assert isinstance(store, IndexedLake)
+    index = store._loaded(tenant)
+    assert index is not None
+    parts = index.lookups_of(tenant, "decisions")
+    assert all(part["executionId"].codes is not None for part in parts)
+    assert not any(part["executionId"].codes.flags.owndata for part in parts)  # mapped
+    assert scattered == []
+    got = engine.query(text, tenant=tenant, now=TEST_NOW)
+    assert "decisions.executionId" in got.stats["join_codes"]
+    assert got.df.rows() == plain
+
+    codes = table.column("executionId:code").to_numpy()
+    at = table.column_names.index("executionId:code")
+    for bad in (codes[::-1].copy(), codes * 0, table.column("executionId:hash").to_numpy()):
+        _rewrite(path, table.set_column(at, "executionId:code", pa.array(bad)))
+        scattered.clear()
+        engine = opened(lake)
+        assert scattered == ["executionId"]  # checked, refused, made from the lookup
+        assert engine.query(text, tenant=tenant, now=TEST_NOW).df.rows() == plain
+    # written again whole (the codes it lacked): the next restart maps them
+    assert ipc.open_file(pa.memory_map(str(path))).read_all().equals(table)
+
+    _rewrite(path, table.drop_columns(["executionId:code"]))  # as an older pql wrote it
+    opened(lake)
+    assert ipc.open_file(pa.memory_map(str(path))).read_all().equals(table)

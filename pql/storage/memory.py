@@ -80,6 +80,26 @@ def string_columns(schema: Mapping[str, pl.DataType], names: Sequence[str]) -> l
     return [name for name in names if schema.get(name) == pl.String]
 
 
+_CODE_SAMPLE = 257
+"""How many rows, spread over the column, saved join codes are checked on before use."""
+
+
+def _codes_agree(values: pl.Series, codes: npt.NDArray[np.uint64]) -> bool:
+    """Whether the saved ``codes`` (row order, 0 for a null) are ``values``' hashes at
+    :data:`_CODE_SAMPLE` rows spread over the column, the first and last among them: a file
+    that is not this column's codes (truncated, shifted, another column's) fails; the rows
+    file it lies beside is trusted as much."""
+    if len(codes) != len(values):
+        return False
+    if not len(values):
+        return True
+    at = np.unique(np.linspace(0, len(values) - 1, num=_CODE_SAMPLE).astype(np.int64))
+    sample = values.gather(at)
+    hashed = sample.hash(seed=_HASH_SEED).to_numpy()
+    expected = np.where(sample.is_null().to_numpy(), np.uint64(0), hashed)
+    return bool(np.array_equal(expected, codes[at]))
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """One string column's rows by value: the 64-bit hashes of its non-null values, sorted, with
@@ -92,6 +112,10 @@ class Lookup:
     hashes: npt.NDArray[np.uint64]
     rows: npt.NDArray[np.uint32]
     nulls: npt.NDArray[np.uint32]
+    codes: npt.NDArray[np.uint64] | None = None
+    """The same hashes in row order (0 for a null), when a snapshot saved them: the column's
+    join codes without putting ``hashes`` back in row order (:meth:`_Table.code_values`).
+    Shared with those codes, so not counted in :attr:`nbytes`."""
 
     @classmethod
     def build(cls, values: pl.Series) -> Lookup:
@@ -115,6 +139,8 @@ class Lookup:
         the null rows ascending."""
         present, nulls = len(self.hashes), len(self.nulls)
         if len(self.rows) != present or present + nulls != rows:
+            return False
+        if self.codes is not None and len(self.codes) != rows:
             return False
         if (present and int(self.rows.max()) >= rows) or (nulls and int(self.nulls[-1]) >= rows):
             return False
@@ -195,7 +221,8 @@ class _Table:
 
     def with_lookups(self, ids: Sequence[str]) -> _Table:
         """This table with a lookup of each of ``ids`` it lacks (string columns only): the one
-        read back with it if it fits the rows (:meth:`Lookup.fits`), else built."""
+        read back with it if it fits the rows (:meth:`Lookup.fits`), else built; its saved
+        join codes only if they agree with the column (:func:`_codes_agree`)."""
         added: dict[str, Lookup] = {}
         for name in string_columns(self.frame.schema, ids):
             if name in self.lookups:
@@ -203,6 +230,10 @@ class _Table:
             saved = self.unchecked.get(name)
             if saved is None or not saved.fits(self.frame.height):
                 saved = Lookup.build(self.frame.get_column(name))
+            elif saved.codes is not None and not _codes_agree(
+                self.frame.get_column(name), saved.codes
+            ):  # not this column's codes: made from the lookup instead (and saved again)
+                saved = replace(saved, codes=None)
             added[name] = saved
         if not added:
             return self
@@ -223,8 +254,11 @@ class _Table:
         lookup = self.lookups.get(name)
         if lookup is None:
             return code_values(self.frame.get_column(name))
-        codes = np.zeros(self.frame.height, dtype=np.uint64)
-        codes[lookup.rows] = lookup.hashes
+        if lookup.codes is not None:  # saved in row order (checked): mapped, nothing to scatter
+            codes = lookup.codes
+        else:  # a scatter over the whole column (most of a mapped index's finishing)
+            codes = np.zeros(self.frame.height, dtype=np.uint64)
+            codes[lookup.rows] = lookup.hashes
         missing = np.zeros(self.frame.height, dtype=np.bool_)
         missing[lookup.nulls] = True
         array = pa.array(codes, mask=missing if len(lookup.nulls) else None)
@@ -532,11 +566,13 @@ class MemoryStore:
         with self._lock:
             self._proved[tenant] = frozenset(columns)
 
-    def coded_of(self, tenant: str, subject: str) -> tuple[frozenset[str], ...]:
-        """The columns with join codes of each part of ``tenant``'s ``subject`` (in the order
-        of the parts, :meth:`lookups_of`); ``()`` when none is kept."""
+    def codes_of(self, tenant: str, subject: str) -> tuple[Mapping[str, pl.Series], ...]:
+        """The join codes' values of each part of ``tenant``'s ``subject`` by column (in the
+        order of the parts, :meth:`lookups_of`); ``()`` when none is kept."""
         found = self._tables.get((tenant, subject))
-        return () if found is None else tuple(frozenset(part.codes) for part in found.parts)
+        if found is None:
+            return ()
+        return tuple({k: v.values for k, v in part.codes.items()} for part in found.parts)
 
     def lookups_of(self, tenant: str, subject: str) -> tuple[Mapping[str, Lookup], ...]:
         """The lookups of each part of ``tenant``'s ``subject`` (one part unless it is kept in

@@ -9,10 +9,10 @@ an uncompressed Arrow IPC file in the bucket itself::
 
 The next load memory-maps it (zero copy: pyarrow's memory map, as Polars' ``read_ipc`` copies)
 instead of reading Parquet and sorting. Beside it are the rows' rollup partials and the lookups
-of its id columns (``{key}.lookup.arrow``: each column's hashes, sorted, and their rows, and
-which columns' join codes were proved distinct for the tenant's data at ``key``,
-:mod:`pql.storage.codes`), so a restarted service maps what it would otherwise compute for
-seconds. Only a local
+of its id columns (``{key}.lookup.arrow``: each column's hashes, sorted, and their rows; for
+a column joins use, the same hashes in row order, which are its join codes; and which columns'
+join codes were proved distinct for the tenant's data at ``key``, :mod:`pql.storage.codes`),
+so a restarted service maps what it would otherwise compute for seconds. Only a local
 :class:`~pql.storage.lake.Lake` keeps snapshots; an :class:`~pql.storage.s3.S3Lake` does not.
 
 A snapshot is in its bucket, so a tenant's rows never leave the folder of their storage region
@@ -116,11 +116,13 @@ class Pending:
         if self.lookups is not None:
             parts = self.lookups.lookups_of(self.tenant, self.subject)
             built = parts[self.part] if self.part < len(parts) else {}
-            coded = self.lookups.coded_of(self.tenant, self.subject)
-            proved = coded[self.part] if self.part < len(coded) else frozenset()
+            coded = self.lookups.codes_of(self.tenant, self.subject)
+            codes = coded[self.part] if self.part < len(coded) else {}
+            proved = frozenset(codes)
             changed = any(lookup is not self.mapped.get(name) for name, lookup in built.items())
-            if built and (changed or proved != self.proved):
-                files.append((self.lookups_path, _lookups_table(built, proved)))
+            unsaved = any(self.mapped[n].codes is None for n in codes if n in self.mapped)
+            if built and (changed or unsaved or proved != self.proved):
+                files.append((self.lookups_path, _lookups_table(built, proved, codes)))
         return files
 
     @property
@@ -447,16 +449,25 @@ def _read(
         return None
 
 
-def _lookups_table(lookups: Mapping[str, Lookup], proved: Collection[str] = ()) -> pa.Table:
+def _lookups_table(
+    lookups: Mapping[str, Lookup],
+    proved: Collection[str] = (),
+    codes: Mapping[str, pl.Series] | None = None,
+) -> pa.Table:
     """``lookups`` as one table: for each id column, ``{name}:hash`` (the hashes, sorted, then
     a zero for each null) and ``{name}:row`` (their rows, then the null rows), as long as the
-    rows; how many nulls each has, and the ``proved`` columns, are in the schema's metadata."""
+    rows; for each of its join ``codes``, ``{name}:code`` (the same hashes in row order, a
+    zero for a null: mapped, they are the join codes, :attr:`Lookup.codes`); how many nulls
+    each has, and the ``proved`` columns, are in the schema's metadata."""
     columns: dict[str, pa.Array] = {}
     nulls: dict[str, int] = {}
     for name, lookup in sorted(lookups.items()):
         pad = np.zeros(len(lookup.nulls), dtype=np.uint64)
         columns[f"{name}:hash"] = pa.array(np.concatenate([lookup.hashes, pad]))
         columns[f"{name}:row"] = pa.array(np.concatenate([lookup.rows, lookup.nulls]))
+        coded = (codes or {}).get(name)
+        if coded is not None:
+            columns[f"{name}:code"] = pa.array(coded.fill_null(0).to_numpy())
         nulls[name] = len(lookup.nulls)
     metadata = {_NULLS: json.dumps(nulls).encode(), _PROVED: json.dumps(sorted(proved)).encode()}
     return pa.table(columns).replace_schema_metadata(metadata)
@@ -485,7 +496,8 @@ def _read_lookups(
             if not 0 <= missing <= rows:
                 return None
             present = rows - missing
-            found[name] = Lookup(hashes[:present], at[:present], at[present:])
+            codes = _array(table, f"{name}:code", np.dtype(np.uint64), rows)
+            found[name] = Lookup(hashes[:present], at[:present], at[present:], codes)
         said = json.loads(metadata.get(_PROVED, b"[]"))
         if not isinstance(said, list) or not all(isinstance(name, str) for name in said):
             said = []
