@@ -868,10 +868,7 @@ def test_a_restart_makes_join_codes_without_counting_again(
     table = ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
     metadata = dict(table.schema.metadata or {})
     del metadata[b"pql.join_codes"]
-    temp = path.with_name(f".{path.name}.tmp")  # replaced, not written over: engines map it
-    with ipc.new_file(str(temp), table.schema.with_metadata(metadata)) as writer:
-        writer.write_table(table.replace_schema_metadata(metadata))
-    temp.replace(path)
+    _rewrite(path, table.replace_schema_metadata(metadata))
     counted.clear()
     opened(lake)
     assert counted.count(True) == 1  # the one tenant, counted
@@ -891,8 +888,8 @@ def test_a_restart_maps_the_join_codes_saved_in_row_order(
 ) -> None:
     """The lookups file keeps a join column's hashes in row order too: a restart maps them as
     its join codes instead of scattering the sorted hashes back over every row. Codes that are
-    not the column's (another column's, shifted) fail the check on sampled rows and are made
-    again; a file without them (an older one) gets them written."""
+    not the column's (reversed, zeroed, its sorted hashes) fail the check on sampled rows and
+    are made again; a file without them (an older one) gets them written."""
     opened(lake)
     tenant = sorted(sources(opened(lake)))[0]
     path = sorted(lake.glob(f"mc-{tenant}-*-decisions/{SNAPSHOT_DIR}/*.lookup.arrow"))[0]

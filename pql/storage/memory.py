@@ -94,9 +94,7 @@ def _codes_agree(values: pl.Series, codes: npt.NDArray[np.uint64]) -> bool:
     if not len(values):
         return True
     at = np.unique(np.linspace(0, len(values) - 1, num=_CODE_SAMPLE).astype(np.int64))
-    sample = values.gather(at)
-    hashed = sample.hash(seed=_HASH_SEED).to_numpy()
-    expected = np.where(sample.is_null().to_numpy(), np.uint64(0), hashed)
+    expected = code_values(values.gather(at)).fill_null(0).to_numpy()
     return bool(np.array_equal(expected, codes[at]))
 
 
