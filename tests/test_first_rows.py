@@ -228,3 +228,63 @@ def test_the_row_cap_sorts_only_the_rows_up_to_its_last(
         expected.get_column("executionId").head(20).to_list()
     )
     assert sorted_rows == [21]  # the cap's rows and the one that tells it was cut
+
+
+def test_the_first_run_holds_the_matches_the_estimate_expects() -> None:
+    """A probe's first run is long enough to hold four times the LIMIT's matches at the share
+    of rows its filter is estimated to keep; nothing estimated to match, no run is."""
+    first_run_rows = compile_module._first_run_rows
+    assert first_run_rows(3, None) == first_run_rows(3, 0.05) == compile_module._FIRST_RUN
+    assert first_run_rows(1_000, None) == 16_000
+    assert first_run_rows(100, 0.01) == 40_000
+    assert first_run_rows(100, 0.0) > 10**15
+
+
+def test_an_estimated_share_lets_a_window_under_the_minimum_be_probed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the filter's share estimated, a window shorter than ``_MIN_ROWS`` is probed when
+    four first runs fit in it (a common status), and not when they do not (a rare
+    combination) or when nothing is estimated: every answer is the full sort's."""
+    monkeypatch.setattr(compile_module, "_MIN_ROWS", 10**9)  # never, without an estimate
+    monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
+    data = generate(30_000, seed=2, tenants=1, now=TEST_NOW)
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", data.receipts)
+    tenant = engine.store.tenants()[0]
+    shares: list[float | None] = []
+    runs: list[int] = []
+    kept_share = compile_module._Compiler.kept_share
+    first = compile_module._first
+
+    def spied_share(self: Any, kept: Any) -> float | None:
+        shares.append(kept_share(self, kept))
+        return shares[-1]
+
+    def spied_first(frame: pl.LazyFrame, rows: int, *rest: Any) -> pl.LazyFrame:
+        runs.append(rest[-1])
+        return first(frame, rows, *rest)
+
+    monkeypatch.setattr(compile_module._Compiler, "kept_share", spied_share)
+    monkeypatch.setattr(compile_module, "_first", spied_first)
+    window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
+    common = 'WHERE receipts.status = "error"'
+    rare = 'WHERE receipts.status = "error" AND receipts.latency_ms > 2500 AND workflow = "etl"'
+    for where, probed in ((common, True), (rare, False)):
+        shares.clear()
+        runs.clear()
+        text = f"FIND receipts {where} SINCE 90d LIMIT 10"
+        fast = engine.query(text, tenant=tenant, now=TEST_NOW).df
+        (share,) = shares
+        assert share is not None and 0 <= share < 0.2, text
+        run = compile_module._first_run_rows(10, share)
+        assert (4 * run <= window.height) is probed, (text, share, run, window.height)
+        assert runs == ([run] if probed else []), text
+        whole = engine.query(text.replace(" LIMIT 10", ""), tenant=tenant, now=TEST_NOW).df
+        assert fast.height == min(10, whole.height) and fast.equals(whole.head(10)), text
+    monkeypatch.setattr(compile_module._Compiler, "kept_share", lambda self, kept: None)
+    runs.clear()
+    engine.compiled.clear()
+    engine.plans.clear()
+    engine.query(f"FIND receipts {common} SINCE 90d LIMIT 10", tenant=tenant, now=TEST_NOW)
+    assert runs == []  # no estimate: the window is under _MIN_ROWS

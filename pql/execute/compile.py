@@ -9,6 +9,7 @@ predicates into the scan.
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -170,10 +171,12 @@ class _Compiler:
                 # A projection keeps every row: the first rows are found below it (the row
                 # cap over ``FIND subject``'s columns).
                 return self.compile(replace(projected, input=replace(node, input=inner)))
-            case Limit(input=Sort(input=Filter(input=Scan() as scan, predicate=pred), keys=keys)):
-                return self.first_rows(scan, pred, keys, node.count, node)
+            case Limit(
+                input=Sort(input=Filter(input=Scan() as scan, predicate=pred) as kept, keys=keys)
+            ):
+                return self.first_rows(scan, pred, keys, node.count, node, self.kept_share(kept))
             case Limit(input=Sort(input=Scan() as scan, keys=keys)):
-                return self.first_rows(scan, None, keys, node.count, node)
+                return self.first_rows(scan, None, keys, node.count, node, None)
             case Limit(input=inner, count=count):
                 return self.compile(inner).head(count)
             case Project(input=inner, columns=cols):
@@ -213,16 +216,36 @@ class _Compiler:
             )
         return joined if coded is None else joined.drop(left_on, right_on, strict=False)
 
+    def kept_share(self, kept: Filter) -> float | None:
+        """The share of its scan's rows that ``kept`` is estimated to keep, or ``None`` without
+        an estimate (see :meth:`first_rows`)."""
+        if self.estimates is None:
+            return None
+        out, read = self.estimates.find(kept), self.estimates.find(kept.input)
+        if out is None or read is None or read.rows <= 0:
+            return None
+        return min(1.0, out.rows / read.rows)
+
     def first_rows(
-        self, scan: Scan, pred: Pred | None, keys: tuple[SortKey, ...], count: int, node: Limit
+        self,
+        scan: Scan,
+        pred: Pred | None,
+        keys: tuple[SortKey, ...],
+        count: int,
+        node: Limit,
+        share: float | None,
     ) -> pl.LazyFrame:
-        """The first ``count`` rows by ``keys`` of ``scan``'s rows that ``pred`` keeps.
+        """The first ``count`` rows by ``keys`` of ``scan``'s rows that ``pred`` keeps (a
+        ``share`` of them, estimated, when known).
 
         When the first key is the scan's ``ts``, the store keeps the window's rows in ts order
-        and the window is large (``_MIN_ROWS`` rows with ``pred``, twice ``count`` without), the
+        and the window is large (twice ``count`` rows without ``pred``; with it, four times the
+        first run, or ``_MIN_ROWS`` rows when the share kept is not estimated), the
         answer lies among the rows up to the ts of the ``count``-th match (from the end for a
         descending ts): without ``pred``, the ``count``-th row; with it, ever longer runs of rows
-        from that end are filtered until they hold ``count`` matches. Then only the rows up to
+        from that end are filtered until they hold ``count`` matches. The first run is
+        ``_FIRST_RUN`` rows, or 16 times ``count``, or long enough to hold four times ``count``
+        matches at the estimated share, whichever is longest. Then only the rows up to
         that ts are filtered and sorted (found by binary search), not the whole window. The row
         cap of ``FIND subject`` is such a LIMIT (under its projection). Otherwise,
         or when the matches are too few in any run up to a quarter of the window, the plain
@@ -236,17 +259,24 @@ class _Compiler:
         frame = self.shaped(got, scan)
         matching = frame if pred is None else frame.filter(predicate(pred))
         # Without a filter the cut needs no probing run, only a read of the ts column (a view):
-        # it pays once the window holds twice the rows asked for.
-        least = _MIN_ROWS if pred is not None else 2 * count
+        # it pays once the window holds twice the rows asked for. With one, a probe pays where
+        # its first run is likely to hold enough matches and is short beside the window.
+        run = _first_run_rows(count, share)
+        if pred is None:
+            least = 2 * count
+        elif share is None:
+            least = _MIN_ROWS
+        else:
+            least = min(_MIN_ROWS, 4 * run)
         if not (got.ordered and got.exact and got.single_tenant) or got.rows < least or not count:
             return _sorted(matching, keys).head(count)
         desc = keys[0].descending
         with self.reading():  # the probes read rows
             if got.parts:  # several parts in ts order: the first rows of each, not their merge
                 parts = [(self.shaped(replace(got, frame=part), scan), n) for part, n in got.parts]
-                firsts = pl.concat([_first(p, n, pred, ts, desc, count) for p, n in parts])
+                firsts = pl.concat([_first(p, n, pred, ts, desc, count, run) for p, n in parts])
             else:
-                firsts = _first(frame, got.rows, pred, ts, desc, count)
+                firsts = _first(frame, got.rows, pred, ts, desc, count, run)
         return _sorted(firsts, keys).head(count)
 
     def coded_inputs(self, node: Join) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
@@ -396,15 +426,33 @@ def key_part(pred: Pred, columns: Collection[str]) -> tuple[str, frozenset[str],
     return None
 
 
-# A filtered LIMIT over rows in ts order probes runs of rows only in windows of at least _MIN_ROWS
-# rows (below, each probe's own cost outweighs what it spares), the first run of _FIRST_RUN rows
-# (16 x the limit when that is more).
+# A filtered LIMIT over rows in ts order probes runs of rows from the first run of _FIRST_RUN rows
+# (16 x the limit, or four times the rows expected to hold the limit's matches, when more), in
+# windows of four times that run; without an estimate of the share its filter keeps, only in
+# windows of at least _MIN_ROWS rows (below, a probe's own cost may outweigh what it spares).
 _MIN_ROWS = 200_000
 _FIRST_RUN = 8192
+_NEVER = 2**62
+
+
+def _first_run_rows(count: int, share: float | None) -> int:
+    """The first run of rows a filtered LIMIT of ``count`` probes, its filter keeping an
+    estimated ``share`` of the rows (``None``: not estimated)."""
+    run = max(16 * count, _FIRST_RUN)
+    if share is None:
+        return run
+    # Nothing expected to match: no run is long enough (the window's rows are fewer).
+    return max(run, math.ceil(4 * count / share)) if share > 0 else _NEVER
 
 
 def _first(
-    frame: pl.LazyFrame, rows: int, pred: Pred | None, ts: str, descending: bool, count: int
+    frame: pl.LazyFrame,
+    rows: int,
+    pred: Pred | None,
+    ts: str,
+    descending: bool,
+    count: int,
+    first_run: int,
 ) -> pl.LazyFrame:
     """The rows of ``frame`` (``rows`` of them, in ``ts`` order) that ``pred`` keeps, up to the
     ``ts`` of the ``count``-th of them from the start (the end, ``descending``), ties included:
@@ -418,7 +466,7 @@ def _first(
         if len(values) <= count:
             return frame
         return _up_to(frame, values, values[-count if descending else count - 1], descending)
-    run = max(16 * count, _FIRST_RUN)
+    run = first_run
     while run * 4 <= rows:  # a run longer than a quarter saves too little
         part = (frame.tail(run) if descending else frame.head(run)).filter(predicate(pred))
         edges = part.select(ts)
