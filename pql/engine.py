@@ -209,17 +209,16 @@ class Engine:
     says which ran (``docs/pql/SAFETY.md``).
     ``plan_memo_size`` bounds the prepared plans kept for reuse (:mod:`pql.plan.memo`): a query
     asked again with the same text, parameters, tenant, ``now``, limits and data version skips
-    analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on
-    the wall clock (no ``now``) or an advancing ``now`` reuses the plan of the same query asked
-    with a clock at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before
-    or after, or ``plan_reuse_share`` of its window when that is longer (default 1/10,000: a
-    minute for 7 days; 0: ``plan_reuse`` alone), moved to its own window, with the cost
-    estimate made for that window (plans with a ``ts`` constant inside the window are reused
-    only at the same ``now``: it does not move with the window; one with ``ts`` constants
-    outside it, reading rollups or with a time series moves less than the distance to the
-    nearest constant, day boundary or bucket start). Such a reused plan also runs the Polars
-    query compiled for its plan a moment before, when it reads the same stored rows
-    (:mod:`pql.execute.reuse`).
+    analysis and the cost estimate (every safety rule still runs); 0 keeps none. A query on the wall
+    clock (no ``now``) or an advancing ``now`` reuses the plan of the same query asked with a clock
+    at most ``plan_reuse`` (default 1 s; ``timedelta(0)``: only the same) before or after, or
+    ``plan_reuse_share`` of its window when that is longer (default 1/1,000: 5.4 s for 90 minutes,
+    10 minutes for 7 days; 0: ``plan_reuse`` alone), moved to its own window, with the cost estimate
+    made for that window (plans with a ``ts`` constant inside the window are reused only at the same
+    ``now``: it does not move with the window; one with ``ts`` constants outside it, reading rollups
+    or with a time series moves less than the distance to the nearest constant, day boundary or
+    bucket start). Such a reused plan also runs the Polars query compiled for its plan a moment
+    before, when it reads the same stored rows (:mod:`pql.execute.reuse`).
     ``adapters`` says which installed adapters (``docs/pql/ADAPTERS.md``) the engine uses: by
     default every one installed, or a list of the names allowed (``()``: none), or a
     :class:`pql.adapters.Adapters` already loaded. A broken adapter is left out and reported in

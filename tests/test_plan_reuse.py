@@ -101,8 +101,8 @@ def test_a_query_further_apart_is_planned_again_and_kept(
     assert len(eng.plans) == 1
 
 
-SHARE_OF_7D = timedelta(seconds=60.48)
-"""A ten-thousandth of 7 days, the default share: how far a 7-day plan moves."""
+SHARE_OF_7D = timedelta(seconds=604.8)
+"""A thousandth of 7 days, the default share: how far a 7-day plan moves."""
 
 
 @pytest.mark.parametrize(
@@ -122,8 +122,8 @@ def test_a_plan_moves_a_share_of_its_window(
     apart: timedelta,
     reused: bool,
 ) -> None:
-    """Past ``plan_reuse``, a plan still moves up to ``plan_reuse_share`` of its window (a
-    minute of 7 days), and answers for its own window."""
+    """Past ``plan_reuse``, a plan still moves up to ``plan_reuse_share`` of its window (ten
+    minutes of 7 days), and answers for its own window."""
     eng = engine_over(demo)
     first = _ask(eng, tenants[0])
     with stop(at + apart):
@@ -137,7 +137,10 @@ def test_a_plan_moves_a_share_of_its_window(
 def test_the_reuse_limit_is_plan_reuse_or_a_share_of_the_window() -> None:
     second = timedelta(seconds=1)
     assert reuse_limit(second, timedelta(days=7), DEFAULT_PLAN_REUSE_SHARE) == SHARE_OF_7D
-    assert reuse_limit(second, timedelta(hours=1), DEFAULT_PLAN_REUSE_SHARE) == second
+    assert reuse_limit(second, timedelta(minutes=15), DEFAULT_PLAN_REUSE_SHARE) == second
+    assert reuse_limit(second, timedelta(minutes=90), DEFAULT_PLAN_REUSE_SHARE) == timedelta(
+        seconds=5.4
+    )
     assert reuse_limit(second, timedelta(days=7), 0.0) == second
     assert reuse_limit(timedelta(0), timedelta(days=7), DEFAULT_PLAN_REUSE_SHARE) == timedelta(0)
 
