@@ -75,13 +75,13 @@ def test_a_tenant_kept_in_parts_is_cut_part_by_part(
     rows are found in each part (not in the merge of their whole windows) and sorted together,
     and the answer is DuckDB's."""
     cut: list[int] = []
-    first = compile_module._first
+    firsts = compile_module._firsts
 
-    def spied(frame: pl.LazyFrame, rows: int, *rest: Any) -> pl.LazyFrame:
-        cut.append(rows)
-        return first(frame, rows, *rest)
+    def spied(parts: Any, *rest: Any) -> list[pl.LazyFrame]:
+        cut.extend(part.rows for part in parts)
+        return firsts(parts, *rest)
 
-    monkeypatch.setattr(compile_module, "_first", spied)
+    monkeypatch.setattr(compile_module, "_firsts", spied)
     split = split_tenants(edge_lake.root)
     assert split
     for tenant in split:
@@ -255,18 +255,18 @@ def test_an_estimated_share_lets_a_window_under_the_minimum_be_probed(
     shares: list[float | None] = []
     runs: list[int] = []
     kept_share = compile_module._Compiler.kept_share
-    first = compile_module._first
+    firsts = compile_module._firsts
 
     def spied_share(self: Any, kept: Any) -> float | None:
         shares.append(kept_share(self, kept))
         return shares[-1]
 
-    def spied_first(frame: pl.LazyFrame, rows: int, *rest: Any) -> pl.LazyFrame:
+    def spied_firsts(parts: Any, *rest: Any) -> list[pl.LazyFrame]:
         runs.append(rest[-1])
-        return first(frame, rows, *rest)
+        return firsts(parts, *rest)
 
     monkeypatch.setattr(compile_module._Compiler, "kept_share", spied_share)
-    monkeypatch.setattr(compile_module, "_first", spied_first)
+    monkeypatch.setattr(compile_module, "_firsts", spied_firsts)
     window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
     common = 'WHERE receipts.status = "error"'
     rare = 'WHERE receipts.status = "error" AND receipts.latency_ms > 2500 AND workflow = "etl"'
@@ -288,3 +288,42 @@ def test_an_estimated_share_lets_a_window_under_the_minimum_be_probed(
     engine.plans.clear()
     engine.query(f"FIND receipts {common} SINCE 90d LIMIT 10", tenant=tenant, now=TEST_NOW)
     assert runs == []  # no estimate: the window is under _MIN_ROWS
+
+
+def test_the_cut_uses_the_stores_times_without_reading_ts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store that keeps rows in ts order hands over their ts as microseconds: the cut is found
+    in them, and the ts column is not read through the query engine (nor copied) to find it."""
+    monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
+    monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
+    data = generate(20_000, seed=3, tenants=1, now=TEST_NOW)
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", data.receipts)
+    tenant = engine.store.tenants()[0]
+
+    def no_read(*args: Any) -> Any:
+        raise AssertionError("the ts column was read to find the cut")
+
+    cut: list[int] = []
+    up_to = compile_module._up_to
+
+    def spied(part: Any, *rest: Any) -> pl.LazyFrame:
+        assert part.times is not None
+        cut.append(part.rows)
+        return up_to(part, *rest)
+
+    monkeypatch.setattr(compile_module, "_ts_values", no_read)
+    monkeypatch.setattr(compile_module, "_up_to", spied)
+    window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
+    errors = window.filter(pl.col("status") == "error").sort("ts", "executionId")
+    latest = window.sort(["ts", "executionId"], descending=[True, False])
+    for text, expected in (
+        ('FIND receipts WHERE receipts.status = "error" SINCE 90d LIMIT 10', errors),
+        ("FIND receipts ORDER BY receipts.ts DESC SINCE 90d LIMIT 10", latest),
+    ):
+        fast = engine.query(text, tenant=tenant, now=TEST_NOW).df
+        assert fast.get_column("executionId").to_list() == (
+            expected.get_column("executionId").head(10).to_list()
+        ), text
+    assert cut == [window.height, window.height]  # each cut in the window's own times

@@ -135,3 +135,40 @@ def test_a_nested_condition_is_shown_in_parentheses() -> None:
         "NOT (receipts.status = 'ok' OR receipts.status IS NULL)"
     )
     assert pred_text(AnyOf((ok, missing))) == "receipts.status = 'ok' OR receipts.status IS NULL"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FIND COUNT(*) AS n WHERE receipts.tenant = 'globex' AND status = 'ok' SINCE 7d",
+        "FIND COUNT(*) AS n, AVG(latency_ms) AS a WHERE tenant = 'globex' "
+        "GROUP BY receipts.status SINCE 7d",
+        "FIND receipts WHERE receipts.tenant = 'globex' SINCE 7d LIMIT 5",
+        "FIND COUNT(decisions.decisionId) AS n JOIN receipts ON decisions.executionId = "
+        "receipts.executionId WHERE receipts.tenant = 'globex' SINCE 7d",
+    ],
+)
+def test_a_filter_that_keeps_nothing_runs_no_filter(
+    engine: pql.Engine, demo: DemoData, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another tenant's name folds to ``false`` when planning: the compiled query is the input's
+    columns with no row (no filter run over the window's rows), and the answer is an empty
+    one (a count of 0, no group, no row)."""
+    import pql.execute.compile as compile_module
+
+    asked: list[object] = []
+    real = compile_module.predicate
+
+    def spied(pred: Any) -> pl.Expr:
+        asked.append(pred)
+        return real(pred)
+
+    monkeypatch.setattr(compile_module, "predicate", spied)
+    prepared = engine.prepare(text, tenant="acme", now=demo.now)
+    assert any(isinstance(n, Filter) and n.predicate == NOTHING for n in walk(prepared.plan))
+    result = engine.execute(prepared)
+    assert NOTHING not in asked
+    if "GROUP BY" in text or "LIMIT" in text:
+        assert result.df.height == 0
+    else:
+        assert result.df.rows() == [(0,)]

@@ -12,7 +12,7 @@ import functools
 import math
 import operator
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
@@ -29,7 +29,7 @@ from pql.execute.buckets import bucket_of, fill
 from pql.execute.joins import Side, aggregate_input, counts_rows
 from pql.execute.rollups import aggregate_rollup
 from pql.plan.cost import Estimates, build_side
-from pql.plan.expr import AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
+from pql.plan.expr import NOTHING, AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -150,9 +150,9 @@ class _Compiler:
             case Filter(input=Scan() as scan, predicate=pred):
                 found = self.lookup(scan, pred)
                 frame = self.scan(scan) if found is None else found
-                return frame.filter(predicate(pred))
+                return _kept(frame, pred)
             case Filter(input=inner, predicate=pred):
-                return self.compile(inner).filter(predicate(pred))
+                return _kept(self.compile(inner), pred)
             case Join():
                 return self.join(node)
             case Aggregate(keys=keys, aggregates=aggs, buckets=buckets):
@@ -257,7 +257,7 @@ class _Compiler:
             return self.compile(node.input).head(count)
         got = self.read(scan)
         frame = self.shaped(got, scan)
-        matching = frame if pred is None else frame.filter(predicate(pred))
+        matching = frame if pred is None else _kept(frame, pred)
         # Without a filter the cut needs no probing run, only a read of the ts column (a view):
         # it pays once the window holds twice the rows asked for. With one, a probe pays where
         # its first run is likely to hold enough matches and is short beside the window.
@@ -271,12 +271,16 @@ class _Compiler:
         if not (got.ordered and got.exact and got.single_tenant) or got.rows < least or not count:
             return _sorted(matching, keys).head(count)
         desc = keys[0].descending
+        times: list[npt.NDArray[np.int64] | None] = [*got.times] or [None] * max(1, len(got.parts))
         with self.reading():  # the probes read rows
             if got.parts:  # several parts in ts order: the first rows of each, not their merge
-                parts = [(self.shaped(replace(got, frame=part), scan), n) for part, n in got.parts]
-                firsts = pl.concat([_first(p, n, pred, ts, desc, count, run) for p, n in parts])
+                parts = [
+                    _Part(self.shaped(replace(got, frame=part), scan), n, at)
+                    for (part, n), at in zip(got.parts, times, strict=True)
+                ]
             else:
-                firsts = _first(frame, got.rows, pred, ts, desc, count, run)
+                parts = [_Part(frame, got.rows, times[0])]
+            firsts = pl.concat(_firsts(parts, pred, ts, desc, count, run))
         return _sorted(firsts, keys).head(count)
 
     def coded_inputs(self, node: Join) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
@@ -314,7 +318,7 @@ class _Compiler:
             if got.parts:  # nothing here needs ts order: the parts side by side, not merged
                 got = replace(got, frame=pl.concat([part for part, _ in got.parts]))
             frame = self.shaped(got, scan, f"{JOIN_CODE}.{name}")
-            frames.append(frame if pred is None else frame.filter(predicate(pred)))
+            frames.append(frame if pred is None else _kept(frame, pred))
         return frames[0], frames[1]
 
     def has_lookup(self, node: Scan, pred: Pred) -> bool:
@@ -445,52 +449,98 @@ def _first_run_rows(count: int, share: float | None) -> int:
     return max(run, math.ceil(4 * count / share)) if share > 0 else _NEVER
 
 
-def _first(
-    frame: pl.LazyFrame,
-    rows: int,
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Rows in ``ts`` order: a window, or one part of it, for :func:`_firsts`."""
+
+    frame: pl.LazyFrame
+    rows: int
+    times: npt.NDArray[np.int64] | None
+    """Its ``ts`` as µs since the epoch, when the store gave them (else read when needed)."""
+
+    def ts_values(self, ts: str) -> npt.NDArray[np.int64]:
+        return self.times if self.times is not None else _ts_values(self.frame, ts)
+
+
+def _firsts(
+    parts: Sequence[_Part],
     pred: Pred | None,
     ts: str,
     descending: bool,
     count: int,
     first_run: int,
-) -> pl.LazyFrame:
-    """The rows of ``frame`` (``rows`` of them, in ``ts`` order) that ``pred`` keeps, up to the
-    ``ts`` of the ``count``-th of them from the start (the end, ``descending``), ties included:
-    they hold the first ``count`` by any keys that start with ``ts``. Without ``pred`` that ts
-    is the ``count``-th row's. Otherwise ever longer runs from that end are filtered until one
-    holds ``count`` matches; all of ``frame``'s matches when no run up to a quarter of it holds
-    enough. The rows up to that ts are found by binary search (NumPy, on the ts column's
-    microseconds: a Polars search with a zoned literal costs more than the rest of the probe)."""
+) -> list[pl.LazyFrame]:
+    """Of each part, the rows that ``pred`` keeps up to the ``ts`` of the ``count``-th of them
+    from the start (the end, ``descending``), ties included: they hold the part's first
+    ``count`` by any keys that start with ``ts``. Without ``pred`` that ts is the ``count``-th
+    row's. Otherwise ever longer runs from that end, ``first_run`` rows first, are filtered until
+    one holds ``count`` matches (the parts' runs of one length in one collect); all of a part's
+    matches when no run up to a quarter of it holds enough. The rows up to that ts are found by
+    binary search (NumPy, on the ts as microseconds: a Polars search with a zoned literal costs
+    more than the rest of the probe)."""
     if pred is None:
-        values = _ts_values(frame, ts)
-        if len(values) <= count:
-            return frame
-        return _up_to(frame, values, values[-count if descending else count - 1], descending)
+        return [_first_of(part, ts, descending, count) for part in parts]
+    out: dict[int, pl.LazyFrame] = {}
+    pending = list(range(len(parts)))
     run = first_run
-    while run * 4 <= rows:  # a run longer than a quarter saves too little
-        part = (frame.tail(run) if descending else frame.head(run)).filter(predicate(pred))
-        edges = part.select(ts)
-        found = (edges.tail(count) if descending else edges.head(count)).collect()
-        if found.height >= count:
-            edge = found.get_column(ts).to_physical()[0 if descending else -1]
-            cut = _up_to(frame, _ts_values(frame, ts), edge, descending)
-            return cut.filter(predicate(pred))
+    while pending:
+        probing = [i for i in pending if run * 4 <= parts[i].rows]
+        for i in pending:  # a run longer than a quarter saves too little
+            if i not in probing:
+                out[i] = _kept(parts[i].frame, pred)
+        if not probing:
+            break
+        edges = pl.collect_all(
+            [_probe(parts[i].frame, pred, ts, descending, count, run) for i in probing]
+        )
+        pending = []
+        for i, found in zip(probing, edges, strict=True):
+            if found.height < count:
+                pending.append(i)
+                continue
+            edge = found.get_column(ts).dt.cast_time_unit("us").to_physical()
+            cut = _up_to(parts[i], ts, edge[0 if descending else -1], descending)
+            out[i] = _kept(cut, pred)
         run *= 8
-    return frame.filter(predicate(pred))
+    return [out[i] for i in range(len(parts))]
+
+
+def _first_of(part: _Part, ts: str, descending: bool, count: int) -> pl.LazyFrame:
+    """``part``'s rows up to the ts of its ``count``-th row from the start (the end,
+    ``descending``), ties included."""
+    if part.rows <= count:
+        return part.frame
+    values = part.ts_values(ts)
+    return _up_to(part, ts, values[-count if descending else count - 1], descending)
+
+
+def _probe(
+    frame: pl.LazyFrame, pred: Pred, ts: str, descending: bool, count: int, run: int
+) -> pl.LazyFrame:
+    """The ts of the first ``count`` rows that ``pred`` keeps among ``run`` rows from the start
+    of ``frame`` (from its end, ``descending``)."""
+    edges = _kept(frame.tail(run) if descending else frame.head(run), pred).select(ts)
+    return edges.tail(count) if descending else edges.head(count)
 
 
 def _ts_values(frame: pl.LazyFrame, ts: str) -> npt.NDArray[np.int64]:
-    """``frame``'s ``ts`` column as its microseconds (never null: no copy for one chunk)."""
-    return frame.select(ts).collect().get_column(ts).to_physical().to_numpy()
+    """``frame``'s ``ts`` column as µs since the epoch (never null: no copy for one chunk)."""
+    column = frame.select(ts).collect().get_column(ts)
+    return column.dt.cast_time_unit("us").to_physical().to_numpy()
 
 
-def _up_to(
-    frame: pl.LazyFrame, values: npt.NDArray[np.int64], edge: int, descending: bool
-) -> pl.LazyFrame:
-    """The rows of ``frame`` (whose ts are ``values``, ascending) from its start up to ts
-    ``edge`` (from its end down to it, ``descending``), ties included."""
+def _up_to(part: _Part, ts: str, edge: int, descending: bool) -> pl.LazyFrame:
+    """The rows of ``part`` from its start up to ts ``edge`` (µs since the epoch; from its end
+    down to it, ``descending``), ties included."""
+    values = part.ts_values(ts)
     cut = int(np.searchsorted(values, edge, side="left" if descending else "right"))
-    return frame.slice(cut) if descending else frame.head(cut)
+    return part.frame.slice(cut) if descending else part.frame.head(cut)
+
+
+def _kept(frame: pl.LazyFrame, pred: Pred) -> pl.LazyFrame:
+    """The rows of ``frame`` that ``pred`` keeps: for ``NOTHING`` (another tenant's name, folded
+    when planning) its columns with no row, without a filter run over every row it reads."""
+    return frame.clear() if pred == NOTHING else frame.filter(predicate(pred))
 
 
 def _sorted(frame: pl.LazyFrame, keys: tuple[SortKey, ...]) -> pl.LazyFrame:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from pql.catalog import Catalog, DataType, Subject
@@ -107,6 +109,9 @@ class Scan:
     first rows of a window can skip (the first rows of each part hold those of the merge).
     ``codes``, for a :meth:`JoinCodeStore.scan_coded` read, names the domain of the codes in
     the :data:`JOIN_CODE` column (the frame and each part have it).
+    ``times``, for ``ordered`` rows, may hold the ``ts`` of each part's rows (of the frame's,
+    for one part) as µs since the epoch, so that a reader of the first rows finds where to cut
+    without reading the column through the query engine.
     """
 
     frame: pl.LazyFrame
@@ -118,6 +123,7 @@ class Scan:
     ordered: bool = False
     parts: tuple[tuple[pl.LazyFrame, int], ...] = ()
     codes: int | None = None
+    times: tuple[npt.NDArray[np.int64], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

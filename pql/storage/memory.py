@@ -416,6 +416,7 @@ def _window(
     sizes = [hi - lo for _, lo, hi in windows]
     parts = tuple(zip(frames, sizes, strict=True)) if ordered and len(frames) > 1 else ()
     domain = None if coded is None else table.parts[0].codes[coded].domain
+    times = tuple(part.ts_us[lo:hi] for part, lo, hi in windows) if ordered else ()
     return Scan(
         merged,
         days,
@@ -426,6 +427,7 @@ def _window(
         ordered=ordered,
         parts=parts,
         codes=domain,
+        times=times if len(times) == max(1, len(parts)) else (),
     )
 
 
