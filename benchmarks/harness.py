@@ -36,8 +36,9 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,6 +243,31 @@ def _pct(values: list[float]) -> dict[str, float]:
     }
 
 
+@contextmanager
+def full_collections() -> Iterator[list[dict[str, float]]]:
+    """The full (generation 2) garbage collections inside the block, each as its start (s from
+    the block's start) and its length (ms): a pause of every Python thread, queries included."""
+    pauses: list[dict[str, float]] = []
+    started = time.perf_counter()
+    began: list[float] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            began.append(now)
+        elif began:
+            at = began.pop()
+            pauses.append({"at_s": round(at - started, 3), "ms": round((now - at) * 1000, 1)})
+
+    gc.callbacks.append(seen)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(seen)
+
+
 def summarize(samples: list[Sample], *, wall_s: float, config: dict[str, Any]) -> dict[str, Any]:
     """Percentiles overall and per shape, achieved rate, hit rate, refusals and errors."""
     outcomes = {
@@ -295,8 +321,11 @@ def cold_start(samples: list[Sample], *, first_s: float = 10.0) -> dict[str, Any
     }
 
 
-def plot(samples: list[Sample], path: Path, title: str) -> None:
-    """Latency over time (by outcome) and its histogram, as a PNG."""
+def plot(
+    samples: list[Sample], path: Path, title: str, pauses: list[dict[str, float]] | None = None
+) -> None:
+    """Latency over time (by outcome, with the full garbage collections' ``pauses`` as grey
+    lines) and its histogram, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -320,6 +349,14 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
         yscale="log",
         title=title,
     )
+    for n, pause in enumerate(pauses or []):
+        left.axvline(
+            pause["at_s"],
+            color="0.6",
+            linewidth=1,
+            zorder=0,
+            label=None if n else "full garbage collection",
+        )
     left.legend(markerscale=4)
     values = np.asarray([s.latency_ms for s in samples])
     bins = np.logspace(np.log10(max(values.min(), 0.05)), np.log10(values.max() + 1), 60)
@@ -504,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--memory-budget", help="Engine(memory_budget=...), e.g. 4GiB")
     ap.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() before each measured run (objects made until then are never "
+        "walked by a full garbage collection again; see docs/pql/MEMORY.md)",
+    )
+    ap.add_argument(
         "--start",
         choices=["cold", "restart", "warm", "both"],
         default="both",
@@ -621,9 +664,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warm-up: {time.perf_counter() - t:.1f}s")
         if engine.cache is not None:
             engine.cache.clear()
+        if args.gc_freeze:  # what a service may do once warm: no full pass over these again
+            gc.collect()
+            gc.freeze()
         t = time.perf_counter()
-        samples = drive(engine, requests, workers=args.workers, cache=mode == "on", clock=clock)
+        with full_collections() as pauses:
+            samples = drive(engine, requests, workers=args.workers, cache=mode == "on", clock=clock)
         wall = time.perf_counter() - t
+        if args.gc_freeze:
+            gc.unfreeze()
         store = engine.store
         config = {
             "receipts": receipts_n,
@@ -656,8 +705,10 @@ def main(argv: list[str] | None = None) -> int:
                 store.memory_budget if isinstance(store, IndexedLake) else None
             ),
             "process_max_rss_bytes": _max_rss_bytes(),
+            "gc_freeze": args.gc_freeze,
         }
         summary = summarize(samples, wall_s=wall, config=config)
+        summary["gc_full_collections"] = pauses
         if start in ("cold", "restart"):
             summary["cold_start"] = cold_start(samples)
             if isinstance(store, IndexedLake):
@@ -674,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             base.with_suffix(".png"),
             f"{args.receipts:,} receipts, {args.qps:g} QPS, {args.mix} mix, {start} start, "
             f"cache {mode}",
+            pauses,
         )
         base.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
         lat = summary["latency_ms"]
@@ -683,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {lat['p99']} max {lat['max']} ms, hit rate {summary['hit_rate']}, "
             f"outcomes {summary['outcomes']}, paths {summary['paths']} -> {base}.json"
         )
+        print(f"  full garbage collections: {pauses}")
         if start in ("cold", "restart"):
             cold = summary["cold_start"]
             print(f"  first 10 s: {cold['latency_ms_first_10s']}, paths {cold['paths_first_10s']}")
