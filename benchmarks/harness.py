@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         "--gc-freeze",
         action="store_true",
         help="call gc.freeze() before each measured run (objects made until then are never "
-        "walked by a full garbage collection again; see docs/pql/MEMORY.md)",
+        "walked by a full garbage collection again)",
     )
     ap.add_argument(
         "--start",

@@ -103,3 +103,31 @@ def test_range_on_a_number_column_without_a_histogram(test_now: datetime) -> Non
         node = next(d for d in explained.node_details() if d["node"].startswith("Filter"))
         assert node["est_rows"] == expected, text
         assert engine.query(text, tenant="acme", now=test_now).df.height == expected
+
+
+def test_zero_is_below_a_strict_bound_and_within_an_inclusive_one(test_now: datetime) -> None:
+    """A histogram keeps zeros apart: ``x > 0`` counts none of them and ``x >= 0`` all of them
+    (the bound's own value is left out of, or kept in, the share below it)."""
+    rows = 400
+    frame = pl.DataFrame(
+        {
+            "executionId": [f"e{i}" for i in range(rows)],
+            "tenant": ["acme"] * rows,
+            "region": ["eu-west-1"] * rows,
+            "ts": [test_now - timedelta(minutes=i + 1) for i in range(rows)],
+            "workflow": ["etl"] * rows,
+            "status": ["ok"] * rows,
+            "latency_ms": [0.0 if i % 4 else 1.0 + i for i in range(rows)],  # 3 in 4 are 0
+            "cost_usd": [0.5] * rows,
+        }
+    )
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", frame)
+    for text, expected in [
+        ("FIND receipts WHERE latency_ms > 0 SINCE 1d", 100),
+        ("FIND receipts WHERE latency_ms >= 0 SINCE 1d", 400),
+    ]:
+        explained = engine.explain(text, tenant="acme", now=test_now)
+        node = next(d for d in explained.node_details() if d["node"].startswith("Filter"))
+        assert node["est_rows"] == pytest.approx(expected, rel=0.1), text
+        assert engine.query(text, tenant="acme", now=test_now).df.height == expected

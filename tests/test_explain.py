@@ -38,3 +38,16 @@ def test_explain_json_gives_each_node_its_own_estimate(engine: pql.Engine, demo:
         assert node["est_cost"] == round(estimate.cost, 1)
     assert doc["notes"] and doc["notes"] == [line.removeprefix("-- ") for line in explained.footer]
     assert not any(note.startswith("--") for note in doc["notes"])
+
+
+def test_an_aggregate_named_as_written_is_shown_once() -> None:
+    """An aggregate whose name is its own text is shown once; any other as ``text AS name``."""
+    from pql.ast import AggFunc
+    from pql.catalog import DataType
+    from pql.plan.explain import _aggregates
+    from pql.plan.expr import AggSpec, Col
+
+    latency = Col("receipts", "latency_ms", DataType.FLOAT)
+    plain = AggSpec(AggFunc.AVG, latency, "AVG(receipts.latency_ms)", DataType.FLOAT)
+    named = AggSpec(AggFunc.COUNT, None, "n", DataType.INT)
+    assert _aggregates((), (plain, named), None) == "AVG(receipts.latency_ms), COUNT(*) AS n"

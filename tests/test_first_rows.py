@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 import pql
 import pql.execute.compile as compile_module
+from pql.ast import CompareOp
 from pql.demo import DemoData, generate
+from pql.plan.expr import Cmp
 from tests.clock import TEST_NOW
 from tests.paths import StorePath, open_path, split_tenants
 from tests.test_differential import check
@@ -327,3 +329,41 @@ def test_the_cut_uses_the_stores_times_without_reading_ts(
             expected.get_column("executionId").head(10).to_list()
         ), text
     assert cut == [window.height, window.height]  # each cut in the window's own times
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_parts_without_the_stores_times_read_their_ts(descending: bool, filtered: bool) -> None:
+    """A store that gives no times: each part's ``ts`` is read through the query engine (as µs,
+    whatever the column's unit) and the cut is the same as with the times given."""
+    from pql.plan.expr import Col, Const
+
+    start = TEST_NOW - timedelta(days=1)
+    frames = [
+        pl.DataFrame(
+            {
+                "receipts.ts": [start + timedelta(seconds=7 * i + k) for i in range(2_000)],
+                "receipts.latency_ms": [float((i * 37 + k) % 100) for i in range(2_000)],
+            }
+        ).with_columns(pl.col("receipts.ts").dt.cast_time_unit("ns"))
+        for k in (0, 3)
+    ]
+    latency = Col("receipts", "latency_ms", pql.catalog.DataType.FLOAT)
+    pred = Cmp(latency, CompareOp.GT, Const(90.0, pql.catalog.DataType.FLOAT)) if filtered else None
+    times = [
+        f.get_column("receipts.ts").dt.cast_time_unit("us").to_physical().to_numpy() for f in frames
+    ]
+    answers = []
+    for handed in (times, [None, None]):
+        parts = [
+            compile_module._Part(f.lazy(), f.height, at)
+            for f, at in zip(frames, handed, strict=True)
+        ]
+        cut = compile_module._firsts(parts, pred, "receipts.ts", descending, 5, 64)
+        answers.append([c.collect() for c in cut])
+    for with_times, without, frame in zip(*answers, frames, strict=True):
+        assert with_times.equals(without)
+        kept = frame if pred is None else frame.filter(pl.col("receipts.latency_ms") > 90.0)
+        ordered = kept.sort("receipts.ts", descending=descending)
+        assert 5 <= without.height < frame.height // 4
+        assert without.sort("receipts.ts", descending=descending).head(5).equals(ordered.head(5))

@@ -172,3 +172,31 @@ def test_a_filter_that_keeps_nothing_runs_no_filter(
         assert result.df.height == 0
     else:
         assert result.df.rows() == [(0,)]
+
+
+def test_a_predicate_or_aggregate_needs_no_span() -> None:
+    """Plan values built by the planner's rules (not parsed) carry no source span: the field
+    defaults to ``None`` and is left out of equality."""
+    from pql.plan import expr
+
+    made = expr._span()
+    assert made.default is None and made.compare is False and made.kw_only is True
+    status = Col("receipts", "status", DataType.STRING)
+    assert Null(status).span is None
+
+
+def test_a_scan_of_another_tenant_is_an_internal_error(engine: pql.Engine, demo: DemoData) -> None:
+    """The tenant-scope rule, the last line of tenant isolation, names what it found."""
+    from dataclasses import replace
+
+    from pql.plan.safety import SafetyContext, tenant_scope
+
+    plan = engine.prepare("FIND receipts SINCE 7d", tenant="acme", now=demo.now).plan
+    scan = next(n for n in walk(plan) if isinstance(n, Scan))
+    other = replace(scan, tenant="globex")
+    ctx = SafetyContext("acme", demo.now, engine.limits, None)
+    assert tenant_scope(scan, ctx) is scan
+    with pytest.raises(InternalError) as caught:
+        tenant_scope(other, ctx)
+    assert caught.value.code == "PQL-X001"
+    assert caught.value.message == "a scan is not restricted to the caller's tenant"
