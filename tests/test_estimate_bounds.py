@@ -79,55 +79,62 @@ def test_window_share_of_a_partition_one_microsecond_long() -> None:
 def test_range_on_a_number_column_without_a_histogram(test_now: datetime) -> None:
     """A column whose values are all infinite has no histogram (which keeps finite values):
     a range on it is estimated from the column's [min, max], and here exactly."""
-    rows = 5
-    frame = pl.DataFrame(
-        {
-            "executionId": [f"e{i}" for i in range(rows)],
-            "tenant": ["acme"] * rows,
-            "region": ["eu-west-1"] * rows,
-            "ts": [test_now - timedelta(hours=i + 1) for i in range(rows)],
-            "workflow": ["etl"] * rows,
-            "status": ["ok"] * rows,
-            "latency_ms": [1.0] * rows,
-            "cost_usd": [0.5] * rows,
-            "ratio": [math.inf] * rows,
-        }
-    )
-    engine = pql.Engine.in_memory(cache=False)
-    engine.ingest("receipts", frame)
+    engine = _receipts(test_now, 5, timedelta(hours=1), ratio=[math.inf] * 5)
     for text, expected in [
         ("FIND receipts WHERE ratio > 3 SINCE 1d", 5.0),
         ("FIND receipts WHERE ratio < 3 SINCE 1d", 0.0),
     ]:
-        explained = engine.explain(text, tenant="acme", now=test_now)
-        node = next(d for d in explained.node_details() if d["node"].startswith("Filter"))
-        assert node["est_rows"] == expected, text
+        assert _filter_estimate(engine, text, test_now) == expected, text
         assert engine.query(text, tenant="acme", now=test_now).df.height == expected
 
 
 def test_zero_is_below_a_strict_bound_and_within_an_inclusive_one(test_now: datetime) -> None:
     """A histogram keeps zeros apart: ``x > 0`` counts none of them and ``x >= 0`` all of them
     (the bound's own value is left out of, or kept in, the share below it)."""
-    rows = 400
+    latency = [0.0 if i % 4 else 1.0 + i for i in range(400)]  # 3 in 4 are 0
+    engine = _receipts(test_now, 400, timedelta(minutes=1), latency_ms=latency)
+    for text, expected in [
+        ("FIND receipts WHERE latency_ms > 0 SINCE 1d", 100),
+        ("FIND receipts WHERE latency_ms >= 0 SINCE 1d", 400),
+    ]:
+        estimate = _filter_estimate(engine, text, test_now)
+        assert estimate == pytest.approx(expected, rel=0.1), text
+        assert engine.query(text, tenant="acme", now=test_now).df.height == expected
+
+
+def _receipts(now: datetime, rows: int, apart: timedelta, **columns: list[float]) -> pql.Engine:
+    """An in-memory engine over ``rows`` receipts of tenant ``acme``, one every ``apart`` back
+    from ``now``, latency 1.0 and cost 0.5 unless ``columns`` give them (or an extra column)."""
     frame = pl.DataFrame(
         {
             "executionId": [f"e{i}" for i in range(rows)],
             "tenant": ["acme"] * rows,
             "region": ["eu-west-1"] * rows,
-            "ts": [test_now - timedelta(minutes=i + 1) for i in range(rows)],
+            "ts": [now - apart * (i + 1) for i in range(rows)],
             "workflow": ["etl"] * rows,
             "status": ["ok"] * rows,
-            "latency_ms": [0.0 if i % 4 else 1.0 + i for i in range(rows)],  # 3 in 4 are 0
+            "latency_ms": [1.0] * rows,
             "cost_usd": [0.5] * rows,
+            **columns,
         }
     )
     engine = pql.Engine.in_memory(cache=False)
     engine.ingest("receipts", frame)
-    for text, expected in [
-        ("FIND receipts WHERE latency_ms > 0 SINCE 1d", 100),
-        ("FIND receipts WHERE latency_ms >= 0 SINCE 1d", 400),
-    ]:
-        explained = engine.explain(text, tenant="acme", now=test_now)
-        node = next(d for d in explained.node_details() if d["node"].startswith("Filter"))
-        assert node["est_rows"] == pytest.approx(expected, rel=0.1), text
-        assert engine.query(text, tenant="acme", now=test_now).df.height == expected
+    return engine
+
+
+def _filter_estimate(engine: pql.Engine, text: str, now: datetime) -> float:
+    """The rows ``explain`` estimates for the plan's filter."""
+    explained = engine.explain(text, tenant="acme", now=now)
+    node = next(d for d in explained.node_details() if d["node"].startswith("Filter"))
+    return float(node["est_rows"])
+
+
+def test_an_equality_on_many_distinct_values_keeps_the_non_null_share(test_now: datetime) -> None:
+    """A string column of more distinct values than are counted one by one has no most common
+    values: ``col = v`` keeps the column's non-null share over its distinct count. 1,000 rows,
+    every other one null, 500 distinct values: 1,000 x 0.5 / 500 = 1 row."""
+    team = [f"t{i}" if i % 2 == 0 else None for i in range(1_000)]
+    engine = _receipts(test_now, 1_000, timedelta(minutes=1), team=team)
+    text = 'FIND COUNT(*) AS n WHERE team = "t10" SINCE 7d'
+    assert _filter_estimate(engine, text, test_now) == pytest.approx(1.0, rel=0.05)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from operator import attrgetter
 
 import pytest
 
@@ -26,6 +27,7 @@ from pql.plan.memo import (
     DEFAULT_PLAN_REUSE_SHARE,
     MemoEntry,
     PlanMemo,
+    _getter,
     reach,
     retimable,
     retimed,
@@ -612,3 +614,42 @@ def test_the_reach_counts_every_constant_of_every_input(
     with stop(at + timedelta(seconds=5)):
         reusing.prepare(inside, tenant=tenants[0])
     assert len(reusing.plans) == 1  # kept neither to move nor, on the wall clock, at all
+
+
+def test_a_getter_gives_the_named_fields_as_a_tuple_in_one_call() -> None:
+    """The moves of a plan read the kept fields of each node in one call: a C ``attrgetter``
+    for two names or more, a tuple all the same for one name or none."""
+    scan = Scan(
+        "receipts", "acme", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), ()
+    )
+    two = _getter(("subject", "tenant"))
+    assert isinstance(two, attrgetter) and two(scan) == ("receipts", "acme")
+    assert _getter(("tenant",))(scan) == ("acme",)
+    assert _getter(())(scan) == ()
+
+
+def test_the_moves_of_an_entry_copy_each_node_once_and_only_what_moves(
+    reusing: pql.Engine, tenants: list[str]
+) -> None:
+    """An entry kept to move carries its moves, worked out when it was kept: each distinct node
+    of its plans and estimates once, inputs first; a scan moves only the bounds it shares with
+    the window, every other node only its inputs."""
+    reusing.prepare(JOIN, tenant=tenants[0])
+    (entry,) = (e for e in reusing.plans._entries.values())
+    moves = entry.moves
+    assert moves is not None
+    nodes = {id(n): n for plan in (entry.built, entry.estimated, entry.final) for n in walk(plan)}
+    nodes.update((id(n), n) for n in entry.estimates.nodes())
+    assert sorted(id(step.node) for step in moves.steps) == sorted(nodes)
+    for at, step in enumerate(moves.steps):
+        changed = dict(step.changed)
+        if isinstance(step.node, Scan):
+            assert changed == {"start": -1, "end": -1}
+        else:
+            assert all(isinstance(how, int) and 0 <= how < at for how in changed.values())
+        assert set(step.kept).isdisjoint(changed)
+    assert [moves.steps[at].node for at in moves.plans] == [
+        entry.built,
+        entry.estimated,
+        entry.final,
+    ]

@@ -50,7 +50,7 @@ Distinct counts shrink with the rows kept: ``D`` distinct values over ``N`` rows
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -158,10 +158,9 @@ class Estimates:
     def __iter__(self) -> Iterator[tuple[Node, NodeEstimate]]:
         return ((node, self.of(node)) for node in walk(self.plan))
 
-    def moved(self, plan: Node, move: Callable[[Node], Node]) -> Estimates:
-        """The same numbers for ``plan``, the estimated plan with each node ``move``-d (as
-        :func:`pql.plan.memo.retimed` moves a plan's window)."""
-        return Estimates(plan, ((move(node), found) for node, found in self._pairs))
+    def pairs(self) -> tuple[tuple[Node, NodeEstimate], ...]:
+        """Each node estimated, once (equal nodes are one), with its estimate."""
+        return self._pairs
 
 
 def format_cost(value: float) -> str:

@@ -43,17 +43,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, NamedTuple, TypeVar, get_args
+from operator import attrgetter
+from typing import Any, NamedTuple, get_args
 
 from pql.analyze import Analyzed
 from pql.catalog import Catalog
 from pql.errors import InternalError
 from pql.limits import Limits
-from pql.plan.cost import Estimates
+from pql.plan.cost import Estimates, NodeEstimate
 from pql.plan.expr import Buckets, Const
 from pql.plan.nodes import (
     Aggregate,
@@ -138,6 +139,9 @@ class MemoEntry:
     reach: timedelta = timedelta(0)
     """How far its window may move (less than this) with its plans still the planner's own for
     the moved window: see :func:`reach`. Set by :meth:`PlanMemo.put`; 0 until then."""
+    moves: _Moves | None = field(default=None, compare=False, repr=False)
+    """How :func:`retimed` copies its nodes, worked out by :meth:`PlanMemo.put` for the entries
+    it keeps to move (and by :func:`retimed` itself for any other)."""
 
 
 def frozen_params(params: Mapping[str, Any] | None) -> Hashable | None:
@@ -203,6 +207,7 @@ class PlanMemo:
         entry = replace(entry, reach=reach(entry))
         if entry.reach:
             key = replace(key, now=None)
+            entry = replace(entry, moves=_moves(entry))
         elif key.now is None:
             return False
         with self._lock:
@@ -408,49 +413,112 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
         raise InternalError(
             "PQL-X034", f"a plan was asked to move its window {abs(delta)}, its reach or further"
         )
-    moved: dict[int, Node] = {}
-
-    def move(node: Node) -> Node:
-        found = moved.get(id(node))
-        if found is not None:
-            return found
-        new: Node
-        match node:
-            case Scan():  # a rollup's edge moves only the bound it shares with the window
-                start = node.start + delta if node.start == entry.start else node.start
-                end = node.end + delta if node.end == entry.clock else node.end
-                new = _copy(node, start=start, end=end)
-            case Join():
-                new = _copy(node, left=move(node.left), right=move(node.right))
-            case Filter() | Aggregate() | Sort() | Limit() | Project():
-                new = _copy(node, input=move(node.input))
-            case RollupAggregate():
-                new = _copy(node, edges=tuple(move(edge) for edge in node.edges))
-        moved[id(node)] = new
-        return new
-
-    final = move(entry.final)
-    return replace(
-        entry,
-        built=move(entry.built),
-        estimated=move(entry.estimated),
-        estimates=entry.estimates.moved(final, move),
-        final=final,
-        clock=entry.clock + delta,
-        start=entry.start + delta,
-        reach=entry.reach - abs(delta),
+    moves = entry.moves if entry.moves is not None else _moves(entry)
+    new = moves.run(delta)
+    built, estimated, final = (new[at] for at in moves.plans)
+    return MemoEntry(
+        entry.view,
+        entry.analyzed,
+        built,
+        estimated,
+        Estimates(final, zip((new[at] for at in moves.estimated), moves.numbers, strict=True)),
+        entry.would_refuse,
+        final,
+        entry.clock + delta,
+        entry.start + delta,
+        entry.family,
+        entry.reach - abs(delta),
     )
 
 
-_N = TypeVar("_N", bound=Node)
+_MOVED = -1
+"""In a :class:`_Step`, a ``datetime`` field that moves by the delta (a scan's bound)."""
 
 
-def _copy(node: _N, **changes: Any) -> _N:
-    """``node`` with ``changes``, without running its checks again: moving a whole plan's
-    window by one delta keeps every check true (``start <= end``, schemas), and a node's checks
-    cost more than the move (``dataclasses.replace`` runs them)."""
-    kind: type = type(node)
-    new: _N = object.__new__(kind)
-    for name in _fields_of(kind).every:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(node, name))
-    return new
+class _Step(NamedTuple):
+    """One node's copy in :class:`_Moves`: its type, the fields copied as they are, and those
+    that change: ``_MOVED`` (moved by the delta), or the place of the moved input (a tuple of
+    places for a rollup's edges)."""
+
+    node: Node
+    kind: type
+    kept: tuple[str, ...]
+    values: Callable[[Node], tuple[object, ...]]
+    """The kept fields' values of a node, in one call."""
+    changed: tuple[tuple[str, int | tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Moves:
+    """What :func:`retimed` does to an entry, worked out once: each distinct node of its plans
+    and of its estimates, inputs before the nodes that read them (``steps``), where its three
+    plans and its estimated nodes end up, and the estimates' numbers."""
+
+    steps: tuple[_Step, ...]
+    plans: tuple[int, int, int]
+    estimated: tuple[int, ...]
+    numbers: tuple[NodeEstimate, ...]
+
+    def run(self, delta: timedelta) -> list[Node]:
+        """Every node copied with its window moved by ``delta``, in the order of ``steps``.
+
+        The copies skip the nodes' checks: moving a whole plan's window by one delta keeps
+        every check true (``start <= end``, schemas), and they cost more than the move."""
+        new: list[Node] = []
+        make, put = object.__new__, object.__setattr__
+        for node, kind, kept, values, changed in self.steps:
+            copy: Node = make(kind)
+            for name, value in zip(kept, values(node), strict=True):
+                put(copy, name, value)
+            for name, how in changed:
+                if how == _MOVED:
+                    put(copy, name, getattr(node, name) + delta)
+                elif isinstance(how, tuple):
+                    put(copy, name, tuple(new[at] for at in how))
+                else:
+                    put(copy, name, new[how])
+            new.append(copy)
+        return new
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Node], tuple[object, ...]]:
+    """A function giving the values of ``names`` of a node as a tuple (one C call for two or
+    more names, as :func:`operator.attrgetter` gives them)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    return lambda node: tuple(getattr(node, name) for name in names)
+
+
+def _moves(entry: MemoEntry) -> _Moves:
+    """The :class:`_Moves` of ``entry``: each node once, however many plans share it (a rollup's
+    edge moves only the bound it shares with the window)."""
+    steps: list[_Step] = []
+    placed: dict[int, int] = {}
+
+    def place(node: Node) -> int:
+        found = placed.get(id(node))
+        if found is not None:
+            return found
+        changed: dict[str, int | tuple[int, ...]] = {}
+        match node:
+            case Scan():
+                if node.start == entry.start:
+                    changed["start"] = _MOVED
+                if node.end == entry.clock:
+                    changed["end"] = _MOVED
+            case Join():
+                changed = {"left": place(node.left), "right": place(node.right)}
+            case Filter() | Aggregate() | Sort() | Limit() | Project():
+                changed = {"input": place(node.input)}
+            case RollupAggregate():
+                changed = {"edges": tuple(place(edge) for edge in node.edges)}
+        kind = type(node)
+        kept = tuple(name for name in _fields_of(kind).every if name not in changed)
+        steps.append(_Step(node, kind, kept, _getter(kept), tuple(changed.items())))
+        placed[id(node)] = len(steps) - 1
+        return placed[id(node)]
+
+    pairs = tuple(entry.estimates.pairs())
+    plans = (place(entry.built), place(entry.estimated), place(entry.final))
+    estimated = tuple(place(node) for node, _ in pairs)
+    return _Moves(tuple(steps), plans, estimated, tuple(found for _, found in pairs))
