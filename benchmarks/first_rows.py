@@ -39,9 +39,11 @@ def _whole(
     descending: bool,
     count: int,
     first_run: int,
+    *,
+    spans: dict[int, tuple[int, int]] | None = None,
 ) -> list[pl.LazyFrame]:
     """The plain plan's rows: each part's whole window, filtered (then sorted and cut as the
-    early stop's are)."""
+    early stop's are); it probes nothing, so it adds no ``spans``."""
     return [p.frame if pred is None else p.frame.filter(predicate(pred)) for p in parts]
 
 

@@ -713,7 +713,9 @@ class Engine:
         found = None if key is None else self.compiled.get(key)
         if found is not None:
             return found
-        compiled = compile_plan(plan, self.store, self.catalog, estimates)
+        compiled = compile_plan(
+            plan, self.store, self.catalog, estimates, self.compiled.first_matches
+        )
         if key is not None:
             self.compiled.put(key, compiled)
         return compiled

@@ -133,6 +133,11 @@ def test_lookup_reads_only_the_rows_found(demo: DemoData, monkeypatch: pytest.Mo
     assert got.df.equals(small.df)
     assert got.stats["lookups"] == ["receipts.executionId"]
     assert got.stats["rows_scanned"] == 1
+    prepared = memory.prepare(text, tenant="acme", now=demo.now)
+    compiled = compile_plan(prepared.plan, memory.store, memory.catalog, prepared.estimates)
+    assert [(s.subject, s.lookup, s.rows) for s in compiled.scans] == [
+        ("receipts", "receipts.executionId", 1)
+    ]
     assert got.df["executionId"].to_list() == [wanted]
     scanned = memory.query(text.replace("=", "!="), tenant="acme", now=demo.now)
     assert scanned.stats["lookups"] == []

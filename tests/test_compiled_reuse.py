@@ -21,7 +21,7 @@ import pytest
 
 import pql
 from pql.demo import DemoData
-from pql.execute.compile import Compiled
+from pql.execute.compile import Compiled, FirstMatches
 from pql.execute.reuse import CompiledQueries, Family, reuse_key
 from pql.plan.nodes import RollupAggregate, walk
 from pql.storage import IndexedLake
@@ -351,11 +351,13 @@ def test_compiled_queries_are_kept_a_short_while_after_their_last_use_and_bounde
         queries.put(key, compiled)
     assert len(queries) == 2 and queries.get("a") is None
     assert (queries.hits, queries.misses) == (3, 2)
+    assert queries.first_matches is not None
+    queries.first_matches.put("f", (1, 2))
     queries.clear()
-    assert len(queries) == 0
+    assert len(queries) == 0 and len(queries.first_matches) == 0  # let go of together
     none = CompiledQueries(size=0)
     none.put("a", compiled)
-    assert none.get("a") is None and len(none) == 0
+    assert none.get("a") is None and len(none) == 0 and none.first_matches is None
     with pytest.raises(ValueError, match=r"^size and ttl must not be negative$"):
         CompiledQueries(size=-1)
     with pytest.raises(ValueError, match=r"^size and ttl must not be negative$"):
@@ -363,3 +365,17 @@ def test_compiled_queries_are_kept_a_short_while_after_their_last_use_and_bounde
     at_once = CompiledQueries(ttl=0)  # kept for no time at all
     at_once.put("a", compiled)
     assert at_once.get("a") is None
+
+
+def test_first_matches_are_kept_bounded_least_recently_used_first() -> None:
+    kept = FirstMatches(size=2)
+    assert kept.get("a") is None and len(kept) == 0
+    kept.put("a", (1, 5))
+    kept.put("b", (2, 6))
+    assert kept.get("a") == (1, 5)  # used: "b" is now the least recently used
+    kept.put("c", (3, 7))
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == ((1, 5), None, (3, 7))
+    kept.put("a", (0, 9))
+    assert kept.get("a") == (0, 9) and len(kept) == 2
+    kept.clear()
+    assert len(kept) == 0 and kept.get("c") is None

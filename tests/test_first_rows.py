@@ -79,9 +79,9 @@ def test_a_tenant_kept_in_parts_is_cut_part_by_part(
     cut: list[int] = []
     firsts = compile_module._firsts
 
-    def spied(parts: Any, *rest: Any) -> list[pl.LazyFrame]:
+    def spied(parts: Any, *rest: Any, **named: Any) -> list[pl.LazyFrame]:
         cut.extend(part.rows for part in parts)
-        return firsts(parts, *rest)
+        return firsts(parts, *rest, **named)
 
     monkeypatch.setattr(compile_module, "_firsts", spied)
     split = split_tenants(edge_lake.root)
@@ -158,6 +158,16 @@ def test_first_rows_among_tied_instants_equal_the_full_sort(
         assert fast.get_column("ts").is_sorted(descending=descending)
 
 
+def _one_tenant(
+    receipts: int, *, seed: int, limits: pql.Limits | None = None
+) -> tuple[DemoData, pql.Engine, str]:
+    """One tenant's generated receipts in an in-memory engine (cache off), and its name."""
+    data = generate(receipts, seed=seed, tenants=1, now=TEST_NOW)
+    engine = pql.Engine.in_memory(cache=False, limits=limits)
+    engine.ingest("receipts", data.receipts)
+    return data, engine, engine.store.tenants()[0]
+
+
 def _count_sorted_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The rows of each frame the compiler sorts, appended as queries compile."""
     sorted_rows: list[int] = []
@@ -176,10 +186,7 @@ def test_a_limit_reads_only_a_prefix_of_a_large_window(monkeypatch: pytest.Monke
     the answer still equals the full sort's."""
     monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
     monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
-    data = generate(30_000, seed=2, tenants=1, now=TEST_NOW)
-    engine = pql.Engine.in_memory(cache=False)
-    engine.ingest("receipts", data.receipts)
-    tenant = engine.store.tenants()[0]
+    data, engine, tenant = _one_tenant(30_000, seed=2)
     early = compile_module._Compiler.first_rows
     filtered: list[bool] = []
 
@@ -216,10 +223,7 @@ def test_the_row_cap_sorts_only_the_rows_up_to_its_last(
     """``FIND receipts`` without a LIMIT returns at most ``max_rows`` rows in ts order (one
     more tells it was cut): only the rows up to the ts of that row are sorted, without probing
     (no filter), and the rows and the truncated flag are the full sort's."""
-    data = generate(3_000, seed=4, tenants=1, now=TEST_NOW)
-    engine = pql.Engine.in_memory(cache=False, limits=pql.Limits(max_rows=20))
-    engine.ingest("receipts", data.receipts)
-    tenant = engine.store.tenants()[0]
+    data, engine, tenant = _one_tenant(3_000, seed=4, limits=pql.Limits(max_rows=20))
     sorted_rows = _count_sorted_rows(monkeypatch)
     result = engine.query(f"FIND receipts {order}SINCE 90d", tenant=tenant, now=TEST_NOW)
     window = data.receipts.filter(pl.col("ts").is_between(TEST_NOW - timedelta(days=90), TEST_NOW))
@@ -250,10 +254,7 @@ def test_an_estimated_share_lets_a_window_under_the_minimum_be_probed(
     combination) or when nothing is estimated: every answer is the full sort's."""
     monkeypatch.setattr(compile_module, "_MIN_ROWS", 10**9)  # never, without an estimate
     monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
-    data = generate(30_000, seed=2, tenants=1, now=TEST_NOW)
-    engine = pql.Engine.in_memory(cache=False)
-    engine.ingest("receipts", data.receipts)
-    tenant = engine.store.tenants()[0]
+    data, engine, tenant = _one_tenant(30_000, seed=2)
     shares: list[float | None] = []
     runs: list[int] = []
     kept_share = compile_module._Compiler.kept_share
@@ -263,9 +264,9 @@ def test_an_estimated_share_lets_a_window_under_the_minimum_be_probed(
         shares.append(kept_share(self, kept))
         return shares[-1]
 
-    def spied_firsts(parts: Any, *rest: Any) -> list[pl.LazyFrame]:
+    def spied_firsts(parts: Any, *rest: Any, **named: Any) -> list[pl.LazyFrame]:
         runs.append(rest[-1])
-        return firsts(parts, *rest)
+        return firsts(parts, *rest, **named)
 
     monkeypatch.setattr(compile_module._Compiler, "kept_share", spied_share)
     monkeypatch.setattr(compile_module, "_firsts", spied_firsts)
@@ -299,10 +300,7 @@ def test_the_cut_uses_the_stores_times_without_reading_ts(
     in them, and the ts column is not read through the query engine (nor copied) to find it."""
     monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
     monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
-    data = generate(20_000, seed=3, tenants=1, now=TEST_NOW)
-    engine = pql.Engine.in_memory(cache=False)
-    engine.ingest("receipts", data.receipts)
-    tenant = engine.store.tenants()[0]
+    data, engine, tenant = _one_tenant(20_000, seed=3)
 
     def no_read(*args: Any) -> Any:
         raise AssertionError("the ts column was read to find the cut")
@@ -367,3 +365,77 @@ def test_parts_without_the_stores_times_read_their_ts(descending: bool, filtered
         ordered = kept.sort("receipts.ts", descending=descending)
         assert 5 <= without.height < frame.height // 4
         assert without.sort("receipts.ts", descending=descending).head(5).equals(ordered.head(5))
+
+
+@pytest.mark.usefixtures("short_runs")
+@settings(max_examples=30, deadline=None)
+@given(
+    moves=st.lists(st.integers(-600, 600), min_size=2, max_size=6),
+    count=st.integers(1, 12),
+    latency=st.integers(0, 1_000),
+    descending=st.booleans(),
+)
+def test_moved_windows_among_tied_instants_equal_the_full_sort(
+    tied: pql.Engine, moves: list[int], count: int, latency: int, descending: bool
+) -> None:
+    """A filtered LIMIT asked again and again as its window moves (minutes either way) is cut
+    where an earlier probe found its matches while they stay in the window: on rows sharing
+    instants every answer is still the full sort's."""
+    order = f"ORDER BY receipts.ts {'DESC' if descending else 'ASC'} "
+    where = f"WHERE receipts.latency_ms > {latency} "
+    tenant = tied.store.tenants()[0]
+    now = TEST_NOW
+    for minutes in moves:
+        now += timedelta(minutes=minutes)
+        text = f"FIND receipts {where}{order}SINCE 2d LIMIT {count}"
+        fast = tied.query(text, tenant=tenant, now=now).df
+        whole = tied.query(f"FIND receipts {where}{order}SINCE 2d", tenant=tenant, now=now).df
+        assert fast.equals(whole.head(count)), (text, now)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_moved_window_is_cut_where_the_last_probe_found_its_matches(
+    monkeypatch: pytest.MonkeyPatch, descending: bool
+) -> None:
+    """Asked again with its window moved, a filtered LIMIT compiled afresh probes only when a
+    match the last probe found has left the window: otherwise it is cut at the same ts. An
+    ingest lets go of what the probes found. Every answer is the full sort's."""
+    monkeypatch.setattr(compile_module, "_MIN_ROWS", 0)
+    monkeypatch.setattr(compile_module, "_FIRST_RUN", 64)
+    data, engine, tenant = _one_tenant(90_000, seed=5)
+    monkeypatch.setattr(engine.compiled, "get", lambda key: None)  # compiled afresh each time
+    probes: list[int] = []
+    probe = compile_module._probe
+
+    def spied(*args: Any) -> pl.LazyFrame:
+        probes.append(1)
+        return probe(*args)
+
+    monkeypatch.setattr(compile_module, "_probe", spied)
+    order = "ORDER BY receipts.ts DESC " if descending else ""
+    text = f'FIND receipts WHERE receipts.status = "error" {order}SINCE 7d LIMIT 5'
+    found: tuple[Any, Any] | None = None
+    kept = cut = 0
+    now = TEST_NOW - timedelta(days=20)
+    for step in (0, 1, 1, 30, 60, 600, -120, 4_000, 1, -9_000, 2):
+        now += timedelta(minutes=step)
+        window = data.receipts.filter(pl.col("ts").is_between(now - timedelta(days=7), now))
+        expected = window.filter(pl.col("status") == "error").sort(
+            ["ts", "executionId"], descending=[descending, False]
+        )
+        before = len(probes)
+        got = engine.query(text, tenant=tenant, now=now).df
+        assert got.get_column("executionId").to_list() == (
+            expected.get_column("executionId").head(5).to_list()
+        ), now
+        inside = found is not None and now - timedelta(days=7) <= found[0] and found[1] <= now
+        assert (len(probes) == before) == inside, now
+        if inside:
+            cut += 1
+        else:
+            kept += 1
+            found = (got.get_column("ts").min(), got.get_column("ts").max())
+    assert kept >= 2 and cut >= 3  # both were met
+    assert engine.compiled.first_matches is not None and len(engine.compiled.first_matches)
+    engine.ingest("receipts", data.receipts.head(0))
+    assert not len(engine.compiled.first_matches)

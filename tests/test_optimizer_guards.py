@@ -4,6 +4,7 @@ tenant-folding rule may and may not decide when planning."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,9 +152,10 @@ def test_a_nested_condition_is_shown_in_parentheses() -> None:
 def test_a_filter_that_keeps_nothing_runs_no_filter(
     engine: pql.Engine, demo: DemoData, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another tenant's name folds to ``false`` when planning: the compiled query is the input's
-    columns with no row (no filter run over the window's rows), and the answer is an empty
-    one (a count of 0, no group, no row)."""
+    """Another tenant's name folds to ``false`` when planning: the compiled query reads none
+    of the rows of the subject it filters (the scan is its columns with no row, and no filter
+    runs), and the answer is an empty one (a count of 0, no group, no row), of the same columns
+    and types as a filter that matches no row gives."""
     import pql.execute.compile as compile_module
 
     asked: list[object] = []
@@ -165,13 +167,40 @@ def test_a_filter_that_keeps_nothing_runs_no_filter(
 
     monkeypatch.setattr(compile_module, "predicate", spied)
     prepared = engine.prepare(text, tenant="acme", now=demo.now)
+    read: list[str] = []  # what running it reads
+    for name in ("scan", "scan_coded", "lookup"):
+        method = getattr(engine.store, name, None)
+        if method is not None:
+            monkeypatch.setattr(engine.store, name, _recording(method, read))
     assert any(isinstance(n, Filter) and n.predicate == NOTHING for n in walk(prepared.plan))
     result = engine.execute(prepared)
     assert NOTHING not in asked
+    scans = [n for n in walk(prepared.plan) if isinstance(n, Scan)]
+    nothing = [
+        n.input.subject
+        for n in walk(prepared.plan)
+        if isinstance(n, Filter) and n.predicate == NOTHING and isinstance(n.input, Scan)
+    ]
+    assert nothing  # none of the rows of those subjects is read; any other scan is
+    assert sorted(read) == sorted(s.subject for s in scans if s.subject not in nothing)
     if "GROUP BY" in text or "LIMIT" in text:
         assert result.df.height == 0
     else:
         assert result.df.rows() == [(0,)]
+    no_match = re.sub(r"(receipts\.)?tenant = 'globex'", "receipts.status = 'none'", text)
+    matched = engine.query(no_match, tenant="acme", now=demo.now, cache=False)
+    assert result.df.schema == matched.df.schema
+    assert result.df.rows() == matched.df.rows()
+
+
+def _recording(method: Any, read: list[str]) -> Any:
+    """``method`` (a store's read), noting the subject of each read in ``read``."""
+
+    def recorded(tenant: str, subject: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(subject.name)
+        return method(tenant, subject, *args, **kwargs)
+
+    return recorded
 
 
 def test_a_predicate_or_aggregate_needs_no_span() -> None:

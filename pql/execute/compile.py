@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from typing import Any, Literal, cast
 
+import cachetools
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -29,7 +31,7 @@ from pql.execute.buckets import bucket_of, fill
 from pql.execute.joins import Side, aggregate_input, counts_rows
 from pql.execute.rollups import aggregate_rollup
 from pql.plan.cost import Estimates, build_side
-from pql.plan.expr import NOTHING, AggSpec, AllOf, AnyOf, Cmp, Const, In, Negate, Null, Pred
+from pql.plan.expr import NOTHING, AggSpec, AllOf, AnyOf, Cmp, Col, Const, In, Negate, Null, Pred
 from pql.plan.nodes import (
     Aggregate,
     Filter,
@@ -42,11 +44,19 @@ from pql.plan.nodes import (
     Sort,
     SortKey,
 )
-from pql.storage.base import JOIN_CODE, JoinCodeStore, LookupStore, Store, provides
+from pql.storage.base import (
+    JOIN_CODE,
+    JoinCodeStore,
+    LookupStore,
+    RowsKeyStore,
+    Store,
+    micros,
+    provides,
+)
 from pql.storage.base import Scan as StoredScan
 from pql.storage.rollups import RollupStore
 
-__all__ = ["Compiled", "ScanInfo", "compile_plan", "key_part", "predicate"]
+__all__ = ["Compiled", "FirstMatches", "ScanInfo", "compile_plan", "key_part", "predicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +117,19 @@ class Compiled:
 
 
 def compile_plan(
-    plan: Node, store: Store, catalog: Catalog, estimates: Estimates | None = None
+    plan: Node,
+    store: Store,
+    catalog: Catalog,
+    estimates: Estimates | None = None,
+    first_matches: FirstMatches | None = None,
 ) -> Compiled:
     """Turn a safe, optimized plan into a :class:`Compiled` lazy query.
 
     With the plan's ``estimates`` each join builds its hash table on the side estimated smaller
-    (:func:`~pql.plan.cost.build_side`); without them Polars chooses.
+    (:func:`~pql.plan.cost.build_side`); without them Polars chooses. ``first_matches`` keeps
+    what the first rows' probes found for the next compile (see :class:`FirstMatches`).
     """
-    compiler = _Compiler(store, catalog, estimates)
+    compiler = _Compiler(store, catalog, estimates, first_matches)
     cap: int | None = None
     if isinstance(plan, Limit) and plan.cap:
         cap = plan.count
@@ -125,11 +140,47 @@ def compile_plan(
     return Compiled(frame, cap, compiler.scans, compiler.read_s, compiler.pairs)
 
 
+class FirstMatches:
+    """Where the first rows' probes found their matches, kept for the next compile of the same
+    filtered LIMIT: thread-safe and bounded, least recently used dropped first.
+
+    A probe finds, in one part of a window kept in ts order, the ts of the first ``count`` rows
+    a filter keeps (the last, for a descending ts). While those rows all lie in a later window
+    of the same stored rows (a query asked again on the wall clock, its window moved by a
+    moment), the rows up to the same ts hold at least ``count`` matches, so they hold the
+    first ``count`` of the moved window: it is cut there without probing again. A key names the
+    stored rows (:meth:`~pql.storage.base.RowsKeyStore.stored_key`), the part, the filter and
+    the order, and the engine clears what is kept when it clears its compiled queries (an
+    index let go of, an ingest)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._found: cachetools.LRUCache[Hashable, tuple[int, int]] = cachetools.LRUCache(size)
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[int, int] | None:
+        """The lowest and highest ts (µs) of the matches found under ``key``, if any."""
+        with self._lock:
+            return self._found.get(key)
+
+    def put(self, key: Hashable, span: tuple[int, int]) -> None:
+        with self._lock:
+            self._found[key] = span
+
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._found)
+
+
 @dataclass(slots=True)
 class _Compiler:
     store: Store
     catalog: Catalog
     estimates: Estimates | None
+    first_matches: FirstMatches | None = None
     scans: list[ScanInfo] = field(default_factory=list)
     read_s: float = 0.0
     pairs: bool = False
@@ -147,6 +198,8 @@ class _Compiler:
         match node:
             case Scan():
                 return self.scan(node)
+            case Filter(input=Scan() as scan, predicate=pred) if pred == NOTHING:
+                return _no_rows(scan)
             case Filter(input=Scan() as scan, predicate=pred):
                 found = self.lookup(scan, pred)
                 frame = self.scan(scan) if found is None else found
@@ -173,7 +226,7 @@ class _Compiler:
                 return self.compile(replace(projected, input=replace(node, input=inner)))
             case Limit(
                 input=Sort(input=Filter(input=Scan() as scan, predicate=pred) as kept, keys=keys)
-            ):
+            ) if pred != NOTHING:
                 return self.first_rows(scan, pred, keys, node.count, node, self.kept_share(kept))
             case Limit(input=Sort(input=Scan() as scan, keys=keys)):
                 return self.first_rows(scan, None, keys, node.count, node, None)
@@ -280,8 +333,48 @@ class _Compiler:
                 ]
             else:
                 parts = [_Part(frame, got.rows, times[0])]
-            firsts = pl.concat(_firsts(parts, pred, ts, desc, count, run))
+            keys_of = self.matches_keys(scan, pred, ts, desc, count, len(parts))
+            spans = self.known_spans(keys_of, scan)
+            firsts = pl.concat(_firsts(parts, pred, ts, desc, count, run, spans=spans))
+            self.keep_spans(keys_of, spans)
         return _sorted(firsts, keys).head(count)
+
+    def matches_keys(
+        self, scan: Scan, pred: Pred | None, ts: str, desc: bool, count: int, parts: int
+    ) -> list[Hashable] | None:
+        """The :class:`FirstMatches` key of each part of ``scan``'s window, or ``None`` when
+        none is kept (no filter, no memo, or a store that cannot name its rows)."""
+        if pred is None or self.first_matches is None or not provides(self.store, RowsKeyStore):
+            return None
+        told = cast(RowsKeyStore, self.store)
+        stored = told.stored_key(scan.tenant, self.catalog[scan.subject])
+        if stored is None:
+            return None
+        return [
+            (scan.tenant, scan.subject, stored, at, pred, ts, desc, count) for at in range(parts)
+        ]
+
+    def known_spans(
+        self, keys: list[Hashable] | None, scan: Scan
+    ) -> dict[int, tuple[int, int]] | None:
+        """The kept matches of each part that all lie in ``scan``'s window, by part."""
+        if keys is None or self.first_matches is None:
+            return None
+        start, end = micros(scan.start), micros(scan.end)
+        spans: dict[int, tuple[int, int]] = {}
+        for at, key in enumerate(keys):
+            span = self.first_matches.get(key)
+            if span is not None and start <= span[0] and span[1] <= end:
+                spans[at] = span
+        return spans
+
+    def keep_spans(
+        self, keys: list[Hashable] | None, spans: dict[int, tuple[int, int]] | None
+    ) -> None:
+        if keys is None or spans is None or self.first_matches is None:
+            return
+        for at, span in spans.items():
+            self.first_matches.put(keys[at], span)
 
     def coded_inputs(self, node: Join) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
         """The join's two inputs with their keys' join codes (as ``JOIN_CODE.left`` and
@@ -293,7 +386,9 @@ class _Compiler:
         sides = [
             side
             for side in (_scanned(node.left), _scanned(node.right))
-            if side is not None and (side[1] is None or not self.has_lookup(side[0], side[1]))
+            if side is not None
+            and side[1] != NOTHING  # that side reads nothing (see _no_rows)
+            and (side[1] is None or not self.has_lookup(side[0], side[1]))
         ]
         if len(sides) != 2:
             return None
@@ -351,7 +446,7 @@ class _Compiler:
             frame = frame.filter(pl.col("tenant") == node.tenant)
         if not got.exact:
             frame = frame.filter(pl.col("ts").is_between(_lit_ts(node.start), _lit_ts(node.end)))
-        columns = [pl.col(c.name).alias(c.qualified) for c in node.columns]
+        columns = list(_qualified(node.columns))
         if code is not None:
             columns.append(pl.col(JOIN_CODE).alias(code))
         return frame.select(columns)
@@ -469,6 +564,8 @@ def _firsts(
     descending: bool,
     count: int,
     first_run: int,
+    *,
+    spans: dict[int, tuple[int, int]] | None = None,
 ) -> list[pl.LazyFrame]:
     """Of each part, the rows that ``pred`` keeps up to the ``ts`` of the ``count``-th of them
     from the start (the end, ``descending``), ties included: they hold the part's first
@@ -477,11 +574,18 @@ def _firsts(
     one holds ``count`` matches (the parts' runs of one length in one collect); all of a part's
     matches when no run up to a quarter of it holds enough. The rows up to that ts are found by
     binary search (NumPy, on the ts as microseconds: a Polars search with a zoned literal costs
-    more than the rest of the probe)."""
+    more than the rest of the probe).
+
+    ``spans`` holds, by part, the lowest and highest ts (µs) of ``count`` matches known to lie
+    in it (:class:`FirstMatches`): such a part is cut at them without a probe. The probes add
+    what they find to it."""
     if pred is None:
         return [_first_of(part, ts, descending, count) for part in parts]
     out: dict[int, pl.LazyFrame] = {}
     pending = list(range(len(parts)))
+    for i, (low, high) in (spans or {}).items():
+        out[i] = _kept(_up_to(parts[i], ts, low if descending else high, descending), pred)
+        pending.remove(i)
     run = first_run
     while pending:
         probing = [i for i in pending if run * 4 <= parts[i].rows]
@@ -498,9 +602,11 @@ def _firsts(
             if found.height < count:
                 pending.append(i)
                 continue
-            edge = found.get_column(ts).dt.cast_time_unit("us").to_physical()
-            cut = _up_to(parts[i], ts, edge[0 if descending else -1], descending)
-            out[i] = _kept(cut, pred)
+            edge = _micros(found.get_column(ts))
+            low, high = int(edge[0]), int(edge[-1])
+            out[i] = _kept(_up_to(parts[i], ts, low if descending else high, descending), pred)
+            if spans is not None:
+                spans[i] = (low, high)
         run *= 8
     return [out[i] for i in range(len(parts))]
 
@@ -525,8 +631,14 @@ def _probe(
 
 def _ts_values(frame: pl.LazyFrame, ts: str) -> npt.NDArray[np.int64]:
     """``frame``'s ``ts`` column as µs since the epoch (never null: no copy for one chunk)."""
-    column = frame.select(ts).collect().get_column(ts)
-    return column.dt.cast_time_unit("us").to_physical().to_numpy()
+    return _micros(frame.select(ts).collect().get_column(ts))
+
+
+def _micros(column: pl.Series) -> npt.NDArray[np.int64]:
+    """Timestamps (never null) as µs since the epoch, through NumPy: a Polars cast or
+    ``to_physical`` runs a query of its own (40 µs for three values); a µs column of one chunk
+    is not copied."""
+    return column.to_numpy().astype("datetime64[us]", copy=False).view(np.int64)
 
 
 def _up_to(part: _Part, ts: str, edge: int, descending: bool) -> pl.LazyFrame:
@@ -537,10 +649,17 @@ def _up_to(part: _Part, ts: str, edge: int, descending: bool) -> pl.LazyFrame:
     return part.frame.slice(cut) if descending else part.frame.head(cut)
 
 
+def _no_rows(node: Scan) -> pl.LazyFrame:
+    """``node``'s columns with no row, read from nowhere: what a filter that keeps nothing
+    (``NOTHING``: another tenant's name, folded when planning) leaves of a scan, which then
+    reads none of the tenant's rows (stores keep each column as its catalog type)."""
+    return pl.LazyFrame(schema={c.qualified: c.type.polars for c in node.columns})
+
+
 def _kept(frame: pl.LazyFrame, pred: Pred) -> pl.LazyFrame:
     """The rows of ``frame`` that ``pred`` keeps: for ``NOTHING`` (another tenant's name, folded
     when planning) its columns with no row, without a filter run over every row it reads."""
-    return frame.clear() if pred == NOTHING else frame.filter(predicate(pred))
+    return frame.clear() if pred == NOTHING else frame.filter(_filter_expr(pred))
 
 
 def _sorted(frame: pl.LazyFrame, keys: tuple[SortKey, ...]) -> pl.LazyFrame:
@@ -577,6 +696,20 @@ _OPS: dict[CompareOp, Callable[[Any, Any], Any]] = {
     CompareOp.GT: operator.gt,
     CompareOp.GE: operator.ge,
 }
+
+
+@functools.lru_cache(maxsize=1024)
+def _filter_expr(pred: Pred) -> pl.Expr:
+    """:func:`predicate`, kept for the next query of the same filter (expressions are immutable
+    values; building one takes longer than hashing the predicate to find it)."""
+    return predicate(pred)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qualified(columns: tuple[Col, ...]) -> tuple[pl.Expr, ...]:
+    """Each stored column of ``columns`` renamed to its qualified name, kept as
+    :func:`_filter_expr` keeps filters."""
+    return tuple(pl.col(c.name).alias(c.qualified) for c in columns)
 
 
 def predicate(pred: Pred) -> pl.Expr:

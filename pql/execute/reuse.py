@@ -33,7 +33,7 @@ from typing import cast
 import cachetools
 
 from pql.catalog import Catalog
-from pql.execute.compile import Compiled
+from pql.execute.compile import Compiled, FirstMatches
 from pql.plan.cost import Estimates
 from pql.plan.nodes import Node, RollupAggregate, Scan, walk
 from pql.storage.base import RowsKeyStore, Store, provides
@@ -118,9 +118,14 @@ class CompiledQueries:
             maxsize=size, ttl=ttl, timer=timer
         )
         self._lock = threading.Lock()
+        self.first_matches = FirstMatches() if size else None
+        """Where the first rows' probes found their matches (:class:`FirstMatches`): a query
+        compiled again for a moved window is cut there without probing, kept and let go of
+        with the compiled queries."""
 
     def get(self, key: Hashable) -> Compiled | None:
-        """The query compiled under ``key``, as a new :class:`Compiled` that read nothing."""
+        """The query compiled under ``key``, as one that read nothing (``reused``): shared by
+        every query that finds it, which only reads it."""
         with self._lock:
             found = self._entries.get(key)
             if found is None:
@@ -128,17 +133,21 @@ class CompiledQueries:
                 return None
             self.hits += 1
             self._entries[key] = found  # used: kept another ``ttl`` from now
-        return replace(found, read_s=0.0, reused=True)
+        return found
 
     def put(self, key: Hashable, compiled: Compiled) -> None:
+        """Keep ``compiled`` (a copy: the caller's own says what compiling it read)."""
         if self.size == 0:
             return
+        kept = replace(compiled, read_s=0.0, reused=True)
         with self._lock:
-            self._entries[key] = compiled
+            self._entries[key] = kept
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+        if self.first_matches is not None:
+            self.first_matches.clear()
 
     def __len__(self) -> int:
         with self._lock:

@@ -249,6 +249,12 @@ class RowsKeyStore(Protocol):
         (nothing is reused then). All of one plan's windows of a subject are asked at once."""
         ...
 
+    def stored_key(self, tenant: str, subject: Subject) -> Hashable | None:
+        """A key naming the stored rows of ``tenant``'s ``subject`` whatever the window: equal
+        exactly while they are the same rows, kept in the same parts (as :meth:`rows_keys`'
+        keys name them); ``None`` when the store cannot tell."""
+        ...
+
 
 def provides(store: object, protocol: type) -> bool:
     """Whether ``store`` offers ``protocol`` (one of this module's runtime-checkable protocols,

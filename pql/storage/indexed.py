@@ -245,6 +245,12 @@ class IndexedLake:
         index = self._loaded(tenant)
         return None if index is None else index.rows_keys(tenant, subject, windows)
 
+    def stored_key(self, tenant: str, subject: Subject) -> Hashable | None:
+        """The index's :meth:`MemoryStore.stored_key` while ``tenant``'s index is in memory;
+        ``None`` otherwise (as for :meth:`rows_keys`)."""
+        index = self._loaded(tenant)
+        return None if index is None else index.stored_key(tenant, subject)
+
     def version(self, tenant: str) -> int:
         return self.lake.version(tenant)
 

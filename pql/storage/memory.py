@@ -427,7 +427,7 @@ def _window(
         ordered=ordered,
         parts=parts,
         codes=domain,
-        times=times if len(times) == max(1, len(parts)) else (),
+        times=times,
     )
 
 
@@ -595,6 +595,12 @@ class MemoryStore:
         return tuple(
             tuple((part.rows, *part.window(start, end)) for part in parts) for start, end in windows
         )
+
+    def stored_key(self, tenant: str, subject: Subject) -> tuple[int, ...] | None:
+        """Each part's number of rows (see :meth:`rows_keys`); ``None``: the tenant has none."""
+        current = current_subject(self._catalog, subject, tenant)
+        table = self._tables.get((tenant, current.name))
+        return None if table is None else tuple(part.rows for part in table.parts)
 
     def scan(
         self,
