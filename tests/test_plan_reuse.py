@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
-from operator import attrgetter
 
 import pytest
 
@@ -27,14 +26,14 @@ from pql.plan.memo import (
     DEFAULT_PLAN_REUSE_SHARE,
     MemoEntry,
     PlanMemo,
-    _getter,
+    _copier,
     reach,
     retimable,
     retimed,
     reuse_limit,
 )
 from pql.plan.memo import _buckets_reach as buckets_reach
-from pql.plan.nodes import Join, Node, RollupAggregate, Scan, walk
+from pql.plan.nodes import Join, Limit, Node, RollupAggregate, Scan, walk
 from tests.reuse import engine_over, stop
 
 QUERY = 'FIND COUNT(*) AS n WHERE receipts.status = "error" GROUP BY receipts.region SINCE 7d'
@@ -616,16 +615,22 @@ def test_the_reach_counts_every_constant_of_every_input(
     assert len(reusing.plans) == 1  # kept neither to move nor, on the wall clock, at all
 
 
-def test_a_getter_gives_the_named_fields_as_a_tuple_in_one_call() -> None:
-    """The moves of a plan read the kept fields of each node in one call: a C ``attrgetter``
-    for two names or more, a tuple all the same for one name or none."""
-    scan = Scan(
-        "receipts", "acme", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), ()
-    )
-    two = _getter(("subject", "tenant"))
-    assert isinstance(two, attrgetter) and two(scan) == ("receipts", "acme")
-    assert _getter(("tenant",))(scan) == ("acme",)
-    assert _getter(())(scan) == ()
+def test_a_copier_copies_every_field_and_changes_only_those_it_names() -> None:
+    """A copier written for a node type's fields gives the node ``dataclasses.replace`` gives
+    (the bounds it moves moved by the delta, an input taken from the copies), and is made once
+    per type and set of changes."""
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    scan = Scan("receipts", "acme", start, end, ())
+    delta = timedelta(seconds=90)
+    moves_end = _copier(Scan, {"end": "moved"})
+    assert moves_end(scan, delta, [], ()) == replace(scan, end=end + delta)
+    both = _copier(Scan, {"start": "moved", "end": "moved"})
+    assert both(scan, delta, [], ()) == replace(scan, start=start + delta, end=end + delta)
+    assert _copier(Scan, {"end": "moved"}) is moves_end and both is not moves_end
+    other = replace(scan, start=start - delta)
+    limit = Limit(scan, 5)
+    copied = _copier(Limit, {"input": "input"})(limit, delta, [scan, other], (1,))
+    assert copied == replace(limit, input=other) and copied.input is other
 
 
 def test_the_moves_of_an_entry_copy_each_node_once_and_only_what_moves(
@@ -642,12 +647,18 @@ def test_the_moves_of_an_entry_copy_each_node_once_and_only_what_moves(
     nodes.update((id(n), n) for n in entry.estimates.nodes())
     assert sorted(id(step.node) for step in moves.steps) == sorted(nodes)
     for at, step in enumerate(moves.steps):
-        changed = dict(step.changed)
+        copy = step.copy(
+            step.node, timedelta(seconds=1), [s.node for s in moves.steps], step.places
+        )
         if isinstance(step.node, Scan):
-            assert changed == {"start": -1, "end": -1}
+            assert step.places == () and isinstance(copy, Scan)
+            assert (copy.start, copy.end) == (
+                step.node.start + timedelta(seconds=1),
+                step.node.end + timedelta(seconds=1),
+            )
         else:
-            assert all(isinstance(how, int) and 0 <= how < at for how in changed.values())
-        assert set(step.kept).isdisjoint(changed)
+            assert step.places and all(0 <= how < at for how in step.places)
+            assert copy == step.node  # its inputs unmoved: nothing else changed
     assert [moves.steps[at].node for at in moves.plans] == [
         entry.built,
         entry.estimated,

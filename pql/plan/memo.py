@@ -47,8 +47,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from operator import attrgetter
-from typing import Any, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from pql.analyze import Analyzed
 from pql.catalog import Catalog
@@ -431,21 +430,22 @@ def retimed(entry: MemoEntry, delta: timedelta) -> MemoEntry:
     )
 
 
-_MOVED = -1
-"""In a :class:`_Step`, a ``datetime`` field that moves by the delta (a scan's bound)."""
+_Copier = Callable[[Node, timedelta, list[Node], tuple[Any, ...]], Node]
+"""A node's copy: ``(node, delta, copies so far, places of its moved inputs)``."""
+
+_Change = Literal["moved", "input", "inputs"]
+"""How a field changes when a plan moves: by the delta (a scan's bound), to a moved input (its
+place among the copies), or to a tuple of them (a rollup's edges)."""
 
 
 class _Step(NamedTuple):
-    """One node's copy in :class:`_Moves`: its type, the fields copied as they are, and those
-    that change: ``_MOVED`` (moved by the delta), or the place of the moved input (a tuple of
-    places for a rollup's edges)."""
+    """One node's copy in :class:`_Moves`: the node, the copier of its type and of the fields
+    that change (:func:`_copier`), and the places among the copies of its moved inputs, in the
+    order of its fields (an int each, a tuple of them for a rollup's edges)."""
 
     node: Node
-    kind: type
-    kept: tuple[str, ...]
-    values: Callable[[Node], tuple[object, ...]]
-    """The kept fields' values of a node, in one call."""
-    changed: tuple[tuple[str, int | tuple[int, ...]], ...]
+    copy: _Copier
+    places: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,33 +460,48 @@ class _Moves:
     numbers: tuple[NodeEstimate, ...]
 
     def run(self, delta: timedelta) -> list[Node]:
-        """Every node copied with its window moved by ``delta``, in the order of ``steps``.
-
-        The copies skip the nodes' checks: moving a whole plan's window by one delta keeps
-        every check true (``start <= end``, schemas), and they cost more than the move."""
+        """Every node copied with its window moved by ``delta``, in the order of ``steps``."""
         new: list[Node] = []
-        make, put = object.__new__, object.__setattr__
-        for node, kind, kept, values, changed in self.steps:
-            copy: Node = make(kind)
-            for name, value in zip(kept, values(node), strict=True):
-                put(copy, name, value)
-            for name, how in changed:
-                if how == _MOVED:
-                    put(copy, name, getattr(node, name) + delta)
-                elif isinstance(how, tuple):
-                    put(copy, name, tuple(new[at] for at in how))
-                else:
-                    put(copy, name, new[how])
-            new.append(copy)
+        for node, copy, places in self.steps:
+            new.append(copy(node, delta, new, places))
         return new
 
 
-def _getter(names: tuple[str, ...]) -> Callable[[Node], tuple[object, ...]]:
-    """A function giving the values of ``names`` of a node as a tuple (one C call for two or
-    more names, as :func:`operator.attrgetter` gives them)."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    return lambda node: tuple(getattr(node, name) for name in names)
+_COPIERS: dict[tuple[type, frozenset[tuple[str, _Change]]], _Copier] = {}
+
+
+def _copier(kind: type, changes: Mapping[str, _Change]) -> _Copier:
+    """The copier of ``kind`` nodes whose fields ``changes`` names change as it says, every
+    other field copied as it is; made once per type and set of changes (a plan has a few).
+
+    The copy skips the node's checks: moving a whole plan's window by one delta keeps every
+    check true (``start <= end``, schemas), and they cost more than the move. It is a function
+    written for its fields, as :mod:`dataclasses` writes ``__init__`` (a loop over the names
+    took three times as long, on the path of every query that reuses a plan): only the type's
+    own field names, which are identifiers, go into its source, never a value."""
+    key = (kind, frozenset(changes.items()))
+    found = _COPIERS.get(key)
+    if found is not None:
+        return found
+    lines = ["def copy(node, delta, new, places):", "    c = make(kind)"]
+    place = 0
+    for name in _fields_of(kind).every:
+        if not name.isidentifier():  # pragma: no cover - a dataclass field's name always is
+            raise InternalError("PQL-X035", f"a plan node has a field named {name!r}")
+        match changes.get(name):
+            case None:
+                value = f"node.{name}"
+            case "moved":
+                value = f"node.{name} + delta"
+            case "input":
+                value, place = f"new[places[{place}]]", place + 1
+            case "inputs":
+                value, place = f"tuple([new[at] for at in places[{place}]])", place + 1
+        lines.append(f"    put(c, {name!r}, {value})")
+    lines.append("    return c")
+    scope: dict[str, Any] = {"make": object.__new__, "put": object.__setattr__, "kind": kind}
+    exec("\n".join(lines), scope)
+    return _COPIERS.setdefault(key, scope["copy"])
 
 
 def _moves(entry: MemoEntry) -> _Moves:
@@ -499,22 +514,25 @@ def _moves(entry: MemoEntry) -> _Moves:
         found = placed.get(id(node))
         if found is not None:
             return found
-        changed: dict[str, int | tuple[int, ...]] = {}
+        changes: dict[str, _Change] = {}
+        inputs: dict[str, int | tuple[int, ...]] = {}
         match node:
             case Scan():
                 if node.start == entry.start:
-                    changed["start"] = _MOVED
+                    changes["start"] = "moved"
                 if node.end == entry.clock:
-                    changed["end"] = _MOVED
+                    changes["end"] = "moved"
             case Join():
-                changed = {"left": place(node.left), "right": place(node.right)}
+                inputs = {"left": place(node.left), "right": place(node.right)}
             case Filter() | Aggregate() | Sort() | Limit() | Project():
-                changed = {"input": place(node.input)}
+                inputs = {"input": place(node.input)}
             case RollupAggregate():
-                changed = {"edges": tuple(place(edge) for edge in node.edges)}
+                inputs = {"edges": tuple(place(edge) for edge in node.edges)}
+        for name, at in inputs.items():
+            changes[name] = "inputs" if isinstance(at, tuple) else "input"
         kind = type(node)
-        kept = tuple(name for name in _fields_of(kind).every if name not in changed)
-        steps.append(_Step(node, kind, kept, _getter(kept), tuple(changed.items())))
+        places = tuple(inputs[name] for name in _fields_of(kind).every if name in inputs)
+        steps.append(_Step(node, _copier(kind, changes), places))
         placed[id(node)] = len(steps) - 1
         return placed[id(node)]
 
