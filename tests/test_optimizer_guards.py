@@ -18,7 +18,7 @@ from pql.demo import DemoData
 from pql.errors import InternalError
 from pql.execute.compile import predicate
 from pql.plan.expr import NOTHING, AllOf, AnyOf, Cmp, Col, Const, Negate, Null, pred_text
-from pql.plan.nodes import Filter, Join, Node, Scan, walk
+from pql.plan.nodes import Filter, Join, Limit, Node, Scan, walk
 from pql.plan.optimize import optimize, push_filters
 
 
@@ -229,3 +229,33 @@ def test_a_scan_of_another_tenant_is_an_internal_error(engine: pql.Engine, demo:
         tenant_scope(other, ctx)
     assert caught.value.code == "PQL-X001"
     assert caught.value.message == "a scan is not restricted to the caller's tenant"
+
+
+def test_the_rules_walk_a_plan_once_until_one_changes_it(
+    engine: pql.Engine, demo: DemoData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety rules read the nodes of the plan they are given from one walk: walked again
+    only when a rule returns another plan (the row cap), and in the order of ``walk``."""
+    import pql.plan.safety as safety
+
+    text = (
+        "FIND COUNT(decisions.decisionId) JOIN receipts ON decisions.executionId = "
+        'receipts.executionId WHERE decisions.effect = "deny" GROUP BY decisions.rule SINCE 7d'
+    )
+    capped_before = engine.prepare(text, tenant="acme", now=demo.now).plan
+    assert isinstance(capped_before, Limit) and capped_before.cap
+    plan = capped_before.input
+    walked: list[Node] = []
+    real = walk
+
+    def counted(node: Node) -> Any:
+        walked.append(node)
+        return real(node)
+
+    monkeypatch.setattr(safety, "walk", counted)
+    ctx = safety.SafetyContext("acme", demo.now, engine.limits, 7 * 86400)
+    rules = (*safety.RULES[:5], safety.row_cap, safety.tenant_scope)
+    capped = safety.apply_safety(plan, ctx, rules)
+    assert walked == [plan, capped] and capped is not plan
+    assert ctx.nodes(capped) == tuple(real(capped)) and walked == [plan, capped]
+    assert ctx.nodes(plan) == tuple(real(plan)) and walked == [plan, capped, plan]
