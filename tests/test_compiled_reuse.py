@@ -18,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pql
 from pql.demo import DemoData
@@ -25,6 +27,8 @@ from pql.execute.compile import Compiled, FirstMatches
 from pql.execute.reuse import CompiledQueries, Family, reuse_key
 from pql.plan.nodes import RollupAggregate, walk
 from pql.storage import IndexedLake
+from pql.storage.base import conform, sort_columns
+from pql.storage.memory import MemoryStore
 from tests.reuse import engine_over, stop
 
 QUERY = 'FIND COUNT(*) AS n WHERE receipts.status = "error" GROUP BY receipts.region SINCE 7d'
@@ -379,3 +383,35 @@ def test_first_matches_are_kept_bounded_least_recently_used_first() -> None:
     assert kept.get("a") == (0, 9) and len(kept) == 2
     kept.clear()
     assert len(kept) == 0 and kept.get("c") is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    windows=st.lists(
+        st.tuples(st.integers(-200, 200), st.integers(-5, 300)), min_size=0, max_size=4
+    )
+)
+def test_the_rows_keys_are_each_parts_window_for_every_window(
+    demo: DemoData, windows: list[tuple[int, int]]
+) -> None:
+    """All of a plan's windows are searched at once in each part of a tenant kept in parts:
+    each window's key is, part by part, the part's rows and the rows the window reads in it
+    (none for a window that ends before it starts, or lies outside the rows)."""
+    catalog = pql.Catalog()
+    subject = catalog["receipts"]
+    tenant = demo.receipts.get_column("tenant")[0]
+    rows = conform(demo.receipts.filter(pl.col("tenant") == tenant), subject)
+    rows = rows.sort(sort_columns(subject))
+    halves = [rows.filter(pl.col("region") == r) for r in sorted(set(rows["region"]))][:2]
+    store = MemoryStore(catalog)
+    store.load_stored(tenant, subject, halves, ordered=True)
+    asked = [
+        (demo.now + timedelta(hours=start), demo.now + timedelta(hours=start + length))
+        for start, length in windows
+    ]
+    keys = store.rows_keys(tenant, subject, asked)
+    table = store._tables[(tenant, "receipts")]
+    assert len(table.parts) == len(halves) > 1
+    assert keys == tuple(
+        tuple((part.rows, *part.window(start, end)) for part in table.parts) for start, end in asked
+    )
