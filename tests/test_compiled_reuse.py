@@ -394,9 +394,9 @@ def test_first_matches_are_kept_bounded_least_recently_used_first() -> None:
 def test_the_rows_keys_are_each_parts_window_for_every_window(
     demo: DemoData, windows: list[tuple[int, int]]
 ) -> None:
-    """All of a plan's windows are searched at once in each part of a tenant kept in parts:
-    each window's key is, part by part, the part's rows and the rows the window reads in it
-    (none for a window that ends before it starts, or lies outside the rows)."""
+    """For a tenant kept in parts, the key of each of a plan's windows is, part by part, the
+    part's rows and the rows the window reads in it (none for a window that ends before it
+    starts, or lies outside the rows)."""
     catalog = pql.Catalog()
     subject = catalog["receipts"]
     tenant = demo.receipts.get_column("tenant")[0]

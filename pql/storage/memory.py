@@ -596,13 +596,9 @@ class MemoryStore:
         table = self._tables.get((tenant, current.name))
         if table is None:
             return None
-        # Every window's bounds searched in one call per part (as _Table.window searches one).
-        bounds = np.array(
-            [(micros(start), micros(end) + 1) for start, end in windows], dtype=np.int64
-        )
-        found = [(part.rows, part.ts_us.searchsorted(bounds).tolist()) for part in table.parts]
+        parts = table.parts
         return tuple(
-            tuple((rows, at[w][0], max(at[w])) for rows, at in found) for w in range(len(windows))
+            tuple((part.rows, *part.window(start, end)) for part in parts) for start, end in windows
         )
 
     def stored_key(self, tenant: str, subject: Subject) -> tuple[int, ...] | None:
