@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import polars as pl
 import pyarrow as pa
@@ -69,7 +69,16 @@ from pql.result import Result
 from pql.saved import Safelist, SafelistSpec, SavedStore
 from pql.signing import KeyRing
 from pql.stats import StatsProvider, StoreStats
-from pql.storage import IndexedLake, IngestReport, Lake, MemoryStore, S3Lake, Store, validate
+from pql.storage import (
+    IndexedLake,
+    IngestReport,
+    Lake,
+    MemoryStore,
+    PartitionStats,
+    S3Lake,
+    Store,
+    validate,
+)
 from pql.storage.budget import MemoryBudget
 from pql.storage.indexed import Preload
 from pql.storage.lake import bucket_name
@@ -794,7 +803,7 @@ class Engine:
         if record:
             self.query_log.record(prepared.tenant, prepared.analyzed.query, params)
         if cache is None:
-            result = self.execute(prepared, started=started, deadline=deadline)
+            result = self._execute(prepared, started, deadline)
             result.stats["cache"] = {"hit": False, "age_ms": None}
             return result
         # The version is read before running: the answer is at least as new as the key claims.
@@ -805,30 +814,29 @@ class Engine:
             timings = dict(prepared.timings_ms)
             timings["total"] = round((time.perf_counter() - started) * 1000, 3)
             return result_cache.hit_result(found[0], found[1], timings)
-        result = self.execute(prepared, started=started, deadline=deadline)
+        result = self._execute(prepared, started, deadline)
         result.stats["cache"] = {"hit": False, "age_ms": None}
         cache.put(key, result)  # keeps a copy: the caller may change its answer
         return result
 
     def _check_read(self, prepared: Prepared) -> None:
-        """Let adapters see the regions of each subject the query reads (``pql_check_read``)."""
+        """Let adapters see the regions of each subject the query reads (``pql_check_read``).
+
+        The regions are found when an adapter first looks at them (:class:`WindowRegions`):
+        an adapter that decides without them (e.g. residency on an engine with no region)
+        costs the query no pass over the partition statistics."""
         if not self.adapters.implements("pql_check_read"):
             return
         first, last = prepared.start.date(), prepared.now.date()
         for subject in sorted({n.subject for n in walk(prepared.plan) if hasattr(n, "subject")}):
-            regions = sorted(
-                {
-                    p.region
-                    for p in self.store.stats(prepared.tenant, subject)
-                    if first <= p.day <= last
-                }
-            )
             self.adapters.call(
                 "pql_check_read",
                 engine=self,
                 tenant=prepared.tenant,
                 subject=subject,
-                regions=regions,
+                regions=WindowRegions(
+                    partial(self.store.stats, prepared.tenant, subject), first, last
+                ),
                 bucket=partial(bucket_name, prepared.tenant, subject=subject),
             )
 
@@ -882,8 +890,16 @@ class Engine:
         """Run a prepared query, admitted (``Limits.max_concurrent``) and under its deadline.
 
         ``deadline`` is what is left of the query's (from :meth:`query`); without it the
-        query gets its whole ``Limits.deadline_ms`` from now.
+        query gets its whole ``Limits.deadline_ms`` from now. The adapters see what it is about
+        to read first (``pql_check_read``), as for :meth:`query`.
         """
+        self._check_read(prepared)
+        return self._execute(prepared, started, deadline)
+
+    def _execute(
+        self, prepared: Prepared, started: float | None, deadline: Deadline | None
+    ) -> Result:
+        """:meth:`execute` once the read was let through."""
         timings = dict(prepared.timings_ms)
         t = time.perf_counter()
         if deadline is None:
@@ -953,6 +969,7 @@ class Engine:
         prepared = self.prepare(text, tenant=tenant, now=now, params=params, measure=not analyze)
         if not analyze:
             return prepared.explanation()
+        self._check_read(prepared)  # analyze reads the data
         return prepared.explanation(self._actual_rows(prepared))
 
     def _actual_rows(self, prepared: Prepared) -> dict[Node, int]:
@@ -1005,6 +1022,46 @@ class Engine:
                 yield hold
             finally:
                 hold.release(slots.pop_all().close)
+
+
+class WindowRegions(Sequence[str]):
+    """The regions, sorted, of the partitions (``stats()``) with a day from ``first`` to
+    ``last``: what ``pql_check_read`` gets as ``regions``, read on first use and then kept."""
+
+    def __init__(
+        self, stats: Callable[[], Iterable[PartitionStats]], first: date, last: date
+    ) -> None:
+        self._stats, self._first, self._last = stats, first, last
+        self._regions: list[str] | None = None
+
+    def _found(self) -> list[str]:
+        if self._regions is None:
+            first, last = self._first, self._last
+            self._regions = sorted({p.region for p in self._stats() if first <= p.day <= last})
+        return self._regions
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._found()[index]
+
+    def __len__(self) -> int:
+        return len(self._found())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._found())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self._found() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._found())
 
 
 def _register_subjects(catalog: Catalog, adapters: adapters_mod.Adapters) -> None:

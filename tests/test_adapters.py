@@ -8,6 +8,7 @@ import re
 import tomllib
 import types
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,76 @@ def test_ingest_hooks_can_reject_a_table_whole_and_see_what_was_stored() -> None
         broken.ingest("widgets", widgets_frame())
     assert caught.value.code == "PQL-X201"
     assert caught.value.message.startswith("adapter 'widgets' failed in pql_check_ingest")
+
+
+def test_a_read_check_sees_the_window_regions_and_they_are_found_only_if_it_looks() -> None:
+    seen: list[tuple[str, list[str]]] = []
+    looks = adapter(
+        "looks", pql_check_read=lambda subject, regions: seen.append((subject, list(regions)))
+    )
+    blind = adapter("blind", pql_check_read=lambda tenant: None)
+    for plugins, expected in (({"looks": looks}, 1), ({"blind": blind}, 0)):
+        engine = engine_with(**plugins)
+        day = TEST_NOW.replace(microsecond=0)
+        frame = pl.DataFrame(
+            {
+                "executionId": ["a", "b", "c"],
+                "tenant": ["acme"] * 3,
+                "region": ["us-east-1", "eu-west-1", "ap-south-1"],
+                "ts": [day, day - timedelta(days=1), day - timedelta(days=40)],
+                "workflow": ["w"] * 3,
+                "status": ["ok"] * 3,
+                "latency_ms": [1.0] * 3,
+                "cost_usd": [0.1] * 3,
+            }
+        ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+        engine.ingest("receipts", frame)
+        passes: list[str] = []
+        stats = engine.store.stats
+
+        def counted(tenant: str, subject: str, stats: Any = stats, passes: Any = passes) -> Any:
+            passes.append(subject)
+            return stats(tenant, subject)
+
+        prepared = engine.prepare(
+            "FIND COUNT(receipts.executionId) SINCE 7d", tenant="acme", now=TEST_NOW
+        )
+        engine.store.stats = counted  # type: ignore[method-assign]
+        assert engine.execute(prepared).rows() == [(2,)]
+        assert len(passes) == expected
+    assert seen == [("receipts", ["eu-west-1", "us-east-1"])]
+
+
+def test_window_regions_are_a_sorted_sequence_read_once() -> None:
+    from pql.engine import WindowRegions
+    from pql.storage import PartitionStats
+
+    first = TEST_NOW.date() - timedelta(days=2)
+    calls: list[int] = []
+
+    def stats() -> list[PartitionStats]:
+        calls.append(1)
+        return [
+            PartitionStats(first + timedelta(days=d), region, 1, 1, TEST_NOW, TEST_NOW)
+            for d, region in (
+                (-1, "zz-old-1"),
+                (0, "us-east-1"),
+                (1, "eu-west-1"),
+                (2, "us-east-1"),
+                (3, "ap-late-1"),
+            )
+        ]
+
+    regions = WindowRegions(stats, first, first + timedelta(days=2))
+    assert calls == []
+    assert regions == ["eu-west-1", "us-east-1"] and list(regions) == ["eu-west-1", "us-east-1"]
+    assert (len(regions), regions[0], regions[-1:], "us-east-1" in regions) == (
+        2,
+        "eu-west-1",
+        ["us-east-1"],
+        True,
+    )
+    assert calls == [1]
 
 
 def test_adapter_metrics_and_checks_are_collected() -> None:

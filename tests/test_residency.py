@@ -205,6 +205,36 @@ def test_a_cross_region_read_is_refused_unless_allowed(lake: Path) -> None:
     assert reads == [("acme", False), ("initech", True)]
 
 
+def test_every_way_of_running_a_query_is_checked_before_it_reads(lake: Path) -> None:
+    """Not only ``query``: a prepared query executed, a signed saved query and an analyzing
+    explain read the data too, so residency refuses each of them the same way."""
+    from pql.saved import SavedStore, sign_query
+    from pql.signing import KeyRing, SigningKey
+
+    there = pql.Engine(lake, region="eu-west-1", clock=lambda: TEST_NOW)
+    text = "FIND COUNT(receipts.executionId) AS n SINCE 30d"
+    key = SigningKey.generate("ops")
+    saved = sign_query(text, key=key, name="n", tenant="acme", author="ops", now=TEST_NOW)
+    SavedStore.beside(there.store).put(saved)
+    prepared = there.prepare(text, tenant="acme", now=TEST_NOW)
+    runs = {
+        "execute": lambda: there.execute(prepared),
+        "run_saved": lambda: there.run_saved(
+            "n", tenant="acme", keyring=KeyRing([key.trusted()]), now=TEST_NOW
+        ),
+        "explain --analyze": lambda: there.explain(text, tenant="acme", now=TEST_NOW, analyze=True),
+    }
+    for name, run in runs.items():
+        with pytest.raises(pql.SafetyError) as caught:
+            run()
+        assert caught.value.code == "PQL-S061", name
+        assert "mc-acme-us-east-1-receipts" in caught.value.message, name
+    assert "est_rows" in str(there.explain(text, tenant="acme", now=TEST_NOW))  # reads nothing
+    log = [json.loads(x) for x in (lake / DECISIONS).read_text().splitlines()]
+    assert [d["allow"] for d in log if d["action"] == "read"] == [False] * len(runs)
+    assert there.execute(there.prepare(text, tenant="globex", now=TEST_NOW)).rows() == [(15,)]
+
+
 def test_the_command_line_refuses_writes_and_reads(lake: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     receipts("globex", "us-east-1", 1).write_parquet(bad)

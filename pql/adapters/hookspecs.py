@@ -122,8 +122,11 @@ def pql_check_read(
 ) -> None:
     """Look at what a query is about to read, before it runs or is answered from the cache.
 
-    ``regions`` are the storage regions of ``tenant``'s ``subject`` the query's window meets;
-    ``bucket(region)`` names the bucket. Raise a :class:`~pql.errors.PQLError` to refuse.
+    ``regions`` are the storage regions of ``tenant``'s ``subject`` the query's window meets,
+    sorted, found when the adapter first looks at them (a hook that decides without them costs
+    the query no pass over the partition statistics); ``bucket(region)`` names the bucket.
+    Called for every way a query reads: ``query``, ``execute``, ``run_saved`` and
+    ``explain(analyze=True)``. Raise a :class:`~pql.errors.PQLError` to refuse.
     """
 
 
