@@ -61,6 +61,7 @@ class Metrics:
         self.enabled = enabled and _prom is not None
         self._extra: dict[str, Any] = {}
         self._extra_lock = threading.Lock()
+        self._by_outcome: dict[str, Any] = {}
         if not self.enabled or _prom is None:
             return
         reg = registry if registry is not None else _prom.REGISTRY
@@ -85,7 +86,10 @@ class Metrics:
     def query(self, outcome: str, elapsed_ms: float) -> None:
         """Record one query's latency under ``outcome`` (one of :data:`OUTCOMES`)."""
         if self.enabled:
-            self._query_ms.labels(outcome=outcome).observe(elapsed_ms)
+            child = self._by_outcome.get(outcome)
+            if child is None:  # prometheus_client's labels() locks and checks on every call
+                child = self._by_outcome[outcome] = self._query_ms.labels(outcome=outcome)
+            child.observe(elapsed_ms)
 
     def cache(self, hit: bool) -> None:
         """Record one result-cache lookup."""

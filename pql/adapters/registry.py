@@ -94,6 +94,10 @@ class _Loaded:
     commands: tuple[str, ...] = ()
 
 
+_Impl = tuple[str, Callable[..., Any], tuple[str, ...]]
+"""An implementation of a hook: the adapter's name, the function, the arguments it takes."""
+
+
 class _Broken(Exception):
     """Why an adapter cannot be registered (never leaves this module)."""
 
@@ -114,6 +118,7 @@ class Adapters:
     infos: tuple[AdapterInfo, ...] = ()
     _loaded: dict[str, _Loaded] = field(default_factory=dict)
     _manager: pluggy.PluginManager = field(default_factory=lambda: _manager())
+    _found: dict[str, tuple[_Impl, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def none(cls) -> Adapters:
@@ -148,7 +153,7 @@ class Adapters:
 
     def implements(self, hook: str) -> bool:
         """Whether any loaded adapter implements ``hook``."""
-        return any(name for name, _ in self._impls(hook))
+        return bool(self._implementations(hook))
 
     def call(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on every loaded adapter implementing it, in load order.
@@ -159,7 +164,7 @@ class Adapters:
         names, so a hook can gain arguments without breaking the adapters written before.
         """
         answers: list[Any] = []
-        for name, function, argnames in self._impls_with_args(hook):
+        for name, function, argnames in self._implementations(hook):
             try:
                 answer = function(**{k: v for k, v in kwargs.items() if k in argnames})
             except PQLError:
@@ -176,22 +181,22 @@ class Adapters:
 
     def add_cli_commands(self, subparsers: argparse._SubParsersAction[Any]) -> None:
         """Let every loaded adapter add its command groups (checked when it was loaded)."""
-        for _name, function in self._impls("pql_cli_commands"):
+        for _name, function, _args in self._implementations("pql_cli_commands"):
             function(subparsers=subparsers)
 
-    def _impls_with_args(self, hook: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
-        caller = getattr(self._manager.hook, hook)
-        by_plugin = {impl.plugin_name: impl for impl in caller.get_hookimpls()}
-        return [
-            (name, by_plugin[name].function, tuple(by_plugin[name].argnames))
-            for name in self._loaded
-            if name in by_plugin
-        ]
-
-    def _impls(self, hook: str) -> list[tuple[str, Callable[..., Any]]]:
-        caller = getattr(self._manager.hook, hook)
-        by_plugin = {impl.plugin_name: impl.function for impl in caller.get_hookimpls()}
-        return [(name, by_plugin[name]) for name in self._loaded if name in by_plugin]
+    def _implementations(self, hook: str) -> tuple[_Impl, ...]:
+        """``hook``'s implementations in load order, found once: the loaded adapters do not
+        change after :func:`load_adapters` (a hook is asked on every query)."""
+        found = self._found.get(hook)
+        if found is None:
+            caller = getattr(self._manager.hook, hook)
+            by_plugin = {impl.plugin_name: impl for impl in caller.get_hookimpls()}
+            found = self._found[hook] = tuple(
+                (name, by_plugin[name].function, tuple(by_plugin[name].argnames))
+                for name in self._loaded
+                if name in by_plugin
+            )
+        return found
 
 
 AdaptersSpec = Adapters | Sequence[str] | None
@@ -254,6 +259,7 @@ def load_adapters(
         taken_commands.update(loaded.commands)
         infos.append(_info(source, "loaded", loaded=loaded, manager=adapters._manager))
     adapters.infos = tuple(infos)
+    adapters._found.clear()  # found from here on, once every adapter is in
     return adapters
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -195,6 +196,7 @@ class Registry:
 
     def __init__(self, data_dir: Path | str) -> None:
         self.path = Path(data_dir) / FILE
+        self._file = os.fspath(self.path)  # as a string: asked on every query, with no pathlib
         self._local = threading.local()
 
     @classmethod
@@ -204,7 +206,7 @@ class Registry:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, tenant: str) -> Tenant | None:
-        if not self.path.is_file():
+        if not os.path.isfile(self._file):
             return None
         row = self._db().execute("SELECT * FROM tenants WHERE id = ?", (tenant,)).fetchone()
         return None if row is None else _tenant(row)
@@ -221,12 +223,12 @@ class Registry:
         return found
 
     def all(self) -> list[Tenant]:
-        if not self.path.is_file():
+        if not os.path.isfile(self._file):
             return []
         return [_tenant(r) for r in self._db().execute("SELECT * FROM tenants ORDER BY id")]
 
     def rows_ingested(self, tenant: str, day: date) -> int:
-        if not self.path.is_file():
+        if not os.path.isfile(self._file):
             return 0
         row = (
             self._db()
