@@ -11,6 +11,9 @@ tenant. For each (example, tenant) the script reports the medians of:
   and the first rows' probes), which is data access, not planning: ``outside_with_reads`` is
   ``outside`` plus ``read``, the time before ``execute`` as a whole;
 * ``execute`` and the whole call (``total``, as the caller sees it);
+* ``outside_call``: ``total`` less ``execute`` and ``read``, everything the call spent neither
+  running nor reading data, including what no stage times (the tenant's limits, the adapters'
+  read checks, admission, building the result, metrics);
 * DuckDB on native tables sorted by tenant and ts (SQL from ``tests/sqlref.py``), and the ratio
   pql/DuckDB of the medians.
 
@@ -78,6 +81,7 @@ def ask(engine: pql.Engine, text: str, tenant: str, now: datetime | None) -> dic
     sample["outside_with_reads"] = sample["outside"] + sample["read"]
     sample["execute"] = timings.get("execute", 0.0)
     sample["total"] = total
+    sample["outside_call"] = total - sample["execute"] - sample["read"]
     sample["compiled_reused"] = float(bool(result.stats.get("compiled_reused")))
     return sample
 
@@ -254,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if not quiet and "error" not in row:
             print(
                 f"{row['example']:12} {row['tenant']:5} outside {row['outside']:7.3f} "
+                f"call {row['outside_call']:7.3f} "
                 f"exec {row['execute']:8.3f} total {row['total']:8.3f} "
                 f"duckdb {row['duckdb']:8.3f} ratio {row['ratio']}"
             )
@@ -325,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "median_outside_ms": _median(outside),
         "median_outside_with_reads_ms": _median([r["outside_with_reads"] for r in ran]),
+        "median_outside_call_ms": _median([r["outside_call"] for r in ran]),
         "max_outside_ms": round(max(outside), 4) if outside else None,
         "median_ratio_pql_duckdb": _median(ratios),
         "max_ratio_pql_duckdb": max(ratios) if ratios else None,
@@ -342,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "stage_medians_ms": {
             s: _median([r[s] for r in ran if s in r])
-            for s in (*OUTSIDE, "read", "execute", "outside", "outside_with_reads")
+            for s in (*OUTSIDE, "read", "execute", "outside", "outside_with_reads", "outside_call")
         },
         "rows": rows,
     }
