@@ -592,8 +592,7 @@ class MemoryStore:
         window's first and last row in it (``None``: the tenant has no such rows). The rollups
         change only with the rows (:meth:`ingest`, :meth:`load_stored`), so whole days with
         the same key read the same rollup rows."""
-        current = current_subject(self._catalog, subject, tenant)
-        table = self._tables.get((tenant, current.name))
+        _, table = self._stored(tenant, subject)
         if table is None:
             return None
         parts = table.parts
@@ -603,8 +602,7 @@ class MemoryStore:
 
     def stored_key(self, tenant: str, subject: Subject) -> tuple[int, ...] | None:
         """Each part's number of rows (see :meth:`rows_keys`); ``None``: the tenant has none."""
-        current = current_subject(self._catalog, subject, tenant)
-        table = self._tables.get((tenant, current.name))
+        _, table = self._stored(tenant, subject)
         return None if table is None else tuple(part.rows for part in table.parts)
 
     def scan(
@@ -616,9 +614,8 @@ class MemoryStore:
         columns: Sequence[str] | None = None,
     ) -> Scan:
         """Exactly the rows of ``tenant`` with ``start <= ts <= end``, as a zero-copy slice."""
-        current = current_subject(self._catalog, subject, tenant)
+        current, table = self._stored(tenant, subject)
         names = project(current, columns)
-        table = self._tables.get((tenant, current.name))
         if table is None:
             return Scan(
                 empty_frame(current).select(names).lazy(), 0, 0, True, source="memory", ordered=True
@@ -636,8 +633,7 @@ class MemoryStore:
     ) -> Scan | None:
         """:meth:`scan`'s rows with ``column``'s join codes beside them (a zero-copy slice of
         them too), or ``None`` when ``column`` has none (or the tenant no such rows)."""
-        current = current_subject(self._catalog, subject, tenant)
-        table = self._tables.get((tenant, current.name))
+        current, table = self._stored(tenant, subject)
         if table is None:
             return None
         codes = [part.codes.get(column) for part in table.parts]
@@ -663,9 +659,8 @@ class MemoryStore:
         when ``column`` has no lookup, or when :meth:`scan` and a filter are cheaper: the window
         is small (:data:`LOOKUP_MIN_WINDOW`) or the rows found are many of its rows
         (:data:`LOOKUP_SHARE`, :data:`LOOKUP_ROWS`)."""
-        current = current_subject(self._catalog, subject, tenant)
+        current, table = self._stored(tenant, subject)
         names = project(current, columns)
-        table = self._tables.get((tenant, current.name))
         if table is None:
             return self.scan(tenant, subject, start, end, columns)
         lookups = [got for part in table.parts if (got := part.lookups.get(column)) is not None]
@@ -774,6 +769,11 @@ class MemoryStore:
         return self.rollups.read(tenant, subject, first, last)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _stored(self, tenant: str, subject: Subject) -> tuple[Subject, _Table | _Split | None]:
+        """``subject`` as ``tenant`` has it (its extra columns) and the tenant's rows of it."""
+        current = current_subject(self._catalog, subject, tenant)
+        return current, self._tables.get((tenant, current.name))
 
     def _merge(self, subject: Subject, new: pl.DataFrame) -> tuple[str, ...]:
         """Merge ``new`` rows into each tenant's sorted table; return the tenants touched.
