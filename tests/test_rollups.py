@@ -20,7 +20,7 @@ from pql.plan.nodes import Filter, Node, RollupAggregate, walk
 from pql.plan.optimize import optimize
 from pql.plan.rollups import MIN_ROWS, edge_windows, whole_days
 from pql.storage import MemoryStore
-from pql.storage.rollups import DAY, ROWS, Rollups, rollup_specs, spec_for
+from pql.storage.rollups import DAY, ROWS, Rollups, partials, rollup_specs, spec_for
 from tests.clock import TEST_NOW
 from tests.compare import assert_same_frame
 from tests.sqlref import translate_prepared
@@ -633,3 +633,67 @@ def test_a_catalogs_specs_follow_its_subjects() -> None:
         "decisions": spec_for(DECISIONS),
     }
     assert rollup_specs(Catalog(subjects=(DECISIONS,))) == {"decisions": spec_for(DECISIONS)}
+
+
+_PART_ROW = st.tuples(
+    st.integers(0, 3),  # day
+    st.sampled_from(["eu-west-1", "us-east-1", "ap-south-1"]),
+    st.sampled_from(["etl", "billing"]),
+    st.sampled_from(["ok", "error"]),
+    st.one_of(st.none(), st.floats(0, 1e4)),
+)
+
+
+def _part(rows: list[tuple[int, str, str, str, float | None]]) -> pl.DataFrame:
+    start = TEST_NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    return pl.DataFrame(
+        {
+            "executionId": [f"e{n}" for n in range(len(rows))],
+            "tenant": ["acme"] * len(rows),
+            "region": [r[1] for r in rows],
+            "ts": [start + timedelta(days=r[0], minutes=n) for n, r in enumerate(rows)],
+            "workflow": [r[2] for r in rows],
+            "status": [r[3] for r in rows],
+            "latency_ms": [r[4] for r in rows],
+            "cost_usd": [r[4] for r in rows],
+        },
+        schema=RECEIPTS.polars_schema(),
+    )
+
+
+@given(st.lists(st.lists(_PART_ROW, min_size=1, max_size=12), min_size=2, max_size=3))
+def test_the_partials_of_a_tenants_parts_are_merged_as_if_grouped_again(
+    parts: list[list[tuple[int, str, str, str, float | None]]],
+) -> None:
+    """A tenant kept in several regions is loaded part by part: the parts' partials are put
+    together as they are when no group can be in two of them, else grouped again; either way
+    the rollup is the one of all the rows at once."""
+    catalog = Catalog()
+    spec = spec_for(RECEIPTS)
+    assert spec is not None
+    frames = [partials(spec, _part(rows)) for rows in parts]
+    merged = Rollups(catalog)
+    merged.add_partials("acme", catalog["receipts"], frames)
+    at_once = Rollups(catalog)
+    at_once.add("acme", catalog["receipts"], pl.concat([_part(rows) for rows in parts]))
+    order = [DAY, *KEYS["receipts"]]
+    first, last = ALL_DAYS
+    mine = merged.read("acme", "receipts", first, last).frame.collect().sort(order)
+    theirs = at_once.read("acme", "receipts", first, last).frame.collect().sort(order)
+    assert_same_frame(mine, theirs, "the parts' rollup")
+
+
+def test_parts_are_apart_only_if_a_column_keeps_their_values_and_nulls_apart() -> None:
+    from pql.storage.rollups import _apart
+
+    def frame(values: list[str | None]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"k": values, "j": ["x"] * len(values)}, schema={"k": pl.String, "j": pl.String}
+        )
+
+    assert _apart([frame(["a", "b"]), frame(["c"])], ["j", "k"])
+    assert _apart([frame(["c"]), frame(["a", None]), frame(["d", "e"])], ["k"])
+    assert not _apart([frame(["a", "c"]), frame(["b"])], ["k"])  # b falls between a and c
+    assert not _apart([frame(["a", None]), frame(["b", None])], ["k"])  # both have the null group
+    assert not _apart([frame(["a"]), frame(["a"])], ["j", "k"])
+    assert _apart([frame([None, None]), frame(["a"])], ["k"])

@@ -31,12 +31,13 @@ tenant's rollup frame, re-aggregating only the days the new rows touch.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -278,7 +279,12 @@ class Rollups:
         frames = [frame for frame in frames if frame.height]
         if spec is None or not frames:
             return
-        merged = frames[0] if len(frames) == 1 else combine(spec, pl.concat(frames))
+        if len(frames) == 1:
+            merged = frames[0]
+        elif _apart(frames, (DAY, *spec.key_names)):
+            merged = pl.concat(frames)  # no group is in two of them: nothing to combine
+        else:
+            merged = combine(spec, pl.concat(frames))
         self._merge(tenant, subject, spec, merged)
 
     def _merge(self, tenant: str, subject: Subject, spec: RollupSpec, new: pl.DataFrame) -> None:
@@ -371,6 +377,26 @@ def combine(spec: RollupSpec, frame: pl.DataFrame) -> pl.DataFrame:
     return (
         frame.group_by(DAY, *spec.key_names).agg(exprs).select(spec.columns()).cast(schema_of(spec))
     )
+
+
+def _apart(frames: Sequence[pl.DataFrame], columns: Sequence[str]) -> bool:
+    """Whether no two of ``frames`` can hold a row of the same group: for some column of the
+    group (of ``columns``) the frames' ranges of values do not overlap, and at most one has
+    nulls. The parts of a tenant kept in two regions usually differ in ``region``, so their
+    partials are put together as they are instead of grouped again (grouping 8,000 rows took
+    3-14 ms; a column's least and greatest value are one pass, without hashing)."""
+    for name in columns:
+        columns_of = [frame.get_column(name) for frame in frames]
+        if sum(column.null_count() > 0 for column in columns_of) > 1:
+            continue
+        ranges: list[tuple[Any, Any]] = sorted(
+            (column.min(), column.max())
+            for column in columns_of
+            if column.null_count() < len(column)
+        )
+        if all(before[1] < after[0] for before, after in itertools.pairwise(ranges)):
+            return True
+    return False
 
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
