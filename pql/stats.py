@@ -534,7 +534,8 @@ class StoreStats:
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self._store = store
         self._catalog = catalog
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards ``_locks``
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._cache: dict[tuple[str, str], _Covered] = {}
         self._arrays: dict[tuple[str, str], tuple[int, PartitionArrays]] = {}
 
@@ -568,7 +569,9 @@ class StoreStats:
         version = self._store.version(tenant)
         key = (tenant, subject)
         lo, hi = (-math.inf, math.inf) if window is None else window
-        with self._lock:
+        # One lock per (tenant, subject): summarising one tenant's new files (or reading its
+        # sidecar after a restart) never holds up another tenant's planning.
+        with self._lock_of(key):
             cached = self._cache.get(key)
             if cached is not None and cached.version == version and cached.covers(lo, hi):
                 return cached.summary
@@ -592,6 +595,13 @@ class StoreStats:
                 covered.since, covered.until = min(lo, cached.since), max(hi, cached.until)
             self._cache[key] = covered
             return summary
+
+    def _lock_of(self, key: tuple[str, str]) -> threading.Lock:
+        found = self._locks.get(key)
+        if found is None:
+            with self._lock:
+                found = self._locks.setdefault(key, threading.Lock())
+        return found
 
     def _from_days(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -421,3 +422,42 @@ def test_a_join_of_one_row_on_each_side_is_estimated_at_one_row(demo: DemoData) 
     explained = engine.explain(text, tenant="acme", now=demo.now)
     assert explained.estimated_rows == pytest.approx(1.0)
     assert len(engine.query(text, tenant="acme", now=demo.now)) == 1
+
+
+def test_summarising_one_tenant_never_holds_up_anothers(demo: DemoData) -> None:
+    """Summaries are kept per (tenant, subject) under their own lock: while one tenant's data is
+    being summarised (here held inside its scan), another tenant's summary is made at once."""
+    engine = pql.Engine.in_memory(cache=False)
+    engine.ingest("receipts", demo.receipts)
+    store = engine.store
+    entered, release = threading.Event(), threading.Event()
+    scan = store.scan
+
+    def held(tenant: str, *args: Any, **kwargs: Any) -> Any:
+        if tenant == "acme":
+            entered.set()
+            release.wait(30)
+        return scan(tenant, *args, **kwargs)
+
+    store.scan = held  # type: ignore[method-assign]
+    found: dict[str, Any] = {}
+
+    def summarise(tenant: str) -> None:
+        found[tenant] = engine.statistics.summary(tenant, "receipts")
+
+    slow = threading.Thread(target=summarise, args=("acme",))
+    slow.start()
+    try:
+        assert entered.wait(30)
+        other = threading.Thread(target=summarise, args=("globex",))
+        other.start()
+        other.join(10)
+        done_while_held = not other.is_alive()
+    finally:
+        release.set()
+        slow.join(30)
+    assert done_while_held
+    for tenant in ("acme", "globex"):
+        rows = demo.receipts.filter(pl.col("tenant") == tenant).height
+        summary = found[tenant]
+        assert summary is not None and summary.rows == rows
