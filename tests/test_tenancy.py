@@ -52,8 +52,10 @@ def receipts_of(tenant: str, n: int, start: int = 0) -> pl.DataFrame:
 
 def test_create_applies_defaults_is_idempotent_and_refuses_conflicts(data: Path) -> None:
     registry = Registry(data)
+    assert not registry.exists() and registry.get("acme") is None and registry.all() == []
     spec = TenantSpec("acme", "us-east-1", max_rows=50)
     tenant, defaulted, created = registry.create(spec, now=TEST_NOW)
+    assert registry.exists() and Registry(data).exists()
     assert created and tenant.budget.max_rows == 50 and tenant.allowed_regions == ("us-east-1",)
     assert "max_rows" not in defaulted and {"allowed_regions", "cost_budget"} <= set(defaulted)
     again, _, created_again = registry.create(spec, now=TEST_NOW + timedelta(hours=1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,40 +9,41 @@ from typing import Any
 
 import pyarrow as pa
 
-from pql.adapters.tenancy.registry import FILE, Registry
+from pql.adapters.tenancy.registry import Registry
 from pql.errors import SafetyError
 from pql.limits import TenantLimits
 
 __all__ = ["check_quotas", "limits_for", "record_usage", "registry_of", "stored_bytes"]
 
 _registries: dict[Path, Registry] = {}
-_files: dict[Path, str] = {}
 
 
-def registry_of(engine: Any) -> Registry | None:
-    """The registry of the engine's data directory, or ``None`` (no directory, no tenants yet).
+def _registry(data: Path) -> Registry:
+    """One registry per data directory as the engine spells it: no path resolved per query.
 
-    Asked on every query, so it costs one ``stat`` of a path joined once per directory: built
-    with pathlib on each call, that took three times as long as the ``stat`` itself."""
-    data: Path | None = getattr(engine, "data_dir", None)
-    if data is None:
-        return None
-    file = _files.get(data)
-    if file is None:
-        file = _files[data] = os.fspath(data / FILE)
-    if not os.path.isfile(file):
-        return None
-    found = _registries.get(data)  # as the engine spells it: no path resolved per query
+    Its constructor touches no file, so a registry created later is still seen."""
+    found = _registries.get(data)
     if found is None:
         key = data.resolve()
         found = _registries[data] = _registries.setdefault(key, Registry(key))
     return found
 
 
+def registry_of(engine: Any) -> Registry | None:
+    """The registry of the engine's data directory, or ``None`` (no directory, no tenants yet)."""
+    data: Path | None = getattr(engine, "data_dir", None)
+    if data is None:
+        return None
+    found = _registry(data)
+    return found if found.exists() else None
+
+
 def limits_for(engine: Any, tenant: str) -> TenantLimits | None:
-    """The registered tenant's budget as a limit profile; a suspended tenant is refused."""
-    registry = registry_of(engine)
-    found = registry.get(tenant) if registry is not None else None
+    """The registered tenant's budget as a limit profile; a suspended tenant is refused.
+
+    Asked on every query: one ``stat`` of the registry file, inside :meth:`Registry.get`."""
+    data: Path | None = getattr(engine, "data_dir", None)
+    found = _registry(data).get(tenant) if data is not None else None
     if found is None:
         return None
     if found.state == "suspended":

@@ -199,14 +199,14 @@ class Registry:
         self._file = os.fspath(self.path)  # as a string: asked on every query, with no pathlib
         self._local = threading.local()
 
-    @classmethod
-    def exists_in(cls, data_dir: Path | str) -> bool:
-        return (Path(data_dir) / FILE).is_file()
+    def exists(self) -> bool:
+        """Whether the registry file has been created (no tenant registered yet if not)."""
+        return os.path.isfile(self._file)
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, tenant: str) -> Tenant | None:
-        if not os.path.isfile(self._file):
+        if not self.exists():
             return None
         row = self._db().execute("SELECT * FROM tenants WHERE id = ?", (tenant,)).fetchone()
         return None if row is None else _tenant(row)
@@ -223,12 +223,12 @@ class Registry:
         return found
 
     def all(self) -> list[Tenant]:
-        if not os.path.isfile(self._file):
+        if not self.exists():
             return []
         return [_tenant(r) for r in self._db().execute("SELECT * FROM tenants ORDER BY id")]
 
     def rows_ingested(self, tenant: str, day: date) -> int:
-        if not os.path.isfile(self._file):
+        if not self.exists():
             return 0
         row = (
             self._db()
