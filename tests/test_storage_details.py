@@ -10,11 +10,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pql
 from pql.demo import DemoData, generate
 from pql.errors import InputError
 from pql.storage import IndexedLake
+from pql.storage.memory import _Table
 from tests.clock import TEST_NOW
 
 COUNT = "FIND COUNT(*) AS n GROUP BY receipts.region SINCE 30d"
@@ -80,3 +83,29 @@ def test_a_refused_ingest_says_which_row_and_column(data: DemoData) -> None:
         engine.ingest("receipts", bad)
     assert caught.value.code == "PQL-E053"
     assert caught.value.details == {"column": "executionId", "row": 3, "value": "null", "rows": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seconds=st.lists(st.integers(0, 30), max_size=30).map(sorted),
+    origin=st.integers(-5, 35),
+    moves=st.lists(
+        st.tuples(st.integers(-3, 3), st.sampled_from([-2, 0, 3, 10, 60])), min_size=1, max_size=40
+    ),
+)
+def test_a_window_reads_the_rows_between_its_ends_however_it_moves(
+    seconds: list[int], origin: int, moves: list[tuple[int, int]]
+) -> None:
+    """A table's rows for a window, kept per window length and reused while the window moves
+    between the same rows, are always those a count of the rows gives: the first at or after
+    its start, up to the last at or before its end (none when it ends before it starts)."""
+    moments = [TEST_NOW + timedelta(seconds=s) for s in seconds]
+    frame = pl.DataFrame({"ts": moments}, schema={"ts": pl.Datetime("us", "UTC")})
+    table = _Table.build(frame)
+    start = origin
+    for step, length in moves:
+        start += step
+        lo = sum(s < start for s in seconds)
+        after = sum(s <= start + length for s in seconds)
+        first = TEST_NOW + timedelta(seconds=start)
+        assert table.window(first, first + timedelta(seconds=length)) == (lo, max(lo, after))

@@ -181,6 +181,11 @@ def _hashes(values: frozenset[str]) -> npt.NDArray[np.uint64]:
 _ROWS_SERIAL = itertools.count()
 """Numbers the rows each :class:`_Table` is built on (``next`` on it is atomic)."""
 
+_WINDOWS_KEPT = 64
+"""How many window lengths a table keeps its last rows of (:meth:`_Table.window`)."""
+_BEFORE_ALL, _AFTER_ALL = -(2**63), 2**63
+"""Bounds below and above every µs value: a window's end beyond the rows."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Table:
@@ -203,6 +208,11 @@ class _Table:
     rows: int = field(default_factory=lambda: next(_ROWS_SERIAL))
     """Which rows these are: a number no other table's rows get (kept when lookups are added,
     which changes no row), for :meth:`MemoryStore.rows_keys`."""
+    _windows: dict[int, tuple[int, int, int, int, int, int]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    """The last rows found for a window of each length (µs): ``(lo, hi)`` and the starts and
+    ends that find the same rows (see :meth:`window`)."""
 
     @classmethod
     def build(
@@ -277,11 +287,33 @@ class _Table:
         return self.frame_bytes + self.ts_us.nbytes + lookups + codes
 
     def window(self, start: datetime, end: datetime) -> tuple[int, int]:
-        """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``."""
+        """The rows ``lo`` (inclusive) to ``hi`` (exclusive) with ``start <= ts <= end``.
+
+        A window that moves with the clock (a dashboard's, a service's) mostly finds the rows
+        it found a moment ago: the last answer for each window length is kept with the starts
+        and ends that give it (between the rows around its ends), and reused without a search.
+        """
+        first, last = micros(start), micros(end)
+        known = self._windows.get(last - first)
+        if known is not None:
+            lo, hi, start_above, start_upto, end_from, end_below = known
+            if start_above < first <= start_upto and end_from <= last < end_below:
+                return lo, hi
         # Binary search on the µs values (NumPy, no query engine round trip; both ends in one
         # call, a third of the time of two); the first row at or after ``end`` + 1µs ends it.
-        lo, hi = self.ts_us.searchsorted((micros(start), micros(end) + 1)).tolist()
-        return lo, max(lo, hi)
+        lo, after = self.ts_us.searchsorted((first, last + 1)).tolist()
+        ts, n = self.ts_us, len(self.ts_us)
+        if len(self._windows) >= _WINDOWS_KEPT:  # many lengths asked: start again
+            self._windows.clear()
+        self._windows[last - first] = (
+            lo,
+            max(lo, after),
+            int(ts[lo - 1]) if lo else _BEFORE_ALL,  # the same lo for starts above this
+            int(ts[lo]) if lo < n else _AFTER_ALL,  # ... and up to this
+            int(ts[after - 1]) if after else _BEFORE_ALL,  # the same end for ends from this
+            int(ts[after]) if after < n else _AFTER_ALL,  # ... and below this
+        )
+        return lo, max(lo, after)
 
     def days_in(self, lo: int, hi: int) -> int:
         """How many distinct days rows ``lo`` (inclusive) to ``hi`` (exclusive) span."""
