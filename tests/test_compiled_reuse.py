@@ -355,6 +355,13 @@ def test_compiled_queries_are_kept_a_short_while_after_their_last_use_and_bounde
         queries.put(key, compiled)
     assert len(queries) == 2 and queries.get("a") is None
     assert (queries.hits, queries.misses) == (3, 2)
+    assert queries.get("b") is not None  # used: "c" is now the least recently used
+    queries.put("d", compiled)
+    assert queries.get("c") is None and queries.get("b") is not None
+    clock[0] = 7.0
+    assert queries.get("d") is not None  # "d" kept to 9.0, "b" (used at 5.9) to 7.9
+    clock[0] = 7.9
+    assert len(queries) == 1 and queries.get("b") is None and queries.get("d") is not None
     assert queries.first_matches is not None
     queries.first_matches.put("f", (1, 2))
     queries.clear()
