@@ -1,5 +1,5 @@
 """The fixed-cost benchmark measures what it says: every example on both tenants, in either
-order (DuckDB asked in the same order), with and without the compiled query reused
+order (DuckDB asked in the same rounds, after pql's asks or between them), with and without the compiled query reused
 (benchmarks/fixed_cost.py)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_the_compiled_query_is_reused_on_the_wall_clock_and_not_when_turned_off(
 ) -> None:
     back_to_back = _run(tmp_path, "--wall")
     interleaved = _run(tmp_path, "--wall", "--interleave")
-    fresh = _run(tmp_path, "--wall", "--interleave", "--no-compiled-reuse")
+    fresh = _run(tmp_path, "--wall", "--interleave", "--no-compiled-reuse", "--duckdb-between")
     assert back_to_back["order"] == "back to back"
     assert interleaved["order"] == fresh["order"] == "interleaved"
     for run in (back_to_back, interleaved, fresh):
@@ -38,8 +38,11 @@ def test_the_compiled_query_is_reused_on_the_wall_clock_and_not_when_turned_off(
         assert all(r["duckdb"] > 0 and r["total"] > r["execute"] > 0 for r in done)
         # The call's time outside execution holds every timed stage (each rounded to a µs).
         assert all(r["outside"] - 0.005 <= r["outside_call"] < r["total"] for r in done)
-    # Interleaved, DuckDB is asked in the same rounds (``duckdb``) and back to back after them.
+    # Interleaved, DuckDB is asked in the same rounds (``duckdb``) and back to back after them;
+    # in a round after pql's asks of every pair, or (``--duckdb-between``) after each.
     assert back_to_back["duckdb_asked"] == "back to back"
+    assert "after pql's asks of the round" in interleaved["duckdb_asked"]
+    assert "each pair right after pql's ask of it" in fresh["duckdb_asked"]
     assert all("duckdb_back_to_back" not in r for r in back_to_back["rows"])
     for run in (interleaved, fresh):
         assert run["duckdb_asked"].startswith("in the same rounds")
