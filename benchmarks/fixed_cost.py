@@ -26,10 +26,10 @@ every query afresh). Each pair is asked ``--repeat`` times back to back; ``--int
 every pair once per round instead, so the same query comes back only a round later. DuckDB is
 then asked in the same rounds, each pair after pql has asked every pair of the round, so each
 engine's query follows its own work as in a service that runs one of them: a DuckDB query just
-before a pql query leaves the CPU caches cold for the Python that plans it (the first lines of
-Python after a DuckDB scan took 40-60 µs, after a Polars query 6-8 µs), which is DuckDB's cost,
-not pql's. ``--duckdb-between`` keeps the former order (DuckDB's ask of a pair right after
-pql's). ``duckdb`` and ``ratio`` come from the asks in the rounds, and ``duckdb_back_to_back``
+before a pql query leaves the CPU caches cold for the Python that plans it, which is DuckDB's
+cost, not pql's (``benchmarks/README.md`` gives both orders). ``--duckdb-between`` keeps the
+former order (DuckDB's ask of a pair right after pql's). ``duckdb`` and ``ratio`` come from
+the asks in the rounds, and ``duckdb_back_to_back``
 and ``ratio_back_to_back`` keep DuckDB asked ``--repeat`` times in a row after the rounds, the
 order most favourable to it.
 
