@@ -686,7 +686,9 @@ class Engine:
             self.safety_rules,
             self.executor,
             reused,
-            None if family is None else Family(family, plan, report.estimates),
+            None
+            if family is None or key is None
+            else Family(family, plan, report.estimates, key.version),
         )
 
     def _memo_key(

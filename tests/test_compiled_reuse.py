@@ -283,6 +283,56 @@ def test_an_index_in_memory_reuses_and_partitions_do_not(
     assert served.store.rows_keys(tenants[-1], served.catalog["receipts"], window) is None
 
 
+def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
+    demo: DemoData, tmp_path: Path, tenants: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prepared query's family carries the tenant's version as its plan memo key read it, and
+    the store tells rows only at that version, without reading it again: a plan made after
+    another writer's ingest never runs the query compiled for the rows before it."""
+    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
+    assert served.wait_ready(timeout=120)
+    store = served.store
+    assert isinstance(store, IndexedLake)
+    version = store.version(tenants[0])
+    prepared = served.prepare(QUERY, tenant=tenants[0], now=demo.now)
+    assert prepared.family is not None and prepared.family.version == version
+    subject = served.catalog["receipts"]
+    window = [(demo.now - timedelta(days=7), demo.now)]
+    keys = store.rows_keys(tenants[0], subject, window)
+    assert keys is not None and store.rows_keys(tenants[0], subject, window, version) == keys
+    assert store.rows_keys(tenants[0], subject, window, version + 1) is None
+    before = _ask(served, tenants[0], now=demo.now)
+    reads: list[str] = []
+    read_version = store.lake.version
+    monkeypatch.setattr(store.lake, "version", lambda t: reads.append(t) or read_version(t))
+    assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
+    assert reads == [tenants[0]]  # once, for the plan memo's key; not again to compile
+    mine = demo.receipts.filter(pl.col("tenant") == tenants[0])
+    late = mine.head(1).with_columns(
+        executionId=pl.lit("late-error"),
+        status=pl.lit("error"),
+        ts=pl.lit(demo.now - timedelta(hours=1)).cast(mine.schema["ts"]),
+    )
+    writer.ingest("receipts", late)  # another writer: the index in memory is the rows before
+    assert store.version(tenants[0]) == version + 1
+    assert store.rows_keys(tenants[0], subject, window) is None
+    assert store.rows_keys(tenants[0], subject, window, version) == keys
+    after = _ask(served, tenants[0], now=demo.now)
+    assert after.stats["compiled_reused"] is False
+    region = late.get_column("region")[0]
+    counts = dict(before.df.select("region", "n").iter_rows())
+    assert dict(after.df.select("region", "n").iter_rows()) == {
+        **counts,
+        region: counts.get(region, 0) + 1,
+    }
+    memory = engine_over(demo).store
+    assert memory.rows_keys(tenants[0], subject, window) is not None
+    assert memory.rows_keys(tenants[0], subject, window, memory.version(tenants[0]) + 1) is None
+
+
 def test_a_query_asked_every_second_and_a_half_stays_compiled(
     reusing: pql.Engine, planning: pql.Engine, tenants: list[str], at: datetime
 ) -> None:

@@ -61,6 +61,10 @@ class Family:
     token: object
     plan: Node
     estimates: Estimates | None
+    version: int | None = None
+    """The store's version of the tenant the family's plans were made at (a plan memo entry's
+    key holds it), if known: the store tells the rows of that version without reading it
+    again."""
 
 
 def reuse_key(
@@ -88,7 +92,7 @@ def reuse_key(
         asked.append(window)
     keys: dict[tuple[str, str], tuple[Hashable, ...]] = {}
     for (tenant, subject), asked in windows.items():
-        found = told.rows_keys(tenant, catalog[subject], asked)
+        found = told.rows_keys(tenant, catalog[subject], asked, family.version)
         if found is None:
             return None
         keys[(tenant, subject)] = found

@@ -240,13 +240,20 @@ class RowsKeyStore(Protocol):
     it compiled for one window for the other (:mod:`pql.execute.reuse`)."""
 
     def rows_keys(
-        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+        self,
+        tenant: str,
+        subject: Subject,
+        windows: Sequence[tuple[datetime, datetime]],
+        version: int | None = None,
     ) -> tuple[Hashable, ...] | None:
         """A key for each of ``windows`` (``start``, ``end``) of ``tenant``'s ``subject``: two
         windows share a key exactly when :meth:`Store.scan` (and any lookup) would read the
         same rows from the same stored data for both, and a rollup read of whole days
         (``RollupStore.rollup``) the same rollup rows. ``None`` when the store cannot tell
-        (nothing is reused then). All of one plan's windows of a subject are asked at once."""
+        (nothing is reused then). All of one plan's windows of a subject are asked at once.
+        ``version``: the tenant's :meth:`Store.version` the caller read a moment ago (its
+        plan was made at it); keys are then given only for rows of that version, without
+        reading it again. ``None``: at the version now."""
         ...
 
     def stored_key(self, tenant: str, subject: Subject) -> Hashable | None:

@@ -238,11 +238,16 @@ class IndexedLake:
         return None if got is None else replace(got, source="index")
 
     def rows_keys(
-        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+        self,
+        tenant: str,
+        subject: Subject,
+        windows: Sequence[tuple[datetime, datetime]],
+        version: int | None = None,
     ) -> tuple[Hashable, ...] | None:
-        """The index's :meth:`MemoryStore.rows_keys` while ``tenant``'s index is in memory (and
-        marked used, as a scan marks it); ``None`` otherwise, and no load is started here."""
-        index = self._loaded(tenant)
+        """The index's :meth:`MemoryStore.rows_keys` while ``tenant``'s index is in memory at
+        the lake's ``version`` (default: the version now) and marked used, as a scan marks it;
+        ``None`` otherwise, and no load is started here."""
+        index = self._loaded(tenant, version)
         return None if index is None else index.rows_keys(tenant, subject, windows)
 
     def stored_key(self, tenant: str, subject: Subject) -> Hashable | None:
@@ -449,9 +454,11 @@ class IndexedLake:
         indexes = sum(i.nbytes for i in self._indexes.values())
         return indexes + sum(d.nbytes for d in self._days.values())
 
-    def _loaded(self, tenant: str) -> MemoryStore | None:
-        """``tenant``'s index if it is in memory at the lake's version (no load is started)."""
-        version = self.lake.version(tenant)
+    def _loaded(self, tenant: str, version: int | None = None) -> MemoryStore | None:
+        """``tenant``'s index if it is in memory at the lake's ``version`` (default: read now,
+        a ``stat`` of the manifest); no load is started."""
+        if version is None:
+            version = self.lake.version(tenant)
         with self._lock:
             return self._current_locked(tenant, version)
 

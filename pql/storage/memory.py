@@ -618,12 +618,18 @@ class MemoryStore:
         return () if found is None else tuple(part.lookups for part in found.parts)
 
     def rows_keys(
-        self, tenant: str, subject: Subject, windows: Sequence[tuple[datetime, datetime]]
+        self,
+        tenant: str,
+        subject: Subject,
+        windows: Sequence[tuple[datetime, datetime]],
+        version: int | None = None,
     ) -> tuple[tuple[tuple[int, int, int], ...], ...] | None:
         """The rows :meth:`scan` reads for each window: each part's rows' number and the
-        window's first and last row in it (``None``: the tenant has no such rows). The rollups
-        change only with the rows (:meth:`ingest`, :meth:`load_stored`), so whole days with
-        the same key read the same rollup rows."""
+        window's first and last row in it (``None``: the tenant has no such rows, or not at
+        ``version``). The rollups change only with the rows (:meth:`ingest`,
+        :meth:`load_stored`), so whole days with the same key read the same rollup rows."""
+        if version is not None and version != self.version(tenant):
+            return None
         _, table = self._stored(tenant, subject)
         if table is None:
             return None
