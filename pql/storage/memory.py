@@ -184,7 +184,7 @@ _ROWS_SERIAL = itertools.count()
 _WINDOWS_KEPT = 64
 """How many window lengths a table keeps its last rows of (:meth:`_Table.window`)."""
 _BEFORE_ALL, _AFTER_ALL = -(2**63), 2**63
-"""Bounds below and above every µs value: a window's end beyond the rows."""
+"""Bounds below and above every µs value, for a window that starts or ends beyond the rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,18 +302,19 @@ class _Table:
         # Binary search on the µs values (NumPy, no query engine round trip; both ends in one
         # call, a third of the time of two); the first row at or after ``end`` + 1µs ends it.
         lo, after = self.ts_us.searchsorted((first, last + 1)).tolist()
+        hi = max(lo, after)
         ts, n = self.ts_us, len(self.ts_us)
         if len(self._windows) >= _WINDOWS_KEPT:  # many lengths asked: start again
             self._windows.clear()
         self._windows[last - first] = (
             lo,
-            max(lo, after),
+            hi,
             int(ts[lo - 1]) if lo else _BEFORE_ALL,  # the same lo for starts above this
             int(ts[lo]) if lo < n else _AFTER_ALL,  # ... and up to this
             int(ts[after - 1]) if after else _BEFORE_ALL,  # the same end for ends from this
             int(ts[after]) if after < n else _AFTER_ALL,  # ... and below this
         )
-        return lo, max(lo, after)
+        return lo, hi
 
     def days_in(self, lo: int, hi: int) -> int:
         """How many distinct days rows ``lo`` (inclusive) to ``hi`` (exclusive) span."""
