@@ -29,9 +29,8 @@ engine's query follows its own work as in a service that runs one of them: a Duc
 before a pql query leaves the CPU caches cold for the Python that plans it, which is DuckDB's
 cost, not pql's (``benchmarks/README.md`` gives both orders). ``--duckdb-between`` keeps the
 former order (DuckDB's ask of a pair right after pql's). ``duckdb`` and ``ratio`` come from
-the asks in the rounds, and ``duckdb_back_to_back``
-and ``ratio_back_to_back`` keep DuckDB asked ``--repeat`` times in a row after the rounds, the
-order most favourable to it.
+the asks in the rounds, and ``duckdb_back_to_back`` and ``ratio_back_to_back`` keep DuckDB
+asked ``--repeat`` times in a row after the rounds, the order most favourable to it.
 
 Results go to ``benchmarks/results/fixed-cost-<N>k-<stamp>.json`` (``-wall`` before the stamp
 with ``--wall``). Run from the repository root::

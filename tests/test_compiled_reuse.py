@@ -264,17 +264,24 @@ def test_threads_asking_at_once_get_the_same_answer(
     assert sum(reused for *_, reused in answers) >= len(answers) - 2 * len(tenants) * 2
 
 
+def _served(demo: DemoData, lake: Path, tenant: str) -> tuple[pql.Engine, pql.Engine, IndexedLake]:
+    """A lake of ``demo`` (its writer reads partitions only) and an engine serving it with
+    ``tenant``'s index loaded (no snapshots), and that engine's store."""
+    writer = pql.Engine(lake, index=False, cache=False)
+    writer.ingest("receipts", demo.receipts)
+    writer.ingest("decisions", demo.decisions)
+    served = pql.Engine(lake, cache=False, preload=[tenant], snapshots=False)
+    assert served.wait_ready(timeout=120)
+    assert isinstance(served.store, IndexedLake)
+    return writer, served, served.store
+
+
 def test_an_index_in_memory_reuses_and_partitions_do_not(
     demo: DemoData, tmp_path: Path, tenants: list[str]
 ) -> None:
-    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
-    writer.ingest("receipts", demo.receipts)
-    writer.ingest("decisions", demo.decisions)
+    writer, served, _ = _served(demo, tmp_path / "lake", tenants[0])
     for _ in range(2):  # a lake's partitions cannot say which rows a window reads
         assert _ask(writer, tenants[0], now=demo.now).stats["compiled_reused"] is False
-    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
-    assert served.wait_ready(timeout=120)
-    assert isinstance(served.store, IndexedLake)
     first = _ask(served, tenants[0], now=demo.now)
     again = _ask(served, tenants[0], now=demo.now)
     assert (first.stats["path"], again.stats["compiled_reused"]) == ("index", True)
@@ -289,13 +296,7 @@ def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
     """A prepared query's family carries the tenant's version as its plan memo key read it, and
     the store tells rows only at that version, without reading it again: a plan made after
     another writer's ingest never runs the query compiled for the rows before it."""
-    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
-    writer.ingest("receipts", demo.receipts)
-    writer.ingest("decisions", demo.decisions)
-    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
-    assert served.wait_ready(timeout=120)
-    store = served.store
-    assert isinstance(store, IndexedLake)
+    writer, served, store = _served(demo, tmp_path / "lake", tenants[0])
     version = store.version(tenants[0])
     prepared = served.prepare(QUERY, tenant=tenants[0], now=demo.now)
     assert prepared.family is not None and prepared.family.version == version
@@ -310,12 +311,8 @@ def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
     monkeypatch.setattr(store.lake, "version", lambda t: reads.append(t) or read_version(t))
     assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
     assert reads == [tenants[0]]  # once, for the plan memo's key; not again to compile
-    mine = demo.receipts.filter(pl.col("tenant") == tenants[0])
-    late = mine.head(1).with_columns(
-        executionId=pl.lit("late-error"),
-        status=pl.lit("error"),
-        ts=pl.lit(demo.now - timedelta(hours=1)).cast(mine.schema["ts"]),
-    )
+    late = _late(demo, tenants[0], demo.now - timedelta(hours=1)).head(1)
+    late = late.with_columns(status=pl.lit("error"))
     writer.ingest("receipts", late)  # another writer: the index in memory is the rows before
     assert store.version(tenants[0]) == version + 1
     assert store.rows_keys(tenants[0], subject, window) is None
@@ -360,13 +357,7 @@ def test_an_index_loaded_again_is_compiled_afresh(
     """A compiled query holds views of an index's rows: when the index is let go of (here
     evicted under the memory budget) the engine drops its compiled queries at once, and once
     loaded again the new rows get new keys, so nothing compiled for the old ones is used."""
-    writer = pql.Engine(tmp_path / "lake", index=False, cache=False)
-    writer.ingest("receipts", demo.receipts)
-    writer.ingest("decisions", demo.decisions)
-    served = pql.Engine(tmp_path / "lake", cache=False, preload=[tenants[0]], snapshots=False)
-    assert served.wait_ready(timeout=120)
-    store = served.store
-    assert isinstance(store, IndexedLake)
+    _, served, store = _served(demo, tmp_path / "lake", tenants[0])
     first = _ask(served, tenants[0], now=demo.now)
     assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
     window = [(demo.now - timedelta(days=7), demo.now)]

@@ -1,6 +1,6 @@
 """The fixed-cost benchmark measures what it says: every example on both tenants, in either
-order (DuckDB asked in the same rounds, after pql's asks or between them), with and without the compiled query reused
-(benchmarks/fixed_cost.py)."""
+order (DuckDB asked in the same rounds, after pql's asks or between them), with and without
+the compiled query reused (benchmarks/fixed_cost.py)."""
 
 from __future__ import annotations
 
