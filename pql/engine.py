@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -1015,15 +1015,19 @@ class Engine:
                 queued=mine.max_queued,
                 where=f"tenant {tenant!r}'s share of this engine",
             )
-        with ExitStack() as slots:
+        if share is not None:
+            share.enter(wait)
+        try:
+            self._admission.enter(wait)
+        except BaseException:
             if share is not None:
-                slots.enter_context(share.slot(wait))
-            slots.enter_context(self._admission.slot(wait))
-            hold = Hold()
-            try:
-                yield hold
-            finally:
-                hold.release(slots.pop_all().close)
+                share.leave()
+            raise
+        hold = Hold()
+        try:
+            yield hold
+        finally:
+            hold.release(partial(_leave, self._admission, share))
 
 
 class WindowRegions(Sequence[str]):
@@ -1064,6 +1068,16 @@ class WindowRegions(Sequence[str]):
 
     def __repr__(self) -> str:
         return repr(self._found())
+
+
+def _leave(engine: Admission, share: Admission | None) -> None:
+    """Give back a query's slots: the engine's, then its tenant's share's (taken the other way
+    round). Each is one lock, not a stack of context managers: every query takes them."""
+    try:
+        engine.leave()
+    finally:
+        if share is not None:
+            share.leave()
 
 
 def _register_subjects(catalog: Catalog, adapters: adapters_mod.Adapters) -> None:

@@ -167,6 +167,27 @@ def test_admission_refuses_when_the_engine_is_full(demo: Any) -> None:
     )
 
 
+def test_a_tenant_refused_by_a_full_engine_gives_its_share_back(demo: Any) -> None:
+    """A query that got a slot of its tenant's share but none of the engine's is refused, and
+    leaves the share's slot free: the tenant's next query runs once the engine has room."""
+    engine = pql.Engine.in_memory(limits=Limits(max_concurrent=2, max_queued=0))
+    engine.ingest("receipts", demo.receipts)
+    engine.set_tenant_limits("acme", pql.TenantLimits(max_concurrent=1, max_queued=0))
+    text = "FIND COUNT(receipts.executionId) SINCE 7d"
+    for _ in range(2):  # the engine's two slots, taken by others
+        engine._admission.enter(0)
+    try:
+        with pytest.raises(SafetyError) as caught:
+            engine.query(text, tenant="acme", cache=False)
+        assert caught.value.message.endswith("waiting in this engine; the queue is full")
+        assert engine._tenant_slots["acme"].running == 0
+    finally:
+        for _ in range(2):
+            engine._admission.leave()
+    assert engine.query(text, tenant="acme", cache=False).df.height == 1
+    assert (engine._admission.running, engine._tenant_slots["acme"].running) == (0, 0)
+
+
 def test_admission_with_a_query_running(big: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     """A real query holds the only slot; one arriving meanwhile is refused, none is lost."""
     engine = _engine(big, max_concurrent=1, max_queued=0, deadline_ms=60_000)

@@ -41,15 +41,15 @@ class Admission:
     @contextmanager
     def slot(self, timeout: float) -> Iterator[None]:
         """Hold a slot for the body; wait in the queue up to ``timeout`` seconds for one."""
-        self._enter(timeout)
+        self.enter(timeout)
         try:
             yield
         finally:
-            with self._cv:
-                self.running -= 1
-                self._cv.notify()
+            self.leave()
 
-    def _enter(self, timeout: float) -> None:
+    def enter(self, timeout: float) -> None:
+        """Take a slot, waiting in the queue up to ``timeout`` seconds for one; every
+        :meth:`enter` that returns is followed by one :meth:`leave` (:meth:`slot` pairs them)."""
         with self._cv:
             if self.running < self.max_running:
                 self.running += 1
@@ -69,6 +69,12 @@ class Admission:
                 self.running += 1
             finally:
                 self.waiting -= 1
+
+    def leave(self) -> None:
+        """Give back a slot :meth:`enter` took, and wake one query waiting for it."""
+        with self._cv:
+            self.running -= 1
+            self._cv.notify()
 
     def _refusal(self, message: str) -> SafetyError:
         return SafetyError(
