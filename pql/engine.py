@@ -612,7 +612,6 @@ class Engine:
                 built = build(analyzed, tenant=tenant, start=clock - window, end=clock)
             report = CostReport()
             stats = self.statistics.bounded(deadline)
-            optimizer = self._optimizer_context(stats)
             ctx = SafetyContext(
                 tenant,
                 clock,
@@ -621,7 +620,7 @@ class Engine:
                 since_text=str(since) if since else None,
                 stats=stats,
                 report=report,
-                optimizer=optimizer,
+                optimizer=partial(self._optimizer_context, stats),  # when the cost rule asks
                 deadline=deadline,
             )
             t = _lap(timings, "plan", t)
@@ -645,7 +644,7 @@ class Engine:
             elif report.estimates is not None and report.estimates.plan is not None:
                 plan = report.estimates.plan
             else:
-                plan = optimize(plan, context=optimizer)
+                plan = optimize(plan, context=ctx.optimize_context())
             _lap(timings, "optimize", t)
             deadline.check("optimize")
             if (

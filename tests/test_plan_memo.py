@@ -167,6 +167,30 @@ def test_the_remembered_cost_rule_estimates_any_other_plan(
     assert ctx.report.estimates.rows == pytest.approx(other.estimates.rows)
 
 
+def test_what_the_store_offers_the_optimizer_is_worked_out_only_for_an_estimate(
+    fresh: pql.Engine, tenants: list[str], test_now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cost rule asks what the store offers the optimizer (its rollups) when it estimates;
+    a query whose cost the memo answers never works it out."""
+    asked: list[object] = []
+    offer = fresh._optimizer_context
+
+    def counted(stats: object) -> object:
+        asked.append(stats)
+        return offer(stats)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fresh, "_optimizer_context", counted)
+    first = _ask(fresh, tenants[0], test_now)
+    assert len(asked) == 1
+    again = _ask(fresh, tenants[0], test_now)
+    assert again.stats["plan_reused"] is True
+    assert len(asked) == 1
+    assert again.df.equals(first.df)
+    fresh.set_tenant_limits(tenants[0], TenantLimits(max_rows=5_000))  # a new key: estimated
+    _ask(fresh, tenants[0], test_now)
+    assert len(asked) == 2
+
+
 def test_the_memo_is_bounded() -> None:
     memo = PlanMemo(size=0)
     assert len(memo) == 0

@@ -58,13 +58,21 @@ class SafetyContext:
     """The statistics the cost estimate reads."""
     report: CostReport = field(default_factory=CostReport)
     """Filled in by :func:`cost_budget` for the caller (explain, result stats)."""
-    optimizer: OptimizeContext = NO_CONTEXT
-    """What the store offers the optimizer (rollups): the cost is of the plan as it will run."""
+    optimizer: OptimizeContext | Callable[[], OptimizeContext] = NO_CONTEXT
+    """What the store offers the optimizer (rollups): the cost is of the plan as it will run.
+    Or a function giving it, called when a rule needs it (:meth:`optimize_context`): the
+    engine's, so that a query whose cost its plan memo answers does not work it out."""
     deadline: Deadline = NO_DEADLINE
     """The query's deadline, checked before each rule (``PQL-S006``)."""
     _walked: list[tuple[Node, tuple[Node, ...]]] = field(
         default_factory=list, compare=False, repr=False
     )
+
+    def optimize_context(self) -> OptimizeContext:
+        """What the store offers the optimizer, worked out now if :attr:`optimizer` is a
+        function."""
+        offer = self.optimizer
+        return offer if isinstance(offer, OptimizeContext) else offer()
 
     def nodes(self, plan: Node) -> tuple[Node, ...]:
         """Every node of ``plan`` (:func:`~pql.plan.nodes.walk`'s order), walked once for all
@@ -236,7 +244,7 @@ def cost_budget(plan: Node, ctx: SafetyContext) -> Node:
     estimate ``explain`` shows is this one. With ``Limits.enforce_cost`` off (measure mode) a
     refusal is recorded in ``ctx.report`` instead of raised.
     """
-    estimates = estimate(optimize(plan, context=ctx.optimizer), ctx.stats)
+    estimates = estimate(optimize(plan, context=ctx.optimize_context()), ctx.stats)
     ctx.report.estimates = estimates
     budget = ctx.limits.cost_budget
     if estimates.cost <= budget:
