@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import cachetools
 import numpy as np
@@ -173,6 +173,13 @@ class FirstMatches:
     def __len__(self) -> int:
         with self._lock:
             return len(self._found)
+
+
+class _Kept(NamedTuple):
+    """Where the first rows' matches are kept, and the key of each part of one window."""
+
+    memo: FirstMatches
+    keys: Sequence[Hashable]
 
 
 @dataclass(slots=True)
@@ -341,40 +348,41 @@ class _Compiler:
 
     def matches_keys(
         self, scan: Scan, pred: Pred | None, ts: str, desc: bool, count: int, parts: int
-    ) -> list[Hashable] | None:
-        """The :class:`FirstMatches` key of each part of ``scan``'s window, or ``None`` when
-        none is kept (no filter, no memo, or a store that cannot name its rows)."""
-        if pred is None or self.first_matches is None or not provides(self.store, RowsKeyStore):
+    ) -> _Kept | None:
+        """The :class:`FirstMatches` key of each part of ``scan``'s window, with where they are
+        kept, or ``None`` when none is (no filter, no memo, or a store that cannot name its
+        rows)."""
+        kept = self.first_matches
+        if pred is None or kept is None or not provides(self.store, RowsKeyStore):
             return None
         told = cast(RowsKeyStore, self.store)
         stored = told.stored_key(scan.tenant, self.catalog[scan.subject])
         if stored is None:
             return None
-        return [
+        keys = [
             (scan.tenant, scan.subject, stored, at, pred, ts, desc, count) for at in range(parts)
         ]
+        return _Kept(kept, keys)
 
-    def known_spans(
-        self, keys: list[Hashable] | None, scan: Scan
-    ) -> dict[int, tuple[int, int]] | None:
+    @staticmethod
+    def known_spans(found: _Kept | None, scan: Scan) -> dict[int, tuple[int, int]] | None:
         """The kept matches of each part that all lie in ``scan``'s window, by part."""
-        if keys is None or self.first_matches is None:
+        if found is None:
             return None
         start, end = micros(scan.start), micros(scan.end)
         spans: dict[int, tuple[int, int]] = {}
-        for at, key in enumerate(keys):
-            span = self.first_matches.get(key)
+        for at, key in enumerate(found.keys):
+            span = found.memo.get(key)
             if span is not None and start <= span[0] and span[1] <= end:
                 spans[at] = span
         return spans
 
-    def keep_spans(
-        self, keys: list[Hashable] | None, spans: dict[int, tuple[int, int]] | None
-    ) -> None:
-        if keys is None or spans is None or self.first_matches is None:
+    @staticmethod
+    def keep_spans(found: _Kept | None, spans: dict[int, tuple[int, int]] | None) -> None:
+        if found is None or spans is None:
             return
         for at, span in spans.items():
-            self.first_matches.put(keys[at], span)
+            found.memo.put(found.keys[at], span)
 
     def coded_inputs(self, node: Join) -> tuple[pl.LazyFrame, pl.LazyFrame] | None:
         """The join's two inputs with their keys' join codes (as ``JOIN_CODE.left`` and
