@@ -47,6 +47,7 @@ __all__ = [
     "provides",
     "sort_columns",
     "split_duplicates",
+    "ts_micros",
     "with_partition_keys",
 ]
 
@@ -427,6 +428,12 @@ def micros(moment: datetime) -> int:
     """Microseconds since the epoch of an aware (or UTC naive) datetime, exactly."""
     delta = as_utc(moment) - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def ts_micros(frame: pl.DataFrame) -> pl.Series:
+    """``frame``'s ``ts`` column as µs since the epoch (``Int64``), as the indexes and the
+    snapshots compare it with the manifest's ``ts_min`` and ``ts_max``."""
+    return frame.get_column("ts").dt.cast_time_unit("us").to_physical()
 
 
 def from_micros(value: int) -> datetime:

@@ -53,6 +53,7 @@ from pql.storage.base import (
     project,
     sort_columns,
     split_duplicates,
+    ts_micros,
     with_partition_keys,
 )
 from pql.storage.codes import HASH_SEED, JoinCodes, code_values, join_columns, prove
@@ -226,8 +227,7 @@ class _Table:
         the one in ``saved`` (read back with ``frame``, :mod:`pql.storage.snapshots`) if it
         fits, else built; the others of ``saved`` wait for :meth:`with_lookups`.
         ``frame_bytes``: what the frame takes, when known (a mapped file's size)."""
-        ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical().to_numpy()
-        micros_ = ts.astype(np.int64, copy=False)
+        micros_ = ts_micros(frame).to_numpy().astype(np.int64, copy=False)
         size = int(frame.estimated_size()) if frame_bytes is None else frame_bytes
         table = cls(frame, _day_starts(micros_), micros_, {}, size, dict(saved or {}))
         return table.with_lookups(ids)

@@ -50,7 +50,7 @@ import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
 from pql.errors import PQLError
-from pql.storage.base import conform, current_subject, sort_columns
+from pql.storage.base import conform, current_subject, sort_columns, ts_micros
 from pql.storage.codes import join_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
@@ -436,7 +436,7 @@ def _read(
             return None
         if frame.height == 0:
             return frame
-        ts = frame.get_column("ts").dt.cast_time_unit("us").to_physical()
+        ts = ts_micros(frame)
         first, last = ts[0], ts[-1]
         if first != min(e.ts_min for e in files) or last != max(e.ts_max for e in files):
             return None
