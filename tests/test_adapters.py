@@ -360,6 +360,28 @@ def test_window_regions_are_a_sorted_sequence_read_once() -> None:
     assert calls == [1]
 
 
+def test_window_regions_equal_a_sequence_of_regions_and_nothing_else() -> None:
+    """Regions compare equal to a list or tuple of the same regions, never to a string (a
+    string is a sequence of characters, not of regions), a set, or None; they are a mutable
+    view's answer, so they cannot be hashed."""
+    from pql.engine import WindowRegions
+    from pql.storage import PartitionStats
+
+    day = TEST_NOW.date()
+
+    def stats() -> list[PartitionStats]:
+        return [PartitionStats(day, region, 1, 1, TEST_NOW, TEST_NOW) for region in "ba"]
+
+    regions = WindowRegions(stats, day, day)
+    assert regions == ["a", "b"] and regions == ("a", "b")
+    assert regions != "ab"
+    assert regions != {"a", "b"}
+    assert regions != None  # noqa: E711 - the comparison itself is what is tested
+    assert regions != ["a"]
+    with pytest.raises(TypeError):
+        hash(regions)
+
+
 def test_adapter_metrics_and_checks_are_collected() -> None:
     prometheus = pytest.importorskip("prometheus_client")
     spec = MetricSpec("mc_widgets_made", "counter", "widgets made")
