@@ -56,6 +56,13 @@ def test_the_compiled_query_is_reused_on_the_wall_clock_and_not_when_turned_off(
         )
     assert back_to_back["compiled_reuse"] and not fresh["compiled_reuse"]
     assert fresh["compiled_reused_share"] == 0
+    assert fresh["pairs_mostly_compiled_afresh"] == fresh["pairs"]
+    assert fresh["median_outside_mostly_reused_ms"] is None
+    for run in (back_to_back, interleaved):
+        done = [r for r in run["rows"] if "error" not in r]
+        afresh = [r for r in done if r["compiled_reused"] < 0.5]
+        assert run["pairs_mostly_compiled_afresh"] == len(afresh) < len(done) / 2
+        assert run["median_outside_mostly_reused_ms"] <= max(r["outside"] for r in done)
     # all but the plans with a ts constant, a time series or a rollup (5 of 51 examples)
     assert back_to_back["compiled_reused_share"] > 0.8
     assert interleaved["compiled_reused_share"] > 0.8
