@@ -122,7 +122,7 @@ def test_explain_names_a_node_it_does_not_know() -> None:
 def test_a_full_queue_names_the_setting_to_raise() -> None:
     gate = Admission(running=1, queued=0, where="this engine")
     with gate.slot(timeout=0.01), pytest.raises(SafetyError) as caught:
-        gate._enter(0.01)
+        gate.enter(0.01)
     assert caught.value.code == "PQL-S007"
     assert caught.value.setting == "Limits.max_concurrent"
 
