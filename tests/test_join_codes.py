@@ -91,6 +91,22 @@ def test_a_join_of_two_scans_compares_codes_and_answers_alike(demo: DemoData, te
     assert rows == plain and rows[0][-1] > 0
 
 
+def test_a_join_on_codes_gives_its_inputs_columns_and_no_code(demo: DemoData) -> None:
+    """The pairs of a join on codes carry both sides' columns and neither side's code."""
+    from pql.execute.compile import compile_plan
+    from pql.plan.nodes import Join, walk
+    from pql.storage.base import JOIN_CODE
+
+    engine = _memory(demo)
+    prepared = engine.prepare(JOIN, tenant="acme", now=TEST_NOW)
+    join = next(n for n in walk(prepared.plan) if isinstance(n, Join))
+    compiled = compile_plan(join, engine.store, engine.catalog, prepared.estimates)
+    assert compiled.join_codes == CODED
+    names = compiled.frame.collect_schema().names()
+    assert not [name for name in names if name.startswith(JOIN_CODE)]
+    assert set(names) == {name for name, _ in join.schema()}
+
+
 def test_a_shared_code_leaves_the_join_on_the_values(
     demo: DemoData, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -125,6 +125,7 @@ def test_a_full_queue_names_the_setting_to_raise() -> None:
         gate.enter(0.01)
     assert caught.value.code == "PQL-S007"
     assert caught.value.setting == "Limits.max_concurrent"
+    assert caught.value.details == {"max_concurrent": 1, "max_queued": 0}
 
 
 def test_order_by_bucket_without_timeseries_is_refused() -> None:
