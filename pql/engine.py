@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import polars as pl
 import pyarrow as pa
@@ -80,7 +80,6 @@ from pql.storage import (
     validate,
 )
 from pql.storage.budget import MemoryBudget
-from pql.storage.indexed import Preload
 from pql.storage.lake import bucket_name
 from pql.storage.rollups import RollupStore
 from pql.storage.s3 import is_s3
@@ -94,6 +93,10 @@ _LONGEST_WINDOW = timedelta(days=365 * 100)
 
 EXECUTORS = ("polars", "spark")
 """What can run a plan: Polars in this process, or Apache Spark (``docs/scale-out.md``)."""
+
+Preload = Literal["all"] | Iterable[str] | None
+"""What ``Engine(preload=...)`` and :meth:`Engine.preload` take: ``"all"`` tenants, their names
+(a list, or any iterable of them: a NumPy array or a Polars series is one), or ``None``."""
 
 
 @dataclass(frozen=True)

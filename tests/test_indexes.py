@@ -169,7 +169,7 @@ def test_preload_at_open(lake: Path, tenants: list[str]) -> None:
 def test_preload_a_column_of_tenants(lake: Path, tenants: list[str]) -> None:
     """A NumPy array or a Polars series of names is a list too (``== "all"`` would compare it
     element by element, and its truth value would be refused)."""
-    column: Any = pl.Series([tenants[1]]).to_numpy()
+    column = pl.Series([tenants[1]]).to_numpy()
     served = pql.Engine(lake, preload=column)
     assert served.wait_ready(timeout=60)
     served.preload(pl.Series([tenants[2]]))

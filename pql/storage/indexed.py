@@ -69,7 +69,8 @@ _LEAST_BYTES_PER_ROW = 16
 tenant over the budget by this count alone is not read at all."""
 
 Preload = Literal["all"] | Sequence[str] | None
-"""What ``Engine(preload=...)`` takes: ``"all"`` tenants, a list of them, or ``None``."""
+"""What :meth:`IndexedLake.preload` takes: ``"all"`` tenants, a list of them, or ``None`` (the
+engine makes a list of any iterable of names it is given, see ``pql.engine.Preload``)."""
 
 EXIT_WAIT = 60.0
 """Seconds the interpreter's exit waits for each loader's step in progress (see below)."""
