@@ -170,6 +170,7 @@ def store_path(
     a test may add ``SPARK``, the Spark executor over the same lake)."""
     if request.param == edge_lake.name:
         return edge_lake
+    assert edge_lake.root is not None  # the lake the other paths read
     if request.param == SPARK:
         if "MUTANT_UNDER_TEST" in os.environ:  # pql/execute/spark is not mutated: no Spark
             pytest.skip("Spark is not started for each mutant")

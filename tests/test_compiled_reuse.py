@@ -279,7 +279,7 @@ def _served(demo: DemoData, lake: Path, tenant: str) -> tuple[pql.Engine, pql.En
 def test_an_index_in_memory_reuses_and_partitions_do_not(
     demo: DemoData, tmp_path: Path, tenants: list[str]
 ) -> None:
-    writer, served, _ = _served(demo, tmp_path / "lake", tenants[0])
+    writer, served, store = _served(demo, tmp_path / "lake", tenants[0])
     for _ in range(2):  # a lake's partitions cannot say which rows a window reads
         assert _ask(writer, tenants[0], now=demo.now).stats["compiled_reused"] is False
     first = _ask(served, tenants[0], now=demo.now)
@@ -287,7 +287,7 @@ def test_an_index_in_memory_reuses_and_partitions_do_not(
     assert (first.stats["path"], again.stats["compiled_reused"]) == ("index", True)
     assert again.df.equals(first.df)
     window = [(demo.now, demo.now)]
-    assert served.store.rows_keys(tenants[-1], served.catalog["receipts"], window) is None
+    assert store.rows_keys(tenants[-1], served.catalog["receipts"], window) is None
 
 
 def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
@@ -308,7 +308,12 @@ def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
     before = _ask(served, tenants[0], now=demo.now)
     reads: list[str] = []
     read_version = store.lake.version
-    monkeypatch.setattr(store.lake, "version", lambda t: reads.append(t) or read_version(t))
+
+    def noted_version(tenant: str) -> int:
+        reads.append(tenant)
+        return read_version(tenant)
+
+    monkeypatch.setattr(store.lake, "version", noted_version)
     assert _ask(served, tenants[0], now=demo.now).stats["compiled_reused"] is True
     assert reads == [tenants[0]]  # once, for the plan memo's key; not again to compile
     late = _late(demo, tenants[0], demo.now - timedelta(hours=1)).head(1)
@@ -326,6 +331,7 @@ def test_rows_are_told_only_at_the_version_the_plan_was_made_at(
         region: counts.get(region, 0) + 1,
     }
     memory = engine_over(demo).store
+    assert isinstance(memory, MemoryStore)
     assert memory.rows_keys(tenants[0], subject, window) is not None
     assert memory.rows_keys(tenants[0], subject, window, memory.version(tenants[0]) + 1) is None
 

@@ -20,6 +20,7 @@ from pql.limits import Limits
 from pql.plan.cost import Estimates, format_cost
 from pql.plan.nodes import Limit
 from pql.stats import HyperLogLog, SubjectSummary, summarize
+from pql.storage import IndexedLake
 
 JOIN = (
     "FIND receipts JOIN decisions ON receipts.executionId = decisions.executionId "
@@ -109,6 +110,7 @@ def test_a_lake_summarises_its_files_in_doubling_batches(
     partitions take a few summaries, not one each; a batch stays under the row cap."""
     engine = pql.Engine(lake_dir)
     engine.ingest("receipts", demo.receipts)
+    assert isinstance(engine.store, IndexedLake)
     entries = engine.store.lake.manifest().files_of("acme", "receipts")
     assert len(entries) > 100
     (lake_dir / "_pql" / "stats" / "acme" / "receipts.json").unlink()

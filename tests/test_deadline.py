@@ -18,11 +18,13 @@ import pytest
 import pql
 import pql.engine
 import pql.stats
+from pql.analyze import analyze
 from pql.cli import main
 from pql.errors import SafetyError
 from pql.execute.admission import Hold
 from pql.execute.run import collect
 from pql.limits import Limits
+from pql.storage import IndexedLake
 
 NOW = datetime(2026, 11, 27, 11, tzinfo=UTC)
 SLOW = "FIND COUNT(*) JOIN decisions ON receipts.executionId = decisions.executionId SINCE 30d"
@@ -351,6 +353,7 @@ def test_planning_summarises_only_the_window(
     sidecar = json.loads((history / "_pql" / "stats" / "acme" / "receipts.json").read_text())
     assert len(sidecar["files"]) == in_window
     if index:
+        assert isinstance(engine.store, IndexedLake)
         assert engine.store.loaded() == ()  # planning never loads the tenant's index
     # The same window again summarises nothing; a longer one adds only its new files.
     engine.prepare(WINDOWED, tenant="acme", now=NOW)
@@ -392,7 +395,7 @@ def test_the_deadline_covers_every_stage(monkeypatch: pytest.MonkeyPatch) -> Non
     clock = FakeClock()
     engine = pql.Engine.in_memory(limits=Limits(deadline_ms=5))
     engine.deadline_clock = clock
-    real = pql.engine.analyze
+    real = analyze
 
     def slow_analyze(*args: Any, **kwargs: Any) -> Any:
         clock.now += 0.010

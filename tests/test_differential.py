@@ -55,11 +55,16 @@ def test_examples_match_duckdb(
     check(store_path.engine, edge_duck, text, edge_tenants[which], edge_data.now)
 
 
+def _since(window: str) -> timedelta:
+    """How far back ``SINCE {window}`` reaches."""
+    since = pql.parse(f"FIND receipts SINCE {window}").since
+    assert since is not None
+    return timedelta(seconds=since.seconds)
+
+
 def test_the_data_holds_every_edge(edge_data: DemoData) -> None:
     """Guard the edge rows themselves: every tenant has a receipt at every edge instant."""
-    windows = {
-        timedelta(seconds=pql.parse(f"FIND receipts SINCE {w}").since.seconds) for w in WINDOWS
-    }  # type: ignore[union-attr]
+    windows = {_since(w) for w in WINDOWS}
     wanted = set(edge_times(edge_data.now, windows))
     assert edge_data.now in wanted and edge_data.now + timedelta(days=1) in wanted
     for (tenant,), rows in edge_data.receipts.partition_by("tenant", as_dict=True).items():
@@ -74,7 +79,7 @@ def test_a_window_holds_both_its_edges(
     store_path: StorePath, edge_data: DemoData, edge_tenants: list[str], window: str
 ) -> None:
     """``SINCE d`` keeps ``now - d <= ts <= now``: the rows exactly at both bounds, none beyond."""
-    since = timedelta(seconds=pql.parse(f"FIND receipts SINCE {window}").since.seconds)  # type: ignore[union-attr]
+    since = _since(window)
     now, tick = edge_data.now, timedelta(microseconds=1)
     for tenant in (edge_tenants[0], edge_tenants[-1]):
         for subject in ("receipts", "decisions"):
@@ -248,7 +253,7 @@ def _lookup_cases(data: DemoData, tenant: str, other: str) -> list[tuple[str, bo
 
     cases: list[tuple[str, bool | None]] = []
     for window in WINDOWS:
-        since = timedelta(seconds=pql.parse(f"FIND receipts SINCE {window}").since.seconds)  # type: ignore[union-attr]
+        since = _since(window)
         bounds = listed([at[now - since - tick], at[now - since], at[now], at[now + tick]])
         cases += [
             (f"FIND decisions WHERE executionId IN ({bounds}) SINCE {window}", True),

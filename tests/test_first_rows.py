@@ -60,6 +60,7 @@ def test_first_rows_match_duckdb(
 
 @pytest.fixture(scope="module")
 def restarted(edge_data: DemoData, edge_lake: StorePath) -> pql.Engine:
+    assert edge_lake.root is not None
     return open_path("restart", edge_data, edge_lake.root).engine
 
 
@@ -84,6 +85,7 @@ def test_a_tenant_kept_in_parts_is_cut_part_by_part(
         return firsts(parts, *rest, **named)
 
     monkeypatch.setattr(compile_module, "_firsts", spied)
+    assert edge_lake.root is not None
     split = split_tenants(edge_lake.root)
     assert split
     for tenant in split:
@@ -112,6 +114,7 @@ def test_a_tenant_kept_in_parts_is_not_merged_for_readers_that_need_no_order(
 
     monkeypatch.setattr(compile_module._Compiler, "scan", spied)
     text = "FIND COUNT(*) AS n WHERE receipts.latency_ms > 100 GROUP BY receipts.status SINCE 30d"
+    assert edge_lake.root is not None
     for tenant in split_tenants(edge_lake.root):
         plans.clear()
         check(restarted, edge_duck, text, tenant, edge_data.now)

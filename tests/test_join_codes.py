@@ -85,10 +85,13 @@ def test_a_join_of_two_scans_compares_codes_and_answers_alike(demo: DemoData, te
     store = engine.store
     assert isinstance(store, MemoryStore)
     for key, table in list(store._tables.items()):  # the same rows without their codes
+        assert isinstance(table, memory_module._Table)
         store._tables[key] = replace(table, codes={})
     plain, none = _values(engine, text)
     assert none == []
-    assert rows == plain and rows[0][-1] > 0
+    count = rows[0][-1]
+    assert isinstance(count, int)
+    assert rows == plain and count > 0
 
 
 def test_a_join_on_codes_gives_its_inputs_columns_and_no_code(demo: DemoData) -> None:
@@ -161,7 +164,9 @@ def test_an_ingest_makes_the_codes_again(demo: DemoData) -> None:
     domains = {t.codes["executionId"].domain for t in tables}
     assert len(domains) == 1 and domains.pop() > domain
     assert after == _values(_memory(demo), JOIN)[0]
-    assert after[0][0] > before[0][0]
+    counted_after, counted_before = after[0][0], before[0][0]
+    assert isinstance(counted_after, int) and isinstance(counted_before, int)
+    assert counted_after > counted_before
 
 
 def test_an_indexed_lake_joins_on_codes_once_ready(tmp_path: Path, demo: DemoData) -> None:

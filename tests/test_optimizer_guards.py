@@ -4,6 +4,7 @@ tenant-folding rule may and may not decide when planning."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -208,7 +209,8 @@ def test_a_predicate_or_aggregate_needs_no_span() -> None:
     defaults to ``None`` and is left out of equality."""
     from pql.plan import expr
 
-    made = expr._span()
+    made: object = expr._span()
+    assert isinstance(made, dataclasses.Field)
     assert made.default is None and made.compare is False and made.kw_only is True
     status = Col("receipts", "status", DataType.STRING)
     assert Null(status).span is None

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pql.adapters.residency.enforce import DECISIONS, append_line
 from pql.adapters.residency.journal import JOURNAL
 from pql.adapters.residency.lock import LOCKS, delete_object, lock_object, read_lock
 from pql.adapters.residency.policy import FILE, Policy
+from pql.storage import Lake
 from tests.clock import TEST_NOW
 
 POLICY = {
@@ -217,7 +219,7 @@ def test_every_way_of_running_a_query_is_checked_before_it_reads(lake: Path) -> 
     saved = sign_query(text, key=key, name="n", tenant="acme", author="ops", now=TEST_NOW)
     SavedStore.beside(there.store).put(saved)
     prepared = there.prepare(text, tenant="acme", now=TEST_NOW)
-    runs = {
+    runs: dict[str, Callable[[], object]] = {
         "execute": lambda: there.execute(prepared),
         "run_saved": lambda: there.run_saved(
             "n", tenant="acme", keyring=KeyRing([key.trusted()]), now=TEST_NOW
@@ -275,6 +277,7 @@ def test_every_object_is_locked_tagged_and_journalled(lake: Path) -> None:
 def test_locked_objects_cannot_be_removed_by_the_lake_or_anyone(lake: Path) -> None:
     engine = pql.Engine(lake, region="us-east-1", index=False)  # the lake itself
     acme = next(lake.glob("mc-acme-*/day=*/*.parquet")).relative_to(lake).as_posix()
+    assert isinstance(engine.store, Lake)
     with pytest.raises(pql.SafetyError) as caught:
         engine.store.quarantine(acme)
     assert caught.value.code == "PQL-S062" and "compliance" in caught.value.message

@@ -276,7 +276,7 @@ def test_canonical_form_changes_under_any_change_of_meaning(
 
 
 _LITERAL_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\b\f"), max_size=12
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\b\f"), max_size=12
 )
 
 
@@ -669,7 +669,7 @@ def test_sign_refuses_a_query_the_canonical_printer_cannot_represent(
     key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = ast.to_text
-    monkeypatch.setattr(pql.saved.document.ast, "to_text", lambda q: real(q).replace('"a"', '"b"'))
+    monkeypatch.setattr("pql.saved.document.ast.to_text", lambda q: real(q).replace('"a"', '"b"'))
     with pytest.raises(InputError, match="does not parse back to the same query") as info:
         sign_query("FIND receipts WHERE status = 'a'", key=key, name="q", tenant="acme",
                    author="x")  # fmt: skip

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,8 @@ from pql.cli import main
 from pql.demo import DemoData, generate
 from pql.storage import IndexedLake, Lake, MemoryStore
 from pql.storage import snapshots as snapshots_module
-from pql.storage.codes import JoinCodes
+from pql.storage.base import sort_columns
+from pql.storage.codes import JoinCodes, prove
 from pql.storage.lake import SNAPSHOT_DIR, Manifest, parse_bucket
 from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
@@ -653,7 +655,7 @@ def test_damaged_lookups_are_built_again_and_rewritten(lake: Path) -> None:
     reversed_ = table.set_column(0, column, pa.array(values[::-1].copy()))
     rows = table.column_names[1]
     past = table.set_column(1, rows, pa.array(np.full(table.num_rows, 2**31, dtype=np.uint32)))
-    damages = [
+    damages: list[Callable[[Path], object]] = [
         lambda path: path.write_bytes(path.read_bytes()[:-100]),
         lambda path: path.write_bytes(b"not arrow at all"),
         lambda path: _write_table(path, reversed_),
@@ -807,7 +809,12 @@ def test_files_in_order_are_loaded_without_a_sort(
     files = lake.manifest().files_of(tenant, "receipts")
     sorts: list[object] = []
     real = pl.DataFrame.sort
-    monkeypatch.setattr(pl.DataFrame, "sort", lambda *a, **k: sorts.append(a) or real(*a, **k))
+
+    def noted_sort(*a: Any, **k: Any) -> pl.DataFrame:
+        sorts.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pl.DataFrame, "sort", noted_sort)
     loaded = [
         Snapshots(lake)._from_parquet(tenant, subject, group)
         for group in snapshots_module._buckets(lake.manifest(), tenant, subject).values()
@@ -815,7 +822,7 @@ def test_files_in_order_are_loaded_without_a_sort(
     monkeypatch.undo()
     assert len(sorts) == (len(loaded) if interleaved else 0)
     for frame in loaded:
-        order = snapshots_module.sort_columns(subject)
+        order = sort_columns(subject)
         assert frame.equals(frame.sort(order)) and frame.n_chunks() == 1
     assert sum(frame.height for frame in loaded) == rows.height
     assert (len(files) > len({(e.storage, e.day) for e in files})) == interleaved
@@ -846,7 +853,7 @@ def test_a_restart_makes_join_codes_without_counting_again(
     files = _proved_in_files(lake, tenant)
     assert files and all(said == ["executionId"] for said in files), files
     counted: list[bool] = []
-    real = memory_module.prove
+    real = prove
 
     def spy(*args: Any, proved: bool = False) -> int | None:
         counted.append(not proved)
@@ -915,8 +922,10 @@ def test_a_restart_maps_the_join_codes_saved_in_row_order(
     index = store._loaded(tenant)
     assert index is not None
     parts = index.lookups_of(tenant, "decisions")
-    assert all(part["executionId"].codes is not None for part in parts)
-    assert not any(part["executionId"].codes.flags.owndata for part in parts)  # mapped
+    for part in parts:
+        join_codes = part["executionId"].codes
+        assert join_codes is not None
+        assert not join_codes.flags.owndata  # mapped
     assert scattered == []
     got = engine.query(text, tenant=tenant, now=TEST_NOW)
     assert "decisions.executionId" in got.stats["join_codes"]
