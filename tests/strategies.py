@@ -80,12 +80,12 @@ def predicates(draw: Any, subjects: list[str], joined: bool, depth: int = 0) -> 
     f = field_for(subject, column, joined, draw)
     form = draw(st.integers(0, 9))
     if form <= 5:
-        ops = (
+        compare_ops = (
             list(ast.CompareOp)
             if kind in "fit" or form > 3
             else [ast.CompareOp.EQ, ast.CompareOp.NE]
         )
-        return ast.Comparison(f, draw(st.sampled_from(ops)), draw(_literal(column, kind)))
+        return ast.Comparison(f, draw(st.sampled_from(compare_ops)), draw(_literal(column, kind)))
     if form <= 7:
         values = tuple(draw(st.lists(_literal(column, kind), min_size=1, max_size=4)))
         return ast.InList(f, values, negated=draw(st.booleans()))

@@ -35,7 +35,7 @@ class Env:
     def python(self) -> Path:
         return self.root / "bin" / "python"
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PQL_ADAPTERS")}
         done = subprocess.run(
             [str(a) for a in args],

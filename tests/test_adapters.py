@@ -112,7 +112,7 @@ def test_an_allowlist_names_the_adapters_and_an_empty_one_loads_none() -> None:
     assert caught.value.code == "PQL-E200" and "'nope'" in caught.value.message
     assert any("tenancy" in h for h in caught.value.hints)
     with pytest.raises(pql.InputError) as one_string:
-        pql.Engine.in_memory(adapters="tenancy")  # type: ignore[arg-type]
+        pql.Engine.in_memory(adapters="tenancy")
     assert one_string.value.code == "PQL-E201"
 
 

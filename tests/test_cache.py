@@ -178,7 +178,7 @@ def test_ttl_expiry_through_the_engine(data: DemoData) -> None:
 
 def test_byte_bound_evicts_least_recently_used(engine: pql.Engine) -> None:
     one = _result(1000)  # 8 kB of Int64 plus the per-entry overhead
-    size = one.df.estimated_size() + 1024
+    size = int(one.df.estimated_size()) + 1024
     cache = ResultCache(max_bytes=size * 2 + 10)
     k1, k2, k3 = (_key(engine, d) for d in (1, 2, 3))
     cache.put(k1, one)

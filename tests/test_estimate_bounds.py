@@ -4,6 +4,7 @@ checked within a factor, which small slips in these pieces would not break)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -102,7 +103,9 @@ def test_zero_is_below_a_strict_bound_and_within_an_inclusive_one(test_now: date
         assert engine.query(text, tenant="acme", now=test_now).df.height == expected
 
 
-def _receipts(now: datetime, rows: int, apart: timedelta, **columns: list[float]) -> pql.Engine:
+def _receipts(
+    now: datetime, rows: int, apart: timedelta, **columns: Sequence[float | str | None]
+) -> pql.Engine:
     """An in-memory engine over ``rows`` receipts of tenant ``acme``, one every ``apart`` back
     from ``now``, latency 1.0 and cost 0.5 unless ``columns`` give them (or an extra column)."""
     frame = pl.DataFrame(

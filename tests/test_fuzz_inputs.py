@@ -376,12 +376,13 @@ def test_hostile_parameter_values(
     keys, _, name = signed
     engine = pql.Engine(lake, cache=False)
     params = {"status": status, "slow": slow, "t": t}
-    for call in (
+    calls: list[Callable[[], pql.Result]] = [
         lambda: engine.query(QUERY, tenant="acme", now=TEST_NOW, params=params),
         lambda: engine.run_saved(
             name, tenant="acme", keyring=pql.KeyRing.from_dir(keys), params=params, now=TEST_NOW
         ),
-    ):
+    ]
+    for call in calls:
         try:
             result = call()
         except pql.PQLError as exc:

@@ -103,7 +103,8 @@ def test_cleanup_never_runs_without_a_manifest(lake_dir: Path) -> None:
     manifest = lake_dir / "_pql" / "manifest.json"
     lake = Lake(lake_dir, Catalog())
     manifest.unlink()
-    for opened in (lambda: lake, lambda: Lake(lake_dir, Catalog())):
+    openers: list[Callable[[], Lake]] = [lambda: lake, lambda: Lake(lake_dir, Catalog())]
+    for opened in openers:
         with pytest.raises(InputError) as caught:
             opened().gc_orphans(delete=True)
         assert caught.value.code == "PQL-E100"
@@ -347,7 +348,7 @@ def test_memory_store_keeps_answering_after_a_rejected_year() -> None:
 
 # -- 6. damaged files and statistics -----------------------------------------------------------
 
-DAMAGE = {
+DAMAGE: dict[str, Callable[[Path], object]] = {
     "garbage": lambda path: path.write_bytes(b"garbage\n"),
     "missing": lambda path: path.unlink(),
     "truncated": lambda path: path.write_bytes(path.read_bytes()[:-9]),

@@ -32,7 +32,7 @@ def test_the_sample_is_the_same_for_a_seed_and_covers_every_file() -> None:
 
 
 def test_the_gate_passes_a_score_at_the_bar_and_fails_under_it() -> None:
-    results: dict[str, int | None] = dict.fromkeys(PLAN[:9], 1) | {PLAN[9]: 0}  # 9 of 10 killed
+    results: dict[str, int | None] = {**dict.fromkeys(PLAN[:9], 1), PLAN[9]: 0}  # 9 of 10 killed
     assert gate(PLAN[:10], results, 90) == []
     [problem] = gate(PLAN[:10], results, 91)
     assert problem == "pql/plan: 9 of 10 mutants killed (90.0%), under 91%"
@@ -44,7 +44,7 @@ def test_timeouts_count_as_killed_and_untested_mutants_are_left_apart() -> None:
 
 
 def test_a_survivor_confirmed_equivalent_is_left_out_of_the_score() -> None:
-    results: dict[str, int | None] = dict.fromkeys(PLAN[:8], 1) | dict.fromkeys(PLAN[8:10], 0)
+    results: dict[str, int | None] = {**dict.fromkeys(PLAN[:8], 1), **dict.fromkeys(PLAN[8:10], 0)}
     assert gate(PLAN[:10], results, 88) == ["pql/plan: 8 of 10 mutants killed (80.0%), under 88%"]
     assert gate(PLAN[:10], results, 88, same={PLAN[9]}) == []  # 8 of 9 judged: 88.9%
     assert gate(PLAN[:10], results, 90, same={PLAN[9]}) == [

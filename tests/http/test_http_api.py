@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COUNT = "FIND COUNT(receipts.executionId) AS n SINCE 30d"
 
 
-def _query(server: Served, token: str, body: dict[str, object]) -> httpx.Response:
+def _query(server: Served, token: str, body: Mapping[str, object]) -> httpx.Response:
     with server.client(token) as client:
         return client.post("/api/pql", json=body)
 

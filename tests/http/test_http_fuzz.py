@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -43,7 +44,9 @@ def everything(lake: Lake) -> str:
 @pytest.mark.parametrize("who", ["valid", "invalid"])
 @SCHEMA.exclude(path_regex=TENANCY).parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms(case: schemathesis.Case, who: str, server: Served, everything: str) -> None:
+def test_api_conforms(
+    case: schemathesis.Case[Any], who: str, server: Served, everything: str
+) -> None:
     token = everything if who == "valid" else "pql_000000000000_" + "A" * 43
     case.call_and_validate(
         base_url=server.url, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS

@@ -403,7 +403,7 @@ CHECKS = [
 @pytest.mark.parametrize("who", ["valid", "invalid"])
 @SCHEMA.include(path_regex="^/api/tenants").parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_tenancy_operations_conform(case: schemathesis.Case, who: str, site: Site) -> None:
+def test_tenancy_operations_conform(case: schemathesis.Case[Any], who: str, site: Site) -> None:
     token = site.admin["everything"] if who == "valid" else "pql_000000000000_" + "A" * 43
     case.call_and_validate(
         base_url=site.served.url, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS
