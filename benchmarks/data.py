@@ -71,6 +71,12 @@ def duckdb_tables(frames: dict[str, pl.DataFrame]) -> Any:
     return con
 
 
+def duckdb_answer(con: Any, sql: str) -> Any:
+    """DuckDB's answer to ``sql`` on ``con`` (from :func:`duckdb_tables`) as an Arrow table:
+    the call the benchmarks time."""
+    return con.sql(sql).to_arrow_table()
+
+
 def progress(message: str) -> None:
     """A progress line on a terminal; nothing when stderr is piped."""
     if sys.stderr.isatty():

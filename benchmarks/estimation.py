@@ -49,7 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -60,6 +60,8 @@ from pql.demo import REGIONS, RULES, STATUSES, WORKFLOWS, DemoData, generate
 from pql.examples import CONTRACT_EXAMPLES
 
 RESULTS = Path(__file__).parent / "results"
+
+T = TypeVar("T")
 
 
 KINDS = ("rows", "aggregate", "group", "join")
@@ -128,10 +130,10 @@ class Workload:
         )
 
     # helpers ------------------------------------------------------------------------------------
-    def pick(self, items: Sequence[Any]) -> Any:
+    def pick(self, items: Sequence[T]) -> T:
         return items[self.rng.randrange(len(items))]
 
-    def some(self, items: Sequence[Any], low: int, high: int) -> list[Any]:
+    def some(self, items: Sequence[T], low: int, high: int) -> list[T]:
         return self.rng.sample(list(items), self.rng.randint(low, min(high, len(items))))
 
     def tenant(self) -> str:

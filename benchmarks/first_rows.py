@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import polars as pl
 
 import pql
 import pql.execute.compile as compile_module
-from benchmarks.data import cached_data, duckdb_tables, options, progress, write_result
+from benchmarks.data import (
+    cached_data,
+    duckdb_answer,
+    duckdb_tables,
+    options,
+    progress,
+    write_result,
+)
 from benchmarks.timing import median_ms
 from pql.execute.compile import predicate
 from pql.plan.expr import Pred
@@ -64,16 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         for tenant in (large, small):
             prepared = engine.prepare(text, tenant=tenant, now=now)
             sql = translate_prepared(prepared, tenant)
-            duck = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck = median_ms(partial(duckdb_answer, con, sql), args.repeat)
             answers = []
             timings = []
             for cut in (early, _whole):  # the early stop, then the plain plan
                 compile_module._firsts = cut
                 engine.compiled.clear()  # a query compiled with the other cut is not reused
                 timings.append(
-                    median_ms(
-                        lambda t=text, n=tenant: engine.query(t, tenant=n, now=now), args.repeat
-                    )
+                    median_ms(partial(engine.query, text, tenant=tenant, now=now), args.repeat)
                 )
                 answers.append(engine.query(text, tenant=tenant, now=now).df)
             compile_module._firsts = early

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ import numpy as np
 import polars as pl
 
 import pql
-from benchmarks.data import CACHE, Clock, Data, cached_data, duckdb_tables
+from benchmarks.data import CACHE, Clock, Data, cached_data, duckdb_answer, duckdb_tables
 from benchmarks.examples import PARAMS, examples
 from benchmarks.timing import median_ms
 from pql.demo import DemoData, generate
@@ -461,28 +462,34 @@ def compare(
             sql = translate_prepared(prepared, req.tenant, now=now)
             pql_ms.append(
                 median_ms(
-                    lambda r=req: engine.query(
-                        r.text, tenant=r.tenant, now=now, params=r.params, cache=False
+                    partial(
+                        engine.query,
+                        req.text,
+                        tenant=req.tenant,
+                        now=now,
+                        params=req.params,
+                        cache=False,
                     ),
                     repeat,
                 )
             )
-            duck_ms.append(median_ms(lambda s=sql: con.sql(s).to_arrow_table(), repeat))
+            duck_ms.append(median_ms(partial(duckdb_answer, con, sql), repeat))
             if _polars_answer(frames, shape, req.tenant, now, req.text) is not None:
                 polars_ms.append(
                     median_ms(
-                        lambda r=req: _polars_answer(frames, r.shape, r.tenant, now, r.text), repeat
+                        partial(_polars_answer, frames, req.shape, req.tenant, now, req.text),
+                        repeat,
                     )
                 )
-        row = {
+        pql_median = round(statistics.median(pql_ms), 3)
+        duck_median = round(statistics.median(duck_ms), 3)
+        row: dict[str, float | None] = {
             "queries": len(reqs),
-            "pql_ms": round(statistics.median(pql_ms), 3),
-            "duckdb_ms": round(statistics.median(duck_ms), 3),
+            "pql_ms": pql_median,
+            "duckdb_ms": duck_median,
             "polars_ms": round(statistics.median(polars_ms), 3) if polars_ms else None,
         }
-        row["ratio_pql_duckdb"] = (
-            round(row["pql_ms"] / row["duckdb_ms"], 2) if row["duckdb_ms"] else None
-        )
+        row["ratio_pql_duckdb"] = round(pql_median / duck_median, 2) if duck_median else None
         out[shape] = row
     return out
 

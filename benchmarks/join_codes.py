@@ -20,12 +20,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import polars as pl
 
 import pql
-from benchmarks.data import cached_data, duckdb_tables, options, progress, write_result
+from benchmarks.data import (
+    cached_data,
+    duckdb_answer,
+    duckdb_tables,
+    options,
+    progress,
+    write_result,
+)
 from benchmarks.timing import ab_ms, median_ms
 from pql.execute import compile as compile_mod
 from pql.execute import joins as joins_mod
@@ -98,18 +106,18 @@ def main(argv: list[str] | None = None) -> None:
             ours, theirs = (frame.sort(frame.columns) for frame in (result.df, con.sql(sql).pl()))
             assert_same_frame(ours, theirs, f"{shape}/{which}")
             pql_ms, strings_ms = ab_ms(
-                lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
+                partial(engine.query, text, tenant=tenant, now=now, cache=False),
                 args.repeat,
                 compile_mod._Compiler,
                 "coded_inputs",
             )
             _, inner_ms = ab_ms(
-                lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
+                partial(engine.query, text, tenant=tenant, now=now, cache=False),
                 args.repeat,
                 joins_mod,
                 "semi_side",
             )
-            duck_ms = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck_ms = median_ms(partial(duckdb_answer, con, sql), args.repeat)
             row: dict[str, Any] = {
                 "tenant": tenant,
                 "query": text,

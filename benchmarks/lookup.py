@@ -17,13 +17,14 @@ import json
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 import pql
-from benchmarks.data import duckdb_tables
+from benchmarks.data import duckdb_answer, duckdb_tables
 from benchmarks.timing import ab_ms, median_ms
 from pql.demo import generate
 from pql.execute import compile as compile_mod
@@ -82,12 +83,12 @@ def main(argv: list[str] | None = None) -> None:
             sql = translate_prepared(prepared, tenant)
             result = engine.query(text, tenant=tenant, now=now, cache=False)
             pql_ms, scan_ms = ab_ms(
-                lambda t=text, n=tenant: engine.query(t, tenant=n, now=now, cache=False),
+                partial(engine.query, text, tenant=tenant, now=now, cache=False),
                 args.repeat,
                 compile_mod._Compiler,
                 "lookup",
             )
-            duck_ms = median_ms(lambda s=sql: con.sql(s).to_arrow_table(), args.repeat)
+            duck_ms = median_ms(partial(duckdb_answer, con, sql), args.repeat)
             rows[f"{shape}/{which}"] = {
                 "tenant": tenant,
                 "decisions": int(sizes.filter(pl.col("tenant") == tenant)["len"][0]),

@@ -44,6 +44,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ import numpy as np
 import polars as pl
 
 import pql
-from benchmarks.data import CACHE, Data, cached_data, duckdb_tables, progress
+from benchmarks.data import CACHE, Data, cached_data, duckdb_answer, duckdb_tables, progress
 from benchmarks.harness import RESULTS, Request, workload
 
 SHAPES = (
@@ -266,8 +267,13 @@ def run_pql(
             times, rows = [], []
             for req in reqs:
                 got, answer = timed_runs(
-                    lambda r=req: engine.query(  # type: ignore[misc]
-                        r.text, tenant=r.tenant, now=data.now, cache=False, record=False
+                    partial(
+                        engine.query,
+                        req.text,
+                        tenant=req.tenant,
+                        now=data.now,
+                        cache=False,
+                        record=False,
                     ),
                     warmup=warmup,
                     runs=runs,
@@ -299,7 +305,7 @@ def run_duckdb(
                 prepared = engine.prepare(req.text, tenant=req.tenant, now=data.now)
                 sql = translate_prepared(prepared, req.tenant, now=data.now)
                 got, answer = timed_runs(
-                    lambda s=sql: con.sql(s).to_arrow_table(),  # type: ignore[misc]
+                    partial(duckdb_answer, con, sql),
                     warmup=warmup,
                     runs=runs,
                 )
