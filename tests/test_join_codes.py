@@ -21,8 +21,11 @@ import pql
 import pql.storage.memory as memory_module
 from pql.catalog import Catalog
 from pql.demo import DemoData
+from pql.execute.compile import compile_plan
 from pql.execute.reuse import CompiledQueries
+from pql.plan.nodes import Join, walk
 from pql.storage import IndexedLake, MemoryStore
+from pql.storage.base import JOIN_CODE
 from pql.storage.codes import code_values, join_columns, prove
 from tests.clock import TEST_NOW
 
@@ -96,10 +99,6 @@ def test_a_join_of_two_scans_compares_codes_and_answers_alike(demo: DemoData, te
 
 def test_a_join_on_codes_gives_its_inputs_columns_and_no_code(demo: DemoData) -> None:
     """The pairs of a join on codes carry both sides' columns and neither side's code."""
-    from pql.execute.compile import compile_plan
-    from pql.plan.nodes import Join, walk
-    from pql.storage.base import JOIN_CODE
-
     engine = _memory(demo)
     prepared = engine.prepare(JOIN, tenant="acme", now=TEST_NOW)
     join = next(n for n in walk(prepared.plan) if isinstance(n, Join))
