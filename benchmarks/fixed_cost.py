@@ -62,7 +62,7 @@ from typing import Any
 import polars as pl
 
 import pql
-from benchmarks.data import duckdb_tables
+from benchmarks.data import duckdb_answer, duckdb_tables
 from benchmarks.examples import PARAMS, examples
 from pql.execute.reuse import CompiledQueries
 from pql.storage import IndexedLake
@@ -123,7 +123,7 @@ def sql_for(engine: pql.Engine, text: str, tenant: str, now: datetime | None) ->
 def duck_ms(con: Any, sql: str) -> float:
     """Milliseconds DuckDB takes to answer ``sql`` as an Arrow table."""
     t = time.perf_counter()
-    con.sql(sql).to_arrow_table()
+    duckdb_answer(con, sql)
     return (time.perf_counter() - t) * 1000
 
 
@@ -146,7 +146,7 @@ def summarize(
     (``duck_in_rounds``, with ``--interleave``) and ``repeat`` times in a row the last window
     (``sql_of``, from ``sql_for``)."""
     sql = sql_of()
-    con.sql(sql).to_arrow_table()
+    duckdb_answer(con, sql)
     duck = [duck_ms(con, sql) for _ in range(repeat)]
     names = {name for sample in samples for name in sample} - {"compiled_reused"}
     row: dict[str, Any] = {
