@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from pql.adapters.tenancy.migrate import migrate, purge_retired, rollback
 from pql.catalog import Catalog
 from pql.cli import main
 from pql.demo import DemoData, generate
+from pql.errors import InternalError
 from pql.storage import IndexedLake, Lake, MemoryStore
 from pql.storage import snapshots as snapshots_module
 from pql.storage.base import sort_columns
@@ -41,6 +42,9 @@ from pql.storage.repair import rebuild_manifest
 from pql.storage.snapshots import Snapshots, tenant_key
 from tests.clock import TEST_NOW
 from tests.paths import copy_lake, split_tenants, write_lake
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 
 # A shared, loaded machine can take more than the default deadline for a fresh engine's first
 # queries; the answers, not the timings, are what these tests check.
@@ -274,6 +278,93 @@ def test_another_tenants_snapshot_under_the_right_name_is_refused(lake: Path) ->
     restarted = opened(lake)
     assert sources(restarted)["acme"] == "parquet"
     same_as_partitions(restarted, lake)
+
+
+def _rewritten(path: Path, change: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace the Arrow IPC file at ``path`` with one of the table ``change`` makes of its
+    table (a new file renamed over it: an engine may still map the old one)."""
+    table = change(ipc.open_file(pa.BufferReader(path.read_bytes())).read_all())
+    temp = path.with_name(f"{path.name}.new")
+    with open(temp, "wb") as handle, ipc.new_file(handle, table.schema) as writer:
+        writer.write_table(table)
+    temp.replace(path)
+
+
+def test_a_rows_snapshot_names_its_tenant_once_and_the_load_gives_every_row_that_name(
+    lake: Path,
+) -> None:
+    opened(lake)
+    for tenant in ("acme", "globex"):
+        files = snapshot_files(lake, tenant, "rows")
+        assert files
+        for path in files:
+            schema = ipc.open_file(pa.memory_map(str(path))).schema
+            assert "tenant" not in schema.names, path.name  # no 16-byte view a row
+            assert (schema.metadata or {})[b"pql.tenant"] == tenant.encode()
+    restarted = opened(lake)
+    assert sources(restarted) == dict.fromkeys(sources(restarted), "snapshot")
+    store = restarted.store
+    assert isinstance(store, IndexedLake)
+    catalog = Catalog()
+    loaded = Snapshots(Lake(lake, catalog)).load("acme", catalog, rollups=False)
+    for subject in catalog:
+        columns = list(subject.polars_schema())
+        got = loaded.store.scan("acme", subject, EARLIEST, LATEST, columns)
+        frame = got.frame.collect()
+        assert frame.height and frame.columns == columns
+        assert frame.get_column("tenant").unique().to_list() == ["acme"]
+        assert frame.get_column("tenant").dtype == pl.String
+    same_as_partitions(restarted, lake)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda t: t.replace_schema_metadata({b"pql.tenant": b"globex"}), id="another-tenant"
+        ),
+        pytest.param(lambda t: t.replace_schema_metadata({}), id="no-tenant"),
+        pytest.param(
+            lambda t: t.append_column("tenant", pa.array(["acme"] * t.num_rows)),
+            id="a-tenant-column",
+        ),
+    ],
+)
+def test_a_rows_snapshot_that_does_not_name_its_tenant_as_the_only_one_is_refused(
+    lake: Path, change: Callable[[pa.Table], pa.Table]
+) -> None:
+    """The rows, row count and time range are acme's own; only the tenant named is not."""
+    opened(lake)
+    for path in snapshot_files(lake, "acme", "rows"):
+        _rewritten(path, change)
+    restarted = opened(lake)
+    assert sources(restarted)["acme"] == "parquet"
+    assert sources(restarted)["globex"] == "snapshot"
+    same_as_partitions(restarted, lake)
+    assert sources(opened(lake))["acme"] == "snapshot"  # written again, whole
+
+
+def test_a_snapshot_is_never_written_with_another_tenants_rows(lake: Path) -> None:
+    catalog = Catalog()
+    snapshots = Snapshots(Lake(lake, catalog))
+    loaded = snapshots.load("acme", catalog, rollups=True)
+    item = next(p for p in loaded.pending if p.rows is not None and p.rows.height > 1)
+    mixed = item.rows
+    assert mixed is not None
+    mixed = mixed.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("globex"))
+        .otherwise(pl.col("tenant"))
+        .alias("tenant")
+    )
+    with pytest.raises(InternalError) as caught:
+        snapshots_module._rows_table(mixed, "acme")
+    assert caught.value.code == "PQL-X062"
+    assert snapshots.write([replace(item, rows=mixed)]) == 0
+    assert not item.rows_path.exists()
+    assert not list(item.rows_path.parent.glob(".*.tmp"))  # no temp file left behind
+    assert snapshots.write([item]) >= 1  # its own rows are written
+    assert item.rows_path.exists()
 
 
 def test_a_snapshot_of_data_changed_meanwhile_is_not_written(lake: Path, demo: DemoData) -> None:
