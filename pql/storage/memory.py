@@ -45,6 +45,7 @@ from pql.storage.base import (
     IngestReport,
     PartitionStats,
     Scan,
+    arrow_array,
     conform,
     count_partitions,
     current_subject,
@@ -274,8 +275,7 @@ class _Table:
             codes[lookup.rows] = lookup.hashes
         missing = np.zeros(self.frame.height, dtype=np.bool_)
         missing[lookup.nulls] = True
-        array = pa.array(codes, mask=missing if len(lookup.nulls) else None)
-        return pl.Series(name, array)
+        return pl.Series(name, arrow_array(codes, missing))
 
     @property
     def nbytes(self) -> int:

@@ -58,7 +58,7 @@ import pyarrow.ipc as ipc
 
 from pql.catalog import Catalog, Subject
 from pql.errors import InternalError, PQLError
-from pql.storage.base import conform, current_subject, sort_columns, ts_micros
+from pql.storage.base import arrow_array, conform, current_subject, sort_columns, ts_micros
 from pql.storage.codes import join_columns
 from pql.storage.lake import SNAPSHOT_DIR, FileEntry, Lake, Manifest, bucket_name
 from pql.storage.memory import Lookup, MemoryStore, string_columns
@@ -500,11 +500,11 @@ def _lookups_table(
     nulls: dict[str, int] = {}
     for name, lookup in sorted(lookups.items()):
         pad = np.zeros(len(lookup.nulls), dtype=np.uint64)
-        columns[f"{name}:hash"] = pa.array(np.concatenate([lookup.hashes, pad]))
-        columns[f"{name}:row"] = pa.array(np.concatenate([lookup.rows, lookup.nulls]))
+        columns[f"{name}:hash"] = arrow_array(np.concatenate([lookup.hashes, pad]))
+        columns[f"{name}:row"] = arrow_array(np.concatenate([lookup.rows, lookup.nulls]))
         coded = (codes or {}).get(name)
         if coded is not None:
-            columns[f"{name}:code"] = pa.array(coded.fill_null(0).to_numpy())
+            columns[f"{name}:code"] = arrow_array(coded.fill_null(0).to_numpy())
         nulls[name] = len(lookup.nulls)
     metadata = {_NULLS: json.dumps(nulls).encode(), _PROVED: json.dumps(sorted(proved)).encode()}
     return pa.table(columns).replace_schema_metadata(metadata)
