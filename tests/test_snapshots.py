@@ -303,8 +303,6 @@ def test_a_rows_snapshot_names_its_tenant_once_and_the_load_gives_every_row_that
             assert (schema.metadata or {})[b"pql.tenant"] == tenant.encode()
     restarted = opened(lake)
     assert sources(restarted) == dict.fromkeys(sources(restarted), "snapshot")
-    store = restarted.store
-    assert isinstance(store, IndexedLake)
     catalog = Catalog()
     loaded = Snapshots(Lake(lake, catalog)).load("acme", catalog, rollups=False)
     for subject in catalog:
