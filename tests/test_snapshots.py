@@ -876,6 +876,51 @@ def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
     store.close(120)
 
 
+@pytest.mark.parametrize("bound", [30.0, 0.3], ids=["mapping-ends-first", "bound-ends-first"])
+def test_the_loader_finishes_a_mapped_index_only_when_no_query_is_mapping_one(
+    lake: Path, monkeypatch: pytest.MonkeyPatch, bound: float
+) -> None:
+    """A restart's first queries map their tenants' indexes side by side; the loader's
+    finishing of those already mapped (their lookups' checks) waits while any query maps one,
+    at most ``MAPPED_WAIT`` before each, so the maps get the cores first."""
+    from pql.storage import indexed
+
+    opened(lake).close(120)
+    monkeypatch.setattr(indexed, "MAPPED_WAIT", bound)
+    started, release = threading.Event(), threading.Event()
+
+    def held(tenant: str) -> None:
+        if tenant == "globex" and not started.is_set():
+            started.set()
+            assert release.wait(60)
+
+    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
+    store = IndexedLake(Lake(lake, catalog), catalog, on_load=held)
+    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
+    mapper = threading.Thread(
+        target=engine.query, args=(QUERIES[0],), kwargs={"tenant": "globex", "now": TEST_NOW}
+    )
+    mapper.start()
+    try:
+        assert started.wait(60), "the first query did not start mapping"
+        began = time.perf_counter()
+        store.preload(["acme"])  # mapped by the loader, then finished by it
+        if bound > 1:
+            time.sleep(1.0)
+            assert store.state("acme") == "index"  # mapped: its queries are answered
+            assert not store.ready()  # not finished while globex's mapping is held
+        else:
+            assert store.wait_ready(30)  # finished after the bound, globex still held
+            assert 0.3 <= time.perf_counter() - began < 20
+            assert mapper.is_alive()
+    finally:
+        release.set()
+        mapper.join(60)
+    assert store.wait_ready(30)
+    assert engine.query(QUERIES[0], tenant="acme", now=TEST_NOW).stats["path"] == "index"
+    store.close(120)
+
+
 @pytest.mark.parametrize("interleaved", [False, True], ids=["in-order", "interleaved"])
 def test_files_in_order_are_loaded_without_a_sort(
     tmp_path: Path, demo: DemoData, interleaved: bool, monkeypatch: pytest.MonkeyPatch

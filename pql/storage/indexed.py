@@ -535,9 +535,11 @@ class IndexedLake:
     def _run_loader(self) -> None:
         """Load the queued tenants one at a time: those mapped from snapshots first (each takes
         milliseconds), then the most demanded (then in order). Finish the kept indexes (build
-        the lookups not mapped from snapshots) only when no load waits, and write the snapshots
-        due (with those lookups) only when nothing else does (queries wait for loads, not for
+        the lookups not mapped from snapshots) only when no load waits and no query is mapping
+        an index (waiting at most :data:`MAPPED_WAIT` for that), and write the snapshots due
+        (with those lookups) only when nothing else does (queries wait for loads, not for
         these)."""
+        waited = False
         while True:
             finish: tuple[str, MemoryStore] | None = None
             unwritten: tuple[Pending, ...] = ()
@@ -549,6 +551,16 @@ class IndexedLake:
                         key=lambda t: (self._mapped.get(t) == queue[t], self._demand.get(t, 0)),
                     )
                     version = self._queue.pop(tenant)
+                elif self._unfinished and self._mapped and not self._closed and not waited:
+                    # Queries are mapping their tenants' indexes (a restart's first second):
+                    # they go first, the kept indexes answer by scans meanwhile. At most
+                    # MAPPED_WAIT before each finish, so a stuck mapping never stops them.
+                    self._changed.wait_for(
+                        lambda: not self._mapped or self._closed or bool(self._queue),
+                        MAPPED_WAIT,
+                    )
+                    waited = True
+                    continue
                 elif self._unfinished:
                     finish = self._unfinished.pop(0)
                 elif self._unwritten:
@@ -558,6 +570,7 @@ class IndexedLake:
                     self._loader = None
                     self._changed.notify_all()
                     return
+            waited = False
             if finish is not None:
                 self._add_lookups(*finish)
                 continue
