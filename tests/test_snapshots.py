@@ -4,6 +4,7 @@ rewritten; they stay in the tenant's buckets and out of the way of the lake's ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -11,10 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import polars as pl
@@ -837,6 +839,33 @@ def _rows(root: Path, tenant: str) -> int:
     return sum(e.rows for e in Lake(root, Catalog()).manifest().files if e.tenant == tenant)
 
 
+@contextlib.contextmanager
+def _mapping_held(lake: Path, tenant: str) -> Iterator[tuple[IndexedLake, pql.Engine, Thread]]:
+    """An engine on ``lake`` (its snapshots written) whose first query of ``tenant``, started
+    in a thread, holds its mapping (in the store's ``on_load``) until the block ends."""
+    opened(lake).close(120)
+    started, release = threading.Event(), threading.Event()
+
+    def held(loading: str) -> None:
+        if loading == tenant and not started.is_set():
+            started.set()
+            assert release.wait(60)
+
+    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
+    store = IndexedLake(Lake(lake, catalog), catalog, on_load=held)
+    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
+    mapper = threading.Thread(
+        target=engine.query, args=(QUERIES[0],), kwargs={"tenant": tenant, "now": TEST_NOW}
+    )
+    mapper.start()
+    try:
+        assert started.wait(60), "the first query did not start mapping"
+        yield store, engine, mapper
+    finally:
+        release.set()
+        mapper.join(60)
+
+
 def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
     lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -845,32 +874,13 @@ def test_a_query_waits_for_a_held_mapping_no_longer_than_the_bound(
     the partitions, with the same answer."""
     from pql.storage import indexed
 
-    opened(lake).close(120)
     monkeypatch.setattr(indexed, "MAPPED_WAIT", 0.2)
-    started, release = threading.Event(), threading.Event()
-
-    def held(tenant: str) -> None:
-        if tenant == "acme" and not started.is_set():
-            started.set()
-            assert release.wait(60)
-
-    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
-    store = IndexedLake(Lake(lake, catalog), catalog, on_load=held)
-    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
-    mapper = threading.Thread(
-        target=engine.query, args=(QUERIES[0],), kwargs={"tenant": "acme", "now": TEST_NOW}
-    )
-    mapper.start()
-    try:
-        assert started.wait(60), "the first query did not start mapping"
+    with _mapping_held(lake, "acme") as (store, engine, _):
         waited = time.perf_counter()
         answered = engine.query(QUERIES[0], tenant="acme", now=TEST_NOW)
         waited = time.perf_counter() - waited
         assert answered.stats["path"] == "partitions"
         assert 0.2 <= waited < 30  # the bound, not the held mapping (60 s)
-    finally:
-        release.set()
-        mapper.join(60)
     plain = pql.Engine(lake, index=False, cache=False, limits=LIMITS)
     assert answers(engine, "acme") == answers(plain, "acme")
     store.close(120)
@@ -885,24 +895,8 @@ def test_the_loader_finishes_a_mapped_index_only_when_no_query_is_mapping_one(
     at most ``MAPPED_WAIT`` before each, so the maps get the cores first."""
     from pql.storage import indexed
 
-    opened(lake).close(120)
     monkeypatch.setattr(indexed, "MAPPED_WAIT", bound)
-    started, release = threading.Event(), threading.Event()
-
-    def held(tenant: str) -> None:
-        if tenant == "globex" and not started.is_set():
-            started.set()
-            assert release.wait(60)
-
-    catalog = pql.Engine(lake, index=False).catalog  # the adapters' subjects are in the key
-    store = IndexedLake(Lake(lake, catalog), catalog, on_load=held)
-    engine = pql.Engine(store=store, catalog=catalog, cache=False, limits=LIMITS)
-    mapper = threading.Thread(
-        target=engine.query, args=(QUERIES[0],), kwargs={"tenant": "globex", "now": TEST_NOW}
-    )
-    mapper.start()
-    try:
-        assert started.wait(60), "the first query did not start mapping"
+    with _mapping_held(lake, "globex") as (store, engine, mapper):
         began = time.perf_counter()
         store.preload(["acme"])  # mapped by the loader, then finished by it
         if bound > 1:
@@ -913,9 +907,6 @@ def test_the_loader_finishes_a_mapped_index_only_when_no_query_is_mapping_one(
             assert store.wait_ready(30)  # finished after the bound, globex still held
             assert 0.3 <= time.perf_counter() - began < 20
             assert mapper.is_alive()
-    finally:
-        release.set()
-        mapper.join(60)
     assert store.wait_ready(30)
     assert engine.query(QUERIES[0], tenant="acme", now=TEST_NOW).stats["path"] == "index"
     store.close(120)
