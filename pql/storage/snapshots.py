@@ -429,6 +429,8 @@ def _mapped(path: Path) -> pl.DataFrame | None:
 
 
 def _frame(table: pa.Table) -> pl.DataFrame | None:
+    """``table`` as a frame of the same buffers (no copy, no rechunk); ``None`` if Polars makes
+    it anything but a frame."""
     frame = pl.from_arrow(table, rechunk=False)
     return frame if isinstance(frame, pl.DataFrame) else None
 
