@@ -2,13 +2,21 @@
 
 For the largest and the smallest tenant of the cached demo data, each aggregate below is asked
 over windows of 7 to 180 days of the default ``Engine(DIR)`` (indexes loaded first, cache off)
-three ways: forced to read rows (``rollup_min_rows`` huge), forced to read the rollup
+three ways: forced to read rows (``rollups=False``), forced to read the rollup
 (``rollup_min_rows=0``), and with the default threshold
 (:data:`pql.plan.rollups.MIN_ROWS`, compared with the window's rows). Each is the median of
 ``--repeat`` runs, the forced plans alternated; the answers are compared (floats to 1e-9 relative). Results go to
 ``benchmarks/results/rollup-threshold-<N>k-<stamp>.json``::
 
     python -m benchmarks.rollup_threshold --receipts 10000000
+
+``--from-files`` asks the same of engines whose indexes never load (a memory budget of
+:data:`FROM_FILES_BUDGET`, under any tenant's index and over the days' rollup rows), so every
+query reads the tenants' files, as a first open does, or a tenant over the budget: there the
+default reads the rollup whatever the window (``pql.Engine._rollup_min_rows``). Its results go
+to ``rollup-threshold-from-files-<N>k-<stamp>.json``::
+
+    python -m benchmarks.rollup_threshold --receipts 10000000 --from-files
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ QUERIES = (
     "FIND COUNT(*), AVG(receipts.latency_ms) GROUP BY receipts.region SINCE {d}d",
 )
 DAYS = (7, 14, 30, 60, 180)
-NEVER = 2**62
-"""A ``rollup_min_rows`` no window reaches: the aggregate always reads rows."""
+FROM_FILES_BUDGET = 64 * 2**20
+"""``--from-files``: the engines' memory budget, under the smallest tenant's index at 10M
+receipts (so none loads; the run stops if one does) and over the days' rollup rows the engine
+keeps."""
 
 
 def _same(ours: pl.DataFrame, reference: pl.DataFrame) -> bool:
@@ -45,16 +55,24 @@ def _same(ours: pl.DataFrame, reference: pl.DataFrame) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = options(__doc__.split("\n")[0], repeat=15).parse_args(argv)
+    ap = options(__doc__.split("\n")[0], repeat=15)
+    ap.add_argument(
+        "--from-files",
+        action="store_true",
+        help="engines whose indexes never load: every query reads the tenants' files",
+    )
+    args = ap.parse_args(argv)
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
+    budget = FROM_FILES_BUDGET if args.from_files else None
     engines = {
-        "rows": pql.Engine(data.lake, cache=False, rollup_min_rows=NEVER),
-        "rollup": pql.Engine(data.lake, cache=False, rollup_min_rows=0),
-        "default": pql.Engine(data.lake, cache=False),
+        "rows": pql.Engine(data.lake, cache=False, rollups=False, memory_budget=budget),
+        "rollup": pql.Engine(data.lake, cache=False, rollup_min_rows=0, memory_budget=budget),
+        "default": pql.Engine(data.lake, cache=False, memory_budget=budget),
     }
     for engine in engines.values():
         engine.preload()
         engine.wait_ready()
+    path_wanted = "partitions" if args.from_files else "index"
     sizes = data.tenant_column().value_counts(sort=True)
     large, small = str(sizes["tenant"][0]), str(sizes["tenant"][-1])
 
@@ -94,12 +112,20 @@ def main(argv: list[str] | None = None) -> int:
                     "faster": "rollup" if best["rollup"] < best["rows"] else "rows",
                     "same_answer": all(_same(frame, answers["rows"]) for frame in answers.values()),
                 }
+                paths = {
+                    engine.query(text, tenant=tenant, now=data.now, record=False).stats["path"]
+                    for engine in engines.values()
+                }
+                if paths != {path_wanted}:
+                    raise SystemExit(f"{text} for {tenant} was answered from {paths}")
                 rows.append(row)
                 progress(json.dumps(row))
     picked_faster = sum(r["default_reads"] == r["faster"] for r in rows)
     worst = max(rows, key=lambda r: r["default_ms"] / min(r["rows_ms"], r["rollup_ms"]))
     summary = {
         "receipts": args.receipts,
+        "read_from": "files" if args.from_files else "indexes",
+        "memory_budget_bytes": budget,  # None: the engine's default
         "repeat": args.repeat,
         "min_rows": engines["default"].rollup_min_rows,
         "pairs": len(rows),
@@ -109,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "rows": rows,
     }
-    path = write_result(args.out, "rollup-threshold", args.receipts, summary)
+    kind = "rollup-threshold-from-files" if args.from_files else "rollup-threshold"
+    path = write_result(args.out, kind, args.receipts, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}), "->", path.name)
     return 0 if all(r["same_answer"] for r in rows) else 1
 

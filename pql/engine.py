@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import polars as pl
 import pyarrow as pa
@@ -79,6 +79,7 @@ from pql.storage import (
     Store,
     validate,
 )
+from pql.storage.base import ResidentStore, provides
 from pql.storage.budget import MemoryBudget
 from pql.storage.lake import bucket_name
 from pql.storage.rollups import RollupStore
@@ -192,7 +193,10 @@ class Engine:
     partial aggregates at ingest, and aggregate queries they answer exactly read them for the
     whole days of the window (:mod:`pql.storage.rollups`, ``docs/pql/ROLLUPS.md``) when the
     window holds at least ``rollup_min_rows`` rows (fewer are as fast to read; 0: whenever the
-    rollup answers exactly); the plain lake keeps none.
+    rollup answers exactly); the plain lake keeps none. That threshold is for a tenant whose
+    index is in memory: a tenant the indexed lake reads from its files (not loaded yet, or over
+    the budget) takes the rollup whenever it answers exactly, since each day's file costs more
+    than that day's rollup rows.
     ``limits`` are the engine's safety limits (see :class:`~pql.limits.Limits`). ``safelist``
     says, per tenant, whether free-form queries run (``"off"``, the default), run and are
     recorded in ``engine.safelist.audit_log`` (``"audit"``) or are refused (``"enforce"``):
@@ -581,7 +585,8 @@ class Engine:
             # Only the tenant's own extra columns: another tenant's data never changes what a
             # query means, which names it knows or what its errors say.
             view = self.catalog.for_tenant(tenant)
-            optimizer_settings = (self.rollups, self.rollup_min_rows, self._spark is None)
+            min_rows = self._rollup_min_rows(tenant)
+            optimizer_settings = (self.rollups, min_rows, self._spark is None)
             # A plan whose times move with its window is reused, moved, by the same query
             # within ``plan_reuse`` of its clock, with or without a ``now`` (see pql.plan.memo).
             key = (
@@ -623,7 +628,8 @@ class Engine:
                 since_text=str(since) if since else None,
                 stats=stats,
                 report=report,
-                optimizer=partial(self._optimizer_context, stats),  # when the cost rule asks
+                # Worked out only when the cost rule asks (it estimates).
+                optimizer=partial(self._optimizer_context, stats, min_rows),
                 deadline=deadline,
             )
             t = _lap(timings, "plan", t)
@@ -736,15 +742,27 @@ class Engine:
     def _deadline(self, limits: Limits) -> Deadline:
         return Deadline(limits.deadline_ms, clock=self.deadline_clock)
 
-    def _optimizer_context(self, stats: StatsProvider) -> OptimizeContext:
-        """What the store offers the optimizer: its rollups, unless ``rollups=False``."""
+    def _optimizer_context(self, stats: StatsProvider, min_rows: int) -> OptimizeContext:
+        """What the store offers the optimizer: its rollups, unless ``rollups=False``, read
+        for windows of at least ``min_rows`` rows (:meth:`_rollup_min_rows`)."""
         if not self.rollups or self._rollup_store is None or self._spark is not None:
             return NO_CONTEXT  # Spark reads only the lake's files: it has no rollups
         return OptimizeContext(
             rollups=self._rollup_store.rollup_specs(),
             stats=stats,
-            rollup_min_rows=self.rollup_min_rows,
+            rollup_min_rows=min_rows,
         )
+
+    def _rollup_min_rows(self, tenant: str) -> int:
+        """``rollup_min_rows`` for a tenant whose rows the store reads from memory; 0 (the
+        rollup whenever it answers) for one it reads from files, where each day's file costs
+        more than its rollup rows (a first open, or a tenant over the memory budget). Part of
+        the plan memo's key, so a plan made before a tenant's index was loaded is not reused
+        after."""
+        store = self.store
+        if provides(store, ResidentStore) and not cast(ResidentStore, store).resident(tenant):
+            return 0
+        return self.rollup_min_rows
 
     def query(
         self,

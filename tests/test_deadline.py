@@ -274,7 +274,12 @@ def test_a_cancelled_query_frees_its_slot_at_once(big: tuple[pl.DataFrame, pl.Da
 # -- work before execution: bounded by the window, and under the deadline -------------------------
 
 DAYS = 60
-WINDOWED = 'FIND COUNT(receipts.executionId) WHERE receipts.status = "error" SINCE 1d'
+WINDOWED = (
+    'FIND COUNT(receipts.executionId) WHERE receipts.status = "error" '
+    "AND receipts.latency_ms > 0 SINCE 1d"
+)
+"""Estimated from the window's column statistics: a filter on a measure keeps it off the
+rollup, which a tenant read from files would otherwise take for any window of a whole day."""
 
 
 class FakeClock:

@@ -31,7 +31,9 @@ from tests.clock import TEST_NOW
 
 NOW = TEST_NOW.isoformat()
 COUNT = "FIND COUNT(receipts.executionId) AS n SINCE 30d"
-ERRORS = "FIND COUNT(*) AS n WHERE receipts.status = 'error' SINCE 30d"  # reads column statistics
+ERRORS = "FIND COUNT(*) AS n WHERE receipts.status = 'error' AND receipts.latency_ms >= 0 SINCE 30d"
+"""Estimated from column statistics, so planning it reads the files' statistics: the filter on
+a measure keeps it off the rollup (which a tenant read from files takes whenever it answers)."""
 
 
 def receipts(
@@ -391,7 +393,11 @@ def test_a_damaged_file_is_named_and_quarantine_is_the_way_out(
             f"pql lake quarantine --data {lake_dir} {relative}" in h for h in caught.value.hints
         )
     assert count(engine, "globex") == 60  # other tenants are not affected
-    assert "Scan receipts" in str(engine.explain(COUNT, tenant="acme", now=TEST_NOW))
+    # A plan that reads no column statistics is still explained (COUNT would now read the
+    # rollup, whose estimate summarises the window's files, and name the damaged one).
+    assert "Scan receipts" in str(
+        engine.explain("FIND receipts SINCE 30d", tenant="acme", now=TEST_NOW)
+    )
 
     code, out, _ = run(capsys, "lake", "quarantine", "--data", str(lake_dir), relative)
     assert code == 0 and f"{rows:,} rows of acme's receipts" in out

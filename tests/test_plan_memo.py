@@ -175,9 +175,9 @@ def test_what_the_store_offers_the_optimizer_is_worked_out_only_for_an_estimate(
     asked: list[object] = []
     offer = fresh._optimizer_context
 
-    def counted(stats: object) -> object:
+    def counted(stats: object, min_rows: int) -> object:
         asked.append(stats)
-        return offer(stats)  # type: ignore[arg-type]
+        return offer(stats, min_rows)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fresh, "_optimizer_context", counted)
     first = _ask(fresh, tenants[0], test_now)

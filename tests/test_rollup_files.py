@@ -193,6 +193,31 @@ def test_an_index_loaded_from_parquet_takes_its_rollups_from_the_files(
         assert_same_frame(answer, want)
 
 
+def test_a_tenant_read_from_files_takes_the_rollup_whatever_its_window(
+    lake_dir: Path, tenants: list[str]
+) -> None:
+    """With the default ``rollup_min_rows``, a short window of a tenant whose index is in memory
+    reads rows (as fast there as the rollup); read from files (its index not loaded yet, or over
+    the budget), each day's file costs more than that day's rollup rows, so an aggregate takes
+    the rollup whatever its window. A plan made before the index was loaded is not reused after
+    it, and every way answers the same."""
+    tenant, query = tenants[0], AGGREGATES[0]
+    expected = _answers(pql.Engine(lake_dir, index=False), tenant)
+    catalog = Catalog()
+    store = IndexedLake(Lake(lake_dir, catalog), catalog, background=False)
+    engine = pql.Engine(store=store, catalog=catalog)
+    assert store.state(tenant) != "index"
+    assert "RollupAggregate" in str(engine.explain(query, tenant=tenant, now=TEST_NOW))
+    first = _answers(engine, tenant)  # the first query loads the index (background=False)
+    assert store.state(tenant) == "index"
+    assert "RollupAggregate" not in str(engine.explain(query, tenant=tenant, now=TEST_NOW))
+    over_budget = pql.Engine(lake_dir, memory_budget=0)
+    assert "RollupAggregate" in str(over_budget.explain(query, tenant=tenant, now=TEST_NOW))
+    for answers in (first, _answers(engine, tenant), _answers(over_budget, tenant)):
+        for answer, want in zip(answers, expected, strict=True):
+            assert_same_frame(answer, want)
+
+
 def test_the_rollups_command_writes_the_files_a_lake_lacks(
     lake_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -287,7 +287,7 @@ def test_rollups_off_plain_lake_and_custom_subjects_read_rows(
 ) -> None:
     text = "FIND COUNT(*) GROUP BY receipts.region SINCE 30d"
     assert not _uses_rollup(raw, text, "acme", demo.now)
-    lake = pql.Engine(tmp_path / "lake", cache=False)
+    lake = pql.Engine(tmp_path / "lake", cache=False, index=False)  # the plain lake keeps none
     assert not _uses_rollup(lake, text, "acme", demo.now)
     bare = MemoryStore(pql.Catalog(), rollups=False)
     assert bare.rollup_specs() == {}

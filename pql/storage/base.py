@@ -33,6 +33,7 @@ __all__ = [
     "LookupStore",
     "Partition",
     "PartitionStats",
+    "ResidentStore",
     "Scan",
     "Store",
     "arrow_array",
@@ -263,6 +264,20 @@ class RowsKeyStore(Protocol):
         """A key naming the stored rows of ``tenant``'s ``subject`` whatever the window: equal
         exactly while they are the same rows, kept in the same parts (as :meth:`rows_keys`'
         keys name them); ``None`` when the store cannot tell."""
+        ...
+
+
+@runtime_checkable
+class ResidentStore(Protocol):
+    """A store that keeps some tenants' rows in memory and reads the others' from files (the
+    indexed lake): reading rows then costs per file, not only per row, which the optimizer
+    weighs (an aggregate over a few days of a tenant read from files takes its rollup rather
+    than open a file a day). A store that does not offer it reads every tenant alike."""
+
+    def resident(self, tenant: str) -> bool:
+        """Whether ``tenant``'s rows are read from memory now. A hint, read without waiting:
+        a wrong answer (an index loaded or let go of a moment before) costs speed, never an
+        answer."""
         ...
 
 

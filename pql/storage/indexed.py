@@ -440,6 +440,11 @@ class IndexedLake:
         with self._lock:
             return {tenant: why for tenant, (_, why) in self._refused.items()}
 
+    def resident(self, tenant: str) -> bool:
+        """Whether ``tenant``'s index is in memory (at any version: an ingest elsewhere is seen
+        by its next query), without the lock: a hint (:class:`~pql.storage.base.ResidentStore`)."""
+        return tenant in self._indexes
+
     def loaded(self) -> tuple[str, ...]:
         """The tenants whose index is in memory, least recently used first."""
         with self._lock:
