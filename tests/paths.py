@@ -19,8 +19,10 @@ way a user gets it:
                    region (scans merge the parts' windows, lookups read each part's)
 =================  ==============================================================================
 
-The default engines keep rollups but, on data this small, never read them (the raw plan is
-cheaper below ``rollup_min_rows``): they are the "rollups off" paths a user gets.
+The default engines keep rollups but, on data this small, never read them once a tenant's index
+is in memory (the raw plan is cheaper below ``rollup_min_rows``): they are the "rollups off"
+paths a user gets. Until it is loaded, a lake path reads the tenant from its files and takes the
+rollup whenever it answers (``docs/pql/ROLLUPS.md``).
 
 :func:`with_edges` adds to generated data, for every tenant, rows exactly at ``now``, exactly at
 ``now - d`` for each window ``d`` the tests use, one microsecond inside and outside each, at the
