@@ -89,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         for tenant in (large, small):
             for days in DAYS:
                 text = form.format(d=days)
-                answers = {
-                    name: engine.query(text, tenant=tenant, now=data.now, record=False).df
+                asked = {
+                    name: engine.query(text, tenant=tenant, now=data.now, record=False)
                     for name, engine in engines.items()
                 }
+                paths = {result.stats["path"] for result in asked.values()}
+                if paths != {path_wanted}:
+                    raise SystemExit(f"{text} for {tenant} was answered from {paths}")
+                answers = {name: result.df for name, result in asked.items()}
                 timings: dict[str, list[float]] = {name: [] for name in engines}
                 for _ in range(2):  # alternated: the machine's noise falls on all three
                     for name, engine in engines.items():
@@ -102,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {
                     "query": text,
                     "tenant": tenant,
-                    "window_rows": engines["rows"]
-                    .query(text, tenant=tenant, now=data.now, record=False)
-                    .stats["rows_scanned"],
+                    "window_rows": asked["rows"].stats["rows_scanned"],
                     "rows_ms": best["rows"],
                     "rollup_ms": best["rollup"],
                     "default_ms": best["default"],
@@ -112,12 +114,6 @@ def main(argv: list[str] | None = None) -> int:
                     "faster": "rollup" if best["rollup"] < best["rows"] else "rows",
                     "same_answer": all(_same(frame, answers["rows"]) for frame in answers.values()),
                 }
-                paths = {
-                    engine.query(text, tenant=tenant, now=data.now, record=False).stats["path"]
-                    for engine in engines.values()
-                }
-                if paths != {path_wanted}:
-                    raise SystemExit(f"{text} for {tenant} was answered from {paths}")
                 rows.append(row)
                 progress(json.dumps(row))
     picked_faster = sum(r["default_reads"] == r["faster"] for r in rows)
