@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pql
-from benchmarks.data import cached_data, options, write_result
+from benchmarks.data import cached_data, options, run_config, stored_rows, write_result
 from pql.catalog import Catalog
 from pql.storage.indexed import IndexedLake
 from pql.storage.lake import Lake
@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = options(__doc__.split("\n")[0], repeat=3).parse_args(argv)
 
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
-    rows: dict[str, int] = {}
-    for entry in Lake(data.lake, Catalog()).manifest().files:
-        rows[entry.tenant] = rows.get(entry.tenant, 0) + entry.rows
+    rows = stored_rows(data.lake)
     largest, smallest = max(rows, key=rows.__getitem__), min(rows, key=rows.__getitem__)
     engine = pql.Engine(data.lake, index=False, cache=False)
 
@@ -137,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     alone = modes["alone"]
     summary: dict[str, Any] = {
         "config": {
-            "receipts": args.receipts,
-            "tenants": args.tenants,
-            "seed": args.seed,
-            "repeat": args.repeat,
+            **run_config(args),
             "query": QUERY,
             "query_tenant": smallest,
             "loaded_tenant": largest,

@@ -47,6 +47,24 @@ def options(description: str, *, repeat: int) -> argparse.ArgumentParser:
     return ap
 
 
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`options` a run was given, for its JSON."""
+    return {
+        "receipts": args.receipts,
+        "tenants": args.tenants,
+        "seed": args.seed,
+        "repeat": args.repeat,
+    }
+
+
+def stored_rows(lake: Path) -> dict[str, int]:
+    """Each tenant's stored rows (every subject), from the lake's manifest."""
+    rows: dict[str, int] = {}
+    for entry in Lake(lake, Catalog()).manifest().files:
+        rows[entry.tenant] = rows.get(entry.tenant, 0) + entry.rows
+    return rows
+
+
 def write_result(out: Path, kind: str, receipts: int, summary: dict[str, Any]) -> Path:
     """Write ``summary`` (with the machine's CPUs and load average) to
     ``out/<kind>-<N>k-<UTC stamp>.json``; the path written."""

@@ -20,7 +20,14 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.data import cached_data, options, progress, write_result
+from benchmarks.data import (
+    cached_data,
+    options,
+    progress,
+    run_config,
+    stored_rows,
+    write_result,
+)
 from pql.catalog import Catalog
 from pql.storage.indexed import IndexedLake
 from pql.storage.lake import Lake
@@ -65,20 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     args = options(__doc__.split("\n")[0], repeat=3).parse_args(argv)
     data = cached_data(args.receipts, tenants=args.tenants, seed=args.seed)
     lake = Lake(data.lake, Catalog())
-    rows: dict[str, int] = {}
-    for entry in lake.manifest().files:
-        rows[entry.tenant] = rows.get(entry.tenant, 0) + entry.rows
+    rows = stored_rows(data.lake)
     tenants = sorted(rows, key=lambda t: -rows[t])
     rounds = [one_round(lake, tenants) for _ in range(args.repeat)]
     loads = [r["rows_and_rollups_s"] for r in rounds]
     summary: dict[str, Any] = {
-        "config": {
-            "receipts": args.receipts,
-            "tenants": args.tenants,
-            "seed": args.seed,
-            "repeat": args.repeat,
-            "stored_rows": sum(rows.values()),
-        },
+        "config": {**run_config(args), "stored_rows": sum(rows.values())},
         "rounds": rounds,
         "median_rows_and_rollups_s": round(statistics.median(loads), 3),
         "median_wall_s": round(statistics.median(r["wall_s"] for r in rounds), 3),
